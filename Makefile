@@ -1,0 +1,30 @@
+# clearance: `make test` installs what is missing, starts throwaway servers on
+# loopback, runs every test and stops what it started.
+GO ?= go
+TESTFLAGS ?= -count=1 -timeout 30m
+
+.PHONY: test deps unit lint bench demo build
+
+test: deps
+	./scripts/with-test-servers.sh $(GO) test $(TESTFLAGS) ./...
+
+deps:
+	./scripts/install-deps.sh
+
+# unit runs the tests that need no external servers (backends needing them skip).
+unit:
+	$(GO) test $(TESTFLAGS) ./...
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+	$$($(GO) env GOPATH)/bin/staticcheck ./...
+
+build:
+	$(GO) build -o bin/clearance ./cmd/clearance
+
+demo:
+	$(GO) run ./cmd/clearance demo
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,90 @@
+// Package audit records every authorization decision clearance makes on a read path
+// (search, ticket fetch, MCP call) as a durable, hash-chained record, so operators can
+// answer "what did this agent receive for this user, what was withheld and why" and
+// prove the log was not edited.
+package audit
+
+import (
+	"context"
+	"time"
+
+	"github.com/clearance-dev/clearance/authz"
+)
+
+// Decision of one candidate.
+type Decision string
+
+const (
+	// Returned: allowed by the post-filter and part of the answer.
+	Returned Decision = "returned"
+	// DeniedByCheck: the post-filter (BatchCheck) said no.
+	DeniedByCheck Decision = "denied_by_check"
+	// BeyondK: allowed but not needed (the answer already had k results).
+	BeyondK Decision = "beyond_k"
+	// NotChecked: fetched from the store but not checked (budget or dedup).
+	NotChecked Decision = "not_checked"
+)
+
+// Candidate is one store hit the planner considered. Never contains ticket text.
+type Candidate struct {
+	TicketID string   `json:"ticket_id"`
+	Project  string   `json:"project"`
+	Chunk    int      `json:"chunk"`
+	Score    float32  `json:"score"`
+	Decision Decision `json:"decision"`
+}
+
+// Plan describes how the pre-filter was built and how the search ran.
+type Plan struct {
+	// Path: "tenant_admin", "prefilter", "postfilter_only" (ListObjects cut short)
+	// or "empty" (nothing visible after narrowing).
+	Path            string   `json:"path"`
+	AllowedProjects int      `json:"allowed_projects"`
+	DirectTickets   int      `json:"direct_tickets"`
+	Truncated       bool     `json:"truncated,omitempty"`
+	CacheHit        bool     `json:"cache_hit,omitempty"`
+	Rounds          int      `json:"rounds"`
+	Fetched         int      `json:"fetched"`
+	Checked         int      `json:"checked"`
+	Denied          int      `json:"denied"`
+	Notes           []string `json:"notes,omitempty"`
+}
+
+// Narrowing records every restriction applied on top of the engine's answer.
+type Narrowing struct {
+	TokenProjects   []string `json:"token_projects,omitempty"`
+	IntentProjects  []string `json:"intent_projects,omitempty"`
+	FilterProjects  []string `json:"filter_projects,omitempty"`
+	IntentText      string   `json:"intent,omitempty"`
+	DroppedProjects int      `json:"dropped_projects,omitempty"`
+}
+
+// Record is one decision: one search, ticket fetch or MCP call.
+type Record struct {
+	ID          string           `json:"id"` // sortable (ULID)
+	Time        time.Time        `json:"time"`
+	Kind        string           `json:"kind"` // "search", "ticket", "mcp_search", "mcp_ticket"
+	Tenant      string           `json:"tenant"`
+	Principal   authz.Principal  `json:"principal"`
+	RequestID   string           `json:"request_id,omitempty"`
+	Query       string           `json:"query,omitempty"`      // text, unless hashing is configured
+	QueryHash   string           `json:"query_hash,omitempty"` // sha256 hex of the query
+	TopK        int              `json:"top_k,omitempty"`
+	Narrowing   Narrowing        `json:"narrowing"`
+	Plan        Plan             `json:"plan"`
+	Results     []Candidate      `json:"candidates"`
+	Status      string           `json:"status"` // complete | exhausted | partial | error
+	Error       string           `json:"error,omitempty"`
+	ModelID     string           `json:"model_id"`
+	Consistency string           `json:"consistency"`
+	Latency     map[string]int64 `json:"latency_us"` // stage -> microseconds
+	// Chain fields, set by the log when the record is appended.
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
+}
+
+// Log stores records. Append must be durable when it returns (or fail, and then the
+// caller fails closed).
+type Log interface {
+	Append(ctx context.Context, r *Record) error
+}

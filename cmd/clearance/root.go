@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "clearance",
+		Short: "Permission-aware retrieval of tickets for AI agents",
+		Long: `clearance lets AI agents search a company's tickets and get back only what the
+user they act for may see right now. Every flag has a CLEARANCE_* environment
+fallback (--data-dir is CLEARANCE_DATA_DIR).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd)
+		},
+	}
+	root.AddCommand(
+		newVersionCommand(),
+		newDemoCommand(),
+		newServeCommand(),
+		newIndexCommand(),
+		newTokenCommand(),
+		newKeysCommand(),
+		newGrantsCommand(),
+		newAuditCommand(),
+		newReconcileCommand(),
+		newBenchCommand(),
+	)
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of clearance and of its main dependencies",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "clearance %s\n", version)
+			if info, ok := debug.ReadBuildInfo(); ok {
+				fmt.Fprintf(out, "go %s\n", info.GoVersion)
+				for _, d := range info.Deps {
+					switch d.Path {
+					case "github.com/openfga/openfga", "github.com/openfga/go-sdk",
+						"github.com/pgvector/pgvector-go", "github.com/qdrant/go-client",
+						"github.com/modelcontextprotocol/go-sdk":
+						fmt.Fprintf(out, "%s %s\n", d.Path, d.Version)
+					}
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// errNotImplemented is answered by subcommands whose issue has not landed yet.
+var errNotImplemented = errors.New("not implemented yet")
+
+func notImplemented(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short + " (not implemented yet)",
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("%s: %w", strings.Fields(use)[0], errNotImplemented)
+		},
+	}
+}
+
+// applyEnv fills every flag that was not set on the command line from its
+// CLEARANCE_* environment variable (--openfga-url is CLEARANCE_OPENFGA_URL).
+func applyEnv(cmd *cobra.Command) error {
+	var errs []error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		name := "CLEARANCE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := cmd.Flags().Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,42 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// Subcommands whose issues have not landed yet. Each moves to its own file when its
+// package is wired.
+
+func newDemoCommand() *cobra.Command {
+	return notImplemented("demo", "Run the service on embedded defaults with the demo org and show who sees what")
+}
+
+func newServeCommand() *cobra.Command {
+	return notImplemented("serve", "Run the HTTP API (search, tickets, relationships, grants, audit, MCP)")
+}
+
+func newIndexCommand() *cobra.Command {
+	return notImplemented("index", "Index tickets from a JSONL file, a PostgreSQL table or into a server")
+}
+
+func newTokenCommand() *cobra.Command {
+	return notImplemented("token", "Print an access token from the dev issuer in a data dir")
+}
+
+func newKeysCommand() *cobra.Command {
+	return notImplemented("keys", "Create, list and revoke service-account API keys")
+}
+
+func newGrantsCommand() *cobra.Command {
+	return notImplemented("grants", "List and revoke agent delegation grants")
+}
+
+func newAuditCommand() *cobra.Command {
+	return notImplemented("audit", "Tail, show and verify the audit log")
+}
+
+func newReconcileCommand() *cobra.Command {
+	return notImplemented("reconcile", "Compare the index with the engine's ticket and project tuples")
+}
+
+func newBenchCommand() *cobra.Command {
+	return notImplemented("bench", "Benchmark retrieval strategies side by side on a synthetic org")
+}

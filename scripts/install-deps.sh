@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing: PostgreSQL 15, pgvector (built from
+# Debian's source package, as bookworm does not ship it), the OpenFGA server binary and
+# Chromium for the audit page test. Idempotent: a second run only checks.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+PGBIN=/usr/lib/postgresql/15/bin
+OPENFGA_VERSION=v1.22.1
+STATICCHECK_VERSION=v0.8.2
+need_apt=()
+[ -x "$PGBIN/postgres" ] && [ -x "$PGBIN/initdb" ] || need_apt+=(postgresql-15)
+[ -f /usr/share/postgresql/15/extension/vector.control ] || need_apt+=(postgresql-server-dev-15 build-essential dpkg-dev)
+command -v chromium >/dev/null || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if [ ! -f /usr/share/postgresql/15/extension/vector.control ]; then
+  echo "install-deps: building pgvector from Debian's source package"
+  src=/etc/apt/sources.list.d/zz-pgvector-src.sources
+  # reuse the mirror configured for bookworm; only the suite and type change
+  awk 'BEGIN{RS="";ORS="\n\n"} /Suites: bookworm( |$)/ {gsub(/Types: deb/,"Types: deb-src"); gsub(/Suites: [^\n]*/,"Suites: trixie"); print; exit}' /etc/apt/sources.list.d/debian.sources | $SUDO tee "$src" >/dev/null
+  $SUDO apt-get update -qq
+  work=$(mktemp -d)
+  (cd "$work" && apt-get source --download-only -qq pgvector && dpkg-source -x pgvector_*.dsc pgv >/dev/null \
+    && make -C pgv PG_CONFIG=$PGBIN/pg_config -s >/dev/null && $SUDO make -C pgv PG_CONFIG=$PGBIN/pg_config install -s >/dev/null)
+  rm -rf "$work"
+fi
+GOBIN=$(go env GOPATH)/bin
+if [ ! -x "$GOBIN/openfga" ] || ! "$GOBIN/openfga" version 2>&1 | grep -q "${OPENFGA_VERSION#v}"; then
+  echo "install-deps: go install openfga $OPENFGA_VERSION"
+  go install "github.com/openfga/openfga/cmd/openfga@$OPENFGA_VERSION"
+fi
+if [ ! -x "$GOBIN/staticcheck" ]; then
+  echo "install-deps: go install staticcheck $STATICCHECK_VERSION"
+  go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi

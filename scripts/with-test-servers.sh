@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs a command with throwaway test servers on loopback: a PostgreSQL 15 cluster with
+# pgvector (DATABASE_URL) and the path of the OpenFGA server binary (OPENFGA_BIN; tests
+# start their own processes). Everything started here is stopped on exit, also on
+# failure or Ctrl-C.
+set -euo pipefail
+PGBIN=/usr/lib/postgresql/15/bin
+dir=$(mktemp -d -t clearance-test.XXXX)
+cleanup() {
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    su postgres -c "$PGBIN/pg_ctl -D $dir/data stop -m immediate" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+chown postgres "$dir"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)
+su postgres -c "$PGBIN/initdb -D $dir/data -U postgres -A trust >/dev/null"
+su postgres -c "$PGBIN/pg_ctl -D $dir/data -o '-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off' -l $dir/log -w start >/dev/null"
+psql -h 127.0.0.1 -p "$port" -U postgres -qc 'create database test'
+psql -h 127.0.0.1 -p "$port" -U postgres -d test -qc 'create extension vector'
+export DATABASE_URL="postgres://postgres@127.0.0.1:$port/test?sslmode=disable"
+export OPENFGA_BIN="$(go env GOPATH)/bin/openfga"
+echo "test servers: postgres on 127.0.0.1:$port, openfga binary $OPENFGA_BIN"
+"$@"
