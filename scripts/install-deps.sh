@@ -29,7 +29,8 @@ if [ ! -f /usr/share/postgresql/15/extension/vector.control ]; then
   rm -rf "$work"
 fi
 GOBIN=$(go env GOPATH)/bin
-if [ ! -x "$GOBIN/openfga" ] || ! "$GOBIN/openfga" version 2>&1 | grep -q "${OPENFGA_VERSION#v}"; then
+# `openfga version` prints "dev" for go-installed binaries: read the module version instead
+if [ ! -x "$GOBIN/openfga" ] || ! go version -m "$GOBIN/openfga" | grep -q "mod.*github.com/openfga/openfga.*$OPENFGA_VERSION"; then
   echo "install-deps: go install openfga $OPENFGA_VERSION"
   go install "github.com/openfga/openfga/cmd/openfga@$OPENFGA_VERSION"
 fi
