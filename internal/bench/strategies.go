@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// batchLimit is the engine's per-call BatchCheck size the strategies count calls
+// by (OpenFGA's default is 50).
+const batchLimit = 50
+
+// NaivePostFilter is what many RAG integrations do: take the tenant-wide top-N
+// and BatchCheck all of them, keeping the first k allowed.
+func NaivePostFilter(store retrieval.Store, eng Engine, n int) Strategy {
+	return Strategy{Name: fmt.Sprintf("naive post-filter (top-%d)", n), Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
+		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: retrieval.Filter{Tenant: p.Tenant, AllProjects: true}, K: n})
+		if err != nil {
+			return Outcome{}, err
+		}
+		allowed, calls, err := checkHits(ctx, eng, p, hits)
+		if err != nil {
+			return Outcome{}, err
+		}
+		out := Outcome{EngineCalls: calls, Candidates: len(hits), Status: "exhausted"}
+		for _, h := range hits {
+			if allowed[h.TicketID] {
+				out.Results = append(out.Results, Result{h.TicketID, h.Ordinal, h.Score})
+				if len(out.Results) == k {
+					out.Status = "complete"
+					break
+				}
+			}
+		}
+		return out, nil
+	}}
+}
+
+// ListObjectsOverTickets is the other common pattern: list every ticket the
+// principal may view and use the ids as the store filter.
+func ListObjectsOverTickets(store retrieval.Store, eng Engine) Strategy {
+	return Strategy{Name: "ListObjects over tickets", Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
+		q := authz.Query{ContextualTuples: p.ContextualTuples()}
+		var ids []string
+		for id, err := range eng.ListObjects(ctx, q, p.Subject(), p.ViewRelation(), "ticket") {
+			if err != nil {
+				return Outcome{}, err
+			}
+			ids = append(ids, id)
+		}
+		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: retrieval.Filter{Tenant: p.Tenant, Tickets: ids}, K: k})
+		if err != nil {
+			return Outcome{}, err
+		}
+		out := Outcome{EngineCalls: 1, Candidates: len(ids), Status: "exhausted"}
+		for _, h := range hits {
+			out.Results = append(out.Results, Result{h.TicketID, h.Ordinal, h.Score})
+		}
+		if len(out.Results) == k {
+			out.Status = "complete"
+		}
+		return out, nil
+	}}
+}
+
+// Floor parts: what any correct search must do at least, measured alone.
+
+// FloorListObjects lists the principal's projects (and direct shares), nothing else.
+func FloorListObjects(eng Engine) Strategy {
+	return Strategy{Name: "floor: ListObjects(project)", Search: func(ctx context.Context, p authz.Principal, _ string, _ []float32, _ int) (Outcome, error) {
+		f, calls, err := prefilter(ctx, eng, p)
+		if err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{EngineCalls: calls, Candidates: len(f.Projects) + len(f.Tickets), Status: "n/a"}, nil
+	}}
+}
+
+// FloorScan runs only the filtered store scan, with the pre-filter computed
+// beforehand and not timed.
+func FloorScan(store retrieval.Store, eng Engine) Strategy {
+	cache := map[string]retrieval.Filter{}
+	return Strategy{Name: "floor: store scan", Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
+		f, err := cachedPrefilter(ctx, eng, p, cache)
+		if err != nil {
+			return Outcome{}, err
+		}
+		start := time.Now()
+		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: f, K: k})
+		return Outcome{Candidates: len(hits), Status: "n/a", Elapsed: time.Since(start)}, err
+	}}
+}
+
+// FloorBatchCheck checks only the k results of the filtered scan, with the scan
+// done beforehand and not timed.
+func FloorBatchCheck(store retrieval.Store, eng Engine) Strategy {
+	cache := map[string]retrieval.Filter{}
+	return Strategy{Name: "floor: BatchCheck(k)", Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
+		f, err := cachedPrefilter(ctx, eng, p, cache)
+		if err != nil {
+			return Outcome{}, err
+		}
+		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: f, K: k})
+		if err != nil {
+			return Outcome{}, err
+		}
+		start := time.Now()
+		_, calls, err := checkHits(ctx, eng, p, hits)
+		return Outcome{EngineCalls: calls, Candidates: len(hits), Status: "n/a", Elapsed: time.Since(start)}, err
+	}}
+}
+
+func cachedPrefilter(ctx context.Context, eng Engine, p authz.Principal, cache map[string]retrieval.Filter) (retrieval.Filter, error) {
+	key := p.String()
+	if f, ok := cache[key]; ok {
+		return f, nil
+	}
+	f, _, err := prefilter(ctx, eng, p)
+	if err == nil {
+		cache[key] = f
+	}
+	return f, err
+}
+
+// prefilter is the planner's pre-filter reduced to its engine calls: tenant admins
+// skip ListObjects, everyone else lists projects (and users their direct shares).
+func prefilter(ctx context.Context, eng Engine, p authz.Principal) (retrieval.Filter, int, error) {
+	f := retrieval.Filter{Tenant: p.Tenant}
+	q := authz.Query{ContextualTuples: p.ContextualTuples()}
+	calls := 0
+	if p.Kind == authz.KindUser {
+		calls++
+		admin, err := eng.Check(ctx, q, authz.Check{User: p.Subject(), Relation: "admin", Object: "tenant:" + p.Tenant})
+		if err != nil {
+			return f, calls, err
+		}
+		if admin {
+			f.AllProjects = true
+			return f, calls, nil
+		}
+	}
+	calls++
+	for id, err := range eng.ListObjects(ctx, q, p.Subject(), p.ViewRelation(), "project") {
+		if err != nil {
+			return f, calls, err
+		}
+		f.Projects = append(f.Projects, id)
+	}
+	if p.Kind != authz.KindAgent {
+		calls++
+		for id, err := range eng.ListObjects(ctx, q, p.Subject(), authz.RelationShared, "ticket") {
+			if err != nil {
+				return f, calls, err
+			}
+			f.Tickets = append(f.Tickets, id)
+		}
+	}
+	return f, calls, nil
+}
+
+func checkHits(ctx context.Context, eng Engine, p authz.Principal, hits []retrieval.Hit) (map[string]bool, int, error) {
+	var checks []authz.Check
+	seen := map[string]bool{}
+	for _, h := range hits {
+		if !seen[h.TicketID] {
+			seen[h.TicketID] = true
+			checks = append(checks, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + h.TicketID})
+		}
+	}
+	if len(checks) == 0 {
+		return nil, 0, nil
+	}
+	q := authz.Query{ContextualTuples: p.ContextualTuples(), Consistency: authz.HigherConsistency}
+	res, err := eng.BatchCheck(ctx, q, checks)
+	if err != nil {
+		return nil, 0, err
+	}
+	allowed := make(map[string]bool, len(checks))
+	for i, c := range checks {
+		if res[i] {
+			allowed[c.Object[len("ticket:"):]] = true
+		}
+	}
+	return allowed, (len(checks) + batchLimit - 1) / batchLimit, nil
+}
