@@ -1,0 +1,131 @@
+package embedded
+
+import (
+	"math"
+	"slices"
+)
+
+// quantized holds int8 codes of a partition's rows, x ≈ code·scale/127, in the
+// same row order as the float slab. All methods accept a nil receiver (an index
+// that does not quantize) and then do nothing.
+//
+// Error bound. With s = max|x_j| and c_j = round(127·x_j/s), each component is
+// off by at most s/254; likewise the query (scale t, codes e_j). For
+// approx = (s·t/127²)·Σ c_j·e_j:
+//
+//	|q·x − approx| ≤ ‖q‖₁·s/254 + (t/254)·‖x̂‖₁,   ‖x̂‖₁ = (s/127)·Σ|c_j|
+//
+// plus the float32 rounding of the exact kernel. A row whose upper bound is
+// below the m-th best lower bound cannot be in the top m, so rescoring the rest
+// with float32 gives exactly the float scan's ranking.
+type quantized struct {
+	codes []int8
+	scale []float32 // per row: max |x_j|
+	l1    []float32 // per row: Σ|c_j|
+}
+
+func (z *quantized) grow(rows, dim int) {
+	if z == nil {
+		return
+	}
+	z.codes = slices.Grow(z.codes, rows*dim)
+	z.scale = slices.Grow(z.scale, rows)
+	z.l1 = slices.Grow(z.l1, rows)
+}
+
+func (z *quantized) append(vecs []float32, dim int) {
+	if z == nil || dim == 0 {
+		return
+	}
+	for r := 0; r+dim <= len(vecs); r += dim {
+		x := vecs[r : r+dim]
+		var s float32
+		for _, v := range x {
+			s = max(s, float32(math.Abs(float64(v))))
+		}
+		var l1 float32
+		for _, v := range x {
+			var c int8
+			if s > 0 {
+				c = int8(max(-127, min(127, math.Round(float64(v)*127/float64(s)))))
+			}
+			z.codes = append(z.codes, c)
+			l1 += float32(max(c, -c))
+		}
+		z.scale = append(z.scale, s)
+		z.l1 = append(z.l1, l1)
+	}
+}
+
+// move copies row from into row to.
+func (z *quantized) move(to, from, dim int) {
+	if z == nil {
+		return
+	}
+	copy(z.codes[to*dim:(to+1)*dim], z.codes[from*dim:(from+1)*dim])
+	z.scale[to], z.l1[to] = z.scale[from], z.l1[from]
+}
+
+func (z *quantized) truncate(rows, dim int) {
+	if z == nil {
+		return
+	}
+	z.codes, z.scale, z.l1 = z.codes[:rows*dim], z.scale[:rows], z.l1[:rows]
+}
+
+func (z *quantized) clip() {
+	if z == nil {
+		return
+	}
+	z.codes, z.scale, z.l1 = slices.Clone(z.codes), slices.Clone(z.scale), slices.Clone(z.l1)
+}
+
+// queryCodes is a query quantized like a row, widened to int16 for the kernel.
+type queryCodes struct {
+	codes []int16
+	scale float32 // t = max|q_j|
+	l1    float32 // ‖q‖₁
+	dim   float32
+}
+
+func encodeQuery(q []float32) *queryCodes {
+	qq := &queryCodes{codes: make([]int16, len(q)), dim: float32(len(q))}
+	for _, v := range q {
+		qq.scale = max(qq.scale, float32(math.Abs(float64(v))))
+		qq.l1 += float32(math.Abs(float64(v)))
+	}
+	if qq.scale > 0 {
+		for i, v := range q {
+			qq.codes[i] = int16(max(-127, min(127, math.Round(float64(v)*127/float64(qq.scale)))))
+		}
+	}
+	return qq
+}
+
+// bounds returns a lower and an upper bound of the float32 score of row i.
+func (z *quantized) bounds(qq *queryCodes, i, dim int) (lo, hi float32) {
+	s := z.scale[i]
+	approx := float32(dotInt8(z.codes[i*dim:(i+1)*dim], qq.codes)) * (s * qq.scale / (127 * 127))
+	err := s/254*(qq.l1+qq.scale*z.l1[i]/127) +
+		// float32 rounding of the exact kernel, generously: d·2⁻²² relative to
+		// Σ|q_j·x_j| ≤ ‖q‖₁·s, plus an absolute floor.
+		qq.l1*s*qq.dim*2.5e-7 + 1e-6
+	return approx - err, approx + err
+}
+
+// dotInt8Go is the portable int8 kernel.
+func dotInt8Go(a []int8, b []int16) int32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 int32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += int32(a[i]) * int32(b[i])
+		s1 += int32(a[i+1]) * int32(b[i+1])
+		s2 += int32(a[i+2]) * int32(b[i+2])
+		s3 += int32(a[i+3]) * int32(b[i+3])
+	}
+	for ; i < len(a); i++ {
+		s0 += int32(a[i]) * int32(b[i])
+	}
+	return s0 + s1 + s2 + s3
+}
