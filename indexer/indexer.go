@@ -1,0 +1,518 @@
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// Config configures an Indexer.
+type Config struct {
+	Store    retrieval.Store
+	Embedder retrieval.Embedder
+	// State keeps watermarks between runs; nil reads every source from the start.
+	State State
+	// Chunker shapes chunks (zero value: the defaults).
+	Chunker Chunker
+	// Workers is how many sub-batches are chunked, embedded and written at once
+	// (default GOMAXPROCS). Rows are sharded by ticket id, so two versions of
+	// one ticket are always applied in source order.
+	Workers int
+	// EmbedBatch is the number of texts per Embedder.Embed call (default 64).
+	EmbedBatch int
+	// Full makes a run a full sync: the source is read from the start and every
+	// indexed ticket it no longer has is deleted.
+	Full bool
+	// Logger receives per-row failures and the summary; nil discards.
+	Logger *slog.Logger
+	// Progress, when set, is called after each batch is committed.
+	Progress func(Summary)
+	// MaxFailures caps the failures kept in the Summary (default 1000); all are
+	// counted and logged.
+	MaxFailures int
+}
+
+// Syncer is implemented by stores that acknowledge writes before they are on
+// stable storage; the indexer calls Sync before it saves a watermark.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// Indexer syncs sources into a store.
+type Indexer struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns an Indexer.
+func New(cfg Config) (*Indexer, error) {
+	if cfg.Store == nil || cfg.Embedder == nil {
+		return nil, errors.New("indexer: a store and an embedder are required")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.EmbedBatch <= 0 {
+		cfg.EmbedBatch = 64
+	}
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = 1000
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Indexer{cfg: cfg, log: log}, nil
+}
+
+// Summary counts what a run did.
+type Summary struct {
+	Source string `json:"source"`
+	// Seen rows, including failed ones.
+	Seen int `json:"seen"`
+	// Embedded tickets (new or changed), and the chunks written for them.
+	Embedded int `json:"embedded"`
+	Chunks   int `json:"chunks"`
+	// Unchanged tickets skipped by their content hash (and deletions of tickets
+	// that were not indexed).
+	Unchanged int `json:"unchanged"`
+	Deleted   int `json:"deleted"`
+	Moved     int `json:"moved"`
+	Failed    int `json:"failed"`
+	// Failures lists the first failed rows.
+	Failures []Failure    `json:"failures,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// ChunksPerSecond is the embedding throughput of the run.
+func (s Summary) ChunksPerSecond() float64 {
+	if s.Duration <= 0 {
+		return 0
+	}
+	return float64(s.Chunks) / s.Duration.Seconds()
+}
+
+// Failure is a row that was not indexed.
+type Failure struct {
+	Ref    string `json:"ref"`
+	ID     string `json:"id,omitempty"`
+	Reason string `json:"reason"`
+}
+
+func (f Failure) String() string {
+	if f.ID != "" {
+		return fmt.Sprintf("%s (id %s): %s", f.Ref, f.ID, f.Reason)
+	}
+	return f.Ref + ": " + f.Reason
+}
+
+// tally is the run's Summary under a lock.
+type tally struct {
+	mu  sync.Mutex
+	s   Summary
+	max int
+	log *slog.Logger
+}
+
+func (t *tally) add(fn func(*Summary)) {
+	t.mu.Lock()
+	fn(&t.s)
+	t.mu.Unlock()
+}
+
+func (t *tally) fail(f Failure) {
+	t.log.Warn("row failed", "ref", f.Ref, "id", f.ID, "reason", f.Reason)
+	t.add(func(s *Summary) {
+		s.Failed++
+		if len(s.Failures) < t.max {
+			s.Failures = append(s.Failures, f)
+		}
+	})
+}
+
+func (t *tally) snapshot(start time.Time) Summary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.s
+	s.Failures = append([]Failure(nil), s.Failures...)
+	s.Duration = time.Since(start)
+	return s
+}
+
+// job is one batch in flight: its shards finish in any order, the committer
+// saves watermarks in batch order.
+type job struct {
+	seq       int
+	watermark string
+	mu        sync.Mutex
+	pending   int
+}
+
+type shard struct {
+	job  *job
+	rows []SourceRow
+}
+
+// Run syncs src into the store once and returns what it did. Row failures are
+// counted in the Summary, not returned; the error is for the run itself (the
+// source, the store, the embedder or the state failed, or ctx ended), in which
+// case the watermark stays at the last batch fully written.
+func (ix *Indexer) Run(ctx context.Context, src Source) (Summary, error) {
+	start := time.Now()
+	t := &tally{s: Summary{Source: src.Name()}, max: ix.cfg.MaxFailures, log: ix.log}
+	since := ""
+	if !ix.cfg.Full && ix.cfg.State != nil {
+		var err error
+		if since, err = ix.cfg.State.Load(ctx, src.Name()); err != nil {
+			return t.snapshot(start), err
+		}
+	}
+	var known *refs           // full sync: the index's metadata, kept current
+	var seen map[string]bool // full sync: ids the source still has
+	if ix.cfg.Full {
+		known, seen = &refs{m: map[string]retrieval.TicketRef{}}, map[string]bool{}
+		for ref, err := range ix.cfg.Store.Tickets(ctx) {
+			if err != nil {
+				return t.snapshot(start), fmt.Errorf("list indexed tickets: %w", err)
+			}
+			known.m[ref.ID] = ref
+		}
+	}
+	ix.log.Info("index run started", "source", src.Name(), "full", ix.cfg.Full, "resume", since != "")
+
+	g, gctx := errgroup.WithContext(ctx)
+	w := ix.cfg.Workers
+	shards := make([]chan shard, w)
+	for i := range shards {
+		shards[i] = make(chan shard, 1) // backpressure: the reader waits for busy workers
+	}
+	done := make(chan *job, 2*w)
+	var producers sync.WaitGroup
+	producers.Add(1 + w)
+
+	finish := func(j *job) error {
+		select {
+		case done <- j:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	}
+	g.Go(func() error { // reader
+		defer producers.Done()
+		defer func() {
+			for _, c := range shards {
+				close(c)
+			}
+		}()
+		seq := 0
+		for b, err := range src.Read(gctx, since) {
+			if err != nil {
+				return fmt.Errorf("read %s: %w", src.Name(), err)
+			}
+			j := &job{seq: seq, watermark: b.Watermark}
+			seq++
+			parts := make([][]SourceRow, w)
+			for _, r := range b.Rows {
+				t.add(func(s *Summary) { s.Seen++ })
+				if seen != nil && ValidID(r.ID) {
+					// A row that fails validation still exists at the source:
+					// a full sync must not delete its indexed version.
+					seen[r.ID] = true
+				}
+				if err := r.Err; err == nil {
+					r.Err = r.Validate("")
+				}
+				if r.Err != nil {
+					t.fail(Failure{Ref: r.Ref, ID: r.ID, Reason: r.Err.Error()})
+					continue
+				}
+				h := fnv.New32a()
+				h.Write([]byte(r.ID))
+				k := int(h.Sum32() % uint32(w))
+				parts[k] = append(parts[k], r)
+			}
+			for _, p := range parts {
+				if len(p) > 0 {
+					j.pending++
+				}
+			}
+			if j.pending == 0 {
+				if err := finish(j); err != nil {
+					return err
+				}
+				continue
+			}
+			for k, p := range parts {
+				if len(p) == 0 {
+					continue
+				}
+				select {
+				case shards[k] <- shard{job: j, rows: p}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+		}
+		return nil
+	})
+	for k := range w {
+		g.Go(func() error { // worker
+			defer producers.Done()
+			for sh := range shards[k] {
+				if err := ix.apply(gctx, sh.rows, known, t); err != nil {
+					return err
+				}
+				sh.job.mu.Lock()
+				sh.job.pending--
+				last := sh.job.pending == 0
+				sh.job.mu.Unlock()
+				if last {
+					if err := finish(sh.job); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	go func() {
+		producers.Wait()
+		close(done)
+	}()
+	g.Go(func() error { // committer: watermarks in batch order
+		waiting := map[int]*job{}
+		next := 0
+		for j := range done {
+			waiting[j.seq] = j
+			for {
+				j, ok := waiting[next]
+				if !ok {
+					break
+				}
+				delete(waiting, next)
+				next++
+				if err := ix.commit(gctx, src.Name(), j.watermark); err != nil {
+					return err
+				}
+				if ix.cfg.Progress != nil {
+					ix.cfg.Progress(t.snapshot(start))
+				}
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return t.snapshot(start), err
+	}
+	if ix.cfg.Full {
+		if err := ix.deleteMissing(ctx, known, seen, t); err != nil {
+			return t.snapshot(start), err
+		}
+	}
+	sum := t.snapshot(start)
+	ix.log.Info("index run finished", "source", sum.Source, "seen", sum.Seen, "embedded", sum.Embedded,
+		"unchanged", sum.Unchanged, "deleted", sum.Deleted, "moved", sum.Moved, "failed", sum.Failed,
+		"chunks", sum.Chunks, "chunks_per_s", int(sum.ChunksPerSecond()), "duration", sum.Duration.Round(time.Millisecond))
+	return sum, nil
+}
+
+func (ix *Indexer) commit(ctx context.Context, source, watermark string) error {
+	if ix.cfg.State == nil || watermark == "" {
+		return nil
+	}
+	if s, ok := ix.cfg.Store.(Syncer); ok {
+		if err := s.Sync(ctx); err != nil {
+			return fmt.Errorf("sync store: %w", err)
+		}
+	}
+	if err := ix.cfg.State.Save(ctx, source, watermark); err != nil {
+		return fmt.Errorf("save watermark: %w", err)
+	}
+	return nil
+}
+
+// deleteMissing removes the tickets a full sync did not see.
+func (ix *Indexer) deleteMissing(ctx context.Context, known *refs, seen map[string]bool, t *tally) error {
+	for id := range known.m {
+		if seen[id] {
+			continue
+		}
+		if err := ix.cfg.Store.Delete(ctx, id); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+		t.add(func(s *Summary) { s.Deleted++ })
+	}
+	return nil
+}
+
+// pendingTicket is a ticket to embed and its chunk texts.
+type pendingTicket struct {
+	t      retrieval.Ticket
+	chunks []string
+}
+
+// apply writes one shard's rows: deletes, moves, skips and embeds. Only store,
+// embedder and context errors are returned; they end the run.
+func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *tally) error {
+	var todo []pendingTicket
+	queued := map[string]bool{}
+	flush := func() error {
+		err := ix.embedAndWrite(ctx, todo, known, t)
+		todo = todo[:0]
+		clear(queued)
+		return err
+	}
+	for _, r := range rows {
+		if queued[r.ID] {
+			// A later version of a ticket still waiting to be embedded: write
+			// the first so the second is compared with it, in order.
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		old, found, err := ix.lookup(ctx, r.ID, known)
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.Deleted:
+			if !found {
+				t.add(func(s *Summary) { s.Unchanged++ })
+				continue
+			}
+			if err := ix.cfg.Store.Delete(ctx, r.ID); err != nil {
+				return fmt.Errorf("delete %s: %w", r.ID, err)
+			}
+			known.del(r.ID)
+			t.add(func(s *Summary) { s.Deleted++ })
+			continue
+		}
+		tk := r.Ticket
+		tk.ContentHash = ContentHash(tk)
+		if tk.UpdatedAt.IsZero() {
+			tk.UpdatedAt = time.Now().UTC()
+		}
+		if found && old.Tenant == tk.Tenant && sameContent(old.ContentHash, tk.ContentHash) {
+			if old.Project == tk.Project {
+				t.add(func(s *Summary) { s.Unchanged++ })
+				continue
+			}
+			if err := ix.cfg.Store.Move(ctx, tk.ID, tk.Project); err != nil {
+				return fmt.Errorf("move %s: %w", tk.ID, err)
+			}
+			old.Project = tk.Project
+			known.set(old)
+			t.add(func(s *Summary) { s.Moved++ })
+			continue
+		}
+		todo = append(todo, pendingTicket{t: tk, chunks: ix.cfg.Chunker.Chunk(tk)})
+		queued[tk.ID] = true
+		if countTexts(todo) >= ix.cfg.EmbedBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// refs is a full sync's view of the index metadata, updated as the run writes.
+// Workers own disjoint ids, so the lock only guards the map itself.
+type refs struct {
+	mu sync.Mutex
+	m  map[string]retrieval.TicketRef
+}
+
+func (r *refs) get(id string) (retrieval.TicketRef, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref, ok := r.m[id]
+	return ref, ok
+}
+
+// set and del are no-ops on a nil *refs (incremental runs ask the store).
+func (r *refs) set(ref retrieval.TicketRef) {
+	if r != nil {
+		r.mu.Lock()
+		r.m[ref.ID] = ref
+		r.mu.Unlock()
+	}
+}
+
+func (r *refs) del(id string) {
+	if r != nil {
+		r.mu.Lock()
+		delete(r.m, id)
+		r.mu.Unlock()
+	}
+}
+
+func countTexts(ps []pendingTicket) int {
+	n := 0
+	for _, p := range ps {
+		n += len(p.chunks)
+	}
+	return n
+}
+
+// lookup finds a ticket's indexed metadata: from the snapshot taken by a full
+// sync, else from the store.
+func (ix *Indexer) lookup(ctx context.Context, id string, known *refs) (retrieval.TicketRef, bool, error) {
+	if known != nil {
+		ref, ok := known.get(id)
+		return ref, ok, nil
+	}
+	old, err := ix.cfg.Store.Get(ctx, id)
+	if errors.Is(err, retrieval.ErrNotFound) {
+		return retrieval.TicketRef{}, false, nil
+	}
+	if err != nil {
+		return retrieval.TicketRef{}, false, fmt.Errorf("get %s: %w", id, err)
+	}
+	return retrieval.TicketRef{ID: old.ID, Tenant: old.Tenant, Project: old.Project, ContentHash: old.ContentHash}, true, nil
+}
+
+// embedAndWrite embeds the chunks of ps (title with every chunk) in one call
+// and upserts each ticket with all its chunks.
+func (ix *Indexer) embedAndWrite(ctx context.Context, ps []pendingTicket, known *refs, t *tally) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	texts := make([]string, 0, countTexts(ps))
+	for _, p := range ps {
+		for _, c := range p.chunks {
+			texts = append(texts, EmbedText(p.t.Title, c))
+		}
+	}
+	vecs, err := ix.cfg.Embedder.Embed(ctx, texts)
+	if err != nil {
+		return fmt.Errorf("embed: %w", err)
+	}
+	if len(vecs) != len(texts) {
+		return fmt.Errorf("embed: %d vectors for %d texts", len(vecs), len(texts))
+	}
+	i := 0
+	for _, p := range ps {
+		chunks := make([]retrieval.Chunk, len(p.chunks))
+		for k, c := range p.chunks {
+			chunks[k] = retrieval.Chunk{Ordinal: k, Text: c, Vector: vecs[i]}
+			i++
+		}
+		if err := ix.cfg.Store.Upsert(ctx, p.t, chunks); err != nil {
+			return fmt.Errorf("upsert %s: %w", p.t.ID, err)
+		}
+		known.set(retrieval.TicketRef{ID: p.t.ID, Tenant: p.t.Tenant, Project: p.t.Project, ContentHash: p.t.ContentHash, Chunks: len(chunks)})
+		t.add(func(s *Summary) { s.Embedded++; s.Chunks += len(chunks) })
+	}
+	return nil
+}
