@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,4 +177,22 @@ func checkStore(t testing.TB, s retrieval.Store, want map[string]retrieval.Ticke
 	if st.Tickets != len(want) || st.Chunks != wantChunks {
 		t.Errorf("stats: %d tickets, %d chunks; want %d, %d", st.Tickets, st.Chunks, len(want), wantChunks)
 	}
+}
+
+// lockedBuffer collects a child process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
