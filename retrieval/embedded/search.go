@@ -150,6 +150,7 @@ type scanner struct {
 	dot      func(a, b []float32) float32
 	workers  int
 	minSplit int // rows below which a scan stays on one goroutine
+	minQuant int // rows below which a quantized index still scans float32
 }
 
 // search returns the best m candidates of segs, best first.

@@ -121,6 +121,7 @@ func TestParallelAndQuantizedEqualSerialExact(t *testing.T) {
 	parallel.scan.minSplit = 1
 	quant := open(Config{Workers: 2, Quantize: true})
 	quant.scan.minSplit = 1
+	quant.scan.minQuant = 1
 	randomRows(t, []*Store{serial, parallel, quant}, dim, 3000)
 	rng := rand.New(rand.NewPCG(9, 9))
 	for i := range 60 {

@@ -106,8 +106,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		ix: newIndex(cfg.Meta.Dim, cfg.Quantize),
 		scan: scanner{
 			dim: cfg.Meta.Dim, dot: dot, workers: cfg.Workers,
-			// Below ~256 KiB of vectors a goroutine hand-off costs more than it saves.
-			minSplit: max(1, (256<<10)/(4*cfg.Meta.Dim)),
+			// Measured (docs/benchmarks.md): below ~4 MiB of vectors the rows sit
+			// in cache and a second goroutine costs more than it saves; below
+			// ~16 MiB the int8 pass's per-row bookkeeping outweighs the bytes
+			// it saves.
+			minSplit: max(1, (4<<20)/(4*cfg.Meta.Dim)),
+			minQuant: max(1, (16<<20)/(4*cfg.Meta.Dim)),
 		},
 	}
 	if err := ctx.Err(); err != nil {
@@ -239,7 +243,10 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 	if !u.t.UpdatedAt.IsZero() {
 		u.t.UpdatedAt = u.t.UpdatedAt.UTC()
 	}
-	rec := encodeUpsert(u)
+	var rec []byte
+	if s.disk != nil { // memory mode needs no record
+		rec = encodeUpsert(u)
+	}
 	return s.write(ctx, rec, func(ix *index) error {
 		if ix != nil {
 			ix.upsert(u.t, u.ords, u.texts, u.vecs, int64(len(rec)+frameHeader))
@@ -316,7 +323,7 @@ func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrie
 		return nil, nil
 	}
 	m := min(rows, r.K+r.Offset)
-	cands := s.scan.search(r.Vector, segs, rows, m, s.cfg.Quantize)
+	cands := s.scan.search(r.Vector, segs, rows, m, s.cfg.Quantize && rows >= s.scan.minQuant)
 	if r.Offset >= len(cands) {
 		return nil, nil
 	}

@@ -14,7 +14,16 @@ func openMem(cfg Config) storetest.Opener {
 		if err != nil {
 			t.Fatal(err)
 		}
+		smallScans(s)
 		return s
+	}
+}
+
+// smallScans makes a quantized store use its int8 pass and parallel split even
+// on the suite's small data, so those paths face the suite too.
+func smallScans(s *Store) {
+	if s.cfg.Quantize {
+		s.scan.minQuant, s.scan.minSplit = 1, 1
 	}
 }
 
@@ -29,7 +38,11 @@ func openDir(cfg Config) storetest.Opener {
 func reopen(t *testing.T, closed retrieval.Store, meta retrieval.IndexMeta) (retrieval.Store, error) {
 	cfg := closed.(*Store).cfg
 	cfg.Meta = meta
-	return Open(t.Context(), cfg)
+	s, err := Open(t.Context(), cfg)
+	if err == nil {
+		smallScans(s)
+	}
+	return s, err
 }
 
 func TestConformanceMemory(t *testing.T) {
