@@ -1,0 +1,602 @@
+// Package embedded runs OpenFGA v1.22.1 in process (pkg/server) as clearance's
+// relationship engine, on a sqlite file (default), PostgreSQL or memory (tests).
+//
+// New runs the datastore migrations, creates the store when it is missing and writes
+// authz.ModelDSL when the store's latest model differs, so starting twice writes
+// nothing new. OpenFGA's silent listing caps are lifted (no result limit, no server
+// deadline) and replaced by a deadline this package owns and detects.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	openfgav1 "github.com/openfga/api/proto/openfga/v1"
+	"github.com/openfga/openfga/pkg/encoder"
+	"github.com/openfga/openfga/pkg/server"
+	"github.com/openfga/openfga/pkg/storage"
+	"github.com/openfga/openfga/pkg/storage/memory"
+	"github.com/openfga/openfga/pkg/storage/migrate"
+	"github.com/openfga/openfga/pkg/storage/postgres"
+	"github.com/openfga/openfga/pkg/storage/sqlcommon"
+	"github.com/openfga/openfga/pkg/storage/sqlite"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/authz/internal/fga"
+)
+
+// Datastore kinds.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+	Memory   = "memory"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	DefaultStoreName               = "clearance"
+	DefaultMaxChecksPerBatchCheck  = 50
+	DefaultBatchConcurrency        = 4
+	DefaultMaxTuplesPerWrite       = 10_000
+	DefaultListObjectsDeadline     = 30 * time.Second
+	DefaultRequestTimeout          = 10 * time.Second
+	DefaultDatastorePingTimeout    = 5 * time.Second
+	DefaultDatastoreStartupTimeout = 30 * time.Second
+	sqliteFile                     = "openfga.db"
+)
+
+// Config configures the embedded engine.
+type Config struct {
+	// Datastore is SQLite (default), Postgres or Memory (tests only: loading large
+	// tuple sets takes quadratic time).
+	Datastore string
+	// DataDir holds the sqlite file (openfga.db) unless SQLitePath is set.
+	DataDir string
+	// SQLitePath overrides the sqlite file path.
+	SQLitePath string
+	// DatabaseURL is the PostgreSQL URL for Postgres. OpenFGA's tables (store,
+	// tuple, authorization_model, changelog, assertion, goose_db_version) live next to
+	// the service's own tables and are migrated by OpenFGA's own migrations.
+	DatabaseURL string
+	// StoreName names the store that is found or created (default "clearance").
+	StoreName string
+	// ModelDSL overrides authz.ModelDSL (tests).
+	ModelDSL string
+	// MaxChecksPerBatchCheck is OpenFGA's per-call batch limit; BatchCheck chunks to it.
+	MaxChecksPerBatchCheck int
+	// BatchConcurrency bounds the chunks of one BatchCheck in flight.
+	BatchConcurrency int
+	// MaxTuplesPerWrite is the datastore's per-transaction tuple limit. Larger
+	// writes are validated as a whole, then written in chunks of this size.
+	MaxTuplesPerWrite int
+	// ListObjectsDeadline bounds one ListObjects; reaching it ends the listing with
+	// authz.ErrTruncated.
+	ListObjectsDeadline time.Duration
+	// RequestTimeout bounds Check, BatchCheck, Write and each Read page.
+	RequestTimeout time.Duration
+	// Logger receives OpenFGA's logs (info demoted to debug). Nil: discard.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Datastore == "" {
+		c.Datastore = SQLite
+	}
+	if c.StoreName == "" {
+		c.StoreName = DefaultStoreName
+	}
+	if c.ModelDSL == "" {
+		c.ModelDSL = authz.ModelDSL
+	}
+	if c.MaxChecksPerBatchCheck <= 0 {
+		c.MaxChecksPerBatchCheck = DefaultMaxChecksPerBatchCheck
+	}
+	if c.BatchConcurrency <= 0 {
+		c.BatchConcurrency = DefaultBatchConcurrency
+	}
+	if c.MaxTuplesPerWrite <= 0 {
+		c.MaxTuplesPerWrite = DefaultMaxTuplesPerWrite
+	}
+	if c.ListObjectsDeadline <= 0 {
+		c.ListObjectsDeadline = DefaultListObjectsDeadline
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Engine is OpenFGA in process. It implements authz.Engine and authz.Revisioned.
+type Engine struct {
+	cfg       Config
+	srv       *server.Server
+	storeID   string
+	modelID   string
+	validator *fga.Validator
+	revision  atomic.Uint64
+	closeOnce sync.Once
+}
+
+var (
+	_ authz.Engine     = (*Engine)(nil)
+	_ authz.Revisioned = (*Engine)(nil)
+)
+
+// New opens the datastore (running its migrations), starts the OpenFGA server in
+// process, and makes sure the store and the current model exist.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	cfg.defaults()
+	ds, tokens, err := openDatastore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServerWithOpts(
+		server.WithDatastore(ds),
+		server.WithContinuationTokenSerializer(tokens),
+		server.WithLogger(zapLogger(cfg.Logger)),
+		// OpenFGA's defaults cut listings at 1,000 results and 3 s without telling the
+		// caller; we lift both and enforce (and detect) our own deadline.
+		server.WithListObjectsMaxResults(0),
+		server.WithListObjectsDeadline(0),
+		server.WithMaxChecksPerBatchCheck(uint32(cfg.MaxChecksPerBatchCheck)),
+		server.WithMaxConcurrentChecksPerBatchCheck(uint32(cfg.MaxChecksPerBatchCheck)),
+	)
+	if err != nil {
+		ds.Close()
+		return nil, fmt.Errorf("start embedded openfga: %w", err)
+	}
+	e := &Engine{cfg: cfg, srv: srv}
+	if err := e.setup(ctx); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTokenSerializer, error) {
+	log := zapLogger(cfg.Logger)
+	sqlCfg := sqlcommon.NewConfig(
+		sqlcommon.WithLogger(log),
+		sqlcommon.WithMaxTuplesPerWrite(cfg.MaxTuplesPerWrite),
+		sqlcommon.WithMaxTypesPerAuthorizationModel(100),
+		sqlcommon.WithPingTimeout(DefaultDatastorePingTimeout),
+		sqlcommon.WithPingRetryMaxElapsedTime(DefaultDatastoreStartupTimeout),
+	)
+	mig := migrate.MigrationConfig{
+		Engine:      cfg.Datastore,
+		Timeout:     DefaultDatastoreStartupTimeout,
+		PingTimeout: DefaultDatastorePingTimeout, // zero would make every ping fail
+		Logger:      log,
+	}
+	switch cfg.Datastore {
+	case Memory:
+		return memory.New(memory.WithMaxTuplesPerWrite(cfg.MaxTuplesPerWrite)), encoder.NewStringContinuationTokenSerializer(), nil
+	case SQLite:
+		path := cfg.SQLitePath
+		if path == "" {
+			if cfg.DataDir == "" {
+				return nil, nil, clearance.Invalid("authz.data_dir", "the sqlite datastore needs a data directory or a file path")
+			}
+			path = filepath.Join(cfg.DataDir, sqliteFile)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("create data dir: %w", err)
+		}
+		mig.URI = "file:" + path
+		if err := migrate.RunMigrations(mig); err != nil {
+			return nil, nil, fmt.Errorf("%w: migrate sqlite datastore: %w", authz.ErrUnavailable, err)
+		}
+		ds, err := sqlite.New(mig.URI, sqlCfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: open sqlite datastore: %w", authz.ErrUnavailable, err)
+		}
+		return ds, sqlcommon.NewSQLContinuationTokenSerializer(), nil
+	case Postgres:
+		if cfg.DatabaseURL == "" {
+			return nil, nil, clearance.Invalid("authz.database_url", "the postgres datastore needs a database URL")
+		}
+		mig.URI = cfg.DatabaseURL
+		if err := migrate.RunMigrations(mig); err != nil {
+			return nil, nil, fmt.Errorf("%w: migrate postgres datastore: %w", authz.ErrUnavailable, err)
+		}
+		ds, err := postgres.New(cfg.DatabaseURL, sqlCfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: open postgres datastore: %w", authz.ErrUnavailable, err)
+		}
+		return ds, sqlcommon.NewSQLContinuationTokenSerializer(), nil
+	default:
+		return nil, nil, clearance.Invalid("authz.datastore", "unknown datastore %q (want sqlite, postgres or memory)", cfg.Datastore)
+	}
+}
+
+// setup finds or creates the store and writes the model when it changed.
+func (e *Engine) setup(ctx context.Context) error {
+	want, err := authz.ParseModel(e.cfg.ModelDSL)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	stores, err := e.srv.ListStores(ctx, &openfgav1.ListStoresRequest{Name: e.cfg.StoreName, PageSize: wrapperspb.Int32(1)})
+	if err != nil {
+		return mapErr("list stores", err)
+	}
+	if s := stores.GetStores(); len(s) > 0 {
+		e.storeID = s[0].GetId()
+	} else {
+		created, err := e.srv.CreateStore(ctx, &openfgav1.CreateStoreRequest{Name: e.cfg.StoreName})
+		if err != nil {
+			return mapErr("create store", err)
+		}
+		e.storeID = created.GetId()
+	}
+	models, err := e.srv.ReadAuthorizationModels(ctx, &openfgav1.ReadAuthorizationModelsRequest{StoreId: e.storeID, PageSize: wrapperspb.Int32(1)})
+	if err != nil {
+		return mapErr("read models", err)
+	}
+	if m := models.GetAuthorizationModels(); len(m) > 0 && fga.SameModel(m[0], want) {
+		e.modelID = m[0].GetId()
+	} else {
+		w, err := e.srv.WriteAuthorizationModel(ctx, &openfgav1.WriteAuthorizationModelRequest{
+			StoreId:         e.storeID,
+			SchemaVersion:   want.GetSchemaVersion(),
+			TypeDefinitions: want.GetTypeDefinitions(),
+			Conditions:      want.GetConditions(),
+		})
+		if err != nil {
+			return mapErr("write model", err)
+		}
+		e.modelID = w.GetAuthorizationModelId()
+		e.cfg.Logger.Info("authorization model written", "store", e.storeID, "model", e.modelID)
+	}
+	e.validator, err = fga.NewValidator(want)
+	return err
+}
+
+// StoreID is the id of the store this engine uses.
+func (e *Engine) StoreID() string { return e.storeID }
+
+// ModelID implements authz.Engine.
+func (e *Engine) ModelID() string { return e.modelID }
+
+// Revision implements authz.Revisioned: it changes after every successful Write.
+func (e *Engine) Revision() uint64 { return e.revision.Load() }
+
+// Close stops the server and closes the datastore.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(e.srv.Close)
+	return nil
+}
+
+// mapErr turns an OpenFGA status error into clearance's kinds: validation codes
+// (OpenFGA's 2xxx range and InvalidArgument) are invalid input, anything else means
+// the engine could not answer.
+func mapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if ok {
+		c := int(st.Code())
+		if st.Code() == codes.InvalidArgument || (c >= 2000 && c < 3000) {
+			return fmt.Errorf("%w: %s: %s", authz.ErrInvalidTuple, op, st.Message())
+		}
+		return fmt.Errorf("%w: %s: %s", authz.ErrUnavailable, op, st.Message())
+	}
+	return fmt.Errorf("%w: %s: %w", authz.ErrUnavailable, op, err)
+}
+
+func tupleKey(t authz.Tuple) (*openfgav1.TupleKey, error) {
+	k := &openfgav1.TupleKey{User: t.User, Relation: t.Relation, Object: t.Object}
+	if t.Condition != nil {
+		k.Condition = &openfgav1.RelationshipCondition{Name: t.Condition.Name}
+		if len(t.Condition.Context) > 0 {
+			s, err := structpb.NewStruct(t.Condition.Context)
+			if err != nil {
+				return nil, fmt.Errorf("%w: condition context of %s: %w", authz.ErrInvalidTuple, t, err)
+			}
+			k.Condition.Context = s
+		}
+	}
+	return k, nil
+}
+
+func tupleKeys(ts []authz.Tuple) ([]*openfgav1.TupleKey, error) {
+	out := make([]*openfgav1.TupleKey, 0, len(ts))
+	for _, t := range ts {
+		k, err := tupleKey(t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// request is what every query carries: contextual tuples, context with
+// current_time, consistency.
+type request struct {
+	tuples      *openfgav1.ContextualTupleKeys
+	context     *structpb.Struct
+	consistency openfgav1.ConsistencyPreference
+}
+
+func (e *Engine) request(q authz.Query) (request, error) {
+	if err := e.validator.ValidateAll(q.ContextualTuples, false); err != nil {
+		return request{}, err
+	}
+	keys, err := tupleKeys(q.ContextualTuples)
+	if err != nil {
+		return request{}, err
+	}
+	ctx, err := structpb.NewStruct(q.WithCurrentTime())
+	if err != nil {
+		return request{}, fmt.Errorf("%w: query context: %w", clearance.ErrInvalid, err)
+	}
+	r := request{context: ctx, consistency: openfgav1.ConsistencyPreference_MINIMIZE_LATENCY}
+	if len(keys) > 0 {
+		r.tuples = &openfgav1.ContextualTupleKeys{TupleKeys: keys}
+	}
+	if q.Consistency == authz.HigherConsistency {
+		r.consistency = openfgav1.ConsistencyPreference_HIGHER_CONSISTENCY
+	}
+	return r, nil
+}
+
+// Write implements authz.Engine. Every tuple is validated first, so an invalid one
+// writes nothing even when the call is larger than one datastore transaction.
+func (e *Engine) Write(ctx context.Context, writes, deletes []authz.Tuple) error {
+	if err := e.validator.ValidateAll(writes, true); err != nil {
+		return err
+	}
+	for i := range deletes {
+		d := deletes[i]
+		d.Condition = nil
+		if err := e.validator.Validate(d, false); err != nil {
+			return err
+		}
+	}
+	wk, err := tupleKeys(writes)
+	if err != nil {
+		return err
+	}
+	limit := e.cfg.MaxTuplesPerWrite
+	for len(wk) > 0 || len(deletes) > 0 {
+		req := &openfgav1.WriteRequest{StoreId: e.storeID, AuthorizationModelId: e.modelID}
+		n := min(len(wk), limit)
+		if n > 0 {
+			req.Writes = &openfgav1.WriteRequestWrites{TupleKeys: wk[:n], OnDuplicate: "ignore"}
+			wk = wk[n:]
+		}
+		if m := min(len(deletes), limit-n); m > 0 {
+			dk := make([]*openfgav1.TupleKeyWithoutCondition, m)
+			for i, d := range deletes[:m] {
+				dk[i] = &openfgav1.TupleKeyWithoutCondition{User: d.User, Relation: d.Relation, Object: d.Object}
+			}
+			req.Deletes = &openfgav1.WriteRequestDeletes{TupleKeys: dk, OnMissing: "ignore"}
+			deletes = deletes[m:]
+		}
+		if err := e.call(ctx, func(ctx context.Context) error {
+			_, err := e.srv.Write(ctx, req)
+			return err
+		}); err != nil {
+			return mapErr("write", err)
+		}
+		e.revision.Add(1)
+	}
+	return nil
+}
+
+func (e *Engine) call(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// Check implements authz.Engine.
+func (e *Engine) Check(ctx context.Context, q authz.Query, c authz.Check) (bool, error) {
+	r, err := e.request(q)
+	if err != nil {
+		return false, err
+	}
+	var allowed bool
+	err = e.call(ctx, func(ctx context.Context) error {
+		resp, err := e.srv.Check(ctx, &openfgav1.CheckRequest{
+			StoreId:              e.storeID,
+			AuthorizationModelId: e.modelID,
+			TupleKey:             &openfgav1.CheckRequestTupleKey{User: c.User, Relation: c.Relation, Object: c.Object},
+			ContextualTuples:     r.tuples,
+			Context:              r.context,
+			Consistency:          r.consistency,
+		})
+		allowed = resp.GetAllowed()
+		return err
+	})
+	if err != nil {
+		return false, mapErr("check", err)
+	}
+	return allowed, nil
+}
+
+// BatchCheck implements authz.Engine.
+func (e *Engine) BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error) {
+	r, err := e.request(q)
+	if err != nil {
+		return nil, err
+	}
+	return fga.Batch(ctx, len(checks), e.cfg.MaxChecksPerBatchCheck, e.cfg.BatchConcurrency, func(ctx context.Context, lo, hi int, out []bool) error {
+		items := make([]*openfgav1.BatchCheckItem, 0, hi-lo)
+		for i, c := range checks[lo:hi] {
+			items = append(items, &openfgav1.BatchCheckItem{
+				TupleKey:         &openfgav1.CheckRequestTupleKey{User: c.User, Relation: c.Relation, Object: c.Object},
+				ContextualTuples: r.tuples,
+				Context:          r.context,
+				CorrelationId:    strconv.Itoa(i),
+			})
+		}
+		var resp *openfgav1.BatchCheckResponse
+		err := e.call(ctx, func(ctx context.Context) error {
+			var err error
+			resp, err = e.srv.BatchCheck(ctx, &openfgav1.BatchCheckRequest{
+				StoreId:              e.storeID,
+				AuthorizationModelId: e.modelID,
+				Checks:               items,
+				Consistency:          r.consistency,
+			})
+			return err
+		})
+		if err != nil {
+			return mapErr("batch check", err)
+		}
+		res := resp.GetResult()
+		for i := range out {
+			item, ok := res[strconv.Itoa(i)]
+			if !ok {
+				return fmt.Errorf("%w: batch check: no result for item %d", authz.ErrUnavailable, lo+i)
+			}
+			if ie := item.GetError(); ie != nil {
+				return fmt.Errorf("%w: batch check item %d (%s#%s@%s): %s", authz.ErrUnavailable, lo+i, checks[lo+i].Object, checks[lo+i].Relation, checks[lo+i].User, ie.GetMessage())
+			}
+			out[i] = item.GetAllowed()
+		}
+		return nil
+	})
+}
+
+// ListObjects implements authz.Engine. It streams from OpenFGA; if the listing
+// deadline (or the caller's context) ended the stream, the last element is an error
+// wrapping authz.ErrTruncated.
+func (e *Engine) ListObjects(ctx context.Context, q authz.Query, user, relation, objectType string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		r, err := e.request(q)
+		if err != nil {
+			yield("", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, e.cfg.ListObjectsDeadline)
+		defer cancel()
+		st := &stream{ctx: ctx, ch: make(chan string, 256)}
+		done := make(chan error, 1)
+		go func() {
+			defer close(st.ch)
+			done <- e.srv.StreamedListObjects(&openfgav1.StreamedListObjectsRequest{
+				StoreId:              e.storeID,
+				AuthorizationModelId: e.modelID,
+				Type:                 objectType,
+				Relation:             relation,
+				User:                 user,
+				ContextualTuples:     r.tuples,
+				Context:              r.context,
+				Consistency:          r.consistency,
+			}, st)
+		}()
+		prefix := objectType + ":"
+		for obj := range st.ch {
+			if len(obj) > len(prefix) && obj[:len(prefix)] == prefix {
+				obj = obj[len(prefix):]
+			}
+			if !yield(obj, nil) {
+				cancel()
+				for range st.ch { //nolint:revive // drain so the server goroutine ends
+				}
+				return
+			}
+		}
+		err = <-done
+		if cerr := ctx.Err(); cerr != nil {
+			// OpenFGA ends a stream quietly when its context ends: whatever came
+			// before is a strict subset.
+			yield("", fmt.Errorf("%w: list %s %s for %s: %w", authz.ErrTruncated, objectType, relation, user, cerr))
+			return
+		}
+		if err != nil {
+			yield("", mapErr("list objects", err))
+		}
+	}
+}
+
+// stream adapts OpenFGA's server-streaming call to a channel.
+type stream struct {
+	ctx context.Context
+	ch  chan string
+}
+
+var _ openfgav1.OpenFGAService_StreamedListObjectsServer = (*stream)(nil)
+
+func (s *stream) Send(r *openfgav1.StreamedListObjectsResponse) error {
+	select {
+	case s.ch <- r.GetObject():
+		return nil
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+func (s *stream) Context() context.Context     { return s.ctx }
+func (s *stream) SetHeader(metadata.MD) error  { return nil }
+func (s *stream) SendHeader(metadata.MD) error { return nil }
+func (s *stream) SetTrailer(metadata.MD)       {}
+func (s *stream) SendMsg(any) error            { return errors.New("not supported") }
+func (s *stream) RecvMsg(any) error            { return errors.New("not supported") }
+
+var _ grpc.ServerStream = (*stream)(nil)
+
+// Read implements authz.Engine.
+func (e *Engine) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error] {
+	return func(yield func(authz.Tuple, error) bool) {
+		if f.Object == "" && f.User == "" {
+			yield(authz.Tuple{}, clearance.Invalid("filter", "object or user must be set"))
+			return
+		}
+		token := ""
+		for {
+			var resp *openfgav1.ReadResponse
+			err := e.call(ctx, func(ctx context.Context) error {
+				var err error
+				resp, err = e.srv.Read(ctx, &openfgav1.ReadRequest{
+					StoreId:           e.storeID,
+					TupleKey:          &openfgav1.ReadRequestTupleKey{User: f.User, Relation: f.Relation, Object: f.Object},
+					PageSize:          wrapperspb.Int32(100),
+					ContinuationToken: token,
+					Consistency:       openfgav1.ConsistencyPreference_HIGHER_CONSISTENCY,
+				})
+				return err
+			})
+			if err != nil {
+				yield(authz.Tuple{}, mapErr("read", err))
+				return
+			}
+			for _, t := range resp.GetTuples() {
+				k := t.GetKey()
+				out := authz.Tuple{User: k.GetUser(), Relation: k.GetRelation(), Object: k.GetObject()}
+				if c := k.GetCondition(); c != nil {
+					out.Condition = &authz.Condition{Name: c.GetName(), Context: c.GetContext().AsMap()}
+				}
+				if !yield(out, nil) {
+					return
+				}
+			}
+			token = resp.GetContinuationToken()
+			if token == "" {
+				return
+			}
+		}
+	}
+}

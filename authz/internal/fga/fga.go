@@ -1,0 +1,183 @@
+// Package fga holds what both engine backends share: tuple validation against the
+// model (so a multi-chunk write can be refused before anything is written), the
+// batch-check fan-out, and small conversions.
+package fga
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	openfgav1 "github.com/openfga/api/proto/openfga/v1"
+	"github.com/openfga/openfga/pkg/typesystem"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/clearance-dev/clearance/authz"
+)
+
+// Validator checks tuples against one authorization model.
+type Validator struct {
+	ts *typesystem.TypeSystem
+}
+
+// NewValidator builds a validator for model.
+func NewValidator(model *openfgav1.AuthorizationModel) (*Validator, error) {
+	ts, err := typesystem.New(model)
+	if err != nil {
+		return nil, fmt.Errorf("load authorization model: %w", err)
+	}
+	return &Validator{ts: ts}, nil
+}
+
+// invalid wraps authz.ErrInvalidTuple with the tuple and the reason.
+func invalid(field string, t authz.Tuple, format string, args ...any) error {
+	return fmt.Errorf("%w: %s %q: %s", authz.ErrInvalidTuple, field, t.String(), fmt.Sprintf(format, args...))
+}
+
+// splitRef splits "type:id" (id required) and reports whether it is well formed.
+func splitRef(s string) (typ, id string, ok bool) {
+	typ, id, ok = strings.Cut(s, ":")
+	if !ok || typ == "" || id == "" || strings.ContainsAny(s, " \t\n") {
+		return "", "", false
+	}
+	return typ, id, true
+}
+
+// Validate reports whether t may be written as a stored tuple (stored) or sent as a
+// contextual tuple. Errors wrap authz.ErrInvalidTuple and name the field.
+func (v *Validator) Validate(t authz.Tuple, stored bool) error {
+	objType, objID, ok := splitRef(t.Object)
+	if !ok || strings.Contains(objID, "#") {
+		return invalid("object", t, "must be \"type:id\"")
+	}
+	if t.Relation == "" {
+		return invalid("relation", t, "is empty")
+	}
+	userObj, userRel, _ := strings.Cut(t.User, "#")
+	userType, userID, ok := splitRef(userObj)
+	if !ok {
+		return invalid("user", t, "must be \"type:id\", \"type:id#relation\" or \"type:*\"")
+	}
+	if _, err := v.ts.GetRelation(objType, t.Relation); err != nil {
+		return invalid("relation", t, "%v", err)
+	}
+	if stored && objType == "delegation" && t.Relation == "active" {
+		// A stored active tuple would turn a per-request session into a permanent grant.
+		return invalid("relation", t, "delegation#active is only ever contextual, never stored")
+	}
+	refs, err := v.ts.GetDirectlyRelatedUserTypes(objType, t.Relation)
+	if err != nil {
+		return invalid("relation", t, "%v", err)
+	}
+	cond := ""
+	if t.Condition != nil {
+		cond = t.Condition.Name
+		c, ok := v.ts.GetCondition(cond)
+		if !ok {
+			return invalid("condition", t, "condition %q is not defined in the model", cond)
+		}
+		for k := range t.Condition.Context {
+			if _, ok := c.GetParameters()[k]; !ok {
+				return invalid("condition", t, "condition %q has no parameter %q", cond, k)
+			}
+		}
+	}
+	for _, r := range refs {
+		if r.GetType() != userType || r.GetCondition() != cond {
+			continue
+		}
+		switch {
+		case r.GetWildcard() != nil:
+			if userID == "*" && userRel == "" {
+				return nil
+			}
+		case r.GetRelation() != "":
+			if userRel == r.GetRelation() && userID != "*" {
+				return nil
+			}
+		default:
+			if userRel == "" && userID != "*" {
+				return nil
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return invalid("relation", t, "%s#%s cannot be written directly (it is computed)", objType, t.Relation)
+	}
+	allowed := make([]string, 0, len(refs))
+	for _, r := range refs {
+		s := typesystem.GetRelationReferenceAsString(r)
+		if r.GetCondition() != "" {
+			s += " with " + r.GetCondition()
+		}
+		allowed = append(allowed, s)
+	}
+	return invalid("user", t, "%s#%s accepts only [%s]", objType, t.Relation, strings.Join(allowed, ", "))
+}
+
+// ValidateAll validates every tuple; the first failure is returned.
+func (v *Validator) ValidateAll(ts []authz.Tuple, stored bool) error {
+	for _, t := range ts {
+		if err := v.Validate(t, stored); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Batch answers n checks by calling do on consecutive chunks of at most size items,
+// at most concurrency chunks at a time. do fills out[lo:hi]. The first error cancels
+// the rest and is returned.
+func Batch(ctx context.Context, n, size, concurrency int, do func(ctx context.Context, lo, hi int, out []bool) error) ([]bool, error) {
+	out := make([]bool, n)
+	if n == 0 {
+		return out, nil
+	}
+	size = max(size, 1)
+	concurrency = max(concurrency, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, concurrency)
+	for lo := 0; lo < n; lo += size {
+		hi := min(lo+size, n)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := do(ctx, lo, hi, out[lo:hi]); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: batch check: %w", authz.ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// SameModel reports whether two models are equal apart from their ids.
+func SameModel(a, b *openfgav1.AuthorizationModel) bool {
+	a, b = proto.Clone(a).(*openfgav1.AuthorizationModel), proto.Clone(b).(*openfgav1.AuthorizationModel)
+	a.Id, b.Id = "", ""
+	return proto.Equal(a, b)
+}
