@@ -196,3 +196,6 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// benchEmbedder is the embedder benchmarks measure with.
+func benchEmbedder() retrieval.Embedder { return testEmbedder{dim: 384} }
