@@ -100,20 +100,62 @@ func Reconcile(ctx context.Context, cfg ReconcileConfig) (Report, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var rep Report
-	ticketProjects, err := readRelation(ctx, cfg.Engine, "ticket", "project", "project")
-	if err != nil {
-		return rep, err
-	}
-	projectTenants, err := readRelation(ctx, cfg.Engine, "project", "tenant", "tenant")
-	if err != nil {
-		return rep, err
-	}
 	var refs []retrieval.TicketRef
 	for ref, err := range cfg.Store.Tickets(ctx) {
 		if err != nil {
 			return rep, fmt.Errorf("list indexed tickets: %w", err)
 		}
 		refs = append(refs, ref)
+	}
+	// OpenFGA lists a type's objects only for a given user: list each indexed
+	// tenant's projects, then each project's tickets, then ticket by ticket
+	// those not found that way (drifted or missing). Reads: tenants + projects
+	// + drifted tickets.
+	projectTenants := map[string][]string{}
+	scan := map[string]bool{}
+	tenants := map[string]bool{}
+	for _, ref := range refs {
+		scan[ref.Project] = true
+		tenants[ref.Tenant] = true
+	}
+	for tenant := range tenants {
+		err := readUsers(ctx, cfg.Engine, authz.TupleFilter{Object: "project:", Relation: "tenant", User: "tenant:" + tenant}, "tenant", func(project, tenant string) {
+			projectTenants[project] = append(projectTenants[project], tenant)
+			scan[project] = true
+		})
+		if err != nil {
+			return rep, err
+		}
+	}
+	ticketProjects := map[string][]string{}
+	addProject := func(ticket, project string) { ticketProjects[ticket] = append(ticketProjects[ticket], project) }
+	for p := range scan {
+		if err := readUsers(ctx, cfg.Engine, authz.TupleFilter{Object: "ticket:", Relation: "project", User: "project:" + p}, "project", addProject); err != nil {
+			return rep, err
+		}
+	}
+	for _, ref := range refs {
+		if len(ticketProjects[ref.ID]) == 0 {
+			if err := readUsers(ctx, cfg.Engine, authz.TupleFilter{Object: "ticket:" + ref.ID, Relation: "project"}, "project", addProject); err != nil {
+				return rep, err
+			}
+		}
+	}
+	// Tenants of the projects not listed above (no tenant tuple, or another
+	// tenant than any indexed one).
+	for _, ps := range ticketProjects {
+		for _, p := range ps {
+			if _, ok := projectTenants[p]; ok {
+				continue
+			}
+			projectTenants[p] = nil
+			err := readUsers(ctx, cfg.Engine, authz.TupleFilter{Object: "project:" + p, Relation: "tenant"}, "tenant", func(_, tenant string) {
+				projectTenants[p] = append(projectTenants[p], tenant)
+			})
+			if err != nil {
+				return rep, err
+			}
+		}
 	}
 	slices.SortFunc(refs, func(a, b retrieval.TicketRef) int { return strings.Compare(a.ID, b.ID) })
 	rep.Tickets = len(refs)
@@ -209,20 +251,19 @@ func fix(ctx context.Context, cfg ReconcileConfig, d *Drift) error {
 	return nil
 }
 
-// readRelation maps each object of objectType to the ids of its users of
-// userType on relation (ticket -> projects, project -> tenants).
-func readRelation(ctx context.Context, e TupleReader, objectType, relation, userType string) (map[string][]string, error) {
-	out := map[string][]string{}
-	for tp, err := range e.Read(ctx, authz.TupleFilter{Object: objectType + ":", Relation: relation}) {
+// readUsers reads the tuples matching f and calls fn with each object's id and
+// its user's id, for users of userType (usersets are ignored).
+func readUsers(ctx context.Context, e TupleReader, f authz.TupleFilter, userType string, fn func(objectID, userID string)) error {
+	for tp, err := range e.Read(ctx, f) {
 		if err != nil {
-			return nil, fmt.Errorf("read %s#%s tuples: %w", objectType, relation, err)
+			return fmt.Errorf("read %s#%s tuples: %w", f.Object, f.Relation, err)
 		}
-		obj, ok1 := strings.CutPrefix(tp.Object, objectType+":")
+		_, obj, ok1 := strings.Cut(tp.Object, ":")
 		user, ok2 := strings.CutPrefix(tp.User, userType+":")
-		if !ok1 || !ok2 || strings.Contains(user, "#") || tp.Relation != relation {
+		if !ok1 || !ok2 || strings.Contains(user, "#") || tp.Relation != f.Relation {
 			continue
 		}
-		out[obj] = append(out[obj], user)
+		fn(obj, user)
 	}
-	return out, nil
+	return nil
 }
