@@ -24,7 +24,10 @@ import (
 // The 1M-row benchmarks need about 2.5 GB of memory and a minute to build:
 //
 //	go test ./retrieval/embedded -run '^$' -bench . -large
-var large = flag.Bool("large", false, "also run the 1M-row benchmarks")
+var (
+	large     = flag.Bool("large", false, "also run the 1M-row benchmarks")
+	benchRows = flag.Int("rows", 0, "run the search benchmarks at this many rows only")
+)
 
 const (
 	benchDim      = 384
@@ -103,6 +106,9 @@ func BenchmarkSearch(b *testing.B) {
 	sizes := []int{100_000}
 	if *large {
 		sizes = append(sizes, 1_000_000)
+	}
+	if *benchRows > 0 {
+		sizes = []int{*benchRows}
 	}
 	for _, rows := range sizes {
 		for _, pct := range []float64{0.1, 1, 10, 100} {

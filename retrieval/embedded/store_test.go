@@ -39,10 +39,11 @@ func reopen(t *testing.T, closed retrieval.Store, meta retrieval.IndexMeta) (ret
 	cfg := closed.(*Store).cfg
 	cfg.Meta = meta
 	s, err := Open(t.Context(), cfg)
-	if err == nil {
-		smallScans(s)
+	if err != nil {
+		return nil, err
 	}
-	return s, err
+	smallScans(s)
+	return s, nil
 }
 
 func TestConformanceMemory(t *testing.T) {
