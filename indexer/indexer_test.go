@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/testdata"
 )
 
 func newTestIndexer(t testing.TB, s retrieval.Store, emb retrieval.Embedder, st State, full bool) *Indexer {
@@ -163,4 +164,29 @@ func TestStoreFailureKeepsWatermark(t *testing.T) {
 		t.Fatalf("rerun: %+v", sum)
 	}
 	checkStore(t, s, expected(rows), Chunker{Words: 20, Overlap: 5})
+}
+
+// The demo org's tickets index without a single failed row, from the file
+// and from the bytes embedded in the binary.
+func TestDemoTickets(t *testing.T) {
+	file, err := NewJSONL(JSONLConfig{Path: "../testdata/tickets.jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewFileState(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := NewJSONLData("demo", testdata.Tickets, 50)
+	for _, src := range []Source{file, data} {
+		s := openStore(t, "", newEmbedder())
+		defer s.Close()
+		sum := runOnce(t, s, st, src, false)
+		if sum.Failed != 0 || sum.Embedded == 0 || sum.Embedded != sum.Seen {
+			t.Fatalf("%s: %+v", src.Name(), sum)
+		}
+		if sum := runOnce(t, s, st, src, false); sum.Seen != 0 {
+			t.Fatalf("%s again: %+v", src.Name(), sum)
+		}
+	}
 }

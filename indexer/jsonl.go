@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"iter"
@@ -160,7 +161,16 @@ func (s *JSONL) readFile(ctx context.Context, path string, wm *jsonlWatermark, y
 	} else {
 		mark.Line, mark.Offset = 0, 0
 	}
-	r := bufio.NewReaderSize(f, 256<<10)
+	return s.readLines(ctx, f, name, mark, wm, yield)
+}
+
+// readLines yields the batches of one file read from mark on; false means stop.
+func (s *JSONL) readLines(ctx context.Context, in io.Reader, name string, mark jsonlMark, wm *jsonlWatermark, yield func(Batch, error) bool) bool {
+	fail := func(err error) bool {
+		yield(Batch{}, fmt.Errorf("jsonl source %s: %w", name, err))
+		return false
+	}
+	r := bufio.NewReaderSize(in, 256<<10)
 	var rows []SourceRow
 	flush := func() bool {
 		wm.Files[name] = mark
@@ -229,5 +239,48 @@ func readLine(r *bufio.Reader) (line []byte, n int, tooLong bool, err error) {
 			continue
 		}
 		return bytes.TrimSuffix(buf, []byte("\n")), n, tooLong, err
+	}
+}
+
+// NewJSONLData returns a source over JSONL held in memory (the demo's embedded
+// tickets); name identifies it in the sync state and in row references.
+func NewJSONLData(name string, data []byte, batchSize int) *JSONLData {
+	if batchSize <= 0 {
+		batchSize = 256
+	}
+	return &JSONLData{s: &JSONL{cfg: JSONLConfig{BatchSize: batchSize}, root: name}, data: data}
+}
+
+// JSONLData is a JSONL source over a byte slice.
+type JSONLData struct {
+	s    *JSONL
+	data []byte
+}
+
+// Name implements Source.
+func (d *JSONLData) Name() string { return "jsonl-data:" + d.s.root }
+
+// Read implements Source.
+func (d *JSONLData) Read(ctx context.Context, since string) iter.Seq2[Batch, error] {
+	return func(yield func(Batch, error) bool) {
+		old := jsonlWatermark{}
+		if since != "" {
+			if err := json.Unmarshal([]byte(since), &old); err != nil {
+				yield(Batch{}, fmt.Errorf("jsonl source: bad watermark: %w", err))
+				return
+			}
+		}
+		h := fnv.New64a()
+		h.Write(d.data)
+		// The content hash stands in for the file's modification time.
+		mark := jsonlMark{Size: int64(len(d.data)), ModTime: int64(h.Sum64())}
+		if prev, ok := old.Files[d.s.root]; ok && prev.Size == mark.Size && prev.ModTime == mark.ModTime {
+			mark = prev
+		}
+		if mark.Offset >= mark.Size && mark.Size > 0 {
+			return
+		}
+		wm := jsonlWatermark{Files: map[string]jsonlMark{}}
+		d.s.readLines(ctx, bytes.NewReader(d.data[mark.Offset:]), d.s.root, mark, &wm, yield)
 	}
 }
