@@ -181,36 +181,56 @@ func checkVector(field string, v []float32, dim int) error {
 	return nil
 }
 
-// write logs a record, then applies it under the exclusive lock: durable before
-// visible.
-func (s *Store) write(ctx context.Context, record []byte, applyFn func(*index) error) error {
+// beginRead takes the shared lock; on success the caller must RUnlock.
+func (s *Store) beginRead(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	return nil
+}
+
+// beginWrite takes the writer lock; on success the caller must unlock writeMu.
+func (s *Store) beginWrite(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	if s.closed {
+		s.writeMu.Unlock()
 		return errClosed
 	}
-	// Checks that need the state (Move of a missing ticket) happen before the
-	// log append, under writeMu, so the log only holds writes that apply.
-	s.mu.Lock()
-	err := applyFn(nil)
-	s.mu.Unlock()
-	if err != nil {
+	return nil
+}
+
+// write logs a record, then applies it under the exclusive lock: durable before
+// visible. check runs first, under the writer lock, so the log only holds writes
+// that apply; it may report that the write changes nothing (skip).
+func (s *Store) write(ctx context.Context, check func() (skip bool, err error), record func() []byte, apply func(*index)) error {
+	if err := s.beginWrite(ctx); err != nil {
 		return err
 	}
+	defer s.writeMu.Unlock()
+	if check != nil {
+		s.mu.RLock()
+		skip, err := check()
+		s.mu.RUnlock()
+		if err != nil || skip {
+			return err
+		}
+	}
 	if s.disk != nil {
-		if err := s.disk.append(record); err != nil {
+		if err := s.disk.append(record()); err != nil {
 			return err
 		}
 	}
 	s.mu.Lock()
-	err = applyFn(s.ix)
+	apply(s.ix)
 	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	s.maybeCompact()
 	return nil
 }
@@ -243,55 +263,45 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 	if !u.t.UpdatedAt.IsZero() {
 		u.t.UpdatedAt = u.t.UpdatedAt.UTC()
 	}
-	var rec []byte
-	if s.disk != nil { // memory mode needs no record
-		rec = encodeUpsert(u)
+	var size int64
+	record := func() []byte {
+		rec := encodeUpsert(u)
+		size = int64(len(rec) + frameHeader)
+		return rec
 	}
-	return s.write(ctx, rec, func(ix *index) error {
-		if ix != nil {
-			ix.upsert(u.t, u.ords, u.texts, u.vecs, int64(len(rec)+frameHeader))
-		}
-		return nil
+	return s.write(ctx, nil, record, func(ix *index) {
+		ix.upsert(u.t, u.ords, u.texts, u.vecs, size)
 	})
 }
 
 // Delete implements retrieval.Store.
 func (s *Store) Delete(ctx context.Context, ticketID string) error {
-	missing := false
-	return s.write(ctx, encodeDelete(ticketID), func(ix *index) error {
-		if ix == nil {
-			missing = s.ix.tickets[ticketID] == nil
-		} else if !missing {
-			ix.remove(ticketID)
-		}
-		return nil
-	})
+	return s.write(ctx,
+		func() (bool, error) { return s.ix.tickets[ticketID] == nil, nil },
+		func() []byte { return encodeDelete(ticketID) },
+		func(ix *index) { ix.remove(ticketID) })
 }
 
 // Move implements retrieval.Store.
 func (s *Store) Move(ctx context.Context, ticketID, project string) error {
-	return s.write(ctx, encodeMove(ticketID, project), func(ix *index) error {
-		if ix == nil {
-			if s.ix.tickets[ticketID] == nil {
-				return fmt.Errorf("move %q: %w", ticketID, retrieval.ErrNotFound)
+	return s.write(ctx,
+		func() (bool, error) {
+			tk := s.ix.tickets[ticketID]
+			if tk == nil {
+				return false, fmt.Errorf("move %q: %w", ticketID, retrieval.ErrNotFound)
 			}
-			return nil
-		}
-		ix.move(ticketID, project)
-		return nil
-	})
+			return tk.Project == project, nil
+		},
+		func() []byte { return encodeMove(ticketID, project) },
+		func(ix *index) { ix.move(ticketID, project) })
 }
 
 // Get implements retrieval.Store.
 func (s *Store) Get(ctx context.Context, ticketID string) (retrieval.Ticket, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.beginRead(ctx); err != nil {
 		return retrieval.Ticket{}, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return retrieval.Ticket{}, errClosed
-	}
 	tk := s.ix.tickets[ticketID]
 	if tk == nil {
 		return retrieval.Ticket{}, fmt.Errorf("get %q: %w", ticketID, retrieval.ErrNotFound)
@@ -310,14 +320,10 @@ func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrie
 	if r.Offset < 0 {
 		return nil, clearance.Invalid("offset", "must not be negative, got %d", r.Offset)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := s.beginRead(ctx); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errClosed
-	}
 	segs, rows := s.ix.resolve(r.Filter)
 	if r.Offset >= rows {
 		return nil, nil
@@ -340,14 +346,10 @@ func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrie
 
 // Count implements retrieval.Store.
 func (s *Store) Count(ctx context.Context, f retrieval.Filter) (int, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.beginRead(ctx); err != nil {
 		return 0, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return 0, errClosed
-	}
 	_, rows := s.ix.resolve(f)
 	return rows, nil
 }
@@ -384,14 +386,10 @@ func (s *Store) Tickets(ctx context.Context) iter.Seq2[retrieval.TicketRef, erro
 
 // Stats implements retrieval.Store.
 func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.beginRead(ctx); err != nil {
 		return retrieval.Stats{}, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return retrieval.Stats{}, errClosed
-	}
 	return retrieval.Stats{
 		Tickets: len(s.ix.tickets), Chunks: s.ix.chunks,
 		Dim: s.cfg.Meta.Dim, Model: s.cfg.Meta.Model, Backend: "embedded",
@@ -400,14 +398,10 @@ func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
 
 // Compact writes a snapshot now and truncates the log (no-op in memory).
 func (s *Store) Compact(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := s.beginWrite(ctx); err != nil {
 		return err
 	}
-	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if s.closed {
-		return errClosed
-	}
 	if s.disk == nil {
 		return nil
 	}
