@@ -89,7 +89,7 @@ type Summary struct {
 	Moved     int `json:"moved"`
 	Failed    int `json:"failed"`
 	// Failures lists the first failed rows.
-	Failures []Failure    `json:"failures,omitempty"`
+	Failures []Failure     `json:"failures,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
 }
 
@@ -176,7 +176,7 @@ func (ix *Indexer) Run(ctx context.Context, src Source) (Summary, error) {
 			return t.snapshot(start), err
 		}
 	}
-	var known *refs           // full sync: the index's metadata, kept current
+	var known *refs          // full sync: the index's metadata, kept current
 	var seen map[string]bool // full sync: ids the source still has
 	if ix.cfg.Full {
 		known, seen = &refs{m: map[string]retrieval.TicketRef{}}, map[string]bool{}

@@ -97,15 +97,23 @@ func (s *JSONL) files() ([]string, error) {
 	return out, err
 }
 
+func parseJSONLWatermark(since string) (jsonlWatermark, error) {
+	var wm jsonlWatermark
+	if since != "" {
+		if err := json.Unmarshal([]byte(since), &wm); err != nil {
+			return wm, fmt.Errorf("jsonl source: bad watermark: %w", err)
+		}
+	}
+	return wm, nil
+}
+
 // Read implements Source.
 func (s *JSONL) Read(ctx context.Context, since string) iter.Seq2[Batch, error] {
 	return func(yield func(Batch, error) bool) {
-		old := jsonlWatermark{}
-		if since != "" {
-			if err := json.Unmarshal([]byte(since), &old); err != nil {
-				yield(Batch{}, fmt.Errorf("jsonl source: bad watermark: %w", err))
-				return
-			}
+		old, err := parseJSONLWatermark(since)
+		if err != nil {
+			yield(Batch{}, err)
+			return
 		}
 		files, err := s.files()
 		if err != nil {
@@ -263,12 +271,10 @@ func (d *JSONLData) Name() string { return "jsonl-data:" + d.s.root }
 // Read implements Source.
 func (d *JSONLData) Read(ctx context.Context, since string) iter.Seq2[Batch, error] {
 	return func(yield func(Batch, error) bool) {
-		old := jsonlWatermark{}
-		if since != "" {
-			if err := json.Unmarshal([]byte(since), &old); err != nil {
-				yield(Batch{}, fmt.Errorf("jsonl source: bad watermark: %w", err))
-				return
-			}
+		old, err := parseJSONLWatermark(since)
+		if err != nil {
+			yield(Batch{}, err)
+			return
 		}
 		h := fnv.New64a()
 		h.Write(d.data)

@@ -39,24 +39,14 @@ func ParseColumns(s string) (Columns, error) {
 		if !ok || v == "" {
 			return c, clearance.Invalid("pg-columns", "%q is not field=column", kv)
 		}
-		switch k {
-		case "id":
-			c.ID = v
-		case "tenant":
-			c.Tenant = v
-		case "project":
-			c.Project = v
-		case "title":
-			c.Title = v
-		case "body":
-			c.Body = v
-		case "updated_at":
-			c.UpdatedAt = v
-		case "deleted":
-			c.Deleted = v
-		default:
+		dst, ok := map[string]*string{
+			"id": &c.ID, "tenant": &c.Tenant, "project": &c.Project, "title": &c.Title,
+			"body": &c.Body, "updated_at": &c.UpdatedAt, "deleted": &c.Deleted,
+		}[k]
+		if !ok {
 			return c, clearance.Invalid("pg-columns", "unknown field %q (want id, tenant, project, title, body, updated_at, deleted)", k)
 		}
+		*dst = v
 	}
 	return c, nil
 }
