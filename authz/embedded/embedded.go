@@ -90,6 +90,9 @@ type Config struct {
 	ListObjectsDeadline time.Duration
 	// RequestTimeout bounds Check, BatchCheck, Write and each Read page.
 	RequestTimeout time.Duration
+	// StartupTimeout bounds waiting for the database at start (migrations and first
+	// connection, retried with backoff).
+	StartupTimeout time.Duration
 	// Logger receives OpenFGA's logs (info demoted to debug). Nil: discard.
 	Logger *slog.Logger
 }
@@ -119,6 +122,9 @@ func (c *Config) defaults() {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.StartupTimeout <= 0 {
+		c.StartupTimeout = DefaultDatastoreStartupTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,6 +134,7 @@ func (c *Config) defaults() {
 type Engine struct {
 	cfg       Config
 	srv       *server.Server
+	ds        storage.OpenFGADatastore
 	storeID   string
 	modelID   string
 	validator *fga.Validator
@@ -163,7 +170,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		ds.Close()
 		return nil, fmt.Errorf("start embedded openfga: %w", err)
 	}
-	e := &Engine{cfg: cfg, srv: srv}
+	e := &Engine{cfg: cfg, srv: srv, ds: ds}
 	if err := e.setup(ctx); err != nil {
 		srv.Close()
 		return nil, err
@@ -178,11 +185,11 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 		sqlcommon.WithMaxTuplesPerWrite(cfg.MaxTuplesPerWrite),
 		sqlcommon.WithMaxTypesPerAuthorizationModel(100),
 		sqlcommon.WithPingTimeout(DefaultDatastorePingTimeout),
-		sqlcommon.WithPingRetryMaxElapsedTime(DefaultDatastoreStartupTimeout),
+		sqlcommon.WithPingRetryMaxElapsedTime(cfg.StartupTimeout),
 	)
 	mig := migrate.MigrationConfig{
 		Engine:      cfg.Datastore,
-		Timeout:     DefaultDatastoreStartupTimeout,
+		Timeout:     cfg.StartupTimeout,
 		PingTimeout: DefaultDatastorePingTimeout, // zero would make every ping fail
 		Logger:      log,
 	}
@@ -561,8 +568,8 @@ var _ grpc.ServerStream = (*stream)(nil)
 // Read implements authz.Engine.
 func (e *Engine) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error] {
 	return func(yield func(authz.Tuple, error) bool) {
-		if f.Object == "" && f.User == "" {
-			yield(authz.Tuple{}, clearance.Invalid("filter", "object or user must be set"))
+		if err := fga.CheckFilter(f); err != nil {
+			yield(authz.Tuple{}, err)
 			return
 		}
 		token := ""

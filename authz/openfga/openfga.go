@@ -25,9 +25,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 	fgasdk "github.com/openfga/go-sdk"
 	"github.com/openfga/go-sdk/credentials"
-	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/clearance-dev/clearance"
@@ -518,8 +518,8 @@ func (e *Engine) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.
 			yield(authz.Tuple{}, err)
 			return
 		}
-		if f.Object == "" && f.User == "" {
-			yield(authz.Tuple{}, clearance.Invalid("filter", "object or user must be set"))
+		if err := fga.CheckFilter(f); err != nil {
+			yield(authz.Tuple{}, err)
 			return
 		}
 		token := ""

@@ -13,6 +13,7 @@ import (
 	"github.com/openfga/openfga/pkg/typesystem"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
 )
 
@@ -107,7 +108,13 @@ func (v *Validator) Validate(t authz.Tuple, stored bool) error {
 	}
 	allowed := make([]string, 0, len(refs))
 	for _, r := range refs {
-		s := typesystem.GetRelationReferenceAsString(r)
+		s := r.GetType()
+		switch {
+		case r.GetWildcard() != nil:
+			s += ":*"
+		case r.GetRelation() != "":
+			s += "#" + r.GetRelation()
+		}
 		if r.GetCondition() != "" {
 			s += " with " + r.GetCondition()
 		}
@@ -180,4 +187,19 @@ func SameModel(a, b *openfgav1.AuthorizationModel) bool {
 	a, b = proto.Clone(a).(*openfgav1.AuthorizationModel), proto.Clone(b).(*openfgav1.AuthorizationModel)
 	a.Id, b.Id = "", ""
 	return proto.Equal(a, b)
+}
+
+// CheckFilter enforces OpenFGA's rule for reads: a filter needs an object, and an
+// object given as "type:" (every object of a type) needs a user as well.
+func CheckFilter(f authz.TupleFilter) error {
+	if f.Object == "" && f.User == "" {
+		return clearance.Invalid("filter", "object or user must be set")
+	}
+	if f.Object == "" {
+		return clearance.Invalid("filter.object", "OpenFGA reads need an object or an object type (\"type:\")")
+	}
+	if strings.HasSuffix(f.Object, ":") && f.User == "" {
+		return clearance.Invalid("filter.user", "reading every object of a type needs a user")
+	}
+	return nil
 }

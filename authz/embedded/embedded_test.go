@@ -1,0 +1,112 @@
+package embedded_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/authz/authztest"
+	"github.com/clearance-dev/clearance/authz/embedded"
+	"github.com/clearance-dev/clearance/internal/testenv"
+)
+
+func open(t testing.TB, cfg embedded.Config) *embedded.Engine {
+	t.Helper()
+	e, err := embedded.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("embedded.New(%s): %v", cfg.Datastore, err)
+	}
+	return e
+}
+
+func closeDatastore(t *testing.T, e authz.Engine) { e.(*embedded.Engine).CloseDatastore() }
+
+func TestConformanceMemory(t *testing.T) {
+	authztest.Run(t, authztest.Backend{
+		New: func(t *testing.T) authz.Engine { return open(t, embedded.Config{Datastore: embedded.Memory}) },
+		// The memory datastore cannot fail; the fault test runs on sqlite and postgres.
+	})
+}
+
+func TestConformanceSQLite(t *testing.T) {
+	authztest.Run(t, authztest.Backend{
+		New: func(t *testing.T) authz.Engine {
+			return open(t, embedded.Config{Datastore: embedded.SQLite, DataDir: t.TempDir()})
+		},
+		Break: closeDatastore,
+	})
+}
+
+func TestConformancePostgres(t *testing.T) {
+	testenv.DatabaseURL(t) // skip early (or fail in CI) without a server
+	authztest.Run(t, authztest.Backend{
+		New: func(t *testing.T) authz.Engine {
+			return open(t, embedded.Config{Datastore: embedded.Postgres, DatabaseURL: testenv.DatabaseURL(t)})
+		},
+		Break: closeDatastore,
+	})
+}
+
+// TestRestartIsIdempotent: reopening the same data dir finds the store and the model
+// and writes nothing new; tuples survive.
+func TestRestartIsIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	cfg := embedded.Config{DataDir: dir} // sqlite is the default
+	e1 := open(t, cfg)
+	store, model := e1.StoreID(), e1.ModelID()
+	if err := e1.Write(context.Background(), []authz.Tuple{{User: "user:u", Relation: "viewer", Object: "ticket:x"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e1.Close()
+	if _, err := filepath.Glob(filepath.Join(dir, "openfga.db")); err != nil {
+		t.Fatal(err)
+	}
+	e2 := open(t, cfg)
+	defer e2.Close()
+	if e2.StoreID() != store || e2.ModelID() != model {
+		t.Errorf("reopen: store %s model %s, want %s %s", e2.StoreID(), e2.ModelID(), store, model)
+	}
+	ok, err := e2.Check(context.Background(), authz.Query{}, authz.Check{User: "user:u", Relation: "can_view", Object: "ticket:x"})
+	if err != nil || !ok {
+		t.Errorf("tuple lost across restart: %v %v", ok, err)
+	}
+	// A changed model is written once and becomes the model in use.
+	cfg.ModelDSL = strings.Replace(authz.ModelDSL, "type agent\n", "type agent\n\ntype extra\n", 1)
+	e3 := open(t, cfg)
+	defer e3.Close()
+	if e3.ModelID() == model {
+		t.Error("changed model was not written")
+	}
+	e4 := open(t, cfg)
+	defer e4.Close()
+	if e4.ModelID() != e3.ModelID() {
+		t.Error("unchanged model written again")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []embedded.Config{
+		{Datastore: "mysql"},
+		{Datastore: embedded.SQLite},
+		{Datastore: embedded.Postgres},
+	} {
+		_, err := embedded.New(context.Background(), cfg)
+		var fe *clearance.FieldError
+		if !errors.As(err, &fe) {
+			t.Errorf("New(%+v) = %v, want a field error", cfg, err)
+		}
+	}
+}
+
+// TestUnreachablePostgres: a datastore that cannot be reached is ErrUnavailable.
+func TestUnreachablePostgres(t *testing.T) {
+	_, err := embedded.New(context.Background(), embedded.Config{Datastore: embedded.Postgres, DatabaseURL: "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1", StartupTimeout: time.Second})
+	if !errors.Is(err, authz.ErrUnavailable) {
+		t.Errorf("New with unreachable postgres = %v, want ErrUnavailable", err)
+	}
+}
