@@ -129,3 +129,31 @@ func TestPGLockSingleRunner(t *testing.T) {
 		t.Fatal("B's job did not run")
 	}
 }
+
+func TestStartBackground(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/t.jsonl"
+	rows := genTickets(31, 40, 50)
+	writeJSONL(t, file, rows)
+	s := openStore(t, "", newEmbedder())
+	defer s.Close()
+	stop, err := StartBackground(context.Background(), BackgroundConfig{Source: file, Every: time.Hour, Store: s, Embedder: newEmbedder(), DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first run starts at once; wait for its watermark.
+	st, _ := NewFileState(dir)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		src, _ := NewJSONL(JSONLConfig{Path: file})
+		if w, err := st.Load(context.Background(), src.Name()); err == nil && w != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first background run did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	checkStore(t, s, expected(rows), Chunker{})
+}
