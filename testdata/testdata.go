@@ -9,3 +9,9 @@ import _ "embed"
 //
 //go:embed tickets.jsonl
 var Tickets []byte
+
+// OrgFGA is the demo org's store file (model_file ../authz/model.fga, tuples and
+// `fga model test` assertions).
+//
+//go:embed org.fga.yaml
+var OrgFGA []byte
