@@ -136,7 +136,9 @@ func list(t *testing.T, e authz.Engine, q authz.Query, user, rel, typ string) []
 	return ids
 }
 
-func tuple(user, rel, obj string) authz.Tuple { return authz.Tuple{User: user, Relation: rel, Object: obj} }
+func tuple(user, rel, obj string) authz.Tuple {
+	return authz.Tuple{User: user, Relation: rel, Object: obj}
+}
 
 // testOrgFile runs every assertion of the demo org. Each test's tuples are sent as
 // contextual tuples, never stored. Checks go through Check and, all at once, through
