@@ -231,31 +231,33 @@ func BenchmarkReopen(b *testing.B) {
 		b.Fatal(err)
 	}
 	s = nil
-	var open time.Duration
-	var rss, hwm int64
-	for b.Loop() {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestReopenChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "EMBEDDED_REOPEN_DIR="+dir)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("child: %v\n%s", err, out)
-		}
-		var ns int64
-		for _, l := range strings.Split(string(out), "\n") {
-			if _, err := fmt.Sscanf(strings.TrimSpace(l), "reopen ns=%d rss=%d hwm=%d", &ns, &rss, &hwm); err == nil {
-				break
-			}
-		}
-		if ns == 0 {
-			b.Fatalf("child printed no result:\n%s", out)
-		}
-		open = time.Duration(ns)
-	}
 	raw := float64(rows) * benchDim * 4
-	b.ReportMetric(open.Seconds(), "open-s")
-	b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
-	b.ReportMetric(float64(rss)/raw, "rss/raw")
-	b.ReportMetric(float64(hwm)/raw, "peak-rss/raw")
+	for b.Loop() {
+		for _, quantize := range []bool{false, true} {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestReopenChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "EMBEDDED_REOPEN_DIR="+dir, fmt.Sprintf("EMBEDDED_REOPEN_QUANTIZE=%t", quantize))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				b.Fatalf("child: %v\n%s", err, out)
+			}
+			var ns, rss, hwm int64
+			for _, l := range strings.Split(string(out), "\n") {
+				if _, err := fmt.Sscanf(strings.TrimSpace(l), "reopen ns=%d rss=%d hwm=%d", &ns, &rss, &hwm); err == nil {
+					break
+				}
+			}
+			if ns == 0 {
+				b.Fatalf("child printed no result:\n%s", out)
+			}
+			suffix := ""
+			if quantize {
+				suffix = "-int8"
+			}
+			b.ReportMetric(time.Duration(ns).Seconds(), "open-s"+suffix)
+			b.ReportMetric(float64(rss)/raw, "rss/raw"+suffix)
+			b.ReportMetric(float64(hwm)/raw, "peak-rss/raw"+suffix)
+		}
+	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	for _, f := range files {
 		if st, err := os.Stat(f); err == nil {
@@ -271,7 +273,7 @@ func TestReopenChild(t *testing.T) {
 		t.Skip("run by BenchmarkReopen")
 	}
 	start := time.Now()
-	s, err := Open(context.Background(), Config{DataDir: dir, Meta: benchModel})
+	s, err := Open(context.Background(), Config{DataDir: dir, Meta: benchModel, Quantize: os.Getenv("EMBEDDED_REOPEN_QUANTIZE") == "true"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,21 +41,37 @@ func (z *quantized) append(vecs []float32, dim int) {
 		x := vecs[r : r+dim]
 		var s float32
 		for _, v := range x {
-			s = max(s, float32(math.Abs(float64(v))))
-		}
-		var l1 float32
-		for _, v := range x {
-			var c int8
-			if s > 0 {
-				c = int8(max(-127, min(127, math.Round(float64(v)*127/float64(s)))))
+			if v < 0 {
+				v = -v
 			}
-			z.codes = append(z.codes, c)
-			l1 += float32(max(c, -c))
+			if v > s {
+				s = v
+			}
+		}
+		var inv float32
+		if s > 0 {
+			inv = 127 / s
+		}
+		n := len(z.codes)
+		z.codes = slices.Grow(z.codes, dim)[:n+dim]
+		dst := z.codes[n : n+dim]
+		var l1 int32
+		for j, v := range x {
+			// Adding and subtracting 1.5·2²³ rounds to the nearest integer
+			// without a branch. |v·inv| ≤ 127 (up to float32 rounding, which
+			// moves a code far less than the absolute slack in bounds), so
+			// the code needs no clamp.
+			q := int32((v*inv + roundMagic) - roundMagic)
+			dst[j] = int8(q)
+			l1 += (q ^ (q >> 31)) - (q >> 31)
 		}
 		z.scale = append(z.scale, s)
-		z.l1 = append(z.l1, l1)
+		z.l1 = append(z.l1, float32(l1))
 	}
 }
+
+// roundMagic is 1.5·2²³: float32 addition of it rounds to an integer.
+const roundMagic float32 = 12582912
 
 // move copies row from into row to.
 func (z *quantized) move(to, from, dim int) {

@@ -187,3 +187,44 @@ func TestSplitCoversEveryRowOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8BoundsHold checks the int8 error bound directly: for random rows and
+// queries of different scales and shapes, the float32 kernel's score always
+// lies within [lo, hi].
+func TestInt8BoundsHold(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	_, dot := pickKernel(false)
+	for _, dim := range []int{3, 16, 37, 384} {
+		z := &quantized{}
+		rows := make([][]float32, 300)
+		for i := range rows {
+			v := make([]float32, dim)
+			scale := float32(math.Pow(10, float64(rng.IntN(5)-2)))
+			for j := range v {
+				switch rng.IntN(4) {
+				case 0: // sparse
+				case 1:
+					v[j] = scale * float32(rng.NormFloat64()) * 10
+				default:
+					v[j] = scale * float32(rng.NormFloat64())
+				}
+			}
+			rows[i] = v
+			z.append(v, dim)
+		}
+		for range 50 {
+			q := randUnit(rng, dim)
+			if rng.IntN(3) == 0 {
+				q[rng.IntN(dim)] = 5 // one dominant component
+			}
+			qq := encodeQuery(q)
+			for i, v := range rows {
+				exact := dot(q, v)
+				lo, hi := z.bounds(qq, i, dim)
+				if exact < lo || exact > hi {
+					t.Fatalf("dim %d row %d: exact %v outside [%v, %v]", dim, i, exact, lo, hi)
+				}
+			}
+		}
+	}
+}

@@ -108,10 +108,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			dim: cfg.Meta.Dim, dot: dot, workers: cfg.Workers,
 			// Measured (docs/benchmarks.md): below ~4 MiB of vectors the rows sit
 			// in cache and a second goroutine costs more than it saves; below
-			// ~16 MiB the int8 pass's per-row bookkeeping outweighs the bytes
+			// ~4 MiB the int8 pass's per-row bookkeeping outweighs the bytes
 			// it saves.
 			minSplit: max(1, (4<<20)/(4*cfg.Meta.Dim)),
-			minQuant: max(1, (16<<20)/(4*cfg.Meta.Dim)),
+			minQuant: max(1, (4<<20)/(4*cfg.Meta.Dim)),
 		},
 	}
 	if err := ctx.Err(); err != nil {
