@@ -453,6 +453,7 @@ func testInvalid(t *testing.T, e authz.Engine) {
 		"condition not in model":   {User: "delegation:u~a", Relation: "granted", Object: "project:p", Condition: &authz.Condition{Name: "nope"}},
 		"condition on plain rel":   {User: "user:u", Relation: "viewer", Object: "ticket:x", Condition: &authz.Condition{Name: "not_expired"}},
 		"unknown condition param":  {User: "delegation:u~a", Relation: "granted", Object: "project:p", Condition: &authz.Condition{Name: "not_expired", Context: map[string]any{"until": "2030-01-01T00:00:00Z"}}},
+		"condition param type":     {User: "delegation:u~a", Relation: "granted", Object: "project:p", Condition: &authz.Condition{Name: "not_expired", Context: map[string]any{"expires_at": "next tuesday"}}},
 		"stored active tuple":      tuple("user:u", "active", "delegation:u~a"),
 		"stored active (own user)": tuple("user:anne", "active", "delegation:anne~copilot"),
 	}
@@ -488,6 +489,14 @@ func testInvalid(t *testing.T, e authz.Engine) {
 	}
 	if _, err := Collect(e.ListObjects(ctx, q, "user:u", authz.RelationCanView, "ticket")); err == nil {
 		t.Error("list with invalid contextual tuple gave no error")
+	}
+	// Questions the model cannot answer are invalid input, not a deny and not an
+	// outage.
+	if ok, err := e.Check(ctx, authz.Query{}, authz.Check{User: "user:u", Relation: "nope", Object: "ticket:ok"}); ok || !errors.Is(err, clearance.ErrInvalid) {
+		t.Errorf("check of an unknown relation = %v, %v; want ErrInvalid", ok, err)
+	}
+	if _, err := Collect(e.ListObjects(ctx, authz.Query{}, "user:u", authz.RelationCanView, "folder")); !errors.Is(err, clearance.ErrInvalid) {
+		t.Errorf("list of an unknown type: %v, want ErrInvalid", err)
 	}
 	// The active tuple is fine as a contextual tuple.
 	q = authz.Query{ContextualTuples: []authz.Tuple{tuple("user:u", "active", "delegation:u~a")}}

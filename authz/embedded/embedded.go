@@ -132,14 +132,15 @@ func (c *Config) defaults() {
 
 // Engine is OpenFGA in process. It implements authz.Engine and authz.Revisioned.
 type Engine struct {
-	cfg       Config
-	srv       *server.Server
-	ds        storage.OpenFGADatastore
-	storeID   string
-	modelID   string
-	validator *fga.Validator
-	revision  atomic.Uint64
-	closeOnce sync.Once
+	cfg        Config
+	srv        *server.Server
+	ds         storage.OpenFGADatastore
+	sqlitePath string
+	storeID    string
+	modelID    string
+	validator  *fga.Validator
+	revision   atomic.Uint64
+	closeOnce  sync.Once
 }
 
 var (
@@ -151,7 +152,7 @@ var (
 // process, and makes sure the store and the current model exist.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg.defaults()
-	ds, tokens, err := openDatastore(cfg)
+	ds, tokens, path, err := openDatastore(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +171,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		ds.Close()
 		return nil, fmt.Errorf("start embedded openfga: %w", err)
 	}
-	e := &Engine{cfg: cfg, srv: srv, ds: ds}
+	e := &Engine{cfg: cfg, srv: srv, ds: ds, sqlitePath: path}
 	if err := e.setup(ctx); err != nil {
 		srv.Close()
 		return nil, err
@@ -178,7 +179,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTokenSerializer, error) {
+func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTokenSerializer, string, error) {
 	log := zapLogger(cfg.Logger)
 	sqlCfg := sqlcommon.NewConfig(
 		sqlcommon.WithLogger(log),
@@ -195,42 +196,42 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 	}
 	switch cfg.Datastore {
 	case Memory:
-		return memory.New(memory.WithMaxTuplesPerWrite(cfg.MaxTuplesPerWrite)), encoder.NewStringContinuationTokenSerializer(), nil
+		return memory.New(memory.WithMaxTuplesPerWrite(cfg.MaxTuplesPerWrite)), encoder.NewStringContinuationTokenSerializer(), "", nil
 	case SQLite:
 		path := cfg.SQLitePath
 		if path == "" {
 			if cfg.DataDir == "" {
-				return nil, nil, clearance.Invalid("authz.data_dir", "the sqlite datastore needs a data directory or a file path")
+				return nil, nil, "", clearance.Invalid("authz.data_dir", "the sqlite datastore needs a data directory or a file path")
 			}
 			path = filepath.Join(cfg.DataDir, sqliteFile)
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, nil, fmt.Errorf("create data dir: %w", err)
+			return nil, nil, "", fmt.Errorf("create data dir: %w", err)
 		}
 		mig.URI = "file:" + path
 		if err := migrate.RunMigrations(mig); err != nil {
-			return nil, nil, fmt.Errorf("%w: migrate sqlite datastore: %w", authz.ErrUnavailable, err)
+			return nil, nil, "", fmt.Errorf("%w: migrate sqlite datastore: %w", authz.ErrUnavailable, err)
 		}
 		ds, err := sqlite.New(mig.URI, sqlCfg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: open sqlite datastore: %w", authz.ErrUnavailable, err)
+			return nil, nil, "", fmt.Errorf("%w: open sqlite datastore: %w", authz.ErrUnavailable, err)
 		}
-		return ds, sqlcommon.NewSQLContinuationTokenSerializer(), nil
+		return ds, sqlcommon.NewSQLContinuationTokenSerializer(), path, nil
 	case Postgres:
 		if cfg.DatabaseURL == "" {
-			return nil, nil, clearance.Invalid("authz.database_url", "the postgres datastore needs a database URL")
+			return nil, nil, "", clearance.Invalid("authz.database_url", "the postgres datastore needs a database URL")
 		}
 		mig.URI = cfg.DatabaseURL
 		if err := migrate.RunMigrations(mig); err != nil {
-			return nil, nil, fmt.Errorf("%w: migrate postgres datastore: %w", authz.ErrUnavailable, err)
+			return nil, nil, "", fmt.Errorf("%w: migrate postgres datastore: %w", authz.ErrUnavailable, err)
 		}
 		ds, err := postgres.New(cfg.DatabaseURL, sqlCfg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: open postgres datastore: %w", authz.ErrUnavailable, err)
+			return nil, nil, "", fmt.Errorf("%w: open postgres datastore: %w", authz.ErrUnavailable, err)
 		}
-		return ds, sqlcommon.NewSQLContinuationTokenSerializer(), nil
+		return ds, sqlcommon.NewSQLContinuationTokenSerializer(), "", nil
 	default:
-		return nil, nil, clearance.Invalid("authz.datastore", "unknown datastore %q (want sqlite, postgres or memory)", cfg.Datastore)
+		return nil, nil, "", clearance.Invalid("authz.datastore", "unknown datastore %q (want sqlite, postgres or memory)", cfg.Datastore)
 	}
 }
 
@@ -277,6 +278,9 @@ func (e *Engine) setup(ctx context.Context) error {
 	e.validator, err = fga.NewValidator(want)
 	return err
 }
+
+// SQLitePath is the sqlite file in use ("" for other datastores).
+func (e *Engine) SQLitePath() string { return e.sqlitePath }
 
 // StoreID is the id of the store this engine uses.
 func (e *Engine) StoreID() string { return e.storeID }

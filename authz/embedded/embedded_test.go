@@ -3,6 +3,7 @@ package embedded_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,5 +109,30 @@ func TestUnreachablePostgres(t *testing.T) {
 	_, err := embedded.New(context.Background(), embedded.Config{Datastore: embedded.Postgres, DatabaseURL: "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1", StartupTimeout: time.Second})
 	if !errors.Is(err, authz.ErrUnavailable) {
 		t.Errorf("New with unreachable postgres = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestDeadlineIsTruncation: a listing cut by our deadline ends with ErrTruncated,
+// never as a short complete list.
+func TestDeadlineIsTruncation(t *testing.T) {
+	e := open(t, embedded.Config{Datastore: embedded.SQLite, DataDir: t.TempDir()})
+	defer e.Close()
+	ctx := context.Background()
+	ts := []authz.Tuple{{User: "user:u", Relation: "member", Object: "project:p"}}
+	for i := range 3000 {
+		ts = append(ts, authz.Tuple{User: "project:p", Relation: "project", Object: fmt.Sprintf("ticket:t%d", i)})
+	}
+	if err := e.Write(ctx, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	full, err := authztest.Collect(e.ListObjects(ctx, authz.Query{}, "user:u", "can_view", "ticket"))
+	if err != nil || len(full) != 3000 {
+		t.Fatalf("full listing: %d, %v", len(full), err)
+	}
+	short := open(t, embedded.Config{Datastore: embedded.SQLite, DataDir: filepath.Dir(e.SQLitePath()), ListObjectsDeadline: time.Millisecond})
+	defer short.Close()
+	ids, err := authztest.Collect(short.ListObjects(ctx, authz.Query{}, "user:u", "can_view", "ticket"))
+	if !errors.Is(err, authz.ErrTruncated) {
+		t.Fatalf("listing under a 1ms deadline: %d ids, err %v; want ErrTruncated", len(ids), err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 	"github.com/openfga/openfga/pkg/typesystem"
@@ -78,9 +79,13 @@ func (v *Validator) Validate(t authz.Tuple, stored bool) error {
 		if !ok {
 			return invalid("condition", t, "condition %q is not defined in the model", cond)
 		}
-		for k := range t.Condition.Context {
-			if _, ok := c.GetParameters()[k]; !ok {
+		for k, val := range t.Condition.Context {
+			p, ok := c.GetParameters()[k]
+			if !ok {
 				return invalid("condition", t, "condition %q has no parameter %q", cond, k)
+			}
+			if err := checkParam(p.GetTypeName(), val); err != nil {
+				return invalid("condition", t, "parameter %q: %v", k, err)
 			}
 		}
 	}
@@ -200,6 +205,38 @@ func CheckFilter(f authz.TupleFilter) error {
 	}
 	if strings.HasSuffix(f.Object, ":") && f.User == "" {
 		return clearance.Invalid("filter.user", "reading every object of a type needs a user")
+	}
+	return nil
+}
+
+// checkParam checks a stored condition parameter against its declared type, so a
+// bad value fails before any chunk of a large write is stored (the server would
+// only refuse the chunk holding it).
+func checkParam(typ openfgav1.ConditionParamTypeRef_TypeName, v any) error {
+	str, isStr := v.(string)
+	switch typ {
+	case openfgav1.ConditionParamTypeRef_TYPE_NAME_TIMESTAMP:
+		if _, err := time.Parse(time.RFC3339Nano, str); !isStr || err != nil {
+			return fmt.Errorf("want an RFC 3339 timestamp, got %v", v)
+		}
+	case openfgav1.ConditionParamTypeRef_TYPE_NAME_DURATION:
+		if _, err := time.ParseDuration(str); !isStr || err != nil {
+			return fmt.Errorf("want a duration, got %v", v)
+		}
+	case openfgav1.ConditionParamTypeRef_TYPE_NAME_STRING, openfgav1.ConditionParamTypeRef_TYPE_NAME_IPADDRESS:
+		if !isStr {
+			return fmt.Errorf("want a string, got %T", v)
+		}
+	case openfgav1.ConditionParamTypeRef_TYPE_NAME_BOOL:
+		if _, ok := v.(bool); !ok {
+			return fmt.Errorf("want a bool, got %T", v)
+		}
+	case openfgav1.ConditionParamTypeRef_TYPE_NAME_INT, openfgav1.ConditionParamTypeRef_TYPE_NAME_UINT, openfgav1.ConditionParamTypeRef_TYPE_NAME_DOUBLE:
+		switch v.(type) {
+		case int, int32, int64, uint, uint32, uint64, float32, float64:
+		default:
+			return fmt.Errorf("want a number, got %T", v)
+		}
 	}
 	return nil
 }
