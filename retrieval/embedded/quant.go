@@ -3,6 +3,7 @@ package embedded
 import (
 	"math"
 	"slices"
+	"sync"
 )
 
 // quantized holds int8 codes of a partition's rows, x ≈ code·scale/127, in the
@@ -37,24 +38,33 @@ func (z *quantized) append(vecs []float32, dim int) {
 	if z == nil || dim == 0 {
 		return
 	}
+	rows := len(vecs) / dim
+	n := len(z.scale)
+	z.codes = slices.Grow(z.codes, rows*dim)[:(n+rows)*dim]
+	z.scale = slices.Grow(z.scale, rows)[:n+rows]
+	z.l1 = slices.Grow(z.l1, rows)[:n+rows]
+	z.encode(vecs, n, dim)
+}
+
+// encode writes the codes of vecs (whole rows) at row offset at; the slices
+// must already be long enough. Disjoint ranges may be encoded concurrently.
+func (z *quantized) encode(vecs []float32, at, dim int) {
 	for r := 0; r+dim <= len(vecs); r += dim {
 		x := vecs[r : r+dim]
-		var s float32
+		row := at + r/dim
+		// max |x_j| on the bit patterns: for non-negative floats (no NaN; the
+		// store rejects those) integer order is float order, and integer max
+		// needs no unpredictable branch.
+		var bits uint32
 		for _, v := range x {
-			if v < 0 {
-				v = -v
-			}
-			if v > s {
-				s = v
-			}
+			bits = max(bits, math.Float32bits(v)&^(1<<31))
 		}
+		s := math.Float32frombits(bits)
 		var inv float32
 		if s > 0 {
 			inv = 127 / s
 		}
-		n := len(z.codes)
-		z.codes = slices.Grow(z.codes, dim)[:n+dim]
-		dst := z.codes[n : n+dim]
+		dst := z.codes[row*dim : (row+1)*dim]
 		var l1 int32
 		for j, v := range x {
 			// Adding and subtracting 1.5·2²³ rounds to the nearest integer
@@ -65,9 +75,40 @@ func (z *quantized) append(vecs []float32, dim int) {
 			dst[j] = int8(q)
 			l1 += (q ^ (q >> 31)) - (q >> 31)
 		}
-		z.scale = append(z.scale, s)
-		z.l1 = append(z.l1, float32(l1))
+		z.scale[row] = s
+		z.l1[row] = float32(l1)
 	}
+}
+
+// quantizeAll builds the int8 codes of every partition on workers goroutines
+// (used after loading, where it would otherwise dominate reopen time).
+func (ix *index) quantizeAll(workers int) {
+	type job struct {
+		p      *partition
+		lo, hi int
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for j := range jobs {
+				j.p.q.encode(j.p.vecs[j.lo*ix.dim:j.hi*ix.dim], j.lo, ix.dim)
+			}
+		})
+	}
+	const step = 4096
+	for _, ps := range ix.tenants {
+		for _, p := range ps {
+			n := len(p.rows)
+			p.q = &quantized{codes: make([]int8, n*ix.dim), scale: make([]float32, n), l1: make([]float32, n)}
+			for lo := 0; lo < n; lo += step {
+				jobs <- job{p: p, lo: lo, hi: min(n, lo+step)}
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	ix.quantize = true
 }
 
 // roundMagic is 1.5·2²³: float32 addition of it rounds to an integer.

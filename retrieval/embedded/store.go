@@ -103,7 +103,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	kernel, dot := pickKernel(cfg.PureGo)
 	s := &Store{
 		cfg: cfg, log: log, kernel: kernel,
-		ix: newIndex(cfg.Meta.Dim, cfg.Quantize),
+		// A loaded index is quantized afterwards, in parallel (quantizeAll).
+		ix: newIndex(cfg.Meta.Dim, cfg.Quantize && cfg.DataDir == ""),
 		scan: scanner{
 			dim: cfg.Meta.Dim, dot: dot, workers: cfg.Workers,
 			// Measured (docs/benchmarks.md): below ~4 MiB of vectors the rows sit
@@ -123,6 +124,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s.disk = d
+		if cfg.Quantize {
+			s.ix.quantizeAll(cfg.Workers)
+		}
 		log.Info("embedded store opened", "dir", cfg.DataDir, "tickets", len(s.ix.tickets), "chunks", s.ix.chunks, "kernel", kernel)
 	}
 	return s, nil
