@@ -13,10 +13,6 @@ func newServeCommand() *cobra.Command {
 	return notImplemented("serve", "Run the HTTP API (search, tickets, relationships, grants, audit, MCP)")
 }
 
-func newIndexCommand() *cobra.Command {
-	return notImplemented("index", "Index tickets from a JSONL file, a PostgreSQL table or into a server")
-}
-
 func newTokenCommand() *cobra.Command {
 	return notImplemented("token", "Print an access token from the dev issuer in a data dir")
 }
@@ -31,10 +27,6 @@ func newGrantsCommand() *cobra.Command {
 
 func newAuditCommand() *cobra.Command {
 	return notImplemented("audit", "Tail, show and verify the audit log")
-}
-
-func newReconcileCommand() *cobra.Command {
-	return notImplemented("reconcile", "Compare the index with the engine's ticket and project tuples")
 }
 
 func newBenchCommand() *cobra.Command {

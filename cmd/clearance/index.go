@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/clearance-dev/clearance/indexer"
+	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/embedded"
+)
+
+// exitRowsFailed is the exit status of an index run in which some rows failed
+// (the run itself finished; the summary lists them).
+const exitRowsFailed = 2
+
+// indexSourceFlags choose where tickets come from; serve's --index-source can
+// reuse them.
+type indexSourceFlags struct {
+	source    string
+	pgURL     string
+	pgTable   string
+	pgQuery   string
+	pgColumns string
+	pgLag     time.Duration
+	batch     int
+}
+
+func (f *indexSourceFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.source, "source", "", "JSONL file or directory of *.jsonl files to index")
+	fl.StringVar(&f.pgURL, "pg-url", "", "PostgreSQL URL of the source ticket table")
+	fl.StringVar(&f.pgTable, "pg-table", "", "source table (schema.table allowed), read by (updated_at, id)")
+	fl.StringVar(&f.pgQuery, "pg-query", "", "source query (a SELECT used as a subquery), instead of --pg-table")
+	fl.StringVar(&f.pgColumns, "pg-columns", "", "column mapping, e.g. id=ticket_id,tenant=org,project=proj,deleted=is_deleted")
+	fl.DurationVar(&f.pgLag, "pg-lag", 0, "re-read rows updated this long before the watermark (late-committing writers)")
+	fl.IntVar(&f.batch, "batch", 256, "rows per batch (JSONL lines or PostgreSQL page size)")
+}
+
+// open returns the source and a function releasing it.
+func (f *indexSourceFlags) open(ctx context.Context) (indexer.Source, func(), error) {
+	switch {
+	case f.source != "" && f.pgURL != "":
+		return nil, nil, errors.New("set either --source or --pg-url, not both")
+	case f.source != "":
+		src, err := indexer.NewJSONL(indexer.JSONLConfig{Path: f.source, BatchSize: f.batch})
+		return src, func() {}, err
+	case f.pgURL != "":
+		cols, err := indexer.ParseColumns(f.pgColumns)
+		if err != nil {
+			return nil, nil, err
+		}
+		pool, err := pgxpool.New(ctx, f.pgURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--pg-url: %w", err)
+		}
+		src, err := indexer.NewPG(indexer.PGConfig{Pool: pool, Table: f.pgTable, Query: f.pgQuery, Columns: cols, PageSize: f.batch, Lag: f.pgLag})
+		if err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+		return src, pool.Close, nil
+	}
+	return nil, nil, errors.New("no source: set --source FILE|DIR or --pg-url with --pg-table or --pg-query")
+}
+
+// backendFlags choose the vector store and embedder (shared with reconcile).
+type backendFlags struct {
+	dataDir     string
+	store       string
+	databaseURL string
+	embedder    string
+	dim         int
+}
+
+func (f *backendFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", "clearance-data", "data directory (embedded index, sync state)")
+	fl.StringVar(&f.store, "store", "embedded", "vector store: embedded or pgvector")
+	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for --store pgvector (sync state and the single-runner lock live there too)")
+	fl.StringVar(&f.embedder, "embedder", "hashing", "embedder: hashing")
+	fl.IntVar(&f.dim, "dim", 384, "embedding dimension of the hashing embedder")
+}
+
+func (f *backendFlags) openEmbedder() (retrieval.Embedder, error) {
+	switch f.embedder {
+	case "hashing":
+		return newHashingEmbedder(f.dim)
+	}
+	return nil, fmt.Errorf("--embedder %q: want hashing", f.embedder)
+}
+
+// openStore opens the vector store for emb's embedding space.
+func (f *backendFlags) openStore(ctx context.Context, emb retrieval.Embedder, log *slog.Logger) (retrieval.Store, error) {
+	meta := retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}
+	switch f.store {
+	case "embedded":
+		return embedded.Open(ctx, embedded.Config{DataDir: filepath.Join(f.dataDir, "index"), Meta: meta, Logger: log})
+	case "pgvector":
+		if f.databaseURL == "" {
+			return nil, errors.New("--store pgvector needs --database-url")
+		}
+		return openPGVector(ctx, f.databaseURL, meta, log)
+	}
+	return nil, fmt.Errorf("--store %q: want embedded or pgvector", f.store)
+}
+
+func newIndexCommand() *cobra.Command {
+	var (
+		src      indexSourceFlags
+		be       backendFlags
+		server   string
+		token    string
+		full     bool
+		every    time.Duration
+		schedule string
+		workers  int
+		words    int
+		overlap  int
+	)
+	cmd := &cobra.Command{
+		Use:   "index",
+		Short: "Index tickets from a JSONL file, a PostgreSQL table or into a server",
+		Long: `Index tickets into the vector store, incrementally: unchanged tickets (same
+content hash) are skipped, deleted rows (deleted=true) are removed, moved tickets
+change project without re-embedding. --full also deletes indexed tickets the
+source no longer has. The watermark of each source is saved after its rows are
+written, so an interrupted run resumes where it stopped.
+
+With --server the rows are validated here and sent to a running server's
+POST /v1/tickets instead. With --every or --schedule the command keeps running
+and indexes on that schedule (overlapping runs are skipped; with --database-url
+a PostgreSQL advisory lock lets only one replica index at a time).
+
+Exit status: 0 when every row was indexed, 2 when some rows failed (they are
+listed), 1 on any other error.`,
+		Example: `  clearance index --data-dir data --source testdata/tickets.jsonl
+  clearance index --store pgvector --database-url $DATABASE_URL \
+      --pg-url $TICKETS_DB --pg-table tickets --pg-columns id=ticket_id,tenant=org \
+      --schedule "*/5 * * * *"
+  clearance index --server https://clearance.internal --token $TOKEN --source export/`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if every > 0 && schedule != "" {
+				return errors.New("set either --every or --schedule")
+			}
+			tty := term.IsTerminal(int(os.Stderr.Fd()))
+			log := newIndexLogger(cmd.ErrOrStderr(), tty)
+			source, closeSource, err := src.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer closeSource()
+			var once func(ctx context.Context) (indexer.Summary, error)
+			var lockURL string
+			if server != "" {
+				if full {
+					return errors.New("--full is not available with --server: the server deletes tickets only when told (deleted=true rows)")
+				}
+				if token == "" {
+					return errors.New("--server needs --token (a key or token with the clearance:index scope)")
+				}
+				state, err := indexer.NewFileState(be.dataDir)
+				if err != nil {
+					return err
+				}
+				once = func(ctx context.Context) (indexer.Summary, error) {
+					bar := newProgress(cmd.ErrOrStderr(), tty, "pushing", log)
+					defer bar.finish()
+					return indexer.Push(ctx, indexer.PushConfig{Server: server, Token: token, State: state, Logger: log, Progress: bar.update}, source)
+				}
+			} else {
+				emb, err := be.openEmbedder()
+				if err != nil {
+					return err
+				}
+				store, err := be.openStore(ctx, emb, log)
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				state, closeState, err := openIndexState(ctx, be.dataDir, be.databaseURL)
+				if err != nil {
+					return err
+				}
+				defer closeState()
+				lockURL = be.databaseURL
+				once = func(ctx context.Context) (indexer.Summary, error) {
+					bar := newProgress(cmd.ErrOrStderr(), tty, "indexing", log)
+					defer bar.finish()
+					ix, err := indexer.New(indexer.Config{
+						Store: store, Embedder: emb, State: state, Full: full, Workers: workers,
+						Chunker: indexer.Chunker{Words: words, Overlap: overlap}, Logger: log, Progress: bar.update,
+					})
+					if err != nil {
+						return indexer.Summary{}, err
+					}
+					return ix.Run(ctx, source)
+				}
+			}
+			out := cmd.OutOrStdout()
+			job := func(ctx context.Context) error {
+				sum, err := once(ctx)
+				printSummary(out, sum, server != "")
+				if err != nil {
+					return err
+				}
+				if sum.Failed > 0 {
+					return exitError{code: exitRowsFailed}
+				}
+				return nil
+			}
+			if every == 0 && schedule == "" {
+				return job(ctx)
+			}
+			sched, err := indexer.NewScheduler(indexer.ScheduleConfig{
+				Every: every, Cron: schedule, RunAtStart: true, Logger: log,
+				Job: func(ctx context.Context) error {
+					if err := job(ctx); err != nil && !errors.As(err, new(exitError)) {
+						return err
+					}
+					return nil
+				},
+				Lock: lockFor(lockURL, source.Name()),
+			})
+			if err != nil {
+				return err
+			}
+			log.Info("index schedule started", "source", source.Name(), "every", every, "schedule", schedule)
+			sched.Start(ctx)
+			<-ctx.Done()
+			sched.Stop()
+			return nil
+		},
+	}
+	src.register(cmd)
+	be.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&server, "server", "", "push to this clearance server (POST /v1/tickets) instead of a local store")
+	fl.StringVar(&token, "token", "", "access token or API key for --server")
+	fl.BoolVar(&full, "full", false, "full sync: read the whole source and delete indexed tickets it no longer has")
+	fl.DurationVar(&every, "every", 0, "keep running and index at this interval (e.g. 5m)")
+	fl.StringVar(&schedule, "schedule", "", `keep running and index on this cron schedule (e.g. "*/5 * * * *", UTC)`)
+	fl.IntVar(&workers, "workers", 0, "concurrent embedding workers (default: number of CPUs)")
+	fl.IntVar(&words, "chunk-words", indexer.DefaultChunkWords, "words per chunk")
+	fl.IntVar(&overlap, "chunk-overlap", indexer.DefaultChunkOverlap, "words shared by consecutive chunks")
+	return cmd
+}
+
+// openIndexState keeps watermarks in the shared database when there is one,
+// else in the data dir.
+func openIndexState(ctx context.Context, dataDir, databaseURL string) (indexer.State, func(), error) {
+	if databaseURL == "" {
+		st, err := indexer.NewFileState(dataDir)
+		return st, func() {}, err
+	}
+	pool, err := pgxpool.New(ctx, databaseURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--database-url: %w", err)
+	}
+	st, err := indexer.NewPGState(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return st, pool.Close, nil
+}
+
+// lockFor returns the single-runner lock of a source when the backend is a
+// shared database, else nil.
+func lockFor(url, source string) indexer.Locker {
+	if url == "" {
+		return nil
+	}
+	return indexer.NewPGLock(url, source)
+}
+
+// newIndexLogger logs text to stderr; on a terminal only errors, since the
+// progress bar and the summary say the rest.
+func newIndexLogger(w io.Writer, tty bool) *slog.Logger {
+	level := slog.LevelInfo
+	if tty {
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// progress is a spinner with counts on a terminal; otherwise a log line at
+// most every progressEvery.
+type progress struct {
+	bar  *progressbar.ProgressBar
+	log  *slog.Logger
+	last time.Time
+}
+
+const progressEvery = 10 * time.Second
+
+func newProgress(w io.Writer, tty bool, what string, log *slog.Logger) *progress {
+	if !tty {
+		return &progress{log: log, last: time.Now()}
+	}
+	return &progress{bar: progressbar.NewOptions(-1,
+		progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("rows"),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish(),
+	)}
+}
+
+func (p *progress) update(s indexer.Summary) {
+	if p.bar == nil {
+		if time.Since(p.last) >= progressEvery {
+			p.last = time.Now()
+			p.log.Info("index progress", "source", s.Source, "seen", s.Seen, "embedded", s.Embedded,
+				"unchanged", s.Unchanged, "failed", s.Failed, "chunks", s.Chunks, "chunks_per_s", int(s.ChunksPerSecond()))
+		}
+		return
+	}
+	p.bar.Describe(fmt.Sprintf("embedded %d, unchanged %d, failed %d, chunks %d", s.Embedded, s.Unchanged, s.Failed, s.Chunks))
+	_ = p.bar.Set(s.Seen)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+func printSummary(w io.Writer, s indexer.Summary, push bool) {
+	if push {
+		fmt.Fprintf(w, "pushed %s: seen %d, sent %d, deleted %d, failed %d in %s\n",
+			s.Source, s.Seen, s.Embedded, s.Deleted, s.Failed, s.Duration.Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(w, "indexed %s: seen %d, embedded %d, unchanged %d, deleted %d, moved %d, failed %d, chunks %d (%.0f chunks/s) in %s\n",
+			s.Source, s.Seen, s.Embedded, s.Unchanged, s.Deleted, s.Moved, s.Failed, s.Chunks, s.ChunksPerSecond(), s.Duration.Round(time.Millisecond))
+	}
+	for _, f := range s.Failures {
+		fmt.Fprintf(w, "  failed %s\n", f)
+	}
+	if n := s.Failed - len(s.Failures); n > 0 {
+		fmt.Fprintf(w, "  ... and %d more failed rows (see the log)\n", n)
+	}
+}
+
+// TODO(indexer): replace with retrieval.NewHashing and retrieval/pgvector once
+// they land.
+func newHashingEmbedder(dim int) (retrieval.Embedder, error) {
+	return nil, fmt.Errorf("hashing embedder (dim %d): not available yet", dim)
+}
+
+func openPGVector(ctx context.Context, url string, meta retrieval.IndexMeta, log *slog.Logger) (retrieval.Store, error) {
+	return nil, errors.New("pgvector store: not available yet")
+}
