@@ -3,51 +3,82 @@ package indexer
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/clearance-dev/clearance/internal/testenv"
 	"github.com/clearance-dev/clearance/retrieval"
 	"github.com/clearance-dev/clearance/retrieval/embedded"
 )
 
-// crashChildEnv makes the test binary act as the indexer process of
-// TestKillAndResume: "<data dir>|<source>|<full>".
+// crashChildEnv makes the test binary act as the indexer process of the kill
+// tests; its value is a JSON crashSpec.
 const crashChildEnv = "CLEARANCE_INDEXER_CRASH_CHILD"
 
-func crashChild(spec string) {
-	var dataDir, source, full string
-	parts := splitN(spec, '|', 3)
-	dataDir, source, full = parts[0], parts[1], parts[2]
+// crashSpec tells the child what to index where.
+type crashSpec struct {
+	// DataDir holds the embedded store (and the file state of a JSONL source).
+	DataDir string `json:"data_dir"`
+	// JSONL is the source file, or PGURL the database whose app.issues table
+	// is the source (the sync state then lives in that database too).
+	JSONL string `json:"jsonl,omitempty"`
+	PGURL string `json:"pg_url,omitempty"`
+	Full  bool   `json:"full"`
+}
+
+func crashChild(specJSON string) {
+	fail := func(what string, err error) {
+		fmt.Fprintln(os.Stderr, what+":", err)
+		os.Exit(3)
+	}
+	var spec crashSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		fail("spec", err)
+	}
 	ctx := context.Background()
 	emb := newEmbedder()
 	s, err := embedded.Open(ctx, embedded.Config{
-		DataDir: filepath.Join(dataDir, "index"), Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()},
+		DataDir: filepath.Join(spec.DataDir, "index"), Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()},
 		// Small, so compactions happen (and get killed) during the test.
 		CompactBytes: 256 << 10,
 	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "open store:", err)
-		os.Exit(3)
+		fail("open store", err)
 	}
-	st, err := NewFileState(dataDir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(3)
-	}
-	src, err := NewJSONL(JSONLConfig{Path: source, BatchSize: 20})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(3)
+	var (
+		src Source
+		st  State
+	)
+	if spec.PGURL != "" {
+		pool, err := pgxpool.New(ctx, spec.PGURL)
+		if err != nil {
+			fail("pool", err)
+		}
+		if st, err = NewPGState(ctx, pool); err != nil {
+			fail("state", err)
+		}
+		if src, err = NewPG(PGConfig{Pool: pool, Table: "app.issues", Columns: pgTestColumns, PageSize: 20}); err != nil {
+			fail("source", err)
+		}
+	} else {
+		if st, err = NewFileState(spec.DataDir); err != nil {
+			fail("state", err)
+		}
+		if src, err = NewJSONL(JSONLConfig{Path: spec.JSONL, BatchSize: 20}); err != nil {
+			fail("source", err)
+		}
 	}
 	ix, err := New(Config{
-		Store: s, Embedder: emb, State: st, Chunker: Chunker{Words: 20, Overlap: 5}, Workers: 2, EmbedBatch: 16, Full: full == "true",
+		Store: s, Embedder: emb, State: st, Chunker: Chunker{Words: 20, Overlap: 5}, Workers: 2, EmbedBatch: 16, Full: spec.Full,
 		// Tell the parent each committed batch, so it can kill at a chosen
 		// point of the run.
 		Progress: func(Summary) { fmt.Println("batch") },
@@ -59,71 +90,29 @@ func crashChild(spec string) {
 		err = s.Close()
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "run:", err)
-		os.Exit(3)
+		fail("run", err)
 	}
 	os.Exit(0)
 }
 
-func splitN(s string, sep byte, n int) []string {
-	out := make([]string, 0, n)
-	for len(out) < n-1 {
-		i := 0
-		for i < len(s) && s[i] != sep {
-			i++
-		}
-		out = append(out, s[:i])
-		s = s[min(i+1, len(s)):]
-	}
-	return append(out, s)
+// crashPhase is one version of the source: write it, then kill and restart
+// the indexer until a run finishes, and compare the store with want.
+type crashPhase struct {
+	name  string
+	write func()
+	want  map[string]retrieval.Ticket
+	full  bool
 }
 
-// TestKillAndResume kills the indexer process (kill -9) at random moments,
-// restarts it, and checks at the end that the store holds exactly the source:
-// the same tickets with the same content and chunk counts, nothing extra.
-// Three phases cover first indexing, incremental edits/moves/deletes and a full
-// sync that deletes missing rows.
-func TestKillAndResume(t *testing.T) {
-	if spec := os.Getenv(crashChildEnv); spec != "" {
-		crashChild(spec)
-		return
-	}
-	if testing.Short() {
-		t.Skip("spawns indexer processes")
-	}
-	dir := t.TempDir()
-	source := filepath.Join(dir, "tickets.jsonl")
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	c := Chunker{Words: 20, Overlap: 5}
-
-	v1 := genTickets(seed, 1500, 150)
-	v2 := append([]Row(nil), v1...)
-	for i := range v2 {
-		switch r.IntN(8) {
-		case 0:
-			v2[i].Body += " edited"
-		case 1:
-			v2[i].Project += "-moved"
-		case 2:
-			v2[i].Deleted = true
-		}
-	}
-	v3 := []Row{}
-	for _, row := range v2 {
-		if r.IntN(6) != 0 {
-			row.Deleted = false
-			v3 = append(v3, row)
-		}
-	}
-
-	// run starts the indexer and, if killAt > 0, kills it with SIGKILL after
-	// killAt committed batches plus a random delay of up to 2 ms (so the kill
-	// lands anywhere: between batches, mid-embedding, mid-write, mid-compaction).
-	run := func(full bool, killAt int) (finished bool) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir+"|"+source+"|"+strconv.FormatBool(full))
+// killAndResume runs the phases. Each run is killed with SIGKILL after a
+// random number of committed batches plus up to 2 ms (so the kill lands
+// anywhere: between batches, mid-embedding, mid-write, mid-compaction), until
+// one run finishes on its own (at most 30 kills); then a last run completes.
+func killAndResume(t *testing.T, spec crashSpec, r *rand.Rand, phases []crashPhase) {
+	run := func(spec crashSpec, killAt int) (finished bool) {
+		b, _ := json.Marshal(spec)
+		cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+string(b))
 		errs := &lockedBuffer{}
 		cmd.Stderr = errs
 		stdout, err := cmd.StdoutPipe()
@@ -149,30 +138,23 @@ func TestKillAndResume(t *testing.T) {
 		}
 		return !killed || err == nil
 	}
-	phases := []struct {
-		name string
-		rows []Row
-		full bool
-	}{{"first index", v1, false}, {"edits, moves, deletes", v2, false}, {"full sync", v3, true}}
 	for _, ph := range phases {
-		writeJSONL(t, filepath.Join(dir, "tickets.jsonl"), ph.rows)
-		kills := 0
-		// Kill runs until one finishes on its own (at most 30 kills), then
-		// run to completion.
+		ph.write()
+		spec.Full = ph.full
 		// A full sync starts over each time, so its kills range over the whole
 		// run (75 batches, then the deletes); a resumed run's over its start.
 		span := 20
 		if ph.full {
 			span = 80
 		}
-		for kills < 30 && !run(ph.full, 1+r.IntN(span)) {
+		kills := 0
+		for kills < 30 && !run(spec, 1+r.IntN(span)) {
 			kills++
 		}
-		run(ph.full, 0)
+		run(spec, 0)
 		t.Logf("%s: %d runs killed before one finished", ph.name, kills)
-		s := openStore(t, filepath.Join(dir, "index"), newEmbedder())
-		want := expected(ph.rows)
-		checkStore(t, s, want, c)
+		s := openStore(t, filepath.Join(spec.DataDir, "index"), newEmbedder())
+		checkStore(t, s, ph.want, Chunker{Words: 20, Overlap: 5})
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -180,4 +162,102 @@ func TestKillAndResume(t *testing.T) {
 			t.FailNow()
 		}
 	}
+}
+
+// crashVersions makes the three versions of a source the kill tests index:
+// 1500 tickets; then edits, moves and deletions by flag; then a sixth of the
+// rows gone (found by a full sync).
+func crashVersions(r *rand.Rand, seed uint64, later time.Time) (v1, v2, v3 []Row) {
+	v1 = genTickets(seed, 1500, 150)
+	v2 = append([]Row(nil), v1...)
+	for i := range v2 {
+		changed := true
+		switch r.IntN(8) {
+		case 0:
+			v2[i].Body += " edited"
+		case 1:
+			v2[i].Project += "-moved"
+		case 2:
+			v2[i].Deleted = true
+		default:
+			changed = false
+		}
+		if changed {
+			v2[i].UpdatedAt = later.Add(time.Duration(i) * time.Millisecond)
+		}
+	}
+	for _, row := range v2 {
+		if r.IntN(6) != 0 {
+			row.Deleted = false
+			v3 = append(v3, row)
+		}
+	}
+	return v1, v2, v3
+}
+
+// TestKillAndResume kills the indexer process of a JSONL source at random
+// moments, restarts it, and checks at the end of each phase (first index;
+// edits, moves, deletes; full sync) that the store holds exactly the source:
+// the same tickets with the same content and chunk counts, nothing extra.
+func TestKillAndResume(t *testing.T) {
+	if spec := os.Getenv(crashChildEnv); spec != "" {
+		crashChild(spec)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns indexer processes")
+	}
+	dir := t.TempDir()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	v1, v2, v3 := crashVersions(r, seed, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+	spec := crashSpec{DataDir: dir, JSONL: filepath.Join(dir, "tickets.jsonl")}
+	killAndResume(t, spec, r, []crashPhase{
+		{"first index", func() { writeJSONL(t, spec.JSONL, v1) }, expected(v1), false},
+		{"edits, moves, deletes", func() { writeJSONL(t, spec.JSONL, v2) }, expected(v2), false},
+		{"full sync", func() { writeJSONL(t, spec.JSONL, v3) }, expected(v3), true},
+	})
+}
+
+// TestKillAndResumePG does the same with a PostgreSQL source table and the
+// sync state in PostgreSQL: the keyset watermark must survive kills too.
+func TestKillAndResumePG(t *testing.T) {
+	if spec := os.Getenv(crashChildEnv); spec != "" {
+		crashChild(spec)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns indexer processes")
+	}
+	url := testenv.DatabaseURL(t)
+	pool := newPool(t, url)
+	if _, err := pool.Exec(context.Background(), "CREATE SCHEMA app; "+pgSchema); err != nil {
+		t.Fatal(err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	v1, v2, v3 := crashVersions(r, seed, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+	spec := crashSpec{DataDir: t.TempDir(), PGURL: url}
+	killAndResume(t, spec, r, []crashPhase{
+		{"first index", func() { pgInsert(t, pool, v1) }, expected(pgRows(v1)), false},
+		{"edits, moves, deletes", func() { pgInsert(t, pool, v2) }, expected(pgRows(v2)), false},
+		{"full sync", func() {
+			keep := map[string]bool{}
+			for _, row := range v3 {
+				keep[row.ID] = true
+			}
+			pgInsert(t, pool, v3) // undeletes the rows v3 keeps
+			for _, row := range v2 {
+				if !keep[row.ID] {
+					var id int64
+					fmt.Sscanf(row.ID, "T-%d", &id)
+					if _, err := pool.Exec(context.Background(), `DELETE FROM app.issues WHERE ticket_id = $1`, id); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}, expected(pgRows(v3)), true},
+	})
 }

@@ -46,6 +46,9 @@ const pgSchema = `CREATE TABLE app.issues (
 	modified    timestamptz,
 	is_deleted  boolean NOT NULL DEFAULT false)`
 
+// pgTestColumns maps app.issues.
+var pgTestColumns = Columns{ID: "ticket_id", Tenant: "org", Project: "proj", Title: "subject", Body: "description", UpdatedAt: "modified", Deleted: "is_deleted"}
+
 func pgInsert(t testing.TB, pool *pgxpool.Pool, rows []Row) {
 	t.Helper()
 	for _, r := range rows {
@@ -86,8 +89,8 @@ func TestPGSourceIncrementalAndFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	cols, err := ParseColumns("id=ticket_id,tenant=org,project=proj,title=subject,body=description,updated_at=modified,deleted=is_deleted")
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || cols != pgTestColumns {
+		t.Fatalf("%+v %v", cols, err)
 	}
 	src, err := NewPG(PGConfig{Pool: pool, Table: "app.issues", Columns: cols, PageSize: 40})
 	if err != nil {
