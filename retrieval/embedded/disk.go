@@ -328,15 +328,15 @@ func (d *disk) removeOld() {
 	}
 }
 
-// append writes one record to the log and, unless noSync, fsyncs it. A failed
-// write is cut off again so the log never holds a torn record followed by good
-// ones; if even that fails the log is marked failed and refuses writes.
-func (d *disk) append(payload []byte) error {
+// append writes framed records to the log with one write and, unless noSync,
+// fsyncs them. A failed write is cut off again so the log never holds a torn
+// record followed by good ones; if even that fails the log is marked failed and
+// refuses writes.
+func (d *disk) append(framed []byte) error {
 	if d.failed != nil {
 		return fmt.Errorf("embedded store: log unusable after an earlier error: %w: %w", retrieval.ErrUnavailable, d.failed)
 	}
-	buf := frame(make([]byte, 0, frameHeader+len(payload)), payload)
-	_, err := d.wal.Write(buf)
+	_, err := d.wal.Write(framed)
 	if err == nil && !d.noSync {
 		err = d.wal.Sync()
 	}
@@ -348,7 +348,7 @@ func (d *disk) append(payload []byte) error {
 		}
 		return fmt.Errorf("embedded store: writing the log: %w: %w", retrieval.ErrUnavailable, err)
 	}
-	d.walBytes += int64(len(buf))
+	d.walBytes += int64(len(framed))
 	return nil
 }
 

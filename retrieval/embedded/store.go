@@ -66,7 +66,12 @@ type Store struct {
 	kernel string
 	scan   scanner
 
-	writeMu sync.Mutex   // serializes writers: log append, apply, compaction
+	ops           chan *op     // writes for the committer goroutine
+	sendMu        sync.RWMutex // guards stopping against sends on a closed ops
+	stopping      bool
+	committerDone chan struct{}
+
+	writeMu sync.Mutex   // held by the committing writer: log append, apply, compaction
 	mu      sync.RWMutex // guards ix and closed; held shared by every read
 	ix      *index
 	closed  bool
@@ -129,6 +134,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		log.Info("embedded store opened", "dir", cfg.DataDir, "tickets", len(s.ix.tickets), "chunks", s.ix.chunks, "kernel", kernel)
 	}
+	s.ops = make(chan *op, maxBatch)
+	s.committerDone = make(chan struct{})
+	go s.committer()
 	return s, nil
 }
 
@@ -198,47 +206,6 @@ func (s *Store) beginRead(ctx context.Context) error {
 	return nil
 }
 
-// beginWrite takes the writer lock; on success the caller must unlock writeMu.
-func (s *Store) beginWrite(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.writeMu.Lock()
-	if s.closed {
-		s.writeMu.Unlock()
-		return errClosed
-	}
-	return nil
-}
-
-// write logs a record, then applies it under the exclusive lock: durable before
-// visible. check runs first, under the writer lock, so the log only holds writes
-// that apply; it may report that the write changes nothing (skip).
-func (s *Store) write(ctx context.Context, check func() (skip bool, err error), record func() []byte, apply func(*index)) error {
-	if err := s.beginWrite(ctx); err != nil {
-		return err
-	}
-	defer s.writeMu.Unlock()
-	if check != nil {
-		s.mu.RLock()
-		skip, err := check()
-		s.mu.RUnlock()
-		if err != nil || skip {
-			return err
-		}
-	}
-	if s.disk != nil {
-		if err := s.disk.append(record()); err != nil {
-			return err
-		}
-	}
-	s.mu.Lock()
-	apply(s.ix)
-	s.mu.Unlock()
-	s.maybeCompact()
-	return nil
-}
-
 // maybeCompact writes a snapshot once the log is both big and mostly garbage.
 // Readers keep running; writers wait (the caller holds writeMu).
 func (s *Store) maybeCompact() {
@@ -267,37 +234,21 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 	if !u.t.UpdatedAt.IsZero() {
 		u.t.UpdatedAt = u.t.UpdatedAt.UTC()
 	}
-	var size int64
-	record := func() []byte {
-		rec := encodeUpsert(u)
-		size = int64(len(rec) + frameHeader)
-		return rec
+	o := &op{kind: opUpsert, id: t.ID, project: t.Project, u: u}
+	if s.disk != nil { // encoded here, outside the writer lock
+		o.record = encodeUpsert(u)
 	}
-	return s.write(ctx, nil, record, func(ix *index) {
-		ix.upsert(u.t, u.ords, u.texts, u.vecs, size)
-	})
+	return s.commit(ctx, o)
 }
 
 // Delete implements retrieval.Store.
 func (s *Store) Delete(ctx context.Context, ticketID string) error {
-	return s.write(ctx,
-		func() (bool, error) { return s.ix.tickets[ticketID] == nil, nil },
-		func() []byte { return encodeDelete(ticketID) },
-		func(ix *index) { ix.remove(ticketID) })
+	return s.commit(ctx, &op{kind: opDelete, id: ticketID, record: encodeDelete(ticketID)})
 }
 
 // Move implements retrieval.Store.
 func (s *Store) Move(ctx context.Context, ticketID, project string) error {
-	return s.write(ctx,
-		func() (bool, error) {
-			tk := s.ix.tickets[ticketID]
-			if tk == nil {
-				return false, fmt.Errorf("move %q: %w", ticketID, retrieval.ErrNotFound)
-			}
-			return tk.Project == project, nil
-		},
-		func() []byte { return encodeMove(ticketID, project) },
-		func(ix *index) { ix.move(ticketID, project) })
+	return s.commit(ctx, &op{kind: opMove, id: ticketID, project: project, record: encodeMove(ticketID, project)})
 }
 
 // Get implements retrieval.Store.
@@ -402,10 +353,14 @@ func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
 
 // Compact writes a snapshot now and truncates the log (no-op in memory).
 func (s *Store) Compact(ctx context.Context) error {
-	if err := s.beginWrite(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if s.closed {
+		return errClosed
+	}
 	if s.disk == nil {
 		return nil
 	}
@@ -417,6 +372,13 @@ func (s *Store) Compact(ctx context.Context) error {
 // Close implements retrieval.Store. It syncs the log and releases the data
 // directory; calling it again is a no-op.
 func (s *Store) Close() error {
+	s.sendMu.Lock()
+	if !s.stopping {
+		s.stopping = true
+		close(s.ops) // the committer finishes what is queued, then exits
+	}
+	s.sendMu.Unlock()
+	<-s.committerDone
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
