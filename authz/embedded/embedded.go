@@ -8,6 +8,7 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,33 +100,15 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.Datastore == "" {
-		c.Datastore = SQLite
-	}
-	if c.StoreName == "" {
-		c.StoreName = DefaultStoreName
-	}
-	if c.ModelDSL == "" {
-		c.ModelDSL = authz.ModelDSL
-	}
-	if c.MaxChecksPerBatchCheck <= 0 {
-		c.MaxChecksPerBatchCheck = DefaultMaxChecksPerBatchCheck
-	}
-	if c.BatchConcurrency <= 0 {
-		c.BatchConcurrency = DefaultBatchConcurrency
-	}
-	if c.MaxTuplesPerWrite <= 0 {
-		c.MaxTuplesPerWrite = DefaultMaxTuplesPerWrite
-	}
-	if c.ListObjectsDeadline <= 0 {
-		c.ListObjectsDeadline = DefaultListObjectsDeadline
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.StartupTimeout <= 0 {
-		c.StartupTimeout = DefaultDatastoreStartupTimeout
-	}
+	c.Datastore = cmp.Or(c.Datastore, SQLite)
+	c.StoreName = cmp.Or(c.StoreName, DefaultStoreName)
+	c.ModelDSL = cmp.Or(c.ModelDSL, authz.ModelDSL)
+	c.MaxChecksPerBatchCheck = cmp.Or(c.MaxChecksPerBatchCheck, DefaultMaxChecksPerBatchCheck)
+	c.BatchConcurrency = cmp.Or(c.BatchConcurrency, DefaultBatchConcurrency)
+	c.MaxTuplesPerWrite = cmp.Or(c.MaxTuplesPerWrite, DefaultMaxTuplesPerWrite)
+	c.ListObjectsDeadline = cmp.Or(c.ListObjectsDeadline, DefaultListObjectsDeadline)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.StartupTimeout = cmp.Or(c.StartupTimeout, DefaultDatastoreStartupTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -152,6 +135,9 @@ var (
 // New opens the datastore (running its migrations), starts the OpenFGA server in
 // process, and makes sure the store and the current model exist.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.MaxChecksPerBatchCheck < 0 || cfg.BatchConcurrency < 0 || cfg.MaxTuplesPerWrite < 0 {
+		return nil, clearance.Invalid("authz.limits", "batch and write limits must not be negative")
+	}
 	cfg.defaults()
 	ds, tokens, path, err := openDatastore(cfg)
 	if err != nil {
@@ -380,35 +366,25 @@ func (e *Engine) request(q authz.Query) (request, error) {
 // Write implements authz.Engine. Every tuple is validated first, so an invalid one
 // writes nothing even when the call is larger than one datastore transaction.
 func (e *Engine) Write(ctx context.Context, writes, deletes []authz.Tuple) error {
-	if err := e.validator.ValidateAll(writes, true); err != nil {
-		return err
-	}
-	for i := range deletes {
-		d := deletes[i]
-		d.Condition = nil
-		if err := e.validator.Validate(d, false); err != nil {
-			return err
-		}
-	}
-	wk, err := tupleKeys(writes)
+	chunks, err := e.validator.PlanWrite(writes, deletes, e.cfg.MaxTuplesPerWrite)
 	if err != nil {
 		return err
 	}
-	limit := e.cfg.MaxTuplesPerWrite
-	for len(wk) > 0 || len(deletes) > 0 {
+	for _, c := range chunks {
 		req := &openfgav1.WriteRequest{StoreId: e.storeID, AuthorizationModelId: e.modelID}
-		n := min(len(wk), limit)
-		if n > 0 {
-			req.Writes = &openfgav1.WriteRequestWrites{TupleKeys: wk[:n], OnDuplicate: "ignore"}
-			wk = wk[n:]
+		if len(c.Writes) > 0 {
+			wk, err := tupleKeys(c.Writes)
+			if err != nil {
+				return err
+			}
+			req.Writes = &openfgav1.WriteRequestWrites{TupleKeys: wk, OnDuplicate: "ignore"}
 		}
-		if m := min(len(deletes), limit-n); m > 0 {
-			dk := make([]*openfgav1.TupleKeyWithoutCondition, m)
-			for i, d := range deletes[:m] {
+		if len(c.Deletes) > 0 {
+			dk := make([]*openfgav1.TupleKeyWithoutCondition, len(c.Deletes))
+			for i, d := range c.Deletes {
 				dk[i] = &openfgav1.TupleKeyWithoutCondition{User: d.User, Relation: d.Relation, Object: d.Object}
 			}
 			req.Deletes = &openfgav1.WriteRequestDeletes{TupleKeys: dk, OnMissing: "ignore"}
-			deletes = deletes[m:]
 		}
 		if err := e.call(ctx, func(ctx context.Context) error {
 			_, err := e.srv.Write(ctx, req)
@@ -483,17 +459,17 @@ func (e *Engine) BatchCheck(ctx context.Context, q authz.Query, checks []authz.C
 			return mapErr("batch check", err)
 		}
 		res := resp.GetResult()
-		for i := range out {
-			item, ok := res[strconv.Itoa(i)]
+		return fga.Fill(out, lo, checks, func(id string) fga.Item {
+			r, ok := res[id]
 			if !ok {
-				return fmt.Errorf("%w: batch check: no result for item %d", authz.ErrUnavailable, lo+i)
+				return fga.Item{}
 			}
-			if ie := item.GetError(); ie != nil {
-				return fmt.Errorf("%w: batch check item %d (%s#%s@%s): %s", authz.ErrUnavailable, lo+i, checks[lo+i].Object, checks[lo+i].Relation, checks[lo+i].User, ie.GetMessage())
+			if ie := r.GetError(); ie != nil {
+				return fga.Item{Found: true, Err: ie.GetMessage()}
 			}
-			out[i] = item.GetAllowed()
-		}
-		return nil
+			allowed := r.GetAllowed()
+			return fga.Item{Found: true, Allowed: &allowed}
+		})
 	})
 }
 
@@ -540,7 +516,7 @@ func (e *Engine) ListObjects(ctx context.Context, q authz.Query, user, relation,
 		if cerr := ctx.Err(); cerr != nil {
 			// OpenFGA ends a stream quietly when its context ends: whatever came
 			// before is a strict subset.
-			yield("", fmt.Errorf("%w: list %s %s for %s: %w", authz.ErrTruncated, objectType, relation, user, cerr))
+			yield("", fga.Truncated(objectType, relation, user, cerr))
 			return
 		}
 		if err != nil {

@@ -95,6 +95,7 @@ func TestConfigErrors(t *testing.T) {
 		{Datastore: "mysql"},
 		{Datastore: embedded.SQLite},
 		{Datastore: embedded.Postgres},
+		{Datastore: embedded.Memory, MaxChecksPerBatchCheck: -1},
 	} {
 		_, err := embedded.New(context.Background(), cfg)
 		var fe *clearance.FieldError

@@ -13,6 +13,7 @@
 package openfga
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,36 +90,18 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.StoreName == "" {
-		c.StoreName = DefaultStoreName
-	}
-	if c.ModelDSL == "" {
-		c.ModelDSL = authz.ModelDSL
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
+	c.StoreName = cmp.Or(c.StoreName, DefaultStoreName)
+	c.ModelDSL = cmp.Or(c.ModelDSL, authz.ModelDSL)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries
 	}
-	if c.MinRetryWait <= 0 {
-		c.MinRetryWait = DefaultMinRetryWait
-	}
-	if c.MaxChecksPerBatchCheck <= 0 {
-		c.MaxChecksPerBatchCheck = DefaultMaxChecksPerBatchCheck
-	}
-	if c.BatchConcurrency <= 0 {
-		c.BatchConcurrency = DefaultBatchConcurrency
-	}
-	if c.MaxTuplesPerWrite <= 0 {
-		c.MaxTuplesPerWrite = DefaultMaxTuplesPerWrite
-	}
-	if c.ListObjectsDeadline <= 0 {
-		c.ListObjectsDeadline = DefaultListObjectsDeadline
-	}
-	if c.ServerListObjectsDeadline <= 0 {
-		c.ServerListObjectsDeadline = DefaultServerListObjectsDeadline
-	}
+	c.MinRetryWait = cmp.Or(c.MinRetryWait, DefaultMinRetryWait)
+	c.MaxChecksPerBatchCheck = cmp.Or(c.MaxChecksPerBatchCheck, DefaultMaxChecksPerBatchCheck)
+	c.BatchConcurrency = cmp.Or(c.BatchConcurrency, DefaultBatchConcurrency)
+	c.MaxTuplesPerWrite = cmp.Or(c.MaxTuplesPerWrite, DefaultMaxTuplesPerWrite)
+	c.ListObjectsDeadline = cmp.Or(c.ListObjectsDeadline, DefaultListObjectsDeadline)
+	c.ServerListObjectsDeadline = cmp.Or(c.ServerListObjectsDeadline, DefaultServerListObjectsDeadline)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}
 	}
@@ -352,36 +335,26 @@ func (e *Engine) Write(ctx context.Context, writes, deletes []authz.Tuple) error
 	if err := e.live(); err != nil {
 		return err
 	}
-	if err := e.validator.ValidateAll(writes, true); err != nil {
+	chunks, err := e.validator.PlanWrite(writes, deletes, e.cfg.MaxTuplesPerWrite)
+	if err != nil {
 		return err
 	}
-	for i := range deletes {
-		d := deletes[i]
-		d.Condition = nil
-		if err := e.validator.Validate(d, false); err != nil {
-			return err
-		}
-	}
-	ignore, missing := "ignore", "ignore"
-	limit := e.cfg.MaxTuplesPerWrite
-	for len(writes) > 0 || len(deletes) > 0 {
+	ignore := "ignore"
+	for _, c := range chunks {
 		req := fgasdk.WriteRequest{AuthorizationModelId: &e.modelID}
-		n := min(len(writes), limit)
-		if n > 0 {
-			keys := make([]fgasdk.TupleKey, n)
-			for i, t := range writes[:n] {
+		if len(c.Writes) > 0 {
+			keys := make([]fgasdk.TupleKey, len(c.Writes))
+			for i, t := range c.Writes {
 				keys[i] = tupleKey(t)
 			}
 			req.Writes = &fgasdk.WriteRequestWrites{TupleKeys: keys, OnDuplicate: &ignore}
-			writes = writes[n:]
 		}
-		if m := min(len(deletes), limit-n); m > 0 {
-			keys := make([]fgasdk.TupleKeyWithoutCondition, m)
-			for i, d := range deletes[:m] {
+		if len(c.Deletes) > 0 {
+			keys := make([]fgasdk.TupleKeyWithoutCondition, len(c.Deletes))
+			for i, d := range c.Deletes {
 				keys[i] = fgasdk.TupleKeyWithoutCondition{User: d.User, Relation: d.Relation, Object: d.Object}
 			}
-			req.Deletes = &fgasdk.WriteRequestDeletes{TupleKeys: keys, OnMissing: &missing}
-			deletes = deletes[m:]
+			req.Deletes = &fgasdk.WriteRequestDeletes{TupleKeys: keys, OnMissing: &ignore}
 		}
 		cctx, cancel := e.timeout(ctx)
 		_, _, err := e.api.Write(cctx, e.storeID).Body(req).Execute()
@@ -441,20 +414,16 @@ func (e *Engine) BatchCheck(ctx context.Context, q authz.Query, checks []authz.C
 			return mapErr("batch check", err)
 		}
 		res := resp.GetResult()
-		for i := range out {
-			item, ok := res[strconv.Itoa(i)]
+		return fga.Fill(out, lo, checks, func(id string) fga.Item {
+			r, ok := res[id]
 			if !ok {
-				return fmt.Errorf("%w: batch check: no result for item %d", authz.ErrUnavailable, lo+i)
+				return fga.Item{}
 			}
-			if item.Error != nil {
-				return fmt.Errorf("%w: batch check item %d (%s#%s@%s): %s", authz.ErrUnavailable, lo+i, checks[lo+i].Object, checks[lo+i].Relation, checks[lo+i].User, item.Error.GetMessage())
+			if r.Error != nil {
+				return fga.Item{Found: true, Err: r.Error.GetMessage()}
 			}
-			if item.Allowed == nil {
-				return fmt.Errorf("%w: batch check: empty result for item %d", authz.ErrUnavailable, lo+i)
-			}
-			out[i] = *item.Allowed
-		}
-		return nil
+			return fga.Item{Found: true, Allowed: r.Allowed}
+		})
 	})
 }
 
@@ -496,7 +465,7 @@ func (e *Engine) ListObjects(ctx context.Context, q authz.Query, user, relation,
 			}
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			yield("", fmt.Errorf("%w: list %s %s for %s: %w", authz.ErrTruncated, objectType, relation, user, cerr))
+			yield("", fga.Truncated(objectType, relation, user, cerr))
 			return
 		}
 		if streamErr != nil {
@@ -506,7 +475,7 @@ func (e *Engine) ListObjects(ctx context.Context, q authz.Query, user, relation,
 		if elapsed := time.Since(start); elapsed >= e.cfg.ServerListObjectsDeadline {
 			// The server ends a stream silently at its deadline; one that lasted that
 			// long cannot be told apart from a cut one.
-			yield("", fmt.Errorf("%w: list %s %s for %s: stream lasted %v, server deadline %v", authz.ErrTruncated, objectType, relation, user, elapsed, e.cfg.ServerListObjectsDeadline))
+			yield("", fga.Truncated(objectType, relation, user, fmt.Errorf("stream lasted %v, server deadline %v", elapsed, e.cfg.ServerListObjectsDeadline)))
 		}
 	}
 }

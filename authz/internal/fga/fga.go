@@ -6,6 +6,7 @@ package fga
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -239,4 +240,64 @@ func checkParam(typ openfgav1.ConditionParamTypeRef_TypeName, v any) error {
 		}
 	}
 	return nil
+}
+
+// Chunk is one write request of a planned Write.
+type Chunk struct {
+	Writes, Deletes []authz.Tuple
+}
+
+// PlanWrite validates a whole Write (writes as stored tuples, deletes by key only)
+// and splits it into requests of at most limit tuples, so an invalid tuple fails the
+// call before anything is sent.
+func (v *Validator) PlanWrite(writes, deletes []authz.Tuple, limit int) ([]Chunk, error) {
+	if err := v.ValidateAll(writes, true); err != nil {
+		return nil, err
+	}
+	for _, d := range deletes {
+		d.Condition = nil
+		if err := v.Validate(d, false); err != nil {
+			return nil, err
+		}
+	}
+	limit = max(limit, 1)
+	var chunks []Chunk
+	for len(writes) > 0 || len(deletes) > 0 {
+		n := min(len(writes), limit)
+		m := min(len(deletes), limit-n)
+		chunks = append(chunks, Chunk{Writes: writes[:n], Deletes: deletes[:m]})
+		writes, deletes = writes[n:], deletes[m:]
+	}
+	return chunks, nil
+}
+
+// Item is one answer of a batch-check call, looked up by correlation id.
+type Item struct {
+	Found   bool
+	Allowed *bool
+	Err     string // non-empty: the engine failed on this item
+}
+
+// Fill copies a chunk's answers into out (checks[lo:lo+len(out)]); correlation id i
+// belongs to out[i]. A missing, empty or failed item fails the whole chunk.
+func Fill(out []bool, lo int, checks []authz.Check, item func(id string) Item) error {
+	for i := range out {
+		it := item(strconv.Itoa(i))
+		c := checks[lo+i]
+		switch {
+		case !it.Found:
+			return fmt.Errorf("%w: batch check: no result for item %d", authz.ErrUnavailable, lo+i)
+		case it.Err != "":
+			return fmt.Errorf("%w: batch check item %d (%s#%s@%s): %s", authz.ErrUnavailable, lo+i, c.Object, c.Relation, c.User, it.Err)
+		case it.Allowed == nil:
+			return fmt.Errorf("%w: batch check: empty result for item %d", authz.ErrUnavailable, lo+i)
+		}
+		out[i] = *it.Allowed
+	}
+	return nil
+}
+
+// Truncated is the error that ends a listing cut short.
+func Truncated(objectType, relation, user string, cause error) error {
+	return fmt.Errorf("%w: list %s %s for %s: %w", authz.ErrTruncated, objectType, relation, user, cause)
 }
