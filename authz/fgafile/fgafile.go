@@ -94,25 +94,42 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read store file: %w", err)
 	}
-	var rf rawFile
-	if err := yaml.Unmarshal(raw, &rf); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", clearance.ErrInvalid, path, err)
+	f, modelFile, err := parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f := &File{Name: rf.Name, Model: rf.Model}
-	if rf.ModelFile != "" {
-		m, err := os.ReadFile(filepath.Join(filepath.Dir(path), rf.ModelFile))
+	if modelFile != "" {
+		m, err := os.ReadFile(filepath.Join(filepath.Dir(path), modelFile))
 		if err != nil {
 			return nil, fmt.Errorf("read model_file: %w", err)
 		}
 		f.Model = string(m)
 	}
+	return f, nil
+}
+
+// Parse reads a store file's content (for example embedded in the binary). It does
+// not follow model_file: Model holds only an inline model; callers of the demo org use
+// authz.ModelDSL, which is what its model_file names.
+func Parse(data []byte) (*File, error) {
+	f, _, err := parse(data)
+	return f, err
+}
+
+func parse(raw []byte) (*File, string, error) {
+	var rf rawFile
+	if err := yaml.Unmarshal(raw, &rf); err != nil {
+		return nil, "", fmt.Errorf("%w: store file: %w", clearance.ErrInvalid, err)
+	}
+	f := &File{Name: rf.Name, Model: rf.Model}
+	var err error
 	if f.Tuples, err = tuples("tuples", rf.Tuples); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	for i, rt := range rf.Tests {
 		t := Test{Name: rt.Name, Description: rt.Description}
 		if t.Tuples, err = tuples(fmt.Sprintf("tests[%d].tuples", i), rt.Tuples); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		for j, c := range rt.Check {
 			cc := CheckCase{Users: c.Users, Objects: c.Objects, Context: normalize(c.Context), Assertions: c.Assertions}
@@ -123,19 +140,19 @@ func Load(path string) (*File, error) {
 				cc.Objects = append([]string{c.Object}, cc.Objects...)
 			}
 			if len(cc.Users) == 0 || len(cc.Objects) == 0 || len(cc.Assertions) == 0 {
-				return nil, clearance.Invalid(fmt.Sprintf("tests[%d].check[%d]", i, j), "needs user(s), object(s) and assertions")
+				return nil, "", clearance.Invalid(fmt.Sprintf("tests[%d].check[%d]", i, j), "needs user(s), object(s) and assertions")
 			}
 			t.Check = append(t.Check, cc)
 		}
 		for j, l := range rt.ListObjects {
 			if l.User == "" || l.Type == "" || len(l.Assertions) == 0 {
-				return nil, clearance.Invalid(fmt.Sprintf("tests[%d].list_objects[%d]", i, j), "needs user, type and assertions")
+				return nil, "", clearance.Invalid(fmt.Sprintf("tests[%d].list_objects[%d]", i, j), "needs user, type and assertions")
 			}
 			t.ListObjects = append(t.ListObjects, ListCase{User: l.User, Type: l.Type, Context: normalize(l.Context), Assertions: l.Assertions})
 		}
 		f.Tests = append(f.Tests, t)
 	}
-	return f, nil
+	return f, rf.ModelFile, nil
 }
 
 func tuples(field string, rts []rawTuple) ([]authz.Tuple, error) {

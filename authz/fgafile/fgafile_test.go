@@ -3,12 +3,14 @@ package fgafile_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/authz/fgafile"
 )
@@ -116,6 +118,34 @@ func TestOrgCoversTickets(t *testing.T) {
 	for id := range projectOf {
 		if !seen[id] {
 			t.Errorf("org.fga.yaml has ticket %s that tickets.jsonl lacks", id)
+		}
+	}
+}
+
+func TestParseMatchesLoad(t *testing.T) {
+	raw, err := os.ReadFile(orgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fgafile.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := fgafile.Load(orgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tuples) != len(l.Tuples) || len(p.Tests) != len(l.Tests) || p.Model != "" {
+		t.Errorf("Parse: %d tuples %d tests model %q; Load: %d tuples %d tests", len(p.Tuples), len(p.Tests), p.Model, len(l.Tuples), len(l.Tests))
+	}
+	for _, bad := range []string{
+		"tuples: [{user: user:a, relation: viewer}]",
+		"tests: [{name: x, check: [{user: user:a, assertions: {can_view: true}}]}]",
+		"tests: [{name: x, list_objects: [{user: user:a, assertions: {can_view: []}}]}]",
+		"tuples: {",
+	} {
+		if _, err := fgafile.Parse([]byte(bad)); !errors.Is(err, clearance.ErrInvalid) {
+			t.Errorf("Parse(%q) = %v, want ErrInvalid", bad, err)
 		}
 	}
 }
