@@ -196,6 +196,9 @@ func benchSearchAt(b *testing.B, rows int, pct float64) {
 	b.Run("raw-go-unrolled", raw(dotGo, 1))
 	b.Run("raw-vek", raw(vek32.Dot, 1))
 	b.Run("raw-vek-2cores", raw(vek32.Dot, 2))
+	if haveArchSIMD { // GOEXPERIMENT=simd builds only
+		b.Run("raw-archsimd", raw(dotArchSIMD, 1))
+	}
 }
 
 // plainDot is the naive loop, for reference.

@@ -33,6 +33,9 @@ func TestKernelsAgree(t *testing.T) {
 				t.Fatalf("n=%d: vek32.Dot = %v, want %v", n, got, want)
 			}
 		}
+		if got := dotArchSIMD(a, b); math.Abs(float64(got)-want) > 1e-4*math.Max(1, math.Abs(want)) {
+			t.Fatalf("n=%d: dotArchSIMD = %v, want %v", n, got, want)
+		}
 		if got := dotInt8(ai, bi); got != wantI {
 			t.Fatalf("n=%d: dotInt8 = %d, want %d", n, got, wantI)
 		}
