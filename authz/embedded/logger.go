@@ -10,9 +10,9 @@ import (
 	"github.com/openfga/openfga/pkg/logger"
 )
 
-// zapLogger routes OpenFGA's zap logging into the service's slog.Logger. OpenFGA's
-// info lines can name users and objects, so they go to debug; warnings and errors
-// keep their level.
+// zapLogger routes OpenFGA's zap logging into the service's slog.Logger (callers tag
+// it, e.g. component=openfga). OpenFGA's info lines can name users and objects, so
+// they go to debug; warnings and errors keep their level.
 func zapLogger(l *slog.Logger) logger.Logger {
 	if l == nil {
 		return logger.NewNoopLogger()
@@ -59,8 +59,7 @@ func (c *slogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	for _, f := range fs {
 		f.AddTo(enc)
 	}
-	attrs := make([]slog.Attr, 0, len(enc.Fields)+1)
-	attrs = append(attrs, slog.String("component", "openfga"))
+	attrs := make([]slog.Attr, 0, len(enc.Fields))
 	for k, v := range enc.Fields {
 		attrs = append(attrs, slog.Any(k, v))
 	}
