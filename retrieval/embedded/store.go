@@ -113,9 +113,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		scan: scanner{
 			dim: cfg.Meta.Dim, dot: dot, workers: cfg.Workers,
 			// Measured (docs/benchmarks.md): below ~4 MiB of vectors the rows sit
-			// in cache and a second goroutine costs more than it saves; below
-			// ~4 MiB the int8 pass's per-row bookkeeping outweighs the bytes
-			// it saves.
+			// in cache, and both a second goroutine and the int8 pass's per-row
+			// bookkeeping cost more than they save.
 			minSplit: max(1, (4<<20)/(4*cfg.Meta.Dim)),
 			minQuant: max(1, (4<<20)/(4*cfg.Meta.Dim)),
 		},
