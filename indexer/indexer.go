@@ -355,6 +355,9 @@ func (ix *Indexer) deleteMissing(ctx context.Context, known *refs, seen map[stri
 	return nil
 }
 
+// maxConcurrentUpserts bounds the store writes one worker has in flight.
+const maxConcurrentUpserts = 32
+
 // pendingTicket is a ticket to embed and its chunk texts.
 type pendingTicket struct {
 	t      retrieval.Ticket
@@ -501,6 +504,11 @@ func (ix *Indexer) embedAndWrite(ctx context.Context, ps []pendingTicket, known 
 	if len(vecs) != len(texts) {
 		return fmt.Errorf("embed: %d vectors for %d texts", len(vecs), len(texts))
 	}
+	// The upserts of a group go to the store at once: a store with group
+	// commit (the embedded store) makes them share one fsync. Each ticket is
+	// still its own atomic write, and ids in a group are distinct.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxConcurrentUpserts)
 	i := 0
 	for _, p := range ps {
 		chunks := make([]retrieval.Chunk, len(p.chunks))
@@ -508,11 +516,14 @@ func (ix *Indexer) embedAndWrite(ctx context.Context, ps []pendingTicket, known 
 			chunks[k] = retrieval.Chunk{Ordinal: k, Text: c, Vector: vecs[i]}
 			i++
 		}
-		if err := ix.cfg.Store.Upsert(ctx, p.t, chunks); err != nil {
-			return fmt.Errorf("upsert %s: %w", p.t.ID, err)
-		}
-		known.set(retrieval.TicketRef{ID: p.t.ID, Tenant: p.t.Tenant, Project: p.t.Project, ContentHash: p.t.ContentHash, Chunks: len(chunks)})
-		t.add(func(s *Summary) { s.Embedded++; s.Chunks += len(chunks) })
+		g.Go(func() error {
+			if err := ix.cfg.Store.Upsert(gctx, p.t, chunks); err != nil {
+				return fmt.Errorf("upsert %s: %w", p.t.ID, err)
+			}
+			known.set(retrieval.TicketRef{ID: p.t.ID, Tenant: p.t.Tenant, Project: p.t.Project, ContentHash: p.t.ContentHash, Chunks: len(chunks)})
+			t.add(func(s *Summary) { s.Embedded++; s.Chunks += len(chunks) })
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }

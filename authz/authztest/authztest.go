@@ -403,6 +403,26 @@ func testBatch(t *testing.T, e authz.Engine) {
 	if got, err := e.BatchCheck(ctx, authz.Query{}, nil); err != nil || len(got) != 0 {
 		t.Errorf("empty batch = %v, %v", got, err)
 	}
+
+	// One item the engine cannot evaluate (a conditioned grant with an unusable
+	// current_time) fails the whole batch, never a partial or a true.
+	write(t, e, []authz.Tuple{
+		tuple("user:u", "owner", "project:p"),
+		tuple("user:u", "delegator", "delegation:u~bot"),
+		{User: "delegation:u~bot", Relation: "granted", Object: "project:p",
+			Condition: &authz.Condition{Name: "not_expired", Context: map[string]any{"expires_at": "2030-01-01T00:00:00Z"}}},
+	}, nil)
+	bad := authz.Query{
+		ContextualTuples: []authz.Tuple{tuple("user:u", "active", "delegation:u~bot")},
+		Context:          map[string]any{"current_time": "not a time"},
+	}
+	mixed := append([]authz.Check{{User: "user:u", Relation: authz.RelationAgentCanView, Object: "project:p"}}, checks[:120]...)
+	if got, err := e.BatchCheck(ctx, bad, mixed); got != nil || !errors.Is(err, authz.ErrUnavailable) {
+		t.Errorf("batch with a failing item = %v, %v; want nil and ErrUnavailable", got != nil, err)
+	}
+	if ok, err := e.Check(ctx, bad, mixed[0]); ok || err == nil {
+		t.Errorf("check that cannot be evaluated = %v, %v; want an error", ok, err)
+	}
 }
 
 // testRevocation: a deleted tuple stops granting on the very next call with higher
