@@ -20,7 +20,9 @@
 // The suite checks rankings against a brute-force reference evaluated in float64:
 // a hit may swap places with another only when their reference scores are within
 // ScoreTolerance. Exact ties (identical vectors) must be ordered by (TicketID,
-// Ordinal) ascending, which is what makes paging stable across stores.
+// Ordinal) ascending, which is what makes paging stable across stores. TicketID
+// order is byte order (Go's string comparison; COLLATE "C" in SQL), never a
+// locale's collation.
 package storetest
 
 import (
@@ -455,7 +457,8 @@ func testTies(t *testing.T, f *fixture) {
 	// Every chunk has the same vector, so every score is exactly equal and only the
 	// (TicketID, Ordinal) order decides.
 	v := f.unitVector()
-	ids := []string{"b-2", "a-10", "a-9", "c", "a-1"}
+	// Byte order, not a locale's: "B-1" < "a-1" (in SQL: COLLATE "C").
+	ids := []string{"b-2", "a-10", "a-9", "c", "a-1", "B-1"}
 	for i, id := range ids {
 		cs := make([]retrieval.Chunk, 3)
 		for o := range cs {
@@ -465,7 +468,7 @@ func testTies(t *testing.T, f *fixture) {
 	}
 	flt := retrieval.Filter{Tenant: "acme", AllProjects: true}
 	want := f.ref.search(v, flt)
-	for _, k := range []int{1, 4, 15, 20} {
+	for _, k := range []int{1, 4, 18, 20} {
 		got := f.search(retrieval.SearchRequest{Vector: v, Filter: flt, K: k})
 		if len(got) != min(k, len(want)) {
 			t.Fatalf("k=%d: got %d hits, want %d", k, len(got), min(k, len(want)))
