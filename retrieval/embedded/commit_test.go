@@ -60,14 +60,20 @@ func TestBatchChecksSeeEarlierOps(t *testing.T) {
 	if got := s.disk.walBytes - before; got != int64(logged) {
 		t.Fatalf("batch wrote %d log bytes, want %d (five records)", got, logged)
 	}
-	want := fingerprint(t, s)
 	for id, project := range map[string]string{"X": "p4", "Y": "p1"} {
 		if tk, err := s.Get(t.Context(), id); err != nil || tk.Project != project {
 			t.Fatalf("Get(%s) = %+v, %v; want project %s", id, tk, err, project)
 		}
 	}
+	closeReopenSame(t, s)
+}
+
+// closeReopenSame closes s, reopens its data dir and expects the same state.
+func closeReopenSame(t *testing.T, s *Store) {
+	t.Helper()
+	want := fingerprint(t, s)
 	s.Close()
-	s, err = Open(t.Context(), Config{DataDir: dir, Meta: crashMeta})
+	s, err := Open(t.Context(), Config{DataDir: s.DataDir(), Meta: crashMeta})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,14 +123,5 @@ func TestConcurrentSyncedWriters(t *testing.T) {
 	if st.Tickets != writers*5 {
 		t.Fatalf("%d tickets, want %d", st.Tickets, writers*5)
 	}
-	want := fingerprint(t, s)
-	s.Close()
-	s, err = Open(t.Context(), Config{DataDir: dir, Meta: crashMeta})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if got := fingerprint(t, s); got != want {
-		t.Fatalf("after reopen:\n%s\nwant\n%s", got, want)
-	}
+	closeReopenSame(t, s)
 }
