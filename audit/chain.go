@@ -72,28 +72,77 @@ func QueryHash(q string) string {
 	return hex.EncodeToString(s[:])
 }
 
-// Seal links r to prev, computes its hash and returns the stored form: one line of
-// JSON (without the newline) whose "hash" is the sha256 of the canonical JSON of
-// the rest.
-func Seal(r *Record, prev string) ([]byte, error) {
-	r.PrevHash, r.Hash = prev, ""
-	b, err := json.Marshal(r)
+// Placeholders the caller-side encoding carries until the writer knows the id and
+// the previous hash. Same lengths as the real values, which need no escaping.
+const (
+	placeholderID   = "00000000000000000000000000"
+	placeholderPrev = Genesis
+)
+
+// Pending is a record encoded for sealing. The expensive part (encoding and
+// canonicalizing) runs in the caller's goroutine, in parallel; the writer only
+// fills in the id and the previous hash and hashes the canonical bytes, so the
+// chain's critical section stays short.
+type Pending struct {
+	Record *Record
+	line   []byte // stored form without the hash, struct order
+	canon  []byte // canonical form
+	// Offsets of the id and prev_hash values in line and canon.
+	lineID, linePrev, canonID, canonPrev int
+}
+
+// NewPending encodes r (which must be prepared, and is not changed).
+func NewPending(r *Record) (*Pending, error) {
+	c := *r
+	c.ID, c.PrevHash, c.Hash = placeholderID, placeholderPrev, ""
+	line, err := json.Marshal(&c)
 	if err != nil {
 		return nil, fmt.Errorf("audit: encode record: %w", err)
 	}
-	h, err := HashOf(b)
+	canon, err := canonical(line)
 	if err != nil {
 		return nil, err
 	}
-	r.Hash = h
+	p := &Pending{Record: &c, line: line, canon: canon}
+	var ok1, ok2, ok3, ok4 bool
+	p.lineID, ok1 = valueAt(line, `"id":"`+placeholderID+`"`, len(`"id":"`))
+	p.linePrev, ok2 = valueAt(line, `"prev_hash":"`+placeholderPrev+`"`, len(`"prev_hash":"`))
+	p.canonID, ok3 = valueAt(canon, `"id":"`+placeholderID+`"`, len(`"id":"`))
+	p.canonPrev, ok4 = valueAt(canon, `"prev_hash":"`+placeholderPrev+`"`, len(`"prev_hash":"`))
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return nil, fmt.Errorf("audit: encode record: chain fields not found once")
+	}
+	return p, nil
+}
+
+// valueAt finds the one occurrence of key (a quoted key, colon and quoted value:
+// inside JSON strings quotes are escaped, so it can only be the field itself).
+func valueAt(b []byte, key string, skip int) (int, bool) {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 || bytes.LastIndex(b, []byte(key)) != i {
+		return 0, false
+	}
+	return i + skip, true
+}
+
+// Seal links the record to prev under id, computes its hash and returns the
+// stored form: one line of JSON (without the newline) whose "hash" is the sha256
+// of the canonical JSON of the rest. Record gets ID, PrevHash and Hash.
+func (p *Pending) Seal(id, prev string) []byte {
+	copy(p.line[p.lineID:], id)
+	copy(p.line[p.linePrev:], prev)
+	copy(p.canon[p.canonID:], id)
+	copy(p.canon[p.canonPrev:], prev)
+	sum := sha256.Sum256(p.canon)
+	h := hex.EncodeToString(sum[:])
+	p.Record.ID, p.Record.PrevHash, p.Record.Hash = id, prev, h
 	// Hash is the struct's last field (omitempty): appending it gives exactly what
-	// json.Marshal would, without encoding the record twice.
-	line := make([]byte, 0, len(b)+len(h)+12)
-	line = append(line, b[:len(b)-1]...)
-	line = append(line, `,"hash":"`...)
-	line = append(line, h...)
-	line = append(line, `"}`...)
-	return line, nil
+	// json.Marshal would.
+	out := make([]byte, 0, len(p.line)+len(h)+12)
+	out = append(out, p.line[:len(p.line)-1]...)
+	out = append(out, `,"hash":"`...)
+	out = append(out, h...)
+	return append(out, `"}`...)
 }
 
 // HashOf returns the hash of a stored record: the hex sha256 of its canonical JSON
@@ -101,22 +150,31 @@ func Seal(r *Record, prev string) ([]byte, error) {
 // depends only on the stored bytes, never on the Go struct, so records written by
 // older versions keep verifying after fields are added.
 func HashOf(raw []byte) (string, error) {
+	c, err := canonical(raw)
+	if err != nil {
+		return "", err
+	}
+	s := sha256.Sum256(c)
+	return hex.EncodeToString(s[:]), nil
+}
+
+// canonical re-encodes a stored record with sorted keys and without "hash".
+func canonical(raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		return "", fmt.Errorf("audit: decode record: %w", err)
+		return nil, fmt.Errorf("audit: decode record: %w", err)
 	}
 	if dec.More() {
-		return "", fmt.Errorf("audit: decode record: trailing data")
+		return nil, fmt.Errorf("audit: decode record: trailing data")
 	}
 	delete(m, "hash")
 	c, err := json.Marshal(m)
 	if err != nil {
-		return "", fmt.Errorf("audit: canonical record: %w", err)
+		return nil, fmt.Errorf("audit: canonical record: %w", err)
 	}
-	s := sha256.Sum256(c)
-	return hex.EncodeToString(s[:]), nil
+	return c, nil
 }
 
 // ValidID reports whether s is a record id (a ULID).

@@ -314,7 +314,7 @@ func (l *Log) Append(ctx context.Context, r *audit.Record) error {
 }
 
 // flush writes one batch with one write and one fsync.
-func (l *Log) flush(recs []*audit.Record) error {
+func (l *Log) flush(recs []*audit.Pending) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.broken != nil {
@@ -330,14 +330,10 @@ func (l *Log) flush(recs []*audit.Record) error {
 	}
 	buf := l.buf[:0]
 	head, headID := l.headHash, l.headID
-	for _, r := range recs {
-		r.ID = l.ids.Next(now, headID)
-		line, err := audit.Seal(r, head)
-		if err != nil {
-			return fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
-		}
+	for _, p := range recs {
+		line := p.Seal(l.ids.Next(now, headID), head)
 		buf = append(append(buf, line...), '\n')
-		head, headID = r.Hash, r.ID
+		head, headID = p.Record.Hash, p.Record.ID
 	}
 	l.buf = buf
 	_, err := l.f.Write(buf)
@@ -354,7 +350,7 @@ func (l *Log) flush(recs []*audit.Record) error {
 		return fmt.Errorf("%w: write: %v", audit.ErrUnavailable, err)
 	}
 	if act.size == 0 {
-		act.firstID, l.segStart = recs[0].ID, now
+		act.firstID, l.segStart = recs[0].Record.ID, now
 	}
 	act.size += int64(len(buf))
 	l.headHash, l.headID = head, headID

@@ -168,7 +168,7 @@ func (l *Log) Append(ctx context.Context, r *audit.Record) error {
 var recordColumns = []string{"seq", "id", "time", "tenant", "principal", "agent", "tickets", "record"}
 
 // flush writes one batch in one transaction holding the chain head's row lock.
-func (l *Log) flush(recs []*audit.Record) error {
+func (l *Log) flush(recs []*audit.Pending) error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.WriteTimeout)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
@@ -179,12 +179,9 @@ func (l *Log) flush(recs []*audit.Record) error {
 		}
 		now := l.cfg.Now()
 		rows := make([][]any, len(recs))
-		for i, r := range recs {
-			r.ID = l.ids.Next(now, headID)
-			line, err := audit.Seal(r, head)
-			if err != nil {
-				return err
-			}
+		for i, p := range recs {
+			line := p.Seal(l.ids.Next(now, headID), head)
+			r := p.Record
 			seq++
 			rows[i] = []any{seq, r.ID, r.Time, r.Tenant, principalOf(r), r.Principal.Agent, ticketsOf(r), string(line)}
 			headID, head = r.ID, r.Hash

@@ -15,9 +15,9 @@ import (
 	"github.com/clearance-dev/clearance/audit"
 )
 
-// Flush makes recs durable in order, filling ID, PrevHash and Hash of each. On
-// error none of them may count as written.
-type Flush func(recs []*audit.Record) error
+// Flush makes recs durable in order, sealing each (which fills ID, PrevHash and
+// Hash). On error none of them may count as written.
+type Flush func(recs []*audit.Pending) error
 
 // Config of a Committer.
 type Config struct {
@@ -31,7 +31,7 @@ type Config struct {
 }
 
 type request struct {
-	rec audit.Record
+	rec *audit.Pending
 	res chan error
 }
 
@@ -61,7 +61,12 @@ func New(cfg Config) *Committer {
 // PrevHash and Hash. r must be prepared (audit.Options.Prepare) and must not be
 // changed until Append returns.
 func (c *Committer) Append(ctx context.Context, r *audit.Record) error {
-	req := &request{rec: *r, res: make(chan error, 1)}
+	// Encoding happens here, in parallel across callers, not in the writer.
+	p, err := audit.NewPending(r)
+	if err != nil {
+		return err
+	}
+	req := &request{rec: p, res: make(chan error, 1)}
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -83,7 +88,7 @@ func (c *Committer) Append(ctx context.Context, r *audit.Record) error {
 			}
 			return err
 		}
-		r.ID, r.PrevHash, r.Hash = req.rec.ID, req.rec.PrevHash, req.rec.Hash
+		r.ID, r.PrevHash, r.Hash = p.Record.ID, p.Record.PrevHash, p.Record.Hash
 		return nil
 	case <-ctx.Done():
 		// The record may still be written; a record too many is harmless, and the
@@ -95,7 +100,7 @@ func (c *Committer) Append(ctx context.Context, r *audit.Record) error {
 func (c *Committer) run() {
 	defer close(c.done)
 	batch := make([]*request, 0, c.cfg.MaxBatch)
-	recs := make([]*audit.Record, 0, c.cfg.MaxBatch)
+	recs := make([]*audit.Pending, 0, c.cfg.MaxBatch)
 	for req := range c.queue {
 		batch = append(batch[:0], req)
 	drain:
@@ -112,7 +117,7 @@ func (c *Committer) run() {
 		}
 		recs = recs[:0]
 		for _, r := range batch {
-			recs = append(recs, &r.rec)
+			recs = append(recs, r.rec)
 		}
 		err := c.cfg.Flush(recs)
 		for _, r := range batch {
