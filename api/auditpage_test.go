@@ -1,0 +1,316 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/labstack/echo/v4"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files and docs/audit-page.png")
+
+// pageTokens stands in for the server's token verifier on the page tests: the
+// page only needs "token -> principal, expiry or error".
+type pageTokens map[string]authz.Principal
+
+func (m pageTokens) authenticate(_ context.Context, token string) (authz.Principal, time.Time, error) {
+	p, ok := m[token]
+	if !ok {
+		return authz.Principal{}, time.Time{}, fmt.Errorf("unknown token: %w", clearance.ErrUnauthenticated)
+	}
+	return p, time.Now().Add(time.Hour), nil
+}
+
+// demoRecord is a search with returned and withheld candidates, as the planner
+// writes them.
+func demoRecord() *audit.Record {
+	r := &audit.Record{
+		Kind: "search", Tenant: "acme", RequestID: "req-7f3a",
+		Principal: authz.Principal{Kind: authz.KindAgent, Tenant: "acme", User: "anne", Agent: "copilot",
+			AuthMethod: "jwt", Scopes: []string{"tickets:read"}},
+		Query: "checkout latency spike after the payment deploy", TopK: 5,
+		Narrowing: audit.Narrowing{TokenProjects: []string{"apollo", "payments"}, IntentProjects: []string{"payments"}, DroppedProjects: 1},
+		Plan: audit.Plan{Path: "prefilter", AllowedProjects: 2, DirectTickets: 1, Rounds: 2, Fetched: 10, Checked: 10, Denied: 3,
+			Notes: []string{"over-fetch round 2: 3 of 5 denied in round 1"}},
+		Status: "complete", ModelID: "01JD0MODEL7Q2W3E4R5T6Y7U8I", Consistency: "HIGHER_CONSISTENCY",
+		Latency: map[string]int64{"embed": 412, "list_objects": 1830, "search": 2240, "batch_check": 6120, "total": 10950},
+	}
+	add := func(id, project string, score float32, d audit.Decision) {
+		r.Results = append(r.Results, audit.Candidate{TicketID: id, Project: project, Score: score, Decision: d})
+	}
+	add("T-1042", "payments", 0.912, audit.Returned)
+	add("T-2210", "hr-cases", 0.887, audit.DeniedByCheck)
+	add("T-1057", "payments", 0.861, audit.Returned)
+	add("T-3301", "payments", 0.842, audit.DeniedByCheck)
+	add("T-1100", "apollo", 0.815, audit.Returned)
+	add("T-4410", "legal", 0.801, audit.DeniedByCheck)
+	add("T-1203", "payments", 0.774, audit.Returned)
+	add("T-1150", "apollo", 0.760, audit.Returned)
+	add("T-1311", "payments", 0.733, audit.BeyondK)
+	add("T-1312", "payments", 0.731, audit.NotChecked)
+	return r
+}
+
+type pageServer struct {
+	url    string
+	record *audit.Record
+	page   *AuditPage
+}
+
+func newPageServer(t *testing.T) *pageServer {
+	t.Helper()
+	f := newAuditFixture(t)
+	rec := demoRecord()
+	if err := f.log.Append(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	tokens := pageTokens{
+		"op-token":     user("ops", "olga", ScopeAudit, "tickets:read"),
+		"reader-token": user("acme", "bob", "tickets:read"),
+	}
+	page, err := NewAuditPage(AuditPageConfig{Reader: &AuditReader{Log: f.log, Engine: f.engine}, Authenticate: tokens.authenticate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	page.Register(e)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return &pageServer{url: srv.URL, record: rec, page: page}
+}
+
+func newClient(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// signIn loads the form and posts token with its CSRF value.
+func signIn(t *testing.T, c *http.Client, base, token string) (*http.Response, string) {
+	t.Helper()
+	_, body := get(t, c, base+"/audit/login")
+	m := csrfField.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("login form without a csrf field: %s", body)
+	}
+	resp, err := c.PostForm(base+"/audit/login", url.Values{"csrf": {m[1]}, "token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// TestAuditPageSessions checks the page's auth over plain HTTP: redirects without
+// a session, the login CSRF check, the scope requirement, the cookie's
+// attributes, tenant-less operators seeing every tenant, and sign-out.
+func TestAuditPageSessions(t *testing.T) {
+	s := newPageServer(t)
+	c := newClient(t)
+
+	resp, _ := get(t, c, s.url+"/audit")
+	if resp.Request.URL.Path != "/audit/login" {
+		t.Fatalf("without a session /audit went to %s, want the login form", resp.Request.URL.Path)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+		t.Fatalf("CSP %q", csp)
+	}
+
+	// A login post without the form's CSRF value (a cross-site form) is refused.
+	resp, err := newClient(t).PostForm(s.url+"/audit/login", url.Values{"token": {"op-token"}, "csrf": {"guess"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("login without csrf cookie: %d, want 403", resp.StatusCode)
+	}
+
+	// A valid token without the audit scope, and an unknown token, are refused.
+	if resp, body := signIn(t, newClient(t), s.url, "reader-token"); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, ScopeAudit) {
+		t.Fatalf("token without the scope: %d", resp.StatusCode)
+	}
+	if resp, _ := signIn(t, newClient(t), s.url, "forged"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unknown token: %d, want 401", resp.StatusCode)
+	}
+
+	// The operator signs in: session cookie attributes, then the list.
+	_, body := get(t, c, s.url+"/audit/login")
+	m := csrfField.FindStringSubmatch(body)
+	noRedirect := &http.Client{Jar: c.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noRedirect.PostForm(s.url+"/audit/login", url.Values{"csrf": {m[1]}, "token": {"op-token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("operator sign-in: %d, want 303", resp.StatusCode)
+	}
+	var session *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == sessionCookie {
+			session = ck
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/audit" || session.Value == "" {
+		t.Fatalf("session cookie %+v, want HttpOnly, SameSite=Strict, Path=/audit", session)
+	}
+	resp, body = get(t, c, s.url+"/audit")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, s.record.ID) || !strings.Contains(body, "globex") {
+		t.Fatalf("operator list: %d, want every tenant's records", resp.StatusCode)
+	}
+	resp, body = get(t, c, s.url+"/audit?tenant=globex")
+	if resp.StatusCode != http.StatusOK || strings.Contains(body, s.record.ID) {
+		t.Fatalf("filtered list: %d, shows the acme record", resp.StatusCode)
+	}
+	resp, body = get(t, c, s.url+"/audit/records/"+s.record.ID)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "T-2210") || !strings.Contains(body, "denied by the post-filter") {
+		t.Fatalf("record page: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, s.url+"/audit/records/01ARZ3NDEKTSV4RRFFQ69G5FAV"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("missing record: %d, want 404", resp.StatusCode)
+	}
+
+	// Sign-out needs the session's CSRF token; then the session is gone.
+	m = csrfField.FindStringSubmatch(body)
+	resp, err = c.PostForm(s.url+"/audit/logout", url.Values{"csrf": {m[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp, _ := get(t, c, s.url+"/audit"); resp.Request.URL.Path != "/audit/login" {
+		t.Fatalf("after sign-out /audit went to %s", resp.Request.URL.Path)
+	}
+	// The old cookie value no longer opens a session.
+	old := newClient(t)
+	u, _ := url.Parse(s.url + "/audit")
+	old.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: session.Value, Path: "/audit"}})
+	if resp, _ := get(t, old, s.url+"/audit"); resp.Request.URL.Path != "/audit/login" {
+		t.Fatal("a signed-out session cookie still works")
+	}
+}
+
+// TestAuditPageChromium signs in with a real browser, lists, opens a record and
+// checks that withheld candidates show with their reasons. -update rewrites
+// docs/audit-page.png.
+func TestAuditPageChromium(t *testing.T) {
+	bin := "/usr/bin/chromium"
+	if p, err := exec.LookPath("chromium"); err == nil {
+		bin = p
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("chromium is required in CI (make test installs it): %v", err)
+		}
+		t.Skip("chromium not installed: run `make test` (installs Debian's chromium)")
+	}
+	s := newPageServer(t)
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1100),
+	)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelTimeout()
+
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.url+"/audit"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), "op-token"),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("records")),
+	)
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	list, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("records")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list, "anne") || !strings.Contains(list, "globex") {
+		t.Fatalf("list does not show the records:\n%s", list)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a[href="/audit/records/`+s.record.ID+`"]`)),
+		chromedp.WaitVisible(chromedp.ID("withheld")),
+	)
+	if err != nil {
+		t.Fatalf("open record: %v", err)
+	}
+	withheld, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("withheld")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("returned")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range s.record.Results {
+		inW, inR := strings.Contains(withheld, c.TicketID), strings.Contains(returned, c.TicketID)
+		if c.Decision == audit.Returned != inR || c.Decision != audit.Returned != inW {
+			t.Errorf("%s (%s): in returned table %v, in withheld table %v", c.TicketID, c.Decision, inR, inW)
+		}
+		if c.Decision != audit.Returned && !strings.Contains(withheld, decisionReason(c.Decision)) {
+			t.Errorf("%s: reason %q not shown", c.TicketID, decisionReason(c.Decision))
+		}
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(png) < 1000 {
+		t.Fatalf("screenshot of %d bytes", len(png))
+	}
+	if *update {
+		if err := os.WriteFile(filepath.Join("..", "docs", "audit-page.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join("..", "docs", "audit-page.png")); errors.Is(err, os.ErrNotExist) {
+		t.Error("docs/audit-page.png is missing: run go test ./api -run AuditPageChromium -update")
+	}
+}
