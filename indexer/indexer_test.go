@@ -2,6 +2,7 @@ package indexer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -189,4 +190,31 @@ func TestDemoTickets(t *testing.T) {
 			t.Fatalf("%s again: %+v", src.Name(), sum)
 		}
 	}
+}
+
+func TestJSONLOverlongLineAndDirectory(t *testing.T) {
+	dir := t.TempDir()
+	rows := genTickets(41, 30, 40)
+	// A line longer than any valid ticket, then a CRLF line: the first is
+	// reported with its line number, the reader finds the next line.
+	huge := `{"id":"T-huge","body":"` + strings.Repeat("x", maxLineBytes) + `"}`
+	crlf, err := json.Marshal(rows[9])
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeJSONL(t, filepath.Join(dir, "a", "1.jsonl"), rows[:9], huge, string(crlf)+"\r")
+	writeJSONL(t, filepath.Join(dir, "a", "2.ndjson"), rows[10:20])
+	writeJSONL(t, filepath.Join(dir, "b.jsonl"), rows[20:])
+	writeJSONL(t, filepath.Join(dir, "ignored.txt"), rows[:1])
+	src, err := NewJSONL(JSONLConfig{Path: dir, BatchSize: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, "", newEmbedder())
+	defer s.Close()
+	sum := runOnce(t, s, nil, src, false)
+	if sum.Embedded != 30 || sum.Failed != 1 || sum.Failures[0].Ref != filepath.Join("a", "1.jsonl")+":10" || !strings.Contains(sum.Failures[0].Reason, "longer than") {
+		t.Fatalf("%+v", sum)
+	}
+	checkStore(t, s, expected(rows), Chunker{Words: 20, Overlap: 5})
 }
