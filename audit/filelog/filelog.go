@@ -702,18 +702,7 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (*audit.Checkpoint, e
 
 func (l *Log) retain() {
 	defer l.wg.Done()
-	t := time.NewTicker(l.cfg.RetentionInterval)
-	defer t.Stop()
-	for {
-		if _, err := l.Prune(context.Background(), l.cfg.Now().Add(-l.cfg.Retention)); err != nil {
-			l.log.Error("audit: retention", "err", err)
-		}
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-	}
+	commit.Retain(l.stop, l.cfg.RetentionInterval, l.cfg.Retention, l.cfg.Now, l.Prune, l.log)
 }
 
 // Close writes what is queued and releases the directory.

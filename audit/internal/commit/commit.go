@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/clearance-dev/clearance/audit"
 )
@@ -135,4 +136,22 @@ func (c *Committer) Close() {
 	}
 	c.mu.Unlock()
 	<-c.done
+}
+
+// Retain prunes records older than keep at once and then every interval, until
+// stop is closed. Both backends run it when retention is configured.
+func Retain(stop <-chan struct{}, interval, keep time.Duration, now func() time.Time,
+	prune func(context.Context, time.Time) (*audit.Checkpoint, error), log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := prune(context.Background(), now().Add(-keep)); err != nil {
+			log.Error("audit: retention", "err", err)
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }
