@@ -84,4 +84,3 @@ func TestPrepareRejectsNonFiniteScores(t *testing.T) {
 		t.Fatalf("prepare: %v, want a field error on candidates[1].score", err)
 	}
 }
-
