@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
@@ -82,6 +85,41 @@ func (a *AuditReader) Get(ctx context.Context, p authz.Principal, id string) (*a
 		return nil, notFound
 	}
 	return r, err
+}
+
+// Register adds GET /v1/audit and GET /v1/audit/:id to g (the /v1 group behind
+// the bearer-token middleware). principal returns the verified principal that
+// middleware stored. Errors go to the server's error table.
+func (a *AuditReader) Register(g *echo.Group, principal func(echo.Context) (authz.Principal, error)) {
+	g.GET("/audit", func(c echo.Context) error {
+		p, err := principal(c)
+		if err != nil {
+			return err
+		}
+		f, err := parseAuditFilter(c.QueryParams())
+		if err != nil {
+			return err
+		}
+		page, err := a.List(c.Request().Context(), p, f)
+		if err != nil {
+			return err
+		}
+		if page.Records == nil {
+			page.Records = []audit.Record{}
+		}
+		return c.JSON(http.StatusOK, page)
+	})
+	g.GET("/audit/:id", func(c echo.Context) error {
+		p, err := principal(c)
+		if err != nil {
+			return err
+		}
+		r, err := a.Get(c.Request().Context(), p, c.Param("id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, r)
+	})
 }
 
 // auditParams are the query parameters of GET /v1/audit.
