@@ -70,39 +70,46 @@ func benchRows(n int) []Row {
 }
 
 // BenchmarkIndex indexes -index-tickets generated tickets into a fresh
-// in-memory embedded store and reports chunks/s.
+// embedded store, in memory and in a data dir (fsynced group commits), and
+// reports chunks/s.
 //
 //	go test ./indexer -run '^$' -bench BenchmarkIndex -benchtime 1x
 func BenchmarkIndex(b *testing.B) {
 	rows := benchRows(*benchTickets)
 	emb := benchEmbedder()
-	for _, workers := range []int{1, 2, 4} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			var chunks int
-			var elapsed time.Duration
-			for b.Loop() {
-				b.StopTimer()
-				s, err := embedded.Open(context.Background(), embedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
-				if err != nil {
-					b.Fatal(err)
+	for _, store := range []string{"memory", "datadir"} {
+		for _, workers := range []int{1, 2, 4} {
+			b.Run(fmt.Sprintf("store=%s/workers=%d", store, workers), func(b *testing.B) {
+				var chunks int
+				var elapsed time.Duration
+				for b.Loop() {
+					b.StopTimer()
+					dir := ""
+					if store == "datadir" {
+						dir = b.TempDir()
+					}
+					s, err := embedded.Open(context.Background(), embedded.Config{DataDir: dir, Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
+					if err != nil {
+						b.Fatal(err)
+					}
+					ix, err := New(Config{Store: s, Embedder: emb, Workers: workers})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					sum, err := ix.Run(context.Background(), &sliceSource{rows: rows, batch: 256})
+					if err != nil || sum.Embedded != len(rows) {
+						b.Fatalf("%+v %v", sum, err)
+					}
+					chunks += sum.Chunks
+					elapsed += sum.Duration
+					b.StopTimer()
+					s.Close()
+					b.StartTimer()
 				}
-				ix, err := New(Config{Store: s, Embedder: emb, Workers: workers})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				sum, err := ix.Run(context.Background(), &sliceSource{rows: rows, batch: 256})
-				if err != nil || sum.Embedded != len(rows) {
-					b.Fatalf("%+v %v", sum, err)
-				}
-				chunks += sum.Chunks
-				elapsed += sum.Duration
-				b.StopTimer()
-				s.Close()
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(chunks)/elapsed.Seconds(), "chunks/s")
-			b.ReportMetric(float64(chunks)/float64(b.N), "chunks/op")
-		})
+				b.ReportMetric(float64(chunks)/elapsed.Seconds(), "chunks/s")
+				b.ReportMetric(float64(chunks)/float64(b.N), "chunks/op")
+			})
+		}
 	}
 }
