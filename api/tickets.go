@@ -1,0 +1,102 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/indexer"
+)
+
+// Scopes of the search side (SPEC 9).
+const (
+	scopeTicketsRead = "tickets:read"
+	scopeIndexWrite  = "clearance:index"
+	scopeOperator    = "clearance:admin"
+)
+
+// needScope answers ErrForbidden unless p carries one of scopes.
+func needScope(p authz.Principal, scopes ...string) error {
+	for _, s := range scopes {
+		if p.HasScope(s) {
+			return nil
+		}
+	}
+	if len(scopes) == 1 {
+		return fmt.Errorf("needs scope %s: %w", scopes[0], clearance.ErrForbidden)
+	}
+	return fmt.Errorf("needs scope %s or %s: %w", scopes[0], scopes[1], clearance.ErrForbidden)
+}
+
+// ticketsRequest is the body of POST /v1/tickets.
+type ticketsRequest struct {
+	Tickets []indexer.Row `json:"tickets"`
+}
+
+// ticketsResponse counts what a push did.
+type ticketsResponse struct {
+	Received  int `json:"received"`
+	Indexed   int `json:"indexed"`
+	Unchanged int `json:"unchanged"`
+	Moved     int `json:"moved"`
+	Deleted   int `json:"deleted"`
+	Chunks    int `json:"chunks"`
+}
+
+// maxTicketsPerRequest caps one batch; the body limit usually binds first.
+const maxTicketsPerRequest = 1000
+
+func (s *SearchAPI) postTickets(c echo.Context, p authz.Principal) error {
+	if err := needScope(p, scopeIndexWrite, scopeOperator); err != nil {
+		return err
+	}
+	var req ticketsRequest
+	if err := decodeStrict(c.Request().Body, &req); err != nil {
+		return err
+	}
+	switch {
+	case len(req.Tickets) == 0:
+		return clearance.Invalid("tickets", "is empty")
+	case len(req.Tickets) > maxTicketsPerRequest:
+		return clearance.Invalid("tickets", "holds %d tickets; the limit is %d per request", len(req.Tickets), maxTicketsPerRequest)
+	}
+	sum, err := s.Tickets.Apply(c.Request().Context(), p, req.Tickets)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ticketsResponse{
+		Received: len(req.Tickets), Indexed: sum.Embedded, Unchanged: sum.Unchanged,
+		Moved: sum.Moved, Deleted: sum.Deleted, Chunks: sum.Chunks,
+	})
+}
+
+func (s *SearchAPI) deleteTicket(c echo.Context, p authz.Principal) error {
+	if err := needScope(p, scopeIndexWrite, scopeOperator); err != nil {
+		return err
+	}
+	if err := s.Tickets.Delete(c.Request().Context(), p, c.Param("id")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *SearchAPI) postRelationships(c echo.Context, p authz.Principal) error {
+	if err := needScope(p, scopeOperator); err != nil {
+		return err
+	}
+	if s.Relationships == nil {
+		return fmt.Errorf("relationships are written to the remote OpenFGA server directly, not through clearance: %w", clearance.ErrConflict)
+	}
+	var req relationshipsRequest
+	if err := decodeStrict(c.Request().Body, &req); err != nil {
+		return err
+	}
+	resp, err := applyRelationships(c.Request().Context(), s.Relationships, req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, resp)
+}

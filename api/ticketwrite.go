@@ -1,0 +1,226 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"strings"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/indexer"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// TicketWriter indexes tickets pushed through the API (POST and DELETE
+// /v1/tickets) and, when it owns the engine's tuples (embedded engine), keeps each
+// ticket's ticket#project tuple in step with the index.
+//
+// Order of writes, chosen so that a crash in between never lets a ticket through
+// to someone who may not see it: on upsert the tuple is written first (a stale
+// index entry is then denied by the post-filter, and a missing one is merely not
+// found); on delete the index entry goes first, then the tuple.
+type TicketWriter struct {
+	Store   retrieval.Store
+	Indexer *indexer.Indexer
+	// Engine is nil when the engine's tuples are owned elsewhere (a remote OpenFGA
+	// fed by the ticket system): then only the index is written.
+	Engine authz.Engine
+	Logger *slog.Logger
+}
+
+// ticketTuple is the ticket#project tuple of a ticket.
+func ticketTuple(id, project string) authz.Tuple {
+	return authz.Tuple{User: "project:" + project, Relation: "project", Object: "ticket:" + id}
+}
+
+// tenantBound reports whether p may only write tickets of its own tenant. The
+// indexing scopes on a user token come from the operator's issuer and index for
+// every tenant; a tenant's service account (or an agent) never leaves its tenant.
+func tenantBound(p authz.Principal) bool { return p.Kind != authz.KindUser }
+
+// Apply validates every row, then writes them: all or nothing on validation
+// (a bad row writes nothing and its error names tickets[i].field).
+func (w *TicketWriter) Apply(ctx context.Context, p authz.Principal, rows []indexer.Row) (indexer.Summary, error) {
+	seen := make(map[string]int, len(rows))
+	for i, r := range rows {
+		field := fmt.Sprintf("tickets[%d]", i)
+		if err := r.Validate(field); err != nil {
+			return indexer.Summary{}, err
+		}
+		if j, dup := seen[r.ID]; dup {
+			return indexer.Summary{}, clearance.Invalid(field+".id", "duplicates tickets[%d].id", j)
+		}
+		seen[r.ID] = i
+		if !r.Deleted && tenantBound(p) && r.Tenant != p.Tenant {
+			return indexer.Summary{}, clearance.Invalid(field+".tenant", "must be the caller's tenant %q", p.Tenant)
+		}
+	}
+	// Ids are global: a tenant-bound caller must not overwrite or delete another
+	// tenant's ticket.
+	for i, r := range rows {
+		if err := w.checkOwner(ctx, p, r.ID, fmt.Sprintf("tickets[%d].id", i)); err != nil {
+			return indexer.Summary{}, err
+		}
+	}
+	if w.Engine != nil {
+		if err := w.checkProjects(ctx, rows); err != nil {
+			return indexer.Summary{}, err
+		}
+		writes, deletes, err := w.tupleChanges(ctx, rows)
+		if err != nil {
+			return indexer.Summary{}, err
+		}
+		// Upserts: tuples first. Deleted rows' tuples go after the index below.
+		var upsertDeletes, laterDeletes []authz.Tuple
+		for _, d := range deletes {
+			if d.del {
+				laterDeletes = append(laterDeletes, d.t)
+			} else {
+				upsertDeletes = append(upsertDeletes, d.t)
+			}
+		}
+		if len(writes) > 0 || len(upsertDeletes) > 0 {
+			if err := w.Engine.Write(ctx, writes, upsertDeletes); err != nil {
+				return indexer.Summary{}, fmt.Errorf("write ticket#project tuples: %w", err)
+			}
+		}
+		sum, err := w.index(ctx, rows)
+		if err != nil {
+			return sum, err
+		}
+		if len(laterDeletes) > 0 {
+			if err := w.Engine.Write(ctx, nil, laterDeletes); err != nil {
+				return sum, fmt.Errorf("delete ticket#project tuples: %w", err)
+			}
+		}
+		return sum, nil
+	}
+	return w.index(ctx, rows)
+}
+
+// Delete removes one ticket from the index and then its tuples.
+func (w *TicketWriter) Delete(ctx context.Context, p authz.Principal, id string) error {
+	if err := indexer.ValidateDelete(id, ""); err != nil {
+		return err
+	}
+	_, err := w.Apply(ctx, p, []indexer.Row{{Ticket: retrieval.Ticket{ID: id}, Deleted: true}})
+	var fe *clearance.FieldError
+	if errors.As(err, &fe) {
+		// Reported against the path, not a batch that the caller never sent.
+		return clearance.Invalid(strings.TrimPrefix(fe.Field, "tickets[0]."), "%s", fe.Reason)
+	}
+	return err
+}
+
+func (w *TicketWriter) checkOwner(ctx context.Context, p authz.Principal, id, field string) error {
+	if !tenantBound(p) {
+		return nil
+	}
+	t, err := w.Store.Get(ctx, id)
+	switch {
+	case errors.Is(err, clearance.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up ticket: %w", err)
+	case t.Tenant != p.Tenant:
+		return clearance.Invalid(field, "is used by another tenant (ticket ids are global)")
+	}
+	return nil
+}
+
+// checkProjects refuses a row whose project the engine places in another tenant.
+// A project without a tenant tuple is accepted: it may be registered later, and
+// until then only its direct members can see its tickets.
+func (w *TicketWriter) checkProjects(ctx context.Context, rows []indexer.Row) error {
+	tenants := map[string]string{}
+	for i, r := range rows {
+		if r.Deleted {
+			continue
+		}
+		tenant, ok := tenants[r.Project]
+		if !ok {
+			for t, err := range w.Engine.Read(ctx, authz.TupleFilter{Object: "project:" + r.Project, Relation: "tenant"}) {
+				if err != nil {
+					return fmt.Errorf("read project#tenant: %w", err)
+				}
+				tenant = strings.TrimPrefix(t.User, "tenant:")
+				break
+			}
+			tenants[r.Project] = tenant
+		}
+		if tenant != "" && tenant != r.Tenant {
+			return clearance.Invalid(fmt.Sprintf("tickets[%d].project", i), "belongs to another tenant than %q", r.Tenant)
+		}
+	}
+	return nil
+}
+
+type tupleDelete struct {
+	t   authz.Tuple
+	del bool // of a deleted row (applied after the index)
+}
+
+// tupleChanges compares each row with the ticket's stored ticket#project tuples.
+func (w *TicketWriter) tupleChanges(ctx context.Context, rows []indexer.Row) (writes []authz.Tuple, deletes []tupleDelete, err error) {
+	for _, r := range rows {
+		have := false
+		for t, err := range w.Engine.Read(ctx, authz.TupleFilter{Object: "ticket:" + r.ID, Relation: "project"}) {
+			if err != nil {
+				return nil, nil, fmt.Errorf("read ticket#project: %w", err)
+			}
+			if !r.Deleted && t.User == "project:"+r.Project {
+				have = true
+				continue
+			}
+			// A move (or a delete): the old project must stop granting access.
+			deletes = append(deletes, tupleDelete{t: authz.Tuple{User: t.User, Relation: t.Relation, Object: t.Object}, del: r.Deleted})
+		}
+		if !r.Deleted && !have {
+			writes = append(writes, ticketTuple(r.ID, r.Project))
+		}
+	}
+	return writes, deletes, nil
+}
+
+// index chunks, embeds and writes the rows through the indexer (which skips
+// unchanged content and applies moves without re-embedding).
+func (w *TicketWriter) index(ctx context.Context, rows []indexer.Row) (indexer.Summary, error) {
+	sum, err := w.Indexer.Run(ctx, rowSource(rows))
+	if err != nil {
+		return sum, err
+	}
+	if sum.Failed > 0 {
+		reason := "indexing failed"
+		if len(sum.Failures) > 0 {
+			reason = sum.Failures[0].String()
+		}
+		w.logger().Warn("ticket batch partly failed", "failed", sum.Failed, "first", reason)
+		return sum, fmt.Errorf("%d of %d tickets not indexed: %w", sum.Failed, len(rows), clearance.ErrUnavailable)
+	}
+	return sum, nil
+}
+
+func (w *TicketWriter) logger() *slog.Logger {
+	if w.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return w.Logger
+}
+
+// rowSource is one API batch as an indexer source.
+type rowSource []indexer.Row
+
+func (rowSource) Name() string { return "api" }
+
+func (s rowSource) Read(_ context.Context, _ string) iter.Seq2[indexer.Batch, error] {
+	return func(yield func(indexer.Batch, error) bool) {
+		b := indexer.Batch{Rows: make([]indexer.SourceRow, len(s))}
+		for i, r := range s {
+			b.Rows[i] = indexer.SourceRow{Row: r, Ref: fmt.Sprintf("tickets[%d]", i)}
+		}
+		yield(b, nil)
+	}
+}
