@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -33,7 +34,8 @@ func needScope(p authz.Principal, scopes ...string) error {
 
 // ticketsRequest is the body of POST /v1/tickets.
 type ticketsRequest struct {
-	Tickets []indexer.Row `json:"tickets"`
+	// Rows are decoded one by one so an error names tickets[i].field.
+	Tickets []json.RawMessage `json:"tickets"`
 }
 
 // ticketsResponse counts what a push did.
@@ -63,7 +65,15 @@ func (s *SearchAPI) postTickets(c echo.Context, p authz.Principal) error {
 	case len(req.Tickets) > maxTicketsPerRequest:
 		return clearance.Invalid("tickets", "holds %d tickets; the limit is %d per request", len(req.Tickets), maxTicketsPerRequest)
 	}
-	sum, err := s.Tickets.Apply(c.Request().Context(), p, req.Tickets)
+	rows := make([]indexer.Row, len(req.Tickets))
+	for i, raw := range req.Tickets {
+		r, err := indexer.DecodeRow(raw, fmt.Sprintf("tickets[%d]", i))
+		if err != nil {
+			return err
+		}
+		rows[i] = r
+	}
+	sum, err := s.Tickets.Apply(c.Request().Context(), p, rows)
 	if err != nil {
 		return err
 	}
