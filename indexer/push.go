@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/clearance-dev/clearance"
-	"github.com/clearance-dev/clearance/retrieval"
 )
 
 // PushConfig configures Push.
@@ -36,10 +35,11 @@ type PushConfig struct {
 	MaxFailures int
 }
 
-// Push reads src and sends its rows to a server: upserts as POST /v1/tickets
-// {"tickets":[...]}, deletions as DELETE /v1/tickets/{id}. The server writes a
-// request all or nothing, so rows are validated here first and a bad row is
-// reported (and left out) instead of sinking its whole request.
+// Push reads src and sends its rows to a server as POST /v1/tickets
+// {"tickets":[...]} (deletions as rows with "deleted": true). The server writes
+// a request all or nothing, so rows are validated here first and a bad row is
+// reported (and left out) instead of sinking its whole request. The Summary
+// carries the server's counts.
 func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 	start := time.Now()
 	if cfg.Client == nil {
@@ -83,8 +83,9 @@ func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 		}
 	}
 	sum := p.t.snapshot(start)
-	log.Info("push finished", "source", sum.Source, "server", p.base, "seen", sum.Seen, "sent", sum.Embedded,
-		"deleted", sum.Deleted, "failed", sum.Failed, "duration", sum.Duration.Round(time.Millisecond))
+	log.Info("push finished", "source", sum.Source, "server", p.base, "seen", sum.Seen, "embedded", sum.Embedded,
+		"unchanged", sum.Unchanged, "moved", sum.Moved, "deleted", sum.Deleted, "failed", sum.Failed,
+		"chunks", sum.Chunks, "duration", sum.Duration.Round(time.Millisecond))
 	return sum, nil
 }
 
@@ -94,21 +95,26 @@ type pusher struct {
 	t    *tally
 }
 
-// batch sends one source batch: valid upserts in requests of bounded size, then
-// deletions (in source order relative to each other; an id both upserted and
-// deleted in one batch ends deleted only if the deletion came last).
+// maxRowsPerRequest is the server's limit of tickets per POST /v1/tickets.
+const maxRowsPerRequest = 1000
+
+// batch sends one source batch in requests of bounded size. Deletions travel
+// as rows with "deleted": true, in source order. The server refuses a request
+// that names an id twice, so a repeated id starts a new request (which also
+// keeps the versions in order).
 func (p *pusher) batch(ctx context.Context, rows []SourceRow) error {
 	var (
-		req     []retrieval.Ticket
-		reqRefs []SourceRow
-		size    int
+		req  []SourceRow
+		ids  = map[string]bool{}
+		size int
 	)
 	send := func() error {
 		if len(req) == 0 {
 			return nil
 		}
-		err := p.post(ctx, req, reqRefs)
-		req, reqRefs, size = req[:0], reqRefs[:0], 0
+		err := p.post(ctx, req)
+		req, size = req[:0], 0
+		clear(ids)
 		return err
 	}
 	for _, r := range rows {
@@ -120,72 +126,78 @@ func (p *pusher) batch(ctx context.Context, rows []SourceRow) error {
 			p.t.fail(Failure{Ref: r.Ref, ID: r.ID, Reason: r.Err.Error()})
 			continue
 		}
-		if r.Deleted {
-			// Keep order with earlier upserts of the same id.
-			if err := send(); err != nil {
-				return err
-			}
-			if err := p.delete(ctx, r); err != nil {
-				return err
-			}
-			continue
-		}
 		n := len(r.Title) + len(r.Body) + 256
-		if size+n > p.cfg.MaxRequestBytes {
+		if ids[r.ID] || len(req) == maxRowsPerRequest || size+n > p.cfg.MaxRequestBytes {
 			if err := send(); err != nil {
 				return err
 			}
 		}
-		tk := r.Ticket
-		tk.ContentHash = ""
-		req, reqRefs, size = append(req, tk), append(reqRefs, r), size+n
+		r.ContentHash = "" // the server computes it
+		req, ids[r.ID], size = append(req, r), true, size+n
 	}
 	return send()
 }
 
-func (p *pusher) post(ctx context.Context, tickets []retrieval.Ticket, rows []SourceRow) error {
+// pushResponse is the server's account of one POST /v1/tickets.
+type pushResponse struct {
+	Received  int `json:"received"`
+	Indexed   int `json:"indexed"`
+	Unchanged int `json:"unchanged"`
+	Moved     int `json:"moved"`
+	Deleted   int `json:"deleted"`
+	Chunks    int `json:"chunks"`
+}
+
+func (p *pusher) post(ctx context.Context, rows []SourceRow) error {
+	tickets := make([]Row, len(rows))
+	for i, r := range rows {
+		tickets[i] = r.Row
+	}
 	body, err := json.Marshal(map[string]any{"tickets": tickets})
 	if err != nil {
 		return err
 	}
-	status, detail, err := p.do(ctx, http.MethodPost, p.base+"/v1/tickets", body)
+	status, resp, err := p.do(ctx, http.MethodPost, p.base+"/v1/tickets", body)
 	if err != nil {
 		return err
 	}
 	switch {
 	case status/100 == 2:
-		p.t.add(func(s *Summary) { s.Embedded += len(tickets) })
+		var r pushResponse
+		if json.Unmarshal([]byte(resp), &r) != nil || r.Received != len(rows) {
+			// A server that does not count: count what was sent.
+			r = pushResponse{}
+			for _, row := range rows {
+				if row.Deleted {
+					r.Deleted++
+				} else {
+					r.Indexed++
+				}
+			}
+		}
+		p.t.add(func(s *Summary) {
+			s.Embedded += r.Indexed
+			s.Unchanged += r.Unchanged
+			s.Moved += r.Moved
+			s.Deleted += r.Deleted
+			s.Chunks += r.Chunks
+		})
 	case status == http.StatusBadRequest || status == http.StatusUnprocessableEntity || status == http.StatusRequestEntityTooLarge:
 		// The server refused the request (and wrote none of it) for a reason
-		// the local checks do not know: report its rows, go on.
+		// the local checks do not know (a project of another tenant, an id
+		// owned by another tenant): report its rows, go on.
 		for _, r := range rows {
-			p.t.fail(Failure{Ref: r.Ref, ID: r.ID, Reason: fmt.Sprintf("server refused the batch (%d): %s", status, detail)})
+			p.t.fail(Failure{Ref: r.Ref, ID: r.ID, Reason: fmt.Sprintf("server refused the request (%d): %s", status, resp)})
 		}
 	default:
-		return fmt.Errorf("POST /v1/tickets: %d %s", status, detail)
-	}
-	return nil
-}
-
-func (p *pusher) delete(ctx context.Context, r SourceRow) error {
-	status, detail, err := p.do(ctx, http.MethodDelete, p.base+"/v1/tickets/"+url.PathEscape(r.ID), nil)
-	if err != nil {
-		return err
-	}
-	switch {
-	case status/100 == 2:
-		p.t.add(func(s *Summary) { s.Deleted++ })
-	case status == http.StatusNotFound:
-		p.t.add(func(s *Summary) { s.Unchanged++ })
-	default:
-		return fmt.Errorf("DELETE /v1/tickets/%s: %d %s", r.ID, status, detail)
+		return fmt.Errorf("POST /v1/tickets: %d %s", status, resp)
 	}
 	return nil
 }
 
 // do sends a request, retrying transient failures (network errors, 429, 502,
-// 503, 504) with backoff. It returns the status and, for errors, the problem
-// detail.
+// 503, 504) with backoff. It returns the status and the response body, or for
+// errors the problem's title and detail.
 func (p *pusher) do(ctx context.Context, method, u string, body []byte) (int, string, error) {
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -226,7 +238,7 @@ func (p *pusher) roundTrip(req *http.Request) (int, string, error) {
 		return 0, "", err
 	}
 	if resp.StatusCode/100 == 2 {
-		return resp.StatusCode, "", nil
+		return resp.StatusCode, string(b), nil
 	}
 	var problem struct {
 		Title  string `json:"title"`

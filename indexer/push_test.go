@@ -14,9 +14,9 @@ import (
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
-// ticketServer speaks the POST /v1/tickets and DELETE /v1/tickets/{id}
-// protocol of the API: strict decoding, all or nothing per request, bearer
-// auth. It keeps what it was sent.
+// ticketServer speaks the POST /v1/tickets protocol of the API: strict
+// decoding, at most 1000 rows, no id twice, all or nothing per request, bearer
+// auth, counts in the answer. It keeps what it was sent.
 type ticketServer struct {
 	mu       sync.Mutex
 	tickets  map[string]retrieval.Ticket
@@ -29,46 +29,57 @@ func (s *ticketServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"title":"unauthenticated"}`, http.StatusUnauthorized)
 		return
 	}
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/tickets" {
+		http.NotFound(w, r)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests++
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/tickets":
-		var req struct {
-			Tickets []Row `json:"tickets"`
-		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			http.Error(w, `{"title":"invalid","detail":"bad json"}`, http.StatusBadRequest)
-			return
-		}
-		if r.ContentLength > int64(s.maxBody) {
-			s.maxBody = int(r.ContentLength)
-		}
-		for i, t := range req.Tickets {
-			if err := t.Validate(fmt.Sprintf("tickets[%d]", i)); err != nil || t.Deleted {
-				w.Header().Set("Content-Type", "application/problem+json")
-				w.WriteHeader(http.StatusBadRequest)
-				fmt.Fprintf(w, `{"title":"invalid input","detail":%q}`, fmt.Sprint(err))
-				return
-			}
-		}
-		for _, t := range req.Tickets {
-			s.tickets[t.ID] = t.Ticket
-		}
-		w.WriteHeader(http.StatusOK)
-	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/tickets/"):
-		id := strings.TrimPrefix(r.URL.Path, "/v1/tickets/")
-		if _, ok := s.tickets[id]; !ok {
-			http.Error(w, `{"title":"not found"}`, http.StatusNotFound)
-			return
-		}
-		delete(s.tickets, id)
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		http.NotFound(w, r)
+	s.maxBody = max(s.maxBody, int(r.ContentLength))
+	var req struct {
+		Tickets []Row `json:"tickets"`
 	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	problem := func(detail string) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, `{"title":"invalid input","detail":%q}`, detail)
+	}
+	if err := dec.Decode(&req); err != nil || len(req.Tickets) == 0 || len(req.Tickets) > 1000 {
+		problem(fmt.Sprintf("bad request (%v, %d tickets)", err, len(req.Tickets)))
+		return
+	}
+	ids := map[string]bool{}
+	for i, t := range req.Tickets {
+		if err := t.Validate(fmt.Sprintf("tickets[%d]", i)); err != nil {
+			problem(err.Error())
+			return
+		}
+		if ids[t.ID] {
+			problem(fmt.Sprintf("tickets[%d].id: duplicate", i))
+			return
+		}
+		ids[t.ID] = true
+	}
+	var resp pushResponse
+	resp.Received = len(req.Tickets)
+	for _, t := range req.Tickets {
+		old, ok := s.tickets[t.ID]
+		switch {
+		case t.Deleted && ok:
+			delete(s.tickets, t.ID)
+			resp.Deleted++
+		case t.Deleted || (ok && old.Title == t.Title && old.Body == t.Body && old.Project == t.Project):
+			resp.Unchanged++
+		default:
+			s.tickets[t.ID] = t.Ticket
+			resp.Indexed++
+			resp.Chunks += Chunker{}.Count(t.Ticket)
+		}
+	}
+	_ = json.NewEncoder(w).Encode(resp)
 }
 
 func TestPush(t *testing.T) {
@@ -94,7 +105,7 @@ func TestPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Seen != 123 || sum.Embedded != 120 || sum.Deleted != 1 || sum.Unchanged != 1 || sum.Failed != 1 || sum.Failures[0].Ref != "t.jsonl:123" {
+	if sum.Seen != 123 || sum.Embedded != 120 || sum.Deleted != 1 || sum.Unchanged != 1 || sum.Failed != 1 || sum.Failures[0].Ref != "t.jsonl:123" || sum.Chunks == 0 {
 		t.Fatalf("push: %+v", sum)
 	}
 	want := expected(append(rows, del))
@@ -109,11 +120,22 @@ func TestPush(t *testing.T) {
 	if ts.maxBody > 16<<10+MaxTitleBytes+2048 {
 		t.Errorf("a request of %d bytes exceeds the cap", ts.maxBody)
 	}
+	if ts.requests < 5 {
+		t.Errorf("%d requests: the 16 KiB cap did not split the batches", ts.requests)
+	}
 	// The watermark was saved: a second push of the unchanged file sends nothing.
 	n := ts.requests
 	if sum, err := Push(context.Background(), cfg, src); err != nil || sum.Seen != 0 || ts.requests != n {
 		t.Fatalf("second push: %+v %v (%d requests)", sum, err, ts.requests-n)
 	}
+	// Two versions of one ticket in a batch go in separate requests, in order.
+	v2 := rows[7]
+	v2.Body = "second version"
+	writeJSONL(t, file, []Row{rows[7], v2, rows[8]})
+	if sum, err := Push(context.Background(), cfg, src); err != nil || sum.Failed != 0 || sum.Embedded != 1 || ts.tickets[v2.ID].Body != v2.Body {
+		t.Fatalf("push of a repeated id: %+v %v", sum, err)
+	}
+
 	// A bad token is an error of the run, not of rows.
 	writeJSONL(t, file, rows[:1])
 	cfg.Token = "wrong"
