@@ -337,13 +337,12 @@ func (p *progress) finish() {
 }
 
 func printSummary(w io.Writer, s indexer.Summary, push bool) {
+	verb := "indexed"
 	if push {
-		fmt.Fprintf(w, "pushed %s: seen %d, sent %d, deleted %d, failed %d in %s\n",
-			s.Source, s.Seen, s.Embedded, s.Deleted, s.Failed, s.Duration.Round(time.Millisecond))
-	} else {
-		fmt.Fprintf(w, "indexed %s: seen %d, embedded %d, unchanged %d, deleted %d, moved %d, failed %d, chunks %d (%.0f chunks/s) in %s\n",
-			s.Source, s.Seen, s.Embedded, s.Unchanged, s.Deleted, s.Moved, s.Failed, s.Chunks, s.ChunksPerSecond(), s.Duration.Round(time.Millisecond))
+		verb = "pushed" // the counts are the server's
 	}
+	fmt.Fprintf(w, "%s %s: seen %d, embedded %d, unchanged %d, deleted %d, moved %d, failed %d, chunks %d (%.0f chunks/s) in %s\n",
+		verb, s.Source, s.Seen, s.Embedded, s.Unchanged, s.Deleted, s.Moved, s.Failed, s.Chunks, s.ChunksPerSecond(), s.Duration.Round(time.Millisecond))
 	for _, f := range s.Failures {
 		fmt.Fprintf(w, "  failed %s\n", f)
 	}
