@@ -313,7 +313,14 @@ func (l *Log) Get(ctx context.Context, id string) (*audit.Record, error) {
 // Verify walks the rows in chain order from the latest checkpoint and checks that
 // the last one is the head the writers recorded (rows cut from the end show too).
 func (l *Log) Verify(ctx context.Context) (audit.VerifyReport, error) {
-	cp, err := l.checkpoint(ctx)
+	// One snapshot for checkpoint, head and rows, so a concurrent prune or append
+	// cannot look like a gap.
+	tx, err := l.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return audit.VerifyReport{}, fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
+	}
+	defer tx.Rollback(ctx)
+	cp, err := checkpoint(ctx, tx)
 	if err != nil {
 		return audit.VerifyReport{}, err
 	}
@@ -330,13 +337,12 @@ func (l *Log) Verify(ctx context.Context) (audit.VerifyReport, error) {
 			return v.Report(), nil
 		}
 	}
-	// Read the head first: records appended during the walk come after it.
 	var headSeq int64
 	var headID, head string
-	if err := l.pool.QueryRow(ctx, `SELECT seq, id, hash FROM audit_head WHERE one`).Scan(&headSeq, &headID, &head); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT seq, id, hash FROM audit_head WHERE one`).Scan(&headSeq, &headID, &head); err != nil {
 		return audit.VerifyReport{}, fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
 	}
-	rows, err := l.pool.Query(ctx, `SELECT record FROM audit_records WHERE seq <= $1 ORDER BY seq`, headSeq)
+	rows, err := tx.Query(ctx, `SELECT record FROM audit_records WHERE seq <= $1 ORDER BY seq`, headSeq)
 	if err != nil {
 		return audit.VerifyReport{}, fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
 	}
@@ -365,9 +371,9 @@ func orNone(id string) string {
 	return id
 }
 
-func (l *Log) checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
+func checkpoint(ctx context.Context, tx pgx.Tx) (*audit.Checkpoint, error) {
 	var raw string
-	err := l.pool.QueryRow(ctx, `SELECT checkpoint FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&raw)
+	err := tx.QueryRow(ctx, `SELECT checkpoint FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
