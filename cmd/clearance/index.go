@@ -351,12 +351,14 @@ func printSummary(w io.Writer, s indexer.Summary, push bool) {
 	}
 }
 
-// TODO(indexer): replace with retrieval.NewHashing and retrieval/pgvector once
-// they land.
 func newHashingEmbedder(dim int) (retrieval.Embedder, error) {
-	return nil, fmt.Errorf("hashing embedder (dim %d): not available yet", dim)
+	if dim < 8 || dim > 8192 {
+		return nil, fmt.Errorf("--dim %d: want 8..8192", dim)
+	}
+	return retrieval.NewHashing(retrieval.HashingConfig{Dim: dim}), nil
 }
 
+// TODO(indexer): replace with retrieval/pgvector once it lands.
 func openPGVector(ctx context.Context, url string, meta retrieval.IndexMeta, log *slog.Logger) (retrieval.Store, error) {
 	return nil, errors.New("pgvector store: not available yet")
 }
