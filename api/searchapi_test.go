@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,35 +22,6 @@ import (
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
 	"github.com/clearance-dev/clearance/testdata"
 )
-
-// wordEmbedder hashes words into a unit vector.
-type wordEmbedder struct{}
-
-func (wordEmbedder) Dim() int      { return 64 }
-func (wordEmbedder) Model() string { return "api-test-words-64" }
-func (wordEmbedder) Embed(_ context.Context, texts []string) ([][]float32, error) {
-	out := make([][]float32, len(texts))
-	for i, t := range texts {
-		v := make([]float32, 64)
-		for _, w := range strings.Fields(strings.ToLower(t)) {
-			h := fnv.New32a()
-			h.Write([]byte(w))
-			v[h.Sum32()%64]++
-		}
-		var n float64
-		for _, x := range v {
-			n += float64(x * x)
-		}
-		if n == 0 {
-			v[0], n = 1, 1
-		}
-		for j := range v {
-			v[j] /= float32(math.Sqrt(n))
-		}
-		out[i] = v
-	}
-	return out, nil
-}
 
 // fixture is the demo org in the real embedded engine (memory datastore) and the
 // real embedded store, with every demo ticket indexed.
@@ -77,7 +46,7 @@ func newFixture(t testing.TB) *fixture {
 	if err := org.WriteTuples(ctx, e, 0); err != nil {
 		t.Fatal(err)
 	}
-	emb := wordEmbedder{}
+	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 256})
 	st, err := storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
 	if err != nil {
 		t.Fatal(err)
