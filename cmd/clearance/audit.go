@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -20,6 +21,38 @@ import (
 	"github.com/clearance-dev/clearance/audit/filelog"
 	"github.com/clearance-dev/clearance/audit/pglog"
 )
+
+// auditConfig is the audit part of serve's configuration.
+type auditConfig struct {
+	DataDir     string
+	DatabaseURL string
+	HashQueries bool
+	FailOpen    bool
+	Retention   time.Duration
+}
+
+// auditStore is an open audit log: append, read, verify, close.
+type auditStore interface {
+	audit.Log
+	audit.Reader
+	Close() error
+}
+
+// openAuditLog picks the audit backend: the PostgreSQL table with a database URL,
+// otherwise segment files in <data-dir>/audit. The checkpoint signing key always
+// lives in <data-dir>/audit.
+func openAuditLog(ctx context.Context, c auditConfig, log *slog.Logger) (auditStore, error) {
+	if c.Retention < 0 {
+		return nil, fmt.Errorf("--audit-retention %s: must not be negative", c.Retention)
+	}
+	dir := filepath.Join(c.DataDir, "audit")
+	log = log.With("component", "audit")
+	if c.DatabaseURL != "" {
+		return pglog.Open(ctx, pglog.Config{URL: c.DatabaseURL, KeyPath: filepath.Join(dir, "checkpoint.key"),
+			Retention: c.Retention, HashQueries: c.HashQueries, FailOpen: c.FailOpen, Logger: log})
+	}
+	return filelog.Open(ctx, filelog.Config{Dir: dir, Retention: c.Retention, HashQueries: c.HashQueries, FailOpen: c.FailOpen, Logger: log})
+}
 
 // auditSource is where `clearance audit` reads: a data dir, a database or a server.
 type auditSource struct {
@@ -60,11 +93,11 @@ func (s *auditSource) open(ctx context.Context) (auditReader, *localAudit, error
 	}
 	var l localAudit
 	if s.DatabaseURL != "" {
-		pl, err := pglog.Open(ctx, pglog.Config{URL: s.DatabaseURL, KeyPath: filepath.Join(s.DataDir, "audit", "checkpoint.key")})
+		st, err := openAuditLog(ctx, auditConfig{DataDir: s.DataDir, DatabaseURL: s.DatabaseURL}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, nil, err
 		}
-		l.Reader, l.close = pl, pl.Close
+		l.Reader, l.close = st, st.Close
 	} else {
 		fl, err := filelog.Open(ctx, filelog.Config{Dir: filepath.Join(s.DataDir, "audit"), ReadOnly: true})
 		if err != nil {
