@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/clearance-dev/clearance/retrieval"
@@ -128,13 +129,13 @@ func TestDuplicateIDsApplyInOrder(t *testing.T) {
 // failingStore makes writes fail after n upserts (fault injection).
 type failingStore struct {
 	retrieval.Store
-	n int
+	n atomic.Int32
 }
 
 var errInjected = errors.New("injected store failure")
 
 func (f *failingStore) Upsert(ctx context.Context, t retrieval.Ticket, c []retrieval.Chunk) error {
-	if f.n--; f.n < 0 {
+	if f.n.Add(-1) < 0 {
 		return errInjected
 	}
 	return f.Store.Upsert(ctx, t, c)
@@ -155,7 +156,9 @@ func TestStoreFailureKeepsWatermark(t *testing.T) {
 	}
 	s := openStore(t, "", newEmbedder())
 	defer s.Close()
-	_, err = newTestIndexer(t, &failingStore{Store: s, n: 120}, newEmbedder(), st, false).Run(context.Background(), src)
+	fs := &failingStore{Store: s}
+	fs.n.Store(120)
+	_, err = newTestIndexer(t, fs, newEmbedder(), st, false).Run(context.Background(), src)
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("run with failing store: %v", err)
 	}
