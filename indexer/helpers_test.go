@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -18,35 +16,8 @@ import (
 	"github.com/clearance-dev/clearance/retrieval/embedded"
 )
 
-// testEmbedder hashes words into a small unit vector. TODO: retrieval.NewHashing
-// once it lands.
-type testEmbedder struct{ dim int }
-
-func (e testEmbedder) Dim() int      { return e.dim }
-func (e testEmbedder) Model() string { return fmt.Sprintf("indexer-test-%d", e.dim) }
-func (e testEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
-	out := make([][]float32, len(texts))
-	for i, s := range texts {
-		v := make([]float32, e.dim)
-		for _, w := range strings.Fields(s) {
-			h := fnv.New32a()
-			h.Write([]byte(w))
-			v[h.Sum32()%uint32(e.dim)]++
-		}
-		v[0] += 0.5
-		var n float64
-		for _, x := range v {
-			n += float64(x * x)
-		}
-		for k := range v {
-			v[k] /= float32(math.Sqrt(n))
-		}
-		out[i] = v
-	}
-	return out, ctx.Err()
-}
-
-func newEmbedder() retrieval.Embedder { return testEmbedder{dim: 32} }
+// newEmbedder is the built-in hashing embedder, small for fast tests.
+func newEmbedder() retrieval.Embedder { return retrieval.NewHashing(retrieval.HashingConfig{Dim: 32}) }
 
 func openStore(t testing.TB, dir string, emb retrieval.Embedder) *embedded.Store {
 	t.Helper()
@@ -197,5 +168,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// benchEmbedder is the embedder benchmarks measure with.
-func benchEmbedder() retrieval.Embedder { return testEmbedder{dim: 384} }
+// benchEmbedder is the embedder benchmarks measure with: the default hashing
+// embedder at its default dimension.
+func benchEmbedder() retrieval.Embedder { return retrieval.NewHashing(retrieval.HashingConfig{}) }

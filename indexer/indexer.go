@@ -366,22 +366,43 @@ type pendingTicket struct {
 
 // apply writes one shard's rows: deletes, moves, skips and embeds. Only store,
 // embedder and context errors are returned; they end the run.
-func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *tally) error {
+func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *tally) (err error) {
+	// Upserts run in the background while the next group is embedded, at most
+	// maxConcurrentUpserts at a time (backpressure from the store); the shard
+	// is done only when all of them are.
+	writes, wctx := errgroup.WithContext(ctx)
+	writes.SetLimit(maxConcurrentUpserts)
+	defer func() {
+		if err != nil {
+			_ = writes.Wait() // no write outlives the run
+		}
+	}()
 	var todo []pendingTicket
-	queued := map[string]bool{}
+	pending := map[string]bool{} // ids queued for embedding or being written
 	flush := func() error {
-		err := ix.embedAndWrite(ctx, todo, known, t)
+		err := ix.embedAndWrite(ctx, wctx, writes, todo, known, t)
 		todo = todo[:0]
-		clear(queued)
 		return err
 	}
+	settle := func() error {
+		if err := flush(); err != nil {
+			return err
+		}
+		clear(pending)
+		return writes.Wait()
+	}
 	for _, r := range rows {
-		if queued[r.ID] {
-			// A later version of a ticket still waiting to be embedded: write
-			// the first so the second is compared with it, in order.
-			if err := flush(); err != nil {
+		if pending[r.ID] {
+			// A later version of a ticket not yet written: write the first so
+			// the second is compared with it, in order.
+			if err := settle(); err != nil {
 				return err
 			}
+			writes, wctx = errgroup.WithContext(ctx)
+			writes.SetLimit(maxConcurrentUpserts)
+		}
+		if err := wctx.Err(); err != nil {
+			return writes.Wait() // a write failed: its error, not the cancellation
 		}
 		old, found, err := ix.lookup(ctx, r.ID, known)
 		if err != nil {
@@ -419,14 +440,14 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 			continue
 		}
 		todo = append(todo, pendingTicket{t: tk, chunks: ix.cfg.Chunker.Chunk(tk)})
-		queued[tk.ID] = true
+		pending[tk.ID] = true
 		if countTexts(todo) >= ix.cfg.EmbedBatch {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
 	}
-	return flush()
+	return settle()
 }
 
 // refs is a full sync's view of the index metadata, updated as the run writes.
@@ -486,8 +507,8 @@ func (ix *Indexer) lookup(ctx context.Context, id string, known *refs) (retrieva
 }
 
 // embedAndWrite embeds the chunks of ps (title with every chunk) in one call
-// and upserts each ticket with all its chunks.
-func (ix *Indexer) embedAndWrite(ctx context.Context, ps []pendingTicket, known *refs, t *tally) error {
+// and starts the upsert of each ticket with all its chunks in writes.
+func (ix *Indexer) embedAndWrite(ctx, wctx context.Context, writes *errgroup.Group, ps []pendingTicket, known *refs, t *tally) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -504,11 +525,9 @@ func (ix *Indexer) embedAndWrite(ctx context.Context, ps []pendingTicket, known 
 	if len(vecs) != len(texts) {
 		return fmt.Errorf("embed: %d vectors for %d texts", len(vecs), len(texts))
 	}
-	// The upserts of a group go to the store at once: a store with group
-	// commit (the embedded store) makes them share one fsync. Each ticket is
-	// still its own atomic write, and ids in a group are distinct.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(maxConcurrentUpserts)
+	// The upserts go to the store at once: a store with group commit (the
+	// embedded store) makes them share one fsync. Each ticket is still its own
+	// atomic write, and ids in flight are distinct.
 	i := 0
 	for _, p := range ps {
 		chunks := make([]retrieval.Chunk, len(p.chunks))
@@ -516,8 +535,8 @@ func (ix *Indexer) embedAndWrite(ctx context.Context, ps []pendingTicket, known 
 			chunks[k] = retrieval.Chunk{Ordinal: k, Text: c, Vector: vecs[i]}
 			i++
 		}
-		g.Go(func() error {
-			if err := ix.cfg.Store.Upsert(gctx, p.t, chunks); err != nil {
+		writes.Go(func() error {
+			if err := ix.cfg.Store.Upsert(wctx, p.t, chunks); err != nil {
 				return fmt.Errorf("upsert %s: %w", p.t.ID, err)
 			}
 			known.set(retrieval.TicketRef{ID: p.t.ID, Tenant: p.t.Tenant, Project: p.t.Project, ContentHash: p.t.ContentHash, Chunks: len(chunks)})
@@ -525,5 +544,5 @@ func (ix *Indexer) embedAndWrite(ctx context.Context, ps []pendingTicket, known 
 			return nil
 		})
 	}
-	return g.Wait()
+	return nil
 }

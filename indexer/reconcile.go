@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/retrieval"
 )
@@ -240,8 +242,9 @@ func fix(ctx context.Context, cfg ReconcileConfig, d *Drift) error {
 		t.Tenant, t.Project = d.EngineTenant, d.EngineProject
 		t.ContentHash = ContentHash(t)
 		ix := &Indexer{cfg: Config{Store: cfg.Store, Embedder: cfg.Embedder, Chunker: cfg.Chunker}}
-		err = ix.embedAndWrite(ctx, []pendingTicket{{t: t, chunks: cfg.Chunker.Chunk(t)}}, nil, &tally{log: slog.New(slog.DiscardHandler)})
-		if err != nil {
+		var writes errgroup.Group
+		err = ix.embedAndWrite(ctx, ctx, &writes, []pendingTicket{{t: t, chunks: cfg.Chunker.Chunk(t)}}, nil, &tally{log: slog.New(slog.DiscardHandler)})
+		if err := errors.Join(err, writes.Wait()); err != nil {
 			return err
 		}
 		d.Fixed = true
