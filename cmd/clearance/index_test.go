@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/clearance-dev/clearance/authz"
+	authzembedded "github.com/clearance-dev/clearance/authz/embedded"
+	"github.com/clearance-dev/clearance/authz/fgafile"
+	"github.com/clearance-dev/clearance/testdata"
+)
+
+// runCLI runs the clearance command line in process.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestIndexCommand(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "tickets.jsonl")
+	demo, err := os.ReadFile("../../testdata/tickets.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Count(string(demo), "\n")
+	bad := `{"id":"X-1","tenant":"acme","project":"acme web","title":"t","body":"b"}` + "\n"
+	if err := os.WriteFile(src, append(demo, bad...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "index", "--data-dir", dir, "--source", src, "--dim", "64")
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != exitRowsFailed {
+		t.Fatalf("a run with a bad row: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "failed 1") || !strings.Contains(out, "tickets.jsonl:"+strconv.Itoa(lines+1)+" (id X-1): project:") {
+		t.Fatalf("summary does not report the bad row:\n%s", out)
+	}
+	// Fix the row: only it is embedded, everything else was already indexed
+	// (the file changed, so it is read again and skipped by hash).
+	if err := os.WriteFile(src, append(demo, strings.Replace(bad, "acme web", "acme-web", 1)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "index", "--data-dir", dir, "--source", src, "--dim", "64")
+	if err != nil || !strings.Contains(out, "embedded 1, unchanged "+strconv.Itoa(lines)) {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	// Opening the index with another dimension is refused.
+	if out, err := runCLI(t, "index", "--data-dir", dir, "--source", src, "--dim", "32"); err == nil {
+		t.Fatalf("index opened with another dimension:\n%s", out)
+	}
+}
+
+func TestReconcileCommand(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if out, err := runCLI(t, "index", "--data-dir", dir, "--source", "../../testdata/tickets.jsonl", "--dim", "64"); err != nil {
+		t.Fatalf("index: %v\n%s", err, out)
+	}
+	// The demo org's tuples in the embedded engine of the data dir, with one
+	// ticket moved to another project of its tenant.
+	e, err := authzembedded.New(ctx, authzembedded.Config{Datastore: authzembedded.SQLite, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, err := fgafile.Parse(testdata.OrgFGA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := org.WriteTuples(ctx, e, 0); err != nil {
+		t.Fatal(err)
+	}
+	var moved, from, to string
+	for tp, err := range e.Read(ctx, authz.TupleFilter{Object: "project:", Relation: "tenant", User: "tenant:acme"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if from == "" {
+			from = strings.TrimPrefix(tp.Object, "project:")
+		} else if to == "" {
+			to = strings.TrimPrefix(tp.Object, "project:")
+		}
+	}
+	for tp, err := range e.Read(ctx, authz.TupleFilter{Object: "ticket:", Relation: "project", User: "project:" + from}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved = strings.TrimPrefix(tp.Object, "ticket:")
+		break
+	}
+	if moved == "" || to == "" {
+		t.Fatalf("demo org has no ticket in %q or no second project", from)
+	}
+	err = e.Write(ctx,
+		[]authz.Tuple{{User: "project:" + to, Relation: "project", Object: "ticket:" + moved}},
+		[]authz.Tuple{{User: "project:" + from, Relation: "project", Object: "ticket:" + moved}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	out, err := runCLI(t, "reconcile", "--data-dir", dir, "--dim", "64")
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != exitDrift || !strings.Contains(out, "ticket "+moved+": other_project") || !strings.Contains(out, "1 drifted, 0 fixed") {
+		t.Fatalf("reconcile: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "reconcile", "--data-dir", dir, "--dim", "64", "--fix"); err != nil || !strings.Contains(out, "1 drifted, 1 fixed") {
+		t.Fatalf("reconcile --fix: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "reconcile", "--data-dir", dir, "--dim", "64"); err != nil || !strings.Contains(out, "0 drifted") {
+		t.Fatalf("reconcile after the fix: %v\n%s", err, out)
+	}
+}
