@@ -1,0 +1,186 @@
+// Package filter is clearance's query planner: it turns a verified principal and a
+// search request into a pre-filter (tenant always; the tenant-admin shortcut, or the
+// projects and directly shared tickets the engine lists), searches the vector store
+// with it, checks every candidate with the engine before it can be returned
+// (BatchCheck, HIGHER_CONSISTENCY), over-fetches and pages until it has k allowed
+// results or knows it cannot, and hands one audit record per decision to the audit
+// log. The pre-filter only narrows; the post-filter decides.
+package filter
+
+import (
+	"cmp"
+	"context"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// Engine is what the planner asks the relationship engine. authz.Engine satisfies
+// it; an engine that also implements authz.Revisioned gets exact cache
+// invalidation.
+type Engine interface {
+	ListObjects(ctx context.Context, q authz.Query, user, relation, objectType string) iter.Seq2[string, error]
+	BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error)
+	ModelID() string
+}
+
+// Store is what the planner reads from the vector store. retrieval.Store
+// satisfies it.
+type Store interface {
+	Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error)
+	Get(ctx context.Context, ticketID string) (retrieval.Ticket, error)
+}
+
+// Embedder turns the query into a vector. retrieval.Embedder satisfies it.
+type Embedder interface {
+	Embed(ctx context.Context, texts []string) ([][]float32, error)
+}
+
+// Config tunes the planner. The zero value is usable: every field has a default.
+type Config struct {
+	// MaxRounds bounds store searches per request (default 6).
+	MaxRounds int
+	// MaxCandidates bounds the chunks fetched from the store per request
+	// (default 2000).
+	MaxCandidates int
+	// Deadline is the time budget of one search: no new round starts after it
+	// (default 2s). Engine and store calls still honour the caller's context.
+	Deadline time.Duration
+	// MinFetch is the smallest first page (default 20); the first page is
+	// max(MinFetch, 2k).
+	MinFetch int
+	// PostFilterOnlyFactor multiplies the first page on the post-filter-only path,
+	// where the store filter is the whole tenant and more candidates are denied
+	// (default 4).
+	PostFilterOnlyFactor int
+	// CacheSize bounds the pre-filter cache in entries, least recently used out
+	// first (default 1024; negative disables the cache).
+	CacheSize int
+	// CacheTTL is how long a cached pre-filter lives when the engine does not
+	// report revisions (remote OpenFGA). Default 5s. With a revisioned engine
+	// entries are keyed by the revision and never served stale.
+	CacheTTL time.Duration
+	// HashQueries stores only the sha256 of the query (and no intent text) in
+	// audit records.
+	HashQueries bool
+	// SnippetChars is the snippet length, cut on a word boundary (default 300).
+	SnippetChars int
+	// Logger receives debug and warning lines (never query or ticket text above
+	// debug). Nil discards.
+	Logger *slog.Logger
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxRounds            = 6
+	DefaultMaxCandidates        = 2000
+	DefaultDeadline             = 2 * time.Second
+	DefaultMinFetch             = 20
+	DefaultPostFilterOnlyFactor = 4
+	DefaultCacheSize            = 1024
+	DefaultCacheTTL             = 5 * time.Second
+	DefaultSnippetChars         = 300
+)
+
+func (c *Config) defaults() {
+	c.MaxRounds = cmp.Or(c.MaxRounds, DefaultMaxRounds)
+	c.MaxCandidates = cmp.Or(c.MaxCandidates, DefaultMaxCandidates)
+	c.Deadline = cmp.Or(c.Deadline, DefaultDeadline)
+	c.MinFetch = cmp.Or(c.MinFetch, DefaultMinFetch)
+	c.PostFilterOnlyFactor = cmp.Or(c.PostFilterOnlyFactor, DefaultPostFilterOnlyFactor)
+	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)
+	c.CacheTTL = cmp.Or(c.CacheTTL, DefaultCacheTTL)
+	c.SnippetChars = cmp.Or(c.SnippetChars, DefaultSnippetChars)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Filters are the request's own restrictions (narrowing only).
+type Filters struct {
+	// Projects restricts the search to these projects; empty means no filter.
+	Projects []string
+}
+
+// Intent is what the caller says it is doing; its projects narrow like Filters.
+type Intent struct {
+	Description string
+	Projects    []string
+}
+
+// Request is one search. The API validates lengths and ranges; the planner
+// rejects only what it cannot run (empty query, TopK < 1).
+type Request struct {
+	Query         string
+	TopK          int
+	Filters       Filters
+	Intent        Intent
+	GroupByTicket bool
+	// RequestID correlates the audit record with the HTTP request.
+	RequestID string
+	// Kind is the audit record kind ("search" by default; "mcp_search" from MCP).
+	Kind string
+}
+
+// Status of a search answer.
+type Status string
+
+const (
+	// Complete: k results.
+	Complete Status = "complete"
+	// Exhausted: fewer than k visible matches exist; all of them are returned.
+	Exhausted Status = "exhausted"
+	// Partial: the budget (rounds, candidates, deadline) ran out before k were
+	// found; the results are checked but more visible matches may exist.
+	Partial Status = "partial"
+)
+
+// Result is one returned chunk.
+type Result struct {
+	TicketID  string  `json:"ticket_id"`
+	ProjectID string  `json:"project_id"`
+	TenantID  string  `json:"tenant_id"`
+	Title     string  `json:"title"`
+	Snippet   string  `json:"snippet"`
+	Chunk     int     `json:"chunk"`
+	Score     float32 `json:"score"`
+}
+
+// Response is a search answer.
+type Response struct {
+	Results []Result `json:"results"`
+	Status  Status   `json:"status"`
+	AuditID string   `json:"audit_id"`
+}
+
+// TicketResponse is a single visible ticket and the id of its audit record.
+type TicketResponse struct {
+	Ticket  retrieval.Ticket
+	AuditID string
+}
+
+// Planner runs searches and ticket reads for verified principals. It is safe for
+// concurrent use.
+type Planner struct {
+	cfg   Config
+	eng   Engine
+	store Store
+	emb   Embedder
+	log   audit.Log
+	cache *cache
+}
+
+// New returns a planner over eng, store, emb and the audit log.
+func New(cfg Config, eng Engine, store Store, emb Embedder, log audit.Log) *Planner {
+	cfg.defaults()
+	return &Planner{cfg: cfg, eng: eng, store: store, emb: emb, log: log, cache: newCache(cfg.CacheSize)}
+}

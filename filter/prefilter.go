@@ -1,0 +1,258 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// Plan paths (audit.Plan.Path).
+const (
+	PathTenantAdmin    = "tenant_admin"
+	PathPrefilter      = "prefilter"
+	PathPostfilterOnly = "postfilter_only"
+	PathEmpty          = "empty"
+)
+
+// listing is what the engine said about a principal, before any narrowing. It is
+// what the cache holds.
+type listing struct {
+	admin     bool
+	projects  []string // sorted, unique
+	tickets   []string // sorted, unique
+	truncated bool
+}
+
+// prefilter is the store filter for one request and how it was built.
+type prefilter struct {
+	path   string
+	filter retrieval.Filter
+	// narrow, when non-nil, is the set of projects a hit must be indexed in
+	// (request, intent and token narrowing intersected). It also restricts
+	// directly shared tickets, which the store filter admits by ticket id.
+	narrow    map[string]bool
+	narrowing audit.Narrowing
+	plan      audit.Plan
+}
+
+// unavailable wraps a backend failure as clearance.ErrUnavailable, keeping the
+// cause's text for the operator's log.
+func unavailable(op string, err error) error {
+	if errors.Is(err, clearance.ErrUnavailable) {
+		return fmt.Errorf("filter: %s: %w", op, err)
+	}
+	return fmt.Errorf("filter: %s: %v: %w", op, err, clearance.ErrUnavailable)
+}
+
+// narrowing intersects every non-empty project restriction. Nil means none. The
+// token's narrowing counts even when empty (the token grants no project); the
+// request's and intent's empty lists mean "no filter".
+func narrowing(p authz.Principal, req Request) (map[string]bool, audit.Narrowing) {
+	var rec audit.Narrowing
+	var sets [][]string
+	if p.Narrowing != nil && p.Narrowing.Projects != nil {
+		rec.TokenProjects = slices.Clone(p.Narrowing.Projects)
+		sets = append(sets, p.Narrowing.Projects)
+	}
+	if len(req.Filters.Projects) > 0 {
+		rec.FilterProjects = slices.Clone(req.Filters.Projects)
+		sets = append(sets, req.Filters.Projects)
+	}
+	if len(req.Intent.Projects) > 0 {
+		rec.IntentProjects = slices.Clone(req.Intent.Projects)
+		sets = append(sets, req.Intent.Projects)
+	}
+	rec.IntentText = req.Intent.Description
+	if len(sets) == 0 {
+		return nil, rec
+	}
+	n := make(map[string]bool, len(sets[0]))
+	for _, id := range sets[0] {
+		n[id] = true
+	}
+	for _, s := range sets[1:] {
+		in := make(map[string]bool, len(s))
+		for _, id := range s {
+			in[id] = true
+		}
+		for id := range n {
+			if !in[id] {
+				delete(n, id)
+			}
+		}
+	}
+	return n, rec
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// query is the engine query for principal p at the request's time.
+func (pl *Planner) query(p authz.Principal, c authz.Consistency) authz.Query {
+	return authz.Query{ContextualTuples: p.ContextualTuples(), Now: pl.cfg.Now(), Consistency: c}
+}
+
+// prefilter builds the store filter for p and req.
+func (pl *Planner) prefilter(ctx context.Context, p authz.Principal, req Request) (prefilter, error) {
+	narrow, rec := narrowing(p, req)
+	pf := prefilter{narrow: narrow, narrowing: rec}
+	l, hit, err := pl.listing(ctx, p)
+	if err != nil {
+		return pf, err
+	}
+	pf.plan.CacheHit = hit
+	pf.filter = retrieval.Filter{Tenant: p.Tenant}
+	switch {
+	case l.admin || l.truncated:
+		pf.path = PathTenantAdmin
+		if l.truncated {
+			pf.path = PathPostfilterOnly
+			pf.plan.Truncated = true
+			pf.plan.Notes = append(pf.plan.Notes, "a listing was cut short: tenant filter and post-filter only")
+		}
+		if narrow == nil {
+			pf.filter.AllProjects = true
+		} else {
+			pf.filter.Projects = sortedKeys(narrow)
+		}
+		pf.plan.AllowedProjects = len(pf.filter.Projects)
+		pf.plan.DirectTickets = len(l.tickets)
+	default:
+		pf.path = PathPrefilter
+		projects := l.projects
+		if narrow != nil {
+			projects = nil
+			for _, id := range l.projects {
+				if narrow[id] {
+					projects = append(projects, id)
+				}
+			}
+			pf.narrowing.DroppedProjects = len(l.projects) - len(projects)
+		}
+		pf.filter.Projects = projects
+		pf.filter.Tickets = l.tickets
+		pf.plan.AllowedProjects = len(projects)
+		pf.plan.DirectTickets = len(l.tickets)
+		// A narrowing that names no listed project leaves only direct shares, and
+		// those must lie in a named project too: nothing to search if none is named.
+		if len(projects) == 0 && (len(l.tickets) == 0 || (narrow != nil && len(narrow) == 0)) {
+			pf.path = PathEmpty
+		}
+	}
+	if narrow != nil && len(narrow) == 0 {
+		pf.path = PathEmpty
+	}
+	return pf, nil
+}
+
+// listing answers from the cache or asks the engine.
+func (pl *Planner) listing(ctx context.Context, p authz.Principal) (listing, bool, error) {
+	key, exact := pl.cacheKey(p)
+	if l, ok := pl.cache.get(key, pl.cfg.Now()); ok {
+		return l, true, nil
+	}
+	l, err := pl.list(ctx, p)
+	if err != nil {
+		return l, false, err
+	}
+	// A truncated listing may be a passing deadline: ask again next time.
+	if !l.truncated {
+		ttl := pl.cfg.CacheTTL
+		if exact {
+			ttl = 0
+		}
+		pl.cache.put(key, l, pl.cfg.Now(), ttl)
+	}
+	return l, false, nil
+}
+
+// cacheKey identifies what a listing depends on: the principal (kind, tenant,
+// subject, agent), the model and, when the engine reports it, the tuple revision
+// read before the listing (a write during the listing moves the revision, so the
+// entry is never served for the new state). exact says the revision is known.
+func (pl *Planner) cacheKey(p authz.Principal) (string, bool) {
+	var rev uint64
+	r, exact := pl.eng.(authz.Revisioned)
+	if exact {
+		rev = r.Revision()
+	}
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%d", p.Kind, p.Tenant, p.Subject(), p.Agent, pl.eng.ModelID(), rev), exact
+}
+
+// list asks the engine. Users may take the tenant-admin shortcut; agents never do
+// (their access is the intersection with their grants, which only the per-project
+// listing of agent_can_view knows), and service accounts cannot be admins.
+func (pl *Planner) list(ctx context.Context, p authz.Principal) (listing, error) {
+	var l listing
+	q := pl.query(p, authz.MinimizeLatency)
+	if p.Kind == authz.KindUser {
+		ok, err := pl.eng.BatchCheck(ctx, q, []authz.Check{{User: p.Subject(), Relation: "admin", Object: "tenant:" + p.Tenant}})
+		if err != nil {
+			return l, unavailable("check tenant admin", err)
+		}
+		if len(ok) != 1 {
+			return l, unavailable("check tenant admin", fmt.Errorf("engine answered %d results for 1 check", len(ok)))
+		}
+		if ok[0] {
+			l.admin = true
+			return l, nil
+		}
+	}
+	var (
+		wg                 sync.WaitGroup
+		projErr, ticketErr error
+		projTrunc, tickTr  bool
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		l.projects, projTrunc, projErr = drain(ctx, pl.eng, q, p.Subject(), p.ViewRelation(), "project")
+	}()
+	go func() {
+		defer wg.Done()
+		// Direct shares are listed for agents too: an agent may view a ticket shared
+		// with its user when the ticket's project is delegated, even if the user is
+		// not a member of that project. The post-filter decides.
+		l.tickets, tickTr, ticketErr = drain(ctx, pl.eng, q, p.Subject(), authz.RelationShared, "ticket")
+	}()
+	wg.Wait()
+	if projErr != nil {
+		return l, unavailable("list projects", projErr)
+	}
+	if ticketErr != nil {
+		return l, unavailable("list shared tickets", ticketErr)
+	}
+	l.truncated = projTrunc || tickTr
+	return l, nil
+}
+
+// drain reads a listing to the end. A truncated listing is reported, not failed.
+func drain(ctx context.Context, eng Engine, q authz.Query, user, relation, typ string) ([]string, bool, error) {
+	seen := map[string]bool{}
+	for id, err := range eng.ListObjects(ctx, q, user, relation, typ) {
+		if err != nil {
+			if errors.Is(err, authz.ErrTruncated) {
+				return nil, true, nil
+			}
+			return nil, false, err
+		}
+		seen[id] = true
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	return sortedKeys(seen), false, nil
+}

@@ -1,0 +1,315 @@
+package filter
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// Search answers req for p: only chunks of tickets p may view right now, ranked by
+// score, at most req.TopK of them, with the status saying whether more visible
+// matches may exist. Every answer (and every failure) leaves one audit record; if
+// the record cannot be appended the search fails with clearance.ErrUnavailable.
+// Backend failures are errors wrapping clearance.ErrUnavailable, never data.
+func (pl *Planner) Search(ctx context.Context, p authz.Principal, req Request) (Response, error) {
+	switch {
+	case p.Tenant == "":
+		return Response{}, fmt.Errorf("filter: principal has no tenant: %w", clearance.ErrUnauthenticated)
+	case strings.TrimSpace(req.Query) == "":
+		return Response{}, clearance.Invalid("query", "is required")
+	case req.TopK < 1:
+		return Response{}, clearance.Invalid("top_k", "must be at least 1")
+	}
+	rec := pl.record(p, cmp.Or(req.Kind, "search"), req.RequestID)
+	rec.TopK = req.TopK
+	rec.QueryHash = audit.QueryHash(req.Query)
+	if !pl.cfg.HashQueries {
+		rec.Query = req.Query
+	}
+	resp, err := pl.search(ctx, p, req, rec)
+	return resp, pl.finish(ctx, rec, &resp.AuditID, err)
+}
+
+// record starts an audit record.
+func (pl *Planner) record(p authz.Principal, kind, requestID string) *audit.Record {
+	return &audit.Record{
+		Time:        pl.cfg.Now(),
+		Kind:        kind,
+		Tenant:      p.Tenant,
+		Principal:   p,
+		RequestID:   requestID,
+		ModelID:     pl.eng.ModelID(),
+		Consistency: authz.HigherConsistency.String(),
+		Latency:     map[string]int64{},
+	}
+}
+
+// finish appends rec (status "error" when err is set) and returns the error the
+// caller must see: err itself, or ErrUnavailable when the record could not be
+// written.
+func (pl *Planner) finish(ctx context.Context, rec *audit.Record, auditID *string, err error) error {
+	if pl.cfg.HashQueries {
+		rec.Narrowing.IntentText = ""
+	}
+	if err != nil {
+		rec.Status = "error"
+		rec.Error = err.Error()
+		// The caller's context may be what failed; the record is still owed.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if aerr := pl.log.Append(actx, rec); aerr != nil {
+			pl.cfg.Logger.Warn("filter: audit record of a failed request not written", "error", aerr, "kind", rec.Kind)
+		}
+		return err
+	}
+	if aerr := pl.log.Append(ctx, rec); aerr != nil {
+		return unavailable("append audit record", aerr)
+	}
+	*auditID = rec.ID
+	return nil
+}
+
+func since(t time.Time) int64 { return time.Since(t).Microseconds() }
+
+// search runs the pipeline and fills rec; finish appends it.
+func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, rec *audit.Record) (Response, error) {
+	start := time.Now()
+	defer func() { rec.Latency["total"] = since(start) }()
+
+	pf, err := pl.prefilter(ctx, p, req)
+	rec.Latency["prefilter"] = since(start)
+	rec.Narrowing = pf.narrowing
+	rec.Plan = pf.plan
+	rec.Plan.Path = pf.path
+	if err != nil {
+		return Response{}, err
+	}
+	if pf.path == PathEmpty {
+		rec.Status = string(Exhausted)
+		return Response{Results: []Result{}, Status: Exhausted}, nil
+	}
+
+	t := time.Now()
+	vecs, err := pl.emb.Embed(ctx, []string{req.Query})
+	rec.Latency["embed"] = since(t)
+	if err != nil {
+		return Response{}, unavailable("embed query", err)
+	}
+	if len(vecs) != 1 {
+		return Response{}, unavailable("embed query", fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs)))
+	}
+
+	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, vec: vecs[0], start: start, decided: map[string]bool{}, returned: map[string]bool{}}
+	status, err := r.loop(ctx)
+	rec.Plan = r.pf.plan
+	rec.Plan.Path = pf.path
+	rec.Latency["search"] = r.searchUS
+	rec.Latency["check"] = r.checkUS
+	if err != nil {
+		return Response{}, err
+	}
+	rec.Status = string(status)
+	return Response{Results: r.results, Status: status}, nil
+}
+
+// run is the state of one search's over-fetch loop.
+type run struct {
+	pl    *Planner
+	p     authz.Principal
+	req   Request
+	pf    prefilter
+	rec   *audit.Record
+	vec   []float32
+	start time.Time
+
+	decided  map[string]bool // ticket id -> allowed, for this request only
+	returned map[string]bool // tickets with a result (group_by_ticket)
+	results  []Result
+	checked  int // tickets checked
+	allowed  int // of them allowed
+	offset   int
+	searchUS int64
+	checkUS  int64
+}
+
+// loop pages through the store until k results, exhaustion or the budget.
+func (r *run) loop(ctx context.Context) (Status, error) {
+	cfg := r.pl.cfg
+	k := r.req.TopK
+	fetch := max(cfg.MinFetch, 2*k)
+	if r.pf.path == PathPostfilterOnly {
+		fetch *= cfg.PostFilterOnlyFactor
+	}
+	for round := 0; ; round++ {
+		switch {
+		case round >= cfg.MaxRounds:
+			r.pf.plan.Notes = append(r.pf.plan.Notes, "budget: max rounds")
+			return Partial, nil
+		case r.pf.plan.Fetched >= cfg.MaxCandidates:
+			r.pf.plan.Notes = append(r.pf.plan.Notes, "budget: max candidates")
+			return Partial, nil
+		case round > 0 && time.Since(r.start) >= cfg.Deadline:
+			r.pf.plan.Notes = append(r.pf.plan.Notes, "budget: deadline")
+			return Partial, nil
+		}
+		n := min(fetch, cfg.MaxCandidates-r.pf.plan.Fetched)
+		t := time.Now()
+		hits, err := r.pl.store.Search(ctx, retrieval.SearchRequest{Vector: r.vec, Filter: r.pf.filter, K: n, Offset: r.offset})
+		r.searchUS += since(t)
+		if err != nil {
+			return "", unavailable("search store", err)
+		}
+		r.pf.plan.Rounds++
+		r.pf.plan.Fetched += len(hits)
+		r.offset += len(hits)
+		if err := r.take(ctx, hits); err != nil {
+			return "", err
+		}
+		if len(r.results) >= k {
+			return Complete, nil
+		}
+		if len(hits) < n {
+			return Exhausted, nil
+		}
+		// Grow the next page by the observed yield (results per fetched chunk), so
+		// a principal who sees little of the filter's candidates pages in few rounds.
+		need := k - len(r.results)
+		yield := float64(len(r.results)) / float64(r.pf.plan.Fetched)
+		if yield == 0 {
+			fetch *= 4
+		} else {
+			fetch = max(cfg.MinFetch, int(math.Ceil(float64(need)/yield*1.5)))
+		}
+	}
+}
+
+// eligible says whether a hit may be considered at all: the store filter has the
+// tenant already (checked again here), and narrowing also binds directly shared
+// tickets, which the store admits by id.
+func (r *run) eligible(h retrieval.Hit) bool {
+	return h.Tenant == r.p.Tenant && (r.pf.narrow == nil || r.pf.narrow[h.Project])
+}
+
+// take checks the hits of one page in rank order, in batches sized to what is
+// still needed, and decides each one.
+func (r *run) take(ctx context.Context, hits []retrieval.Hit) error {
+	k := r.req.TopK
+	i := 0
+	for i < len(hits) && len(r.results) < k {
+		// Batch the next undecided tickets; size it by the allow rate seen so far.
+		need := k - len(r.results)
+		rate := float64(r.allowed+1) / float64(r.checked+1)
+		want := int(math.Ceil(float64(need)/max(rate, 0.05)*1.25)) + 1
+		var batch []string
+		inBatch := map[string]bool{}
+		j := i
+		for ; j < len(hits) && len(batch) < want; j++ {
+			id := hits[j].TicketID
+			if _, ok := r.decided[id]; ok || inBatch[id] || !r.eligible(hits[j]) {
+				continue
+			}
+			inBatch[id] = true
+			batch = append(batch, id)
+		}
+		if err := r.check(ctx, batch); err != nil {
+			return err
+		}
+		for ; i < j; i++ {
+			r.decide(hits[i])
+		}
+	}
+	for ; i < len(hits); i++ {
+		r.decide(hits[i])
+	}
+	return nil
+}
+
+// check asks the engine about tickets with HIGHER_CONSISTENCY (revocation shows
+// at once) and remembers the answers for this request.
+func (r *run) check(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	checks := make([]authz.Check, len(ids))
+	for i, id := range ids {
+		checks[i] = authz.Check{User: r.p.Subject(), Relation: r.p.ViewRelation(), Object: "ticket:" + id}
+	}
+	t := time.Now()
+	ok, err := r.pl.eng.BatchCheck(ctx, r.pl.query(r.p, authz.HigherConsistency), checks)
+	r.checkUS += since(t)
+	if err != nil {
+		return unavailable("check tickets", err)
+	}
+	if len(ok) != len(ids) {
+		return unavailable("check tickets", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(ids)))
+	}
+	for i, id := range ids {
+		r.decided[id] = ok[i]
+		if ok[i] {
+			r.allowed++
+		}
+	}
+	r.checked += len(ids)
+	r.pf.plan.Checked += len(ids)
+	return nil
+}
+
+// decide records one hit as a candidate and returns it when allowed and needed.
+func (r *run) decide(h retrieval.Hit) {
+	if h.Tenant != r.p.Tenant {
+		// Never recorded: the record belongs to the caller's tenant.
+		r.pl.cfg.Logger.Warn("filter: store returned a hit of another tenant", "ticket", h.TicketID)
+		return
+	}
+	c := audit.Candidate{TicketID: h.TicketID, Project: h.Project, Chunk: h.Ordinal, Score: h.Score}
+	allowed, checked := r.decided[h.TicketID]
+	switch {
+	case !r.eligible(h) || !checked:
+		c.Decision = audit.NotChecked
+	case !allowed:
+		c.Decision = audit.DeniedByCheck
+		r.pf.plan.Denied++
+	case len(r.results) >= r.req.TopK || (r.req.GroupByTicket && r.returned[h.TicketID]):
+		c.Decision = audit.BeyondK
+	default:
+		c.Decision = audit.Returned
+		r.returned[h.TicketID] = true
+		r.results = append(r.results, Result{
+			TicketID: h.TicketID, ProjectID: h.Project, TenantID: h.Tenant, Title: h.Title,
+			Snippet: snippet(h.Text, r.pl.cfg.SnippetChars), Chunk: h.Ordinal, Score: h.Score,
+		})
+	}
+	r.rec.Results = append(r.rec.Results, c)
+}
+
+// snippet cuts text to at most n characters on a word boundary, with an ellipsis
+// when cut.
+func snippet(text string, n int) string {
+	text = strings.TrimSpace(text)
+	if utf8.RuneCountInString(text) <= n {
+		return text
+	}
+	cut, count := 0, 0
+	for i := range text {
+		if count == n {
+			cut = i
+			break
+		}
+		count++
+	}
+	s := text[:cut]
+	if k := strings.LastIndexFunc(s, unicode.IsSpace); k > n/2 {
+		s = s[:k]
+	}
+	return strings.TrimRightFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsPunct(r) }) + "…"
+}
