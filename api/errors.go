@@ -1,0 +1,154 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/clearance-dev/clearance"
+)
+
+// The error table: the only place that turns an error into an HTTP status. An
+// error wrapping none of the clearance kinds is internal: the caller sees
+// "internal error" and the detail goes to the log.
+var errorTable = []struct {
+	kind   error
+	status int
+	typ    string
+}{
+	{clearance.ErrInvalid, http.StatusBadRequest, "invalid-input"},
+	{clearance.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
+	{clearance.ErrForbidden, http.StatusForbidden, "forbidden"},
+	{clearance.ErrNotFound, http.StatusNotFound, "not-found"},
+	{clearance.ErrConflict, http.StatusConflict, "conflict"},
+	{clearance.ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
+	{clearance.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+}
+
+// problemBase prefixes problem types (RFC 9457 type URIs; they need not resolve).
+const problemBase = "https://clearance.dev/problems/"
+
+// Status is the HTTP status the error table gives err.
+func Status(err error) int {
+	s, _ := classify(err)
+	return s
+}
+
+func classify(err error) (int, string) {
+	for _, row := range errorTable {
+		if errors.Is(err, row.kind) {
+			return row.status, row.typ
+		}
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type   string         `json:"type"`
+	Title  string         `json:"title"`
+	Status int            `json:"status"`
+	Detail string         `json:"detail,omitempty"`
+	Errors []ProblemField `json:"errors,omitempty"`
+	// RequestID lets the caller quote the request to the operator.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// ProblemField names one invalid field.
+type ProblemField struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// ScopeError is a missing scope: 403 with WWW-Authenticate error="insufficient_scope".
+type ScopeError struct{ Scopes []string }
+
+func (e *ScopeError) Error() string {
+	return fmt.Sprintf("needs scope %s", strings.Join(e.Scopes, " or "))
+}
+
+// Unwrap makes a ScopeError a clearance.ErrForbidden.
+func (e *ScopeError) Unwrap() error { return clearance.ErrForbidden }
+
+// NeedScope answers a *ScopeError unless p carries one of scopes.
+func NeedScope(p interface{ HasScope(string) bool }, scopes ...string) error {
+	for _, s := range scopes {
+		if p.HasScope(s) {
+			return nil
+		}
+	}
+	return &ScopeError{Scopes: scopes}
+}
+
+// problemFor builds the body for err and reports whether it is internal.
+func problemFor(err error) Problem {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		// Router and framework errors (404 route, 405 method, 413 ...).
+		p := Problem{Type: "about:blank", Title: http.StatusText(he.Code), Status: he.Code}
+		if he.Code == http.StatusRequestEntityTooLarge {
+			p.Type = problemBase + "too-large"
+		}
+		return p
+	}
+	status, typ := classify(err)
+	p := Problem{Type: problemBase + typ, Title: http.StatusText(status), Status: status}
+	switch status {
+	case http.StatusInternalServerError:
+		p.Detail = "internal error"
+	case http.StatusServiceUnavailable:
+		p.Detail = "a backend is unavailable; try again shortly"
+	case http.StatusUnauthorized:
+		// Never say which check failed: that helps forgers, not callers.
+		p.Detail = "missing or invalid credential"
+	default:
+		p.Detail = err.Error()
+	}
+	var fe *clearance.FieldError
+	if errors.As(err, &fe) {
+		p.Detail = "invalid input"
+		p.Errors = []ProblemField{{Field: fe.Field, Reason: fe.Reason}}
+	}
+	return p
+}
+
+// handleError is echo's HTTPErrorHandler: every error answer is problem+json.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	p := problemFor(err)
+	p.RequestID = c.Response().Header().Get(echo.HeaderXRequestID)
+	switch {
+	case p.Status >= 500:
+		s.log.Error("http: request failed", "request_id", p.RequestID, "method", c.Request().Method,
+			"route", c.Path(), "status", p.Status, "err", err)
+	case p.Status == http.StatusUnauthorized || p.Status == http.StatusForbidden:
+		s.log.Info("http: refused", "request_id", p.RequestID, "route", c.Path(), "status", p.Status, "err", err)
+	}
+	h := c.Response().Header()
+	switch p.Status {
+	case http.StatusUnauthorized:
+		v := fmt.Sprintf(`Bearer resource_metadata=%q`, s.resourceMetadataURL(c))
+		if c.Request().Header.Get(echo.HeaderAuthorization) != "" || c.Request().Header.Get(headerAPIKey) != "" {
+			v += `, error="invalid_token"`
+		}
+		h.Set(echo.HeaderWWWAuthenticate, v)
+	case http.StatusForbidden:
+		var se *ScopeError
+		if errors.As(err, &se) {
+			h.Set(echo.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
+				strings.Join(se.Scopes, " "), s.resourceMetadataURL(c)))
+		}
+	}
+	h.Set(echo.HeaderContentType, "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(p.Status)
+		return
+	}
+	_ = c.JSON(p.Status, p)
+}
