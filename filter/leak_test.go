@@ -1,0 +1,186 @@
+package filter_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
+	authzembedded "github.com/clearance-dev/clearance/authz/embedded"
+	"github.com/clearance-dev/clearance/filter"
+)
+
+var leakQueries = flag.Int("leak.queries", 1200, "queries of the differential leak test (spread over several random orgs)")
+
+func memoryEngine(t testing.TB) *authzembedded.Engine {
+	t.Helper()
+	eng, err := authzembedded.New(context.Background(), authzembedded.Config{Datastore: authzembedded.Memory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng
+}
+
+// TestDifferentialLeak runs random principals' random searches over random orgs
+// with random tuple changes between queries, and checks every answer against the
+// reference evaluator: no result the reference denies, narrowing respected, and
+// (while engine and index agree) exactly the reference's visible top-k.
+func TestDifferentialLeak(t *testing.T) {
+	const orgs = 4
+	perOrg := max(1, *leakQueries/orgs)
+	var queries, compared, hitSum, wantSum, partial, results, drifted int
+	eng := memoryEngine(t)
+	for seed := range uint64(orgs) {
+		w := newWorld(t, eng, seed+1, 40)
+		log := &filter.MemoryLog{}
+		pl := filter.New(filter.Config{}, eng, w.store, w.emb, log)
+		for range perOrg {
+			if w.rng.IntN(2) == 0 {
+				for range 1 + w.rng.IntN(3) {
+					w.mutate()
+				}
+			}
+			p, req := w.principal(), w.request()
+			resp, err := pl.Search(context.Background(), p, req)
+			queries++
+			if err != nil {
+				t.Fatalf("%s %+v: %v", p, req, err)
+			}
+			now := time.Now()
+			for _, r := range resp.Results {
+				if r.TenantID != p.Tenant || !w.ref.visible(p, r.TicketID, now) {
+					t.Fatalf("LEAK: %s received %s (tenant %s, project %s) for %+v", p, r.TicketID, r.TenantID, r.ProjectID, req)
+				}
+			}
+			results += len(resp.Results)
+			checkShape(t, p, req, resp)
+			checkAudit(t, log, resp)
+			if resp.Status == filter.Partial {
+				partial++
+			}
+			if len(w.drift) > 0 {
+				drifted++
+				continue
+			}
+			want := w.expected(p, req)
+			compared++
+			wantSum += len(want)
+			hitSum += overlap(resp.Results, want)
+			if resp.Status != filter.Partial && !sameRanking(resp.Results, want) {
+				t.Fatalf("%s %+v: got %s, reference %s", p, req, describe(resp.Results), describe(want))
+			}
+			if resp.Status == filter.Exhausted && len(want) == req.TopK && len(resp.Results) < req.TopK {
+				t.Fatalf("%s: exhausted with %d results but the reference has %d", p, len(resp.Results), len(want))
+			}
+		}
+	}
+	recall := 1.0
+	if wantSum > 0 {
+		recall = float64(hitSum) / float64(wantSum)
+	}
+	t.Logf("%d queries (%d with index drift, leak-checked only), %d results, recall@k %.4f over %d compared queries, %d partial",
+		queries, drifted, results, recall, compared, partial)
+	if recall != 1 {
+		t.Errorf("recall@k %.4f, want 1", recall)
+	}
+}
+
+// checkShape: at most k results, one per chunk (per ticket when grouped), in
+// ranking order, narrowing respected, status consistent with the count.
+func checkShape(t *testing.T, p authz.Principal, req filter.Request, resp filter.Response) {
+	t.Helper()
+	if len(resp.Results) > req.TopK {
+		t.Fatalf("%d results for top_k %d", len(resp.Results), req.TopK)
+	}
+	if resp.Status == filter.Complete && len(resp.Results) != req.TopK {
+		t.Fatalf("complete with %d of %d", len(resp.Results), req.TopK)
+	}
+	seen := map[string]bool{}
+	for i, r := range resp.Results {
+		key := fmt.Sprintf("%s/%d", r.TicketID, r.Chunk)
+		if req.GroupByTicket {
+			key = r.TicketID
+		}
+		if seen[key] {
+			t.Fatalf("duplicate %s", key)
+		}
+		seen[key] = true
+		if i > 0 && r.Score > resp.Results[i-1].Score {
+			t.Fatalf("results out of order at %d", i)
+		}
+		for _, list := range [][]string{req.Filters.Projects, req.Intent.Projects} {
+			if len(list) > 0 && !contains(list, r.ProjectID) {
+				t.Fatalf("%s: result in %s outside the narrowing %v", p, r.ProjectID, list)
+			}
+		}
+		if p.Narrowing != nil && !contains(p.Narrowing.Projects, r.ProjectID) {
+			t.Fatalf("%s: result in %s outside the token narrowing %v", p, r.ProjectID, p.Narrowing.Projects)
+		}
+	}
+}
+
+// checkAudit: the answer's record exists and agrees with it.
+func checkAudit(t *testing.T, log *filter.MemoryLog, resp filter.Response) {
+	t.Helper()
+	rec, ok := log.Record(resp.AuditID)
+	if !ok {
+		t.Fatalf("no audit record %q", resp.AuditID)
+	}
+	returned := 0
+	for _, c := range rec.Results {
+		if c.Decision == audit.Returned {
+			returned++
+		}
+	}
+	if rec.Status != string(resp.Status) || returned != len(resp.Results) || rec.ModelID == "" || rec.Consistency != "HIGHER_CONSISTENCY" {
+		t.Fatalf("audit record disagrees: status %s/%s, returned %d/%d, model %q, consistency %q",
+			rec.Status, resp.Status, returned, len(resp.Results), rec.ModelID, rec.Consistency)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func overlap(got, want []filter.Result) int {
+	in := map[string]bool{}
+	for _, r := range got {
+		in[fmt.Sprintf("%s/%d", r.TicketID, r.Chunk)] = true
+	}
+	n := 0
+	for _, r := range want {
+		if in[fmt.Sprintf("%s/%d", r.TicketID, r.Chunk)] {
+			n++
+		}
+	}
+	return n
+}
+
+func sameRanking(got, want []filter.Result) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i].TicketID != want[i].TicketID || got[i].Chunk != want[i].Chunk {
+			return false
+		}
+	}
+	return true
+}
+
+func describe(rs []filter.Result) string {
+	s := "["
+	for _, r := range rs {
+		s += fmt.Sprintf(" %s/%d(%.4f)", r.TicketID, r.Chunk, r.Score)
+	}
+	return s + " ]"
+}
