@@ -1,13 +1,17 @@
 package api
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/indexer"
 )
 
@@ -84,9 +88,17 @@ func validProjects(field string, ps []string) error {
 	return nil
 }
 
+// Planner is the filtered read path (package filter): pre-filter, store search,
+// post-filter, audit record.
+type Planner interface {
+	Search(ctx context.Context, p authz.Principal, r filter.Request) (filter.Response, error)
+	Get(ctx context.Context, p authz.Principal, id string) (filter.TicketResponse, error)
+}
+
 // SearchAPI serves the search side of the API: POST /v1/search, GET, POST and
 // DELETE /v1/tickets, POST /v1/relationships.
 type SearchAPI struct {
+	Planner Planner
 	Tickets *TicketWriter
 	// Relationships is the engine tuples are written to; nil when the engine's
 	// tuples are owned elsewhere (remote OpenFGA), which answers 409.
@@ -108,7 +120,79 @@ func (s *SearchAPI) Register(g *echo.Group, principal func(echo.Context) (authz.
 			return h(c, p)
 		}
 	}
+	g.POST("/search", with(s.search))
+	g.GET("/tickets/:id", with(s.getTicket))
 	g.POST("/tickets", with(s.postTickets))
 	g.DELETE("/tickets/:id", with(s.deleteTicket))
 	g.POST("/relationships", with(s.postRelationships))
+}
+
+func (s *SearchAPI) maxTopK() int {
+	if s.MaxTopK > 0 {
+		return s.MaxTopK
+	}
+	return DefaultMaxTopK
+}
+
+func (s *SearchAPI) search(c echo.Context, p authz.Principal) error {
+	if err := NeedScope(p, ScopeTicketsRead); err != nil {
+		return err
+	}
+	var req searchRequest
+	if err := decodeStrict(c.Request().Body, &req); err != nil {
+		return err
+	}
+	k, err := req.validate(s.maxTopK())
+	if err != nil {
+		return err
+	}
+	fr := filter.Request{Query: req.Query, TopK: k, GroupByTicket: req.GroupByTicket, RequestID: requestID(c)}
+	if req.Filters != nil {
+		fr.Filters.Projects = req.Filters.Projects
+	}
+	if req.Intent != nil {
+		fr.Intent = filter.Intent{Description: req.Intent.Description, Projects: req.Intent.Projects}
+	}
+	resp, err := s.Planner.Search(c.Request().Context(), p, fr)
+	if err != nil {
+		return err
+	}
+	if resp.Results == nil {
+		resp.Results = []filter.Result{}
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// ticketResponse is the body of GET /v1/tickets/{id}.
+type ticketResponse struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Project   string    `json:"project"`
+	Title     string    `json:"title"`
+	Body      string    `json:"body"`
+	UpdatedAt time.Time `json:"updated_at"`
+	AuditID   string    `json:"audit_id"`
+}
+
+func (s *SearchAPI) getTicket(c echo.Context, p authz.Principal) error {
+	if err := NeedScope(p, ScopeTicketsRead); err != nil {
+		return err
+	}
+	id := c.Param("id")
+	if !indexer.ValidID(id) {
+		// Same answer as an invisible or missing ticket.
+		return fmt.Errorf("ticket: %w", clearance.ErrNotFound)
+	}
+	r, err := s.Planner.Get(c.Request().Context(), p, id)
+	if err != nil {
+		return err
+	}
+	t := r.Ticket
+	return c.JSON(http.StatusOK, ticketResponse{ID: t.ID, Tenant: t.Tenant, Project: t.Project, Title: t.Title,
+		Body: t.Body, UpdatedAt: t.UpdatedAt, AuditID: r.AuditID})
+}
+
+// requestID is the id the request-id middleware gave this request.
+func requestID(c echo.Context) string {
+	return c.Response().Header().Get(echo.HeaderXRequestID)
 }

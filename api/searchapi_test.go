@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
 	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
@@ -66,52 +64,18 @@ func newFixture(t testing.TB) *fixture {
 // principals by bearer token, for the harness's authentication middleware
 // (token verification itself is tested with the identity middleware).
 var testPrincipals = map[string]authz.Principal{
-	"indexer":   {Kind: authz.KindUser, Tenant: "acme", User: "ci-indexer", Scopes: []string{scopeIndexWrite}},
-	"operator":  {Kind: authz.KindUser, Tenant: "acme", User: "olga", Scopes: []string{scopeOperator}},
-	"anne":      {Kind: authz.KindUser, Tenant: "acme", User: "anne", Scopes: []string{scopeTicketsRead}},
-	"ingest":    {Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "acme-ingest", Scopes: []string{scopeIndexWrite}},
-	"globex-sa": {Kind: authz.KindServiceAccount, Tenant: "globex", ServiceAccount: "globex-sync", Scopes: []string{scopeIndexWrite}},
+	"indexer":   {Kind: authz.KindUser, Tenant: "acme", User: "ci-indexer", Scopes: []string{ScopeIndex}},
+	"operator":  {Kind: authz.KindUser, Tenant: "acme", User: "olga", Scopes: []string{ScopeAdmin}},
+	"anne":      {Kind: authz.KindUser, Tenant: "acme", User: "anne", Scopes: []string{ScopeTicketsRead}},
+	"ingest":    {Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "acme-ingest", Scopes: []string{ScopeIndex}},
+	"globex-sa": {Kind: authz.KindServiceAccount, Tenant: "globex", ServiceAccount: "globex-sync", Scopes: []string{ScopeIndex}},
 }
 
-// serve runs api on a real HTTP server behind a bearer-token middleware and the
-// status mapping of the error table.
-func serve(t testing.TB, api *SearchAPI) string {
+// serve runs api on the real server (error table, body limit, authentication
+// middleware) over real HTTP; credentials map to principals through staticAuth.
+func serve(t testing.TB, api *SearchAPI, cfg Config) string {
 	t.Helper()
-	e := echo.New()
-	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			_ = c.JSON(he.Code, map[string]any{"title": http.StatusText(he.Code)})
-			return
-		}
-		code := pageStatus(err)
-		switch {
-		case errors.Is(err, clearance.ErrConflict):
-			code = http.StatusConflict
-		case errors.Is(err, clearance.ErrTooLarge):
-			code = http.StatusRequestEntityTooLarge
-		}
-		body := map[string]any{"title": http.StatusText(code), "detail": pageError(err)}
-		var fe *clearance.FieldError
-		if errors.As(err, &fe) {
-			body["field"], body["reason"] = fe.Field, fe.Reason
-		}
-		_ = c.JSON(code, body)
-	}
-	g := e.Group("/v1", func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			p, ok := testPrincipals[strings.TrimPrefix(c.Request().Header.Get("Authorization"), "Bearer ")]
-			if !ok {
-				return c.JSON(http.StatusUnauthorized, map[string]string{"title": "Unauthorized"})
-			}
-			c.Set("principal", p)
-			return next(c)
-		}
-	})
-	api.Register(g, func(c echo.Context) (authz.Principal, error) {
-		return c.Get("principal").(authz.Principal), nil
-	})
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(New(cfg, Deps{Auth: staticAuth(testPrincipals), Areas: []Area{api}}).Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -120,6 +84,16 @@ type answer struct {
 	code int
 	body map[string]any
 	raw  string
+}
+
+// field is the first invalid field named by a problem+json answer.
+func (a answer) field() string {
+	errs, _ := a.body["errors"].([]any)
+	if len(errs) == 0 {
+		return ""
+	}
+	f, _ := errs[0].(map[string]any)["field"].(string)
+	return f
 }
 
 func do(t testing.TB, method, url, token string, body any) answer {
@@ -183,7 +157,7 @@ func row(id, tenant, project, title string) map[string]any {
 func TestPostTicketsIndexesAndWritesTuples(t *testing.T) {
 	f := newFixture(t)
 	w := &TicketWriter{Store: f.store, Indexer: f.ix, Engine: f.engine}
-	base := serve(t, &SearchAPI{Tickets: w, Relationships: f.engine})
+	base := serve(t, &SearchAPI{Tickets: w, Relationships: f.engine}, Config{})
 
 	a := do(t, "POST", base+"/v1/tickets", "indexer", map[string]any{"tickets": []any{
 		row("NEW-1", "acme", "acme-web", "Quarterly zeppelin maintenance window"),
@@ -252,7 +226,7 @@ func TestPostTicketsIndexesAndWritesTuples(t *testing.T) {
 func TestPostTicketsBadRowWritesNothing(t *testing.T) {
 	f := newFixture(t)
 	w := &TicketWriter{Store: f.store, Indexer: f.ix, Engine: f.engine}
-	base := serve(t, &SearchAPI{Tickets: w, Relationships: f.engine})
+	base := serve(t, &SearchAPI{Tickets: w, Relationships: f.engine}, Config{})
 	before, err := f.store.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -290,8 +264,8 @@ func TestPostTicketsBadRowWritesNothing(t *testing.T) {
 			if a.code != c.code {
 				t.Fatalf("status %d, want %d: %s", a.code, c.code, a.raw)
 			}
-			if c.field != "" && a.body["field"] != c.field {
-				t.Fatalf("field %v, want %s: %s", a.body["field"], c.field, a.raw)
+			if c.field != "" && a.field() != c.field {
+				t.Fatalf("field %v, want %s: %s", a.field(), c.field, a.raw)
 			}
 			after, err := f.store.Stats(context.Background())
 			if err != nil {
@@ -320,7 +294,7 @@ func TestPostTicketsBadRowWritesNothing(t *testing.T) {
 func TestPostRelationships(t *testing.T) {
 	f := newFixture(t)
 	w := &TicketWriter{Store: f.store, Indexer: f.ix, Engine: f.engine}
-	base := serve(t, &SearchAPI{Tickets: w, Relationships: f.engine})
+	base := serve(t, &SearchAPI{Tickets: w, Relationships: f.engine}, Config{})
 	tuple := func(user, rel, obj string) map[string]any {
 		return map[string]any{"user": user, "relation": rel, "object": obj}
 	}
@@ -370,8 +344,8 @@ func TestPostRelationships(t *testing.T) {
 			if a.code != c.code {
 				t.Fatalf("status %d, want %d: %s", a.code, c.code, a.raw)
 			}
-			if c.field != "" && a.body["field"] != c.field {
-				t.Fatalf("field %v, want %s", a.body["field"], c.field)
+			if c.field != "" && a.field() != c.field {
+				t.Fatalf("field %v, want %s", a.field(), c.field)
 			}
 			if f.canView(t, "user:erin", "SEC-2") {
 				t.Fatal("a refused call wrote a tuple")
@@ -380,7 +354,7 @@ func TestPostRelationships(t *testing.T) {
 	}
 
 	// A remote engine's tuples are not written through clearance.
-	remote := serve(t, &SearchAPI{Tickets: w})
+	remote := serve(t, &SearchAPI{Tickets: w}, Config{})
 	if a := do(t, "POST", remote+"/v1/relationships", "operator", map[string]any{"writes": []any{tuple("user:erin", "viewer", "ticket:SEC-2")}}); a.code != 409 {
 		t.Fatalf("remote engine: %d %s", a.code, a.raw)
 	}

@@ -12,26 +12,6 @@ import (
 	"github.com/clearance-dev/clearance/indexer"
 )
 
-// Scopes of the search side (SPEC 9).
-const (
-	scopeTicketsRead = "tickets:read"
-	scopeIndexWrite  = "clearance:index"
-	scopeOperator    = "clearance:admin"
-)
-
-// needScope answers ErrForbidden unless p carries one of scopes.
-func needScope(p authz.Principal, scopes ...string) error {
-	for _, s := range scopes {
-		if p.HasScope(s) {
-			return nil
-		}
-	}
-	if len(scopes) == 1 {
-		return fmt.Errorf("needs scope %s: %w", scopes[0], clearance.ErrForbidden)
-	}
-	return fmt.Errorf("needs scope %s or %s: %w", scopes[0], scopes[1], clearance.ErrForbidden)
-}
-
 // ticketsRequest is the body of POST /v1/tickets.
 type ticketsRequest struct {
 	// Rows are decoded one by one so an error names tickets[i].field.
@@ -52,7 +32,7 @@ type ticketsResponse struct {
 const maxTicketsPerRequest = 1000
 
 func (s *SearchAPI) postTickets(c echo.Context, p authz.Principal) error {
-	if err := needScope(p, scopeIndexWrite, scopeOperator); err != nil {
+	if err := NeedScope(p, ScopeIndex, ScopeAdmin); err != nil {
 		return err
 	}
 	var req ticketsRequest
@@ -84,7 +64,7 @@ func (s *SearchAPI) postTickets(c echo.Context, p authz.Principal) error {
 }
 
 func (s *SearchAPI) deleteTicket(c echo.Context, p authz.Principal) error {
-	if err := needScope(p, scopeIndexWrite, scopeOperator); err != nil {
+	if err := NeedScope(p, ScopeIndex, ScopeAdmin); err != nil {
 		return err
 	}
 	if err := s.Tickets.Delete(c.Request().Context(), p, c.Param("id")); err != nil {
@@ -94,7 +74,7 @@ func (s *SearchAPI) deleteTicket(c echo.Context, p authz.Principal) error {
 }
 
 func (s *SearchAPI) postRelationships(c echo.Context, p authz.Principal) error {
-	if err := needScope(p, scopeOperator); err != nil {
+	if err := NeedScope(p, ScopeAdmin); err != nil {
 		return err
 	}
 	if s.Relationships == nil {
