@@ -1,5 +1,5 @@
 // Package commit is the group commit shared by the audit backends: Append enqueues
-// a record and waits; one writer goroutine takes everything that queued up while
+// a record and waits; one writer at a time takes everything that queued up while
 // the previous write was in flight and makes it durable with one write (one fsync,
 // or one transaction). Under load, batches grow by themselves, so throughput rises
 // with concurrency while a lone Append still costs one fsync.
@@ -7,7 +7,6 @@ package commit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -36,16 +35,21 @@ type request struct {
 	res chan error
 }
 
-// Committer batches Appends.
+// Committer batches Appends. The first caller to find no write in flight becomes
+// the leader and writes the queue itself (no hand-off to another goroutine, so a
+// lone Append costs one write and one fsync, not also two wake-ups); callers that
+// arrive meanwhile queue up and are written together by the next leader.
 type Committer struct {
-	cfg    Config
-	mu     sync.RWMutex // guards closed against concurrent sends on queue
-	closed bool
-	queue  chan *request
-	done   chan struct{}
+	cfg Config
+
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when flushing turns false
+	queue    []*request
+	flushing bool
+	closed   bool
 }
 
-// New starts the writer goroutine.
+// New returns a committer.
 func New(cfg Config) *Committer {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
@@ -53,37 +57,36 @@ func New(cfg Config) *Committer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Committer{cfg: cfg, queue: make(chan *request, 4*cfg.MaxBatch), done: make(chan struct{})}
-	go c.run()
+	c := &Committer{cfg: cfg}
+	c.idle = sync.NewCond(&c.mu)
 	return c
 }
 
 // Append queues a copy of r and waits until it is durable. Then r gets its ID,
-// PrevHash and Hash. r must be prepared (audit.Options.Prepare) and must not be
-// changed until Append returns.
+// PrevHash and Hash. r must be prepared (audit.Options.Prepare).
 func (c *Committer) Append(ctx context.Context, r *audit.Record) error {
-	// Encoding happens here, in parallel across callers, not in the writer.
+	// Encoding happens here, in parallel across callers, not under the lock.
 	p, err := audit.NewPending(r)
 	if err != nil {
 		return err
 	}
 	req := &request{rec: p, res: make(chan error, 1)}
-	c.mu.RLock()
+	c.mu.Lock()
 	if c.closed {
-		c.mu.RUnlock()
+		c.mu.Unlock()
 		return fmt.Errorf("%w: closed", audit.ErrUnavailable)
 	}
-	select {
-	case c.queue <- req:
-	case <-ctx.Done():
-		c.mu.RUnlock()
-		return fmt.Errorf("audit append: %w", ctx.Err())
+	c.queue = append(c.queue, req)
+	if !c.flushing {
+		c.flushing = true
+		c.lead() // unlocks
+	} else {
+		c.mu.Unlock()
 	}
-	c.mu.RUnlock()
 	select {
 	case err := <-req.res:
 		if err != nil {
-			if c.cfg.FailOpen && !errors.Is(err, context.Canceled) {
+			if c.cfg.FailOpen {
 				c.cfg.Logger.Error("audit record lost (fail-open is on)", "kind", r.Kind, "tenant", r.Tenant, "err", err)
 				return nil
 			}
@@ -98,44 +101,46 @@ func (c *Committer) Append(ctx context.Context, r *audit.Record) error {
 	}
 }
 
-func (c *Committer) run() {
-	defer close(c.done)
-	batch := make([]*request, 0, c.cfg.MaxBatch)
-	recs := make([]*audit.Pending, 0, c.cfg.MaxBatch)
-	for req := range c.queue {
-		batch = append(batch[:0], req)
-	drain:
-		for len(batch) < c.cfg.MaxBatch {
-			select {
-			case r, ok := <-c.queue:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		recs = recs[:0]
-		for _, r := range batch {
-			recs = append(recs, r.rec)
-		}
-		err := c.cfg.Flush(recs)
-		for _, r := range batch {
-			r.res <- err
-		}
-	}
-}
+// lead writes one batch from the queue. Called with mu held and flushing set; it
+// returns with mu released. If more records queued during the write, a new
+// goroutine leads the next batch so this caller returns at once.
+func (c *Committer) lead() {
+	n := min(len(c.queue), c.cfg.MaxBatch)
+	batch := c.queue[:n:n]
+	c.queue = append([]*request(nil), c.queue[n:]...)
+	c.mu.Unlock()
 
-// Close stops accepting records, writes what is queued and stops the writer.
-func (c *Committer) Close() {
+	recs := make([]*audit.Pending, len(batch))
+	for i, r := range batch {
+		recs[i] = r.rec
+	}
+	err := c.cfg.Flush(recs)
+	for _, r := range batch {
+		r.res <- err
+	}
+
 	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		close(c.queue)
+	if len(c.queue) == 0 {
+		c.flushing = false
+		c.idle.Broadcast()
+		c.mu.Unlock()
+		return
 	}
 	c.mu.Unlock()
-	<-c.done
+	go func() {
+		c.mu.Lock()
+		c.lead()
+	}()
+}
+
+// Close stops accepting records and waits until everything queued is written.
+func (c *Committer) Close() {
+	c.mu.Lock()
+	c.closed = true
+	for c.flushing {
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
 }
 
 // Retain prunes records older than keep at once and then every interval, until
