@@ -211,31 +211,44 @@ func (pl *Planner) list(ctx context.Context, p authz.Principal) (listing, error)
 			return l, nil
 		}
 	}
-	var (
-		wg                 sync.WaitGroup
-		projErr, ticketErr error
-		projTrunc, tickTr  bool
-	)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		l.projects, projTrunc, projErr = drain(ctx, pl.eng, q, p.Subject(), p.ViewRelation(), "project")
-	}()
-	go func() {
-		defer wg.Done()
-		// Direct shares are listed for agents too: an agent may view a ticket shared
-		// with its user when the ticket's project is delegated, even if the user is
-		// not a member of that project. The post-filter decides.
-		l.tickets, tickTr, ticketErr = drain(ctx, pl.eng, q, p.Subject(), authz.RelationShared, "ticket")
-	}()
+	// Three listings in parallel: the projects the principal may view (across
+	// tenants: project ids are global), the tenant's own projects to intersect
+	// them with, and the tickets shared with the principal directly. Direct
+	// shares are listed for agents too: an agent may view a ticket shared with its
+	// user when the ticket's project is delegated, even if the user is not a
+	// member of that project. The post-filter decides either way.
+	calls := []struct {
+		user, relation, typ string
+		ids                 []string
+		truncated           bool
+		err                 error
+	}{
+		{user: p.Subject(), relation: p.ViewRelation(), typ: "project"},
+		{user: "tenant:" + p.Tenant, relation: "tenant", typ: "project"},
+		{user: p.Subject(), relation: authz.RelationShared, typ: "ticket"},
+	}
+	var wg sync.WaitGroup
+	for i := range calls {
+		c := &calls[i]
+		wg.Go(func() { c.ids, c.truncated, c.err = drain(ctx, pl.eng, q, c.user, c.relation, c.typ) })
+	}
 	wg.Wait()
-	if projErr != nil {
-		return l, unavailable("list projects", projErr)
+	for _, c := range calls {
+		if c.err != nil {
+			return l, unavailable(fmt.Sprintf("list %s %s of %s", c.typ, c.relation, c.user), c.err)
+		}
+		l.truncated = l.truncated || c.truncated
 	}
-	if ticketErr != nil {
-		return l, unavailable("list shared tickets", ticketErr)
+	own := map[string]bool{}
+	for _, id := range calls[1].ids {
+		own[id] = true
 	}
-	l.truncated = projTrunc || tickTr
+	for _, id := range calls[0].ids {
+		if own[id] {
+			l.projects = append(l.projects, id)
+		}
+	}
+	l.tickets = calls[2].ids
 	return l, nil
 }
 

@@ -142,7 +142,7 @@ type world struct {
 
 type wticket struct {
 	id, tenant, project string // project as indexed
-	chunks               int
+	chunks              int
 }
 
 var vocab = strings.Fields(`database timeout login outage payment invoice latency
