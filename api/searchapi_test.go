@@ -75,7 +75,12 @@ var testPrincipals = map[string]authz.Principal{
 // middleware) over real HTTP; credentials map to principals through staticAuth.
 func serve(t testing.TB, api *SearchAPI, cfg Config) string {
 	t.Helper()
-	srv := httptest.NewServer(New(cfg, Deps{Auth: staticAuth(testPrincipals), Areas: []Area{api}}).Handler())
+	return serveHandler(t, New(cfg, Deps{Auth: staticAuth(testPrincipals), Areas: []Area{api}}).Handler())
+}
+
+func serveHandler(t testing.TB, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -114,7 +119,9 @@ func do(t testing.TB, method, url, token string, body any) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
