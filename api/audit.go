@@ -39,8 +39,11 @@ func (a *AuditReader) reach(ctx context.Context, p authz.Principal) (string, err
 	if p.HasScope(ScopeAudit) {
 		return "", nil
 	}
+	// Not an operator: the tenant's admins may read their own tenant. A refusal
+	// names the operator scope (403 insufficient_scope).
+	refused := fmt.Errorf("reading the audit log needs the tenant's admin role, or: %w", &ScopeError{Scopes: []string{ScopeAudit}})
 	if p.Tenant == "" || a.Engine == nil {
-		return "", fmt.Errorf("reading the audit log needs scope %s or the tenant's admin role: %w", ScopeAudit, clearance.ErrForbidden)
+		return "", refused
 	}
 	ok, err := a.Engine.Check(ctx, authz.Query{Consistency: authz.HigherConsistency},
 		authz.Check{User: "user:" + p.User, Relation: "admin", Object: "tenant:" + p.Tenant})
@@ -49,7 +52,7 @@ func (a *AuditReader) reach(ctx context.Context, p authz.Principal) (string, err
 		return "", fmt.Errorf("audit access check: %w", err)
 	}
 	if !ok {
-		return "", fmt.Errorf("reading the audit log needs scope %s or the tenant's admin role: %w", ScopeAudit, clearance.ErrForbidden)
+		return "", refused
 	}
 	return p.Tenant, nil
 }

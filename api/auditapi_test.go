@@ -9,39 +9,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
-
-	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
 )
 
-// newAuditAPIServer serves the audit endpoints over real HTTP with bearer tokens
-// mapped to principals.
-func newAuditAPIServer(t *testing.T, a *AuditReader, tokens pageTokens) string {
+// newAuditAPIServer serves the audit area on the real server skeleton (error
+// table, authentication middleware) with bearer tokens mapped to principals.
+func newAuditAPIServer(t *testing.T, a *AuditReader, tokens staticAuth) string {
 	t.Helper()
-	e := echo.New()
-	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		_ = c.JSON(pageStatus(err), map[string]string{"title": http.StatusText(pageStatus(err)), "detail": pageError(err)})
-	}
-	g := e.Group("/v1", func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			p, _, err := tokens.authenticate(c.Request().Context(), strings.TrimPrefix(c.Request().Header.Get("Authorization"), "Bearer "))
-			if err != nil {
-				return c.JSON(http.StatusUnauthorized, map[string]string{"title": "Unauthorized"})
-			}
-			c.Set("principal", p)
-			return next(c)
-		}
-	})
-	a.Register(g, func(c echo.Context) (authz.Principal, error) {
-		p, ok := c.Get("principal").(authz.Principal)
-		if !ok {
-			return authz.Principal{}, clearance.ErrUnauthenticated
-		}
-		return p, nil
-	})
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(New(Config{}, Deps{Auth: tokens, Areas: []Area{a}}).Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -66,7 +42,7 @@ func call(t *testing.T, base, token, path string) (int, string) {
 // one), everyone else gets 403.
 func TestAuditAPI(t *testing.T) {
 	f := newAuditFixture(t)
-	tokens := pageTokens{
+	tokens := staticAuth{
 		"op":    user("ops", "olga", ScopeAudit),
 		"alice": user("acme", "alice"),
 		"gina":  user("globex", "gina"),
@@ -110,6 +86,16 @@ func TestAuditAPI(t *testing.T) {
 			t.Fatalf("%s: %d, want 403", tok, code)
 		}
 	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/audit", nil)
+	req.Header.Set("Authorization", "Bearer bob")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if h := resp.Header.Get("WWW-Authenticate"); !strings.Contains(h, `insufficient_scope`) || !strings.Contains(h, ScopeAudit) {
+		t.Fatalf("403 for a member: WWW-Authenticate %q, want insufficient_scope naming %s", h, ScopeAudit)
+	}
 	if code, _ := list("", ""); code != http.StatusUnauthorized {
 		t.Fatalf("no token: %d, want 401", code)
 	}
@@ -134,7 +120,14 @@ func TestAuditAPI(t *testing.T) {
 	if codeOther != http.StatusNotFound || codeMissing != http.StatusNotFound {
 		t.Fatalf("another tenant's record %d, a missing one %d; want 404 both", codeOther, codeMissing)
 	}
-	norm := func(s, id string) string { return strings.ReplaceAll(s, id, "ID") }
+	norm := func(s, id string) string {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(strings.ReplaceAll(s, id, "ID")), &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "request_id") // differs per request
+		return fmt.Sprint(m)
+	}
 	if norm(bodyOther, f.globex[0].ID) != norm(bodyMissing, strings.Repeat("0", 25)+"1") {
 		t.Fatalf("another tenant's record answers differently from a missing one:\n%s\n%s", bodyOther, bodyMissing)
 	}

@@ -295,7 +295,7 @@ func (p *AuditPage) list(c echo.Context) error {
 	if err != nil {
 		d.Error = pageError(err)
 		p.cfg.Logger.Warn("audit page: list", "err", err)
-		return p.render(c, pageStatus(err), "list", d)
+		return p.render(c, Status(err), "list", d)
 	}
 	for _, r := range page.Records {
 		row := listRow{ID: r.ID, Time: r.Time.UTC().Format(pageTime), Kind: r.Kind, Tenant: r.Tenant,
@@ -346,7 +346,7 @@ func (p *AuditPage) record(c echo.Context) error {
 	}
 	r, err := p.cfg.Reader.Get(c.Request().Context(), s.principal, c.Param("id"))
 	if err != nil {
-		return p.render(c, pageStatus(err), "list", listData{pageBase: s.base("Not found"), Error: pageError(err)})
+		return p.render(c, Status(err), "list", listData{pageBase: s.base("Not found"), Error: pageError(err)})
 	}
 	d := recordData{pageBase: s.base("Record " + r.ID), Record: r, Time: r.Time.UTC().Format(time.RFC3339Nano)}
 	for _, cand := range r.Results {
@@ -367,27 +367,12 @@ func (p *AuditPage) record(c echo.Context) error {
 	return p.render(c, http.StatusOK, "record", d)
 }
 
-// pageStatus and pageError: TEMPORARY until the server's error table lands.
-func pageStatus(err error) int {
-	switch {
-	case errors.Is(err, clearance.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, clearance.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, clearance.ErrForbidden):
-		return http.StatusForbidden
-	case errors.Is(err, clearance.ErrUnavailable):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
+// pageError is what the page shows for err: the error table's detail, or the
+// invalid field and why.
 func pageError(err error) string {
-	switch pageStatus(err) {
-	case http.StatusInternalServerError:
-		return "internal error"
-	case http.StatusServiceUnavailable:
-		return "a backend is unavailable; try again shortly"
+	p := problemFor(err)
+	if len(p.Errors) > 0 {
+		return p.Errors[0].Field + ": " + p.Errors[0].Reason
 	}
-	return err.Error()
+	return p.Detail
 }

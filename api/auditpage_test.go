@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -19,26 +18,12 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/labstack/echo/v4"
 
-	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files and docs/audit-page.png")
-
-// pageTokens stands in for the server's token verifier on the page tests: the
-// page only needs "token -> principal, expiry or error".
-type pageTokens map[string]authz.Principal
-
-func (m pageTokens) authenticate(_ context.Context, token string) (authz.Principal, time.Time, error) {
-	p, ok := m[token]
-	if !ok {
-		return authz.Principal{}, time.Time{}, fmt.Errorf("unknown token: %w", clearance.ErrUnauthenticated)
-	}
-	return p, time.Now().Add(time.Hour), nil
-}
 
 // demoRecord is a search with returned and withheld candidates, as the planner
 // writes them.
@@ -83,17 +68,15 @@ func newPageServer(t *testing.T) *pageServer {
 	if err := f.log.Append(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
-	tokens := pageTokens{
+	tokens := staticAuth{
 		"op-token":     user("ops", "olga", ScopeAudit, "tickets:read"),
 		"reader-token": user("acme", "bob", "tickets:read"),
 	}
-	page, err := NewAuditPage(AuditPageConfig{Reader: &AuditReader{Log: f.log, Engine: f.engine}, Authenticate: tokens.authenticate})
+	page, err := NewAuditPage(AuditPageConfig{Reader: &AuditReader{Log: f.log, Engine: f.engine}, Authenticate: tokens.Authenticate})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := echo.New()
-	page.Register(e)
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(New(Config{}, Deps{Auth: tokens, Pages: []Page{page}}).Handler())
 	t.Cleanup(srv.Close)
 	return &pageServer{url: srv.URL, record: rec, page: page}
 }
