@@ -68,10 +68,3 @@ func (c *cache) put(key string, l listing, now time.Time, ttl time.Duration) {
 		delete(c.items, last.Value.(*cacheEntry).key)
 	}
 }
-
-// len is the number of entries (tests).
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
-}

@@ -37,7 +37,10 @@ func (pl *Planner) Search(ctx context.Context, p authz.Principal, req Request) (
 		rec.Query = req.Query
 	}
 	resp, err := pl.search(ctx, p, req, rec)
-	return resp, pl.finish(ctx, rec, &resp.AuditID, err)
+	if err := pl.finish(ctx, rec, &resp.AuditID, err); err != nil {
+		return Response{}, err
+	}
+	return resp, nil
 }
 
 // record starts an audit record.
