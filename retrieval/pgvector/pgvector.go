@@ -1,0 +1,440 @@
+// Package pgvector is a retrieval.Store on PostgreSQL with the pgvector extension.
+//
+// Chunks live in one table with their tenant and project copied from the ticket,
+// under btree indexes on (tenant, project) and ticket id and an HNSW index on the
+// embedding (inner product; vectors are unit length, so it equals cosine). A
+// search counts the rows its filter allows first: when they are few (Config.
+// ExactThreshold) it ranks them all exactly through the btree indexes; otherwise it
+// walks the HNSW index with iterative scan and re-sorts the candidates by exact
+// distance. PostgreSQL's own planner cannot be left to choose: under a selective
+// filter plain HNSW returns a fraction of k, and iterative scan over a few allowed
+// rows reads much of the graph.
+//
+// Every write is one transaction. pgvector before 0.8.3 can corrupt an HNSW index
+// when VACUUM runs beside concurrent writes (docs/retrieval.md).
+package pgvector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	pgv "github.com/pgvector/pgvector-go"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// Plan is how a search reads the index.
+type Plan int
+
+const (
+	// PlanAuto picks PlanExact when the filter allows at most ExactThreshold chunks
+	// and PlanHNSW otherwise.
+	PlanAuto Plan = iota
+	// PlanExact ranks every allowed chunk by exact distance (recall 1).
+	PlanExact
+	// PlanHNSW walks the HNSW index with iterative scan (approximate).
+	PlanHNSW
+)
+
+func (p Plan) String() string {
+	switch p {
+	case PlanExact:
+		return "exact"
+	case PlanHNSW:
+		return "hnsw"
+	}
+	return "auto"
+}
+
+// Config configures the store. Only DatabaseURL and Meta are required.
+type Config struct {
+	// DatabaseURL is a PostgreSQL connection string; the vector extension must be
+	// installed on the server (the store runs CREATE EXTENSION IF NOT EXISTS).
+	DatabaseURL string
+	// Meta is the embedding space; a database indexed with another is refused
+	// with retrieval.ErrIndexMismatch.
+	Meta retrieval.IndexMeta
+	// ExactThreshold is the largest number of allowed chunks searched exactly
+	// (default 20,000; docs/benchmarks.md shows where the two paths cross).
+	ExactThreshold int
+	// Plan forces a search path; PlanAuto (the default) chooses by row count.
+	Plan Plan
+	// EfSearch is hnsw.ef_search, the candidate list size (default 200, at least
+	// offset+k up to pgvector's limit of 1000).
+	EfSearch int
+	// MaxScanTuples is hnsw.max_scan_tuples, how many index tuples an iterative
+	// scan may visit before it gives up (default 100,000).
+	MaxScanTuples int
+	// MaxConns caps the connection pool (default: pgxpool's, max(4, CPUs)).
+	MaxConns int32
+	// Timeout bounds each operation that has no earlier context deadline (default 30s).
+	Timeout time.Duration
+	// Logger receives debug lines about plans and migrations (default: discard).
+	Logger *slog.Logger
+}
+
+// Store is a pgvector-backed retrieval.Store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	log  *slog.Logger
+}
+
+var _ retrieval.Store = (*Store)(nil)
+
+// Open connects, applies the schema migrations, and checks (or, on an empty
+// database, records) the embedding model and dimension.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.DatabaseURL == "" {
+		return nil, clearance.Invalid("database_url", "must not be empty")
+	}
+	if cfg.Meta.Model == "" {
+		return nil, clearance.Invalid("meta.model", "must not be empty")
+	}
+	if cfg.Meta.Dim <= 0 || cfg.Meta.Dim > 16000 {
+		return nil, clearance.Invalid("meta.dim", "must be between 1 and 16000, got %d", cfg.Meta.Dim)
+	}
+	if cfg.ExactThreshold <= 0 {
+		cfg.ExactThreshold = 20000
+	}
+	if cfg.EfSearch <= 0 {
+		cfg.EfSearch = 200
+	}
+	cfg.EfSearch = min(cfg.EfSearch, 1000)
+	if cfg.MaxScanTuples <= 0 {
+		cfg.MaxScanTuples = 100000
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, clearance.Invalid("database_url", "%v", err)
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	// Migrate on a plain connection first: the pool registers the vector type on
+	// every new connection, which needs the extension to exist.
+	if err := migrate(ctx, pcfg.ConnConfig, cfg.Meta, log); err != nil {
+		return nil, err
+	}
+	pcfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return pgxvec.RegisterTypes(ctx, c) }
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, unavailable("connect", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, unavailable("connect", err)
+	}
+	return &Store{pool: pool, cfg: cfg, log: log}, nil
+}
+
+// unavailable wraps a database failure; context errors stay recognisable too.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("pgvector: %s: %w: %w", op, retrieval.ErrUnavailable, err)
+}
+
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
+
+// Upsert implements retrieval.Store: the ticket row and all its chunks are
+// replaced in one transaction.
+func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retrieval.Chunk) error {
+	if err := retrieval.CheckUpsert(t, chunks, s.cfg.Meta.Dim); err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The ticket row first: its row lock orders concurrent writers of one ticket,
+		// so the second one's DELETE sees the first one's chunks.
+		_, err := tx.Exec(ctx, `
+INSERT INTO clearance_tickets (id, tenant, project, title, body, updated_at, content_hash, chunks)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, project = EXCLUDED.project,
+  title = EXCLUDED.title, body = EXCLUDED.body, updated_at = EXCLUDED.updated_at,
+  content_hash = EXCLUDED.content_hash, chunks = EXCLUDED.chunks`,
+			t.ID, t.Tenant, t.Project, t.Title, t.Body, t.UpdatedAt, t.ContentHash, len(chunks))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM clearance_chunks WHERE ticket_id = $1`, t.ID); err != nil {
+			return err
+		}
+		if len(chunks) == 0 {
+			return nil
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"clearance_chunks"},
+			[]string{"ticket_id", "ordinal", "tenant", "project", "text", "embedding"},
+			pgx.CopyFromSlice(len(chunks), func(i int) ([]any, error) {
+				c := chunks[i]
+				return []any{t.ID, int32(c.Ordinal), t.Tenant, t.Project, c.Text, pgv.NewVector(c.Vector)}, nil
+			}))
+		return err
+	})
+	if err != nil {
+		return unavailable("upsert", err)
+	}
+	return nil
+}
+
+// Delete implements retrieval.Store.
+func (s *Store) Delete(ctx context.Context, ticketID string) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	// Chunks go with the ticket row (ON DELETE CASCADE), in the same statement.
+	if _, err := s.pool.Exec(ctx, `DELETE FROM clearance_tickets WHERE id = $1`, ticketID); err != nil {
+		return unavailable("delete", err)
+	}
+	return nil
+}
+
+// Move implements retrieval.Store.
+func (s *Store) Move(ctx context.Context, ticketID, project string) error {
+	if err := retrieval.CheckUpsert(retrieval.Ticket{ID: ticketID, Tenant: "-", Project: project}, nil, s.cfg.Meta.Dim); err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	found := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var old string
+		err := tx.QueryRow(ctx, `SELECT project FROM clearance_tickets WHERE id = $1 FOR UPDATE`, ticketID).Scan(&old)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		if old == project {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE clearance_tickets SET project = $2 WHERE id = $1`, ticketID, project); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE clearance_chunks SET project = $2 WHERE ticket_id = $1`, ticketID, project)
+		return err
+	})
+	if err != nil {
+		return unavailable("move", err)
+	}
+	if !found {
+		return fmt.Errorf("move %q: %w", ticketID, retrieval.ErrNotFound)
+	}
+	return nil
+}
+
+// Get implements retrieval.Store.
+func (s *Store) Get(ctx context.Context, ticketID string) (retrieval.Ticket, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	t := retrieval.Ticket{ID: ticketID}
+	err := s.pool.QueryRow(ctx, `
+SELECT tenant, project, title, body, updated_at, content_hash FROM clearance_tickets WHERE id = $1`,
+		ticketID).Scan(&t.Tenant, &t.Project, &t.Title, &t.Body, &t.UpdatedAt, &t.ContentHash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return retrieval.Ticket{}, fmt.Errorf("get %q: %w", ticketID, retrieval.ErrNotFound)
+	}
+	if err != nil {
+		return retrieval.Ticket{}, unavailable("get", err)
+	}
+	return t, nil
+}
+
+// where renders a filter as a condition on clearance_chunks aliased c, with its
+// arguments numbered from $first.
+func where(f retrieval.Filter, first int) (string, []any) {
+	if f.AllProjects {
+		return fmt.Sprintf("c.tenant = $%d", first), []any{f.Tenant}
+	}
+	projects, tickets := f.Projects, f.Tickets
+	if projects == nil {
+		projects = []string{}
+	}
+	if tickets == nil {
+		tickets = []string{}
+	}
+	return fmt.Sprintf("c.tenant = $%d AND (c.project = ANY($%d::text[]) OR c.ticket_id = ANY($%d::text[]))",
+		first, first+1, first+2), []any{f.Tenant, projects, tickets}
+}
+
+// Count implements retrieval.Store.
+func (s *Store) Count(ctx context.Context, f retrieval.Filter) (int, error) {
+	if f.Empty() {
+		return 0, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	cond, args := where(f, 1)
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM clearance_chunks c WHERE `+cond, args...).Scan(&n); err != nil {
+		return 0, unavailable("count", err)
+	}
+	return int(n), nil
+}
+
+// Search implements retrieval.Store.
+func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
+	hits, _, err := s.search(ctx, r, s.cfg.Plan)
+	return hits, err
+}
+
+// search runs r with plan (PlanAuto resolves by counting) and says which ran.
+func (s *Store) search(ctx context.Context, r retrieval.SearchRequest, plan Plan) ([]retrieval.Hit, Plan, error) {
+	if err := retrieval.CheckSearch(r, s.cfg.Meta.Dim); err != nil {
+		return nil, plan, err
+	}
+	if r.Filter.Empty() {
+		return nil, plan, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	cond, args := where(r.Filter, 2)
+	if plan == PlanAuto {
+		// A capped count: past the threshold the exact number does not matter.
+		ccond, cargs := where(r.Filter, 1)
+		var n int64
+		err := s.pool.QueryRow(ctx, fmt.Sprintf(
+			`SELECT count(*) FROM (SELECT 1 FROM clearance_chunks c WHERE %s LIMIT %d) x`,
+			ccond, s.cfg.ExactThreshold+1), cargs...).Scan(&n)
+		if err != nil {
+			return nil, plan, unavailable("search", err)
+		}
+		plan = PlanHNSW
+		if int(n) <= s.cfg.ExactThreshold {
+			plan = PlanExact
+		}
+		if int(n) <= r.Offset {
+			return nil, plan, nil
+		}
+	}
+	args = append([]any{pgv.NewVector(r.Vector)}, args...)
+	limit := r.K + r.Offset
+	var hits []retrieval.Hit
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var q string
+		switch plan {
+		case PlanHNSW:
+			// Candidates beyond offset+k so that chunks tied with the last one (equal
+			// vectors) are all seen and the tie-break can pick among them.
+			fetch := 2*limit + 10
+			ef := min(max(s.cfg.EfSearch, fetch), 1000)
+			// relaxed_order keeps scanning the graph until LIMIT rows pass the filter;
+			// its output is only roughly ordered, so the outer query sorts exactly.
+			// enable_sort off steers the planner away from sorting the btree-filtered
+			// rows, which is the exact plan this path is meant to avoid.
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL hnsw.iterative_scan = relaxed_order;
+SET LOCAL hnsw.ef_search = %d; SET LOCAL hnsw.max_scan_tuples = %d; SET LOCAL enable_sort = off`,
+				ef, s.cfg.MaxScanTuples)); err != nil {
+				return err
+			}
+			q = fmt.Sprintf(`
+WITH cand AS MATERIALIZED (
+  SELECT c.ticket_id, c.ordinal, c.text, c.embedding <#> $1 AS d
+  FROM clearance_chunks c WHERE %s
+  ORDER BY c.embedding <#> $1 LIMIT %d)
+SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, -x.d
+FROM cand x JOIN clearance_tickets t ON t.id = x.ticket_id
+ORDER BY x.d, x.ticket_id, x.ordinal OFFSET %d LIMIT %d`, cond, fetch, r.Offset, r.K)
+		default:
+			// Ordering by the negated distance cannot use the HNSW index, so this
+			// reads the allowed rows through the btree indexes and ranks them exactly.
+			q = fmt.Sprintf(`
+WITH top AS (
+  SELECT c.ticket_id, c.ordinal, c.text, -(c.embedding <#> $1) AS score
+  FROM clearance_chunks c WHERE %s
+  ORDER BY score DESC, c.ticket_id, c.ordinal OFFSET %d LIMIT %d)
+SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, x.score
+FROM top x JOIN clearance_tickets t ON t.id = x.ticket_id
+ORDER BY x.score DESC, x.ticket_id, x.ordinal`, cond, r.Offset, r.K)
+		}
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		hits, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (retrieval.Hit, error) {
+			var h retrieval.Hit
+			var ord int32
+			var score float64
+			err := row.Scan(&h.TicketID, &h.Tenant, &h.Project, &h.Title, &ord, &h.Text, &score)
+			h.Ordinal, h.Score = int(ord), float32(score)
+			return h, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, plan, unavailable("search", err)
+	}
+	s.log.DebugContext(ctx, "pgvector search", "plan", plan.String(), "k", r.K, "offset", r.Offset, "hits", len(hits))
+	return hits, plan, nil
+}
+
+// Tickets implements retrieval.Store. Rows stream from one query.
+func (s *Store) Tickets(ctx context.Context) iter.Seq2[retrieval.TicketRef, error] {
+	return func(yield func(retrieval.TicketRef, error) bool) {
+		rows, err := s.pool.Query(ctx, `
+SELECT id, tenant, project, updated_at, content_hash, chunks FROM clearance_tickets`)
+		if err != nil {
+			yield(retrieval.TicketRef{}, unavailable("tickets", err))
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r retrieval.TicketRef
+			var n int32
+			if err := rows.Scan(&r.ID, &r.Tenant, &r.Project, &r.UpdatedAt, &r.ContentHash, &n); err != nil {
+				yield(retrieval.TicketRef{}, unavailable("tickets", err))
+				return
+			}
+			r.Chunks = int(n)
+			if !yield(r, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(retrieval.TicketRef{}, unavailable("tickets", err))
+		}
+	}
+}
+
+// Stats implements retrieval.Store.
+func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st := retrieval.Stats{Dim: s.cfg.Meta.Dim, Model: s.cfg.Meta.Model, Backend: "pgvector"}
+	var tickets, chunks int64
+	err := s.pool.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM clearance_tickets), (SELECT count(*) FROM clearance_chunks)`).Scan(&tickets, &chunks)
+	if err != nil {
+		return st, unavailable("stats", err)
+	}
+	st.Tickets, st.Chunks = int(tickets), int(chunks)
+	return st, nil
+}
+
+// Close releases the connection pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
