@@ -66,7 +66,7 @@ var echoParam = regexp.MustCompile(`:([A-Za-z_]+)`)
 // operation is routed (or explicitly pending).
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	var doc struct {
-		OpenAPI string                               `yaml:"openapi"`
+		OpenAPI string                    `yaml:"openapi"`
 		Paths   map[string]map[string]any `yaml:"paths"`
 	}
 	if err := yaml.Unmarshal(openAPI, &doc); err != nil {

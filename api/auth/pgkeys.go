@@ -1,0 +1,124 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/clearance-dev/clearance"
+)
+
+// PGKeys keeps key records in the table clearance_api_keys.
+type PGKeys struct {
+	pool *pgxpool.Pool
+}
+
+const pgKeysSchema = `CREATE TABLE IF NOT EXISTS clearance_api_keys (
+	id text PRIMARY KEY,
+	tenant text NOT NULL,
+	service_account text NOT NULL,
+	name text NOT NULL DEFAULT '',
+	scopes text[] NOT NULL,
+	salt bytea NOT NULL,
+	hash bytea NOT NULL,
+	created_at timestamptz NOT NULL,
+	last_used_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS clearance_api_keys_tenant ON clearance_api_keys (tenant, created_at);`
+
+// OpenPGKeys connects to databaseURL and creates the table if missing.
+func OpenPGKeys(ctx context.Context, databaseURL string) (*PGKeys, error) {
+	pool, err := pgxpool.New(ctx, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("api keys: %w", err)
+	}
+	if _, err := pool.Exec(ctx, pgKeysSchema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("api keys: create table: %w", err)
+	}
+	return &PGKeys{pool: pool}, nil
+}
+
+// Insert adds a record.
+func (p *PGKeys) Insert(ctx context.Context, r KeyRecord) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO clearance_api_keys (id, tenant, service_account, name, scopes, salt, hash, created_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, r.ID, r.Tenant, r.ServiceAccount, r.Name, r.Scopes, r.Salt, r.Hash, r.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("api keys insert: %w", err)
+	}
+	return nil
+}
+
+const pgKeyCols = `id, tenant, service_account, name, scopes, salt, hash, created_at, last_used_at`
+
+func scanKey(row pgx.Row) (KeyRecord, error) {
+	var r KeyRecord
+	err := row.Scan(&r.ID, &r.Tenant, &r.ServiceAccount, &r.Name, &r.Scopes, &r.Salt, &r.Hash, &r.CreatedAt, &r.LastUsedAt)
+	r.CreatedAt = r.CreatedAt.UTC()
+	if r.LastUsedAt != nil {
+		t := r.LastUsedAt.UTC()
+		r.LastUsedAt = &t
+	}
+	return r, err
+}
+
+// Get returns the record with id.
+func (p *PGKeys) Get(ctx context.Context, id string) (KeyRecord, error) {
+	r, err := scanKey(p.pool.QueryRow(ctx, `SELECT `+pgKeyCols+` FROM clearance_api_keys WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return KeyRecord{}, fmt.Errorf("api key %q: %w", id, clearance.ErrNotFound)
+	}
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("api keys get: %w", err)
+	}
+	return r, nil
+}
+
+// List returns the tenant's records ("" = all).
+func (p *PGKeys) List(ctx context.Context, tenant string) ([]KeyRecord, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+pgKeyCols+` FROM clearance_api_keys WHERE $1 = '' OR tenant = $1 ORDER BY created_at, id`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("api keys list: %w", err)
+	}
+	defer rows.Close()
+	out := []KeyRecord{}
+	for rows.Next() {
+		r, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("api keys list: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Delete removes the tenant's key id.
+func (p *PGKeys) Delete(ctx context.Context, tenant, id string) error {
+	tag, err := p.pool.Exec(ctx, `DELETE FROM clearance_api_keys WHERE id = $1 AND tenant = $2`, id, tenant)
+	if err != nil {
+		return fmt.Errorf("api keys delete: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("api key %q: %w", id, clearance.ErrNotFound)
+	}
+	return nil
+}
+
+// Touch records the last use of id.
+func (p *PGKeys) Touch(ctx context.Context, id string, at time.Time) error {
+	_, err := p.pool.Exec(ctx, `UPDATE clearance_api_keys SET last_used_at = $2 WHERE id = $1`, id, at)
+	if err != nil {
+		return fmt.Errorf("api keys touch: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool.
+func (p *PGKeys) Close() error {
+	p.pool.Close()
+	return nil
+}
