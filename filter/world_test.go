@@ -310,25 +310,30 @@ func (w *world) mutate() {
 	case 10: // move a ticket in the engine only: the index drifts
 		w.move(tk, false)
 		return
-	case 11: // repair drift like `clearance reconcile --fix`
-		for id := range w.drift {
-			for _, x := range w.tickets {
-				if x.id == id {
-					engProj, _ := strings.CutPrefix(w.ref.users("ticket:"+id, "project")[0], "project:")
-					if err := w.store.Move(context.Background(), id, engProj); err != nil {
-						w.t.Fatal(err)
-					}
-					x.project = engProj
-				}
-			}
-			delete(w.drift, id)
-		}
+	case 11:
+		w.repair()
 		return
 	}
 	if _, ok := w.ref.rel[tu.Object+"#"+tu.Relation][tu.User]; ok {
 		w.write(nil, []authz.Tuple{tu})
 	} else {
 		w.write([]authz.Tuple{tu}, nil)
+	}
+}
+
+// repair moves drifted tickets in the index to their engine project, like
+// `clearance reconcile --fix`.
+func (w *world) repair() {
+	for _, x := range w.tickets {
+		if !w.drift[x.id] {
+			continue
+		}
+		engProj := strings.TrimPrefix(w.ref.users("ticket:"+x.id, "project")[0], "project:")
+		if err := w.store.Move(context.Background(), x.id, engProj); err != nil {
+			w.t.Fatal(err)
+		}
+		x.project = engProj
+		delete(w.drift, x.id)
 	}
 }
 
