@@ -18,6 +18,7 @@ import (
 	"github.com/clearance-dev/clearance/internal/testenv"
 	"github.com/clearance-dev/clearance/retrieval"
 	"github.com/clearance-dev/clearance/retrieval/embedded"
+	"github.com/clearance-dev/clearance/retrieval/pgvector"
 )
 
 // crashChildEnv makes the test binary act as the indexer process of the kill
@@ -32,7 +33,20 @@ type crashSpec struct {
 	// is the source (the sync state then lives in that database too).
 	JSONL string `json:"jsonl,omitempty"`
 	PGURL string `json:"pg_url,omitempty"`
-	Full  bool   `json:"full"`
+	// PGVectorURL, when set, is the database of a pgvector store used instead
+	// of the embedded store (the sync state then lives there too).
+	PGVectorURL string `json:"pgvector_url,omitempty"`
+	Full        bool   `json:"full"`
+}
+
+// open opens the store the spec names.
+func (spec crashSpec) open(ctx context.Context, compactBytes int64) (retrieval.Store, error) {
+	emb := newEmbedder()
+	meta := retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}
+	if spec.PGVectorURL != "" {
+		return pgvector.Open(ctx, pgvector.Config{DatabaseURL: spec.PGVectorURL, Meta: meta})
+	}
+	return embedded.Open(ctx, embedded.Config{DataDir: filepath.Join(spec.DataDir, "index"), Meta: meta, CompactBytes: compactBytes})
 }
 
 func crashChild(specJSON string) {
@@ -46,11 +60,9 @@ func crashChild(specJSON string) {
 	}
 	ctx := context.Background()
 	emb := newEmbedder()
-	s, err := embedded.Open(ctx, embedded.Config{
-		DataDir: filepath.Join(spec.DataDir, "index"), Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()},
-		// Small, so compactions happen (and get killed) during the test.
-		CompactBytes: 256 << 10,
-	})
+	// A small compaction threshold, so compactions happen (and get killed)
+	// during the test.
+	s, err := spec.open(ctx, 256<<10)
 	if err != nil {
 		fail("open store", err)
 	}
@@ -70,7 +82,16 @@ func crashChild(specJSON string) {
 			fail("source", err)
 		}
 	} else {
-		if st, err = NewFileState(spec.DataDir); err != nil {
+		if spec.PGVectorURL != "" {
+			var pool *pgxpool.Pool
+			if pool, err = pgxpool.New(ctx, spec.PGVectorURL); err != nil {
+				fail("pool", err)
+			}
+			st, err = NewPGState(ctx, pool)
+		} else {
+			st, err = NewFileState(spec.DataDir)
+		}
+		if err != nil {
 			fail("state", err)
 		}
 		if src, err = NewJSONL(JSONLConfig{Path: spec.JSONL, BatchSize: 20}); err != nil {
@@ -153,7 +174,10 @@ func killAndResume(t *testing.T, spec crashSpec, r *rand.Rand, phases []crashPha
 		}
 		run(spec, 0)
 		t.Logf("%s: %d runs killed before one finished", ph.name, kills)
-		s := openStore(t, filepath.Join(spec.DataDir, "index"), newEmbedder())
+		s, err := spec.open(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
 		checkStore(t, s, ph.want, Chunker{Words: 20, Overlap: 5})
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -259,5 +283,29 @@ func TestKillAndResumePG(t *testing.T) {
 				}
 			}
 		}, expected(pgRows(v3)), true},
+	})
+}
+
+// TestKillAndResumePGVector kills the indexer of a JSONL source writing to a
+// pgvector store (one transaction per ticket), sync state in the same database.
+func TestKillAndResumePGVector(t *testing.T) {
+	if spec := os.Getenv(crashChildEnv); spec != "" {
+		crashChild(spec)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns indexer processes")
+	}
+	url := testenv.DatabaseURL(t)
+	dir := t.TempDir()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	v1, v2, v3 := crashVersions(r, seed, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+	spec := crashSpec{DataDir: dir, JSONL: filepath.Join(dir, "tickets.jsonl"), PGVectorURL: url}
+	killAndResume(t, spec, r, []crashPhase{
+		{"first index", func() { writeJSONL(t, spec.JSONL, v1) }, expected(v1), false},
+		{"edits, moves, deletes", func() { writeJSONL(t, spec.JSONL, v2) }, expected(v2), false},
+		{"full sync", func() { writeJSONL(t, spec.JSONL, v3) }, expected(v3), true},
 	})
 }
