@@ -18,6 +18,7 @@ import (
 	"github.com/clearance-dev/clearance/indexer"
 	"github.com/clearance-dev/clearance/retrieval"
 	"github.com/clearance-dev/clearance/retrieval/embedded"
+	"github.com/clearance-dev/clearance/retrieval/pgvector"
 )
 
 // exitRowsFailed is the exit status of an index run in which some rows failed
@@ -110,7 +111,7 @@ func (f *backendFlags) openStore(ctx context.Context, emb retrieval.Embedder, lo
 		if f.databaseURL == "" {
 			return nil, errors.New("--store pgvector needs --database-url")
 		}
-		return openPGVector(ctx, f.databaseURL, meta, log)
+		return pgvector.Open(ctx, pgvector.Config{DatabaseURL: f.databaseURL, Meta: meta, Logger: log})
 	}
 	return nil, fmt.Errorf("--store %q: want embedded or pgvector", f.store)
 }
@@ -356,9 +357,4 @@ func newHashingEmbedder(dim int) (retrieval.Embedder, error) {
 		return nil, fmt.Errorf("--dim %d: want 8..8192", dim)
 	}
 	return retrieval.NewHashing(retrieval.HashingConfig{Dim: dim}), nil
-}
-
-// TODO(indexer): replace with retrieval/pgvector once it lands.
-func openPGVector(ctx context.Context, url string, meta retrieval.IndexMeta, log *slog.Logger) (retrieval.Store, error) {
-	return nil, errors.New("pgvector store: not available yet")
 }

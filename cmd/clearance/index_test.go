@@ -13,6 +13,7 @@ import (
 	"github.com/clearance-dev/clearance/authz"
 	authzembedded "github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/authz/fgafile"
+	"github.com/clearance-dev/clearance/internal/testenv"
 	"github.com/clearance-dev/clearance/testdata"
 )
 
@@ -121,5 +122,18 @@ func TestReconcileCommand(t *testing.T) {
 	}
 	if out, err := runCLI(t, "reconcile", "--data-dir", dir, "--dim", "64"); err != nil || !strings.Contains(out, "0 drifted") {
 		t.Fatalf("reconcile after the fix: %v\n%s", err, out)
+	}
+}
+
+func TestIndexCommandPGVector(t *testing.T) {
+	url := testenv.DatabaseURL(t)
+	args := []string{"index", "--store", "pgvector", "--database-url", url, "--data-dir", t.TempDir(), "--source", "../../testdata/tickets.jsonl", "--dim", "64"}
+	out, err := runCLI(t, args...)
+	if err != nil || !strings.Contains(out, "failed 0") || strings.Contains(out, "embedded 0,") {
+		t.Fatalf("index into pgvector: %v\n%s", err, out)
+	}
+	// The watermark lives in the database: the second run reads nothing.
+	if out, err := runCLI(t, args...); err != nil || !strings.Contains(out, "seen 0,") {
+		t.Fatalf("second run: %v\n%s", err, out)
 	}
 }
