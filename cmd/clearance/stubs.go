@@ -5,14 +5,6 @@ import "github.com/spf13/cobra"
 // Subcommands whose issues have not landed yet. Each moves to its own file when its
 // package is wired.
 
-func newDemoCommand() *cobra.Command {
-	return notImplemented("demo", "Run the service on embedded defaults with the demo org and show who sees what")
-}
-
-func newServeCommand() *cobra.Command {
-	return notImplemented("serve", "Run the HTTP API (search, tickets, relationships, grants, audit, MCP)")
-}
-
 func newTokenCommand() *cobra.Command {
 	return notImplemented("token", "Print an access token from the dev issuer in a data dir")
 }

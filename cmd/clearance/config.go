@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearance-dev/clearance/authz"
+	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
+	"github.com/clearance-dev/clearance/authz/openfga"
+	"github.com/clearance-dev/clearance/retrieval"
+	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
+	"github.com/clearance-dev/clearance/retrieval/pgvector"
+)
+
+// defaultDataDir is where serve, index and demo (with --data-dir) keep the
+// embedded engine's sqlite file, the embedded index, the dev issuer's key, API keys
+// and the audit log when no database is configured. Relative to the working
+// directory, like a project's build output: one data dir per deployment.
+const defaultDataDir = "clearance-data"
+
+// Backend choices. Each kind has exactly one switch below (openEngine, openStore,
+// openEmbedder): this file is the only place that picks backends.
+const (
+	engineEmbedded = "embedded"
+	engineOpenFGA  = "openfga"
+
+	storeEmbedded = "embedded"
+	storePGVector = "pgvector"
+	storeQdrant   = "qdrant"
+
+	embedderHashing = "hashing"
+	embedderOpenAI  = "openai"
+)
+
+// errNotAvailable is answered for a backend whose package has not landed yet.
+var errNotAvailable = errors.New("not available yet in this build")
+
+// serveConfig is everything `clearance serve` (and `demo`) is configured with.
+type serveConfig struct {
+	Addr        string
+	PublicURL   string
+	DataDir     string
+	DatabaseURL string
+
+	// Relationship engine.
+	Engine          string // embedded | openfga ("" = openfga when OpenFGAURL is set)
+	EngineDatastore string // sqlite | postgres | memory ("" = postgres with DatabaseURL)
+	OpenFGAURL      string
+	OpenFGAStoreID  string
+	OpenFGAModelID  string
+	OpenFGAToken    string
+
+	// Vector store and embedder.
+	Store        string // embedded | pgvector | qdrant
+	QdrantURL    string
+	Embedder     string // hashing | openai
+	EmbeddingDim int
+	OpenAIURL    string
+	OpenAIModel  string
+	OpenAIKey    string
+
+	// Tokens.
+	Issuer      string
+	Audience    string
+	JWKSURL     string
+	TenantClaim string
+	Dev         bool
+
+	// Limits.
+	MaxTopK        int
+	MaxBodyBytes   int64
+	RequestTimeout time.Duration
+	SearchTimeout  time.Duration
+
+	// Audit.
+	AuditHashQueries bool
+	AuditRetention   time.Duration
+
+	LogLevel  string
+	LogFormat string
+}
+
+// register binds cfg to cmd's flags. Every flag also reads CLEARANCE_<NAME>
+// (root's applyEnv).
+func (c *serveConfig) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address (host:port)")
+	fl.StringVar(&c.PublicURL, "public-url", "", "external base URL of this server, its resource id for tokens (default http://<addr>)")
+	fl.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: engine sqlite file, embedded index, dev signing key, API keys, audit log")
+	fl.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL: engine datastore, pgvector store, API keys and audit log live there instead of the data dir")
+
+	fl.StringVar(&c.Engine, "engine", "", "relationship engine: embedded or openfga (default embedded; openfga when --openfga-url is set)")
+	fl.StringVar(&c.EngineDatastore, "engine-datastore", "", "embedded engine datastore: sqlite, postgres or memory (default sqlite; postgres with --database-url)")
+	fl.StringVar(&c.OpenFGAURL, "openfga-url", "", "URL of a remote OpenFGA server's HTTP API (implies --engine openfga)")
+	fl.StringVar(&c.OpenFGAStoreID, "openfga-store-id", "", "OpenFGA store id (default: find or create the store named clearance)")
+	fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "pin an OpenFGA authorization model id (default: write clearance's model when it differs)")
+	fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
+
+	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
+	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC URL for --store qdrant, e.g. http://127.0.0.1:6334")
+	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings)")
+	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any; openai: the model's, 0 asks the server)")
+	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API, e.g. http://127.0.0.1:11434/v1")
+	fl.StringVar(&c.OpenAIModel, "openai-model", "", "embedding model name for --embedder openai")
+	fl.StringVar(&c.OpenAIKey, "openai-key", "", "API key for --embedder openai")
+
+	fl.StringVar(&c.Issuer, "issuer", "", "expected iss of access tokens")
+	fl.StringVar(&c.Audience, "audience", "", "expected aud of access tokens (this API's resource URL)")
+	fl.StringVar(&c.JWKSURL, "jwks-url", "", "JWKS URL of the token issuer")
+	fl.StringVar(&c.TenantClaim, "tenant-claim", "tenant", "access-token claim holding the tenant id")
+	fl.BoolVar(&c.Dev, "dev", false, "development mode: local token issuer with a key in the data dir (never in production)")
+
+	fl.IntVar(&c.MaxTopK, "max-top-k", 100, "largest top_k a search may ask for")
+	fl.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body in bytes (POST /v1/tickets batches included)")
+	fl.DurationVar(&c.RequestTimeout, "request-timeout", 30*time.Second, "deadline of one HTTP request")
+	fl.DurationVar(&c.SearchTimeout, "search-timeout", 10*time.Second, "deadline of one search (engine calls included); past it the answer is 503 or partial")
+
+	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
+	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")
+
+	fl.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+}
+
+// resolve fills the implied choices (engine from --openfga-url, datastore from
+// --database-url) and validates the combination, with errors that name the flags.
+func (c *serveConfig) resolve() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		bad("--addr %q: want host:port, e.g. 127.0.0.1:8080", c.Addr)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--public-url %q: want an http(s) URL", c.PublicURL)
+		}
+	}
+	if c.DataDir == "" {
+		bad("--data-dir must not be empty")
+	}
+	if c.DatabaseURL != "" {
+		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("--database-url: want postgres://user@host:port/db")
+		}
+	}
+
+	// Engine.
+	if c.Engine == "" {
+		c.Engine = engineEmbedded
+		if c.OpenFGAURL != "" {
+			c.Engine = engineOpenFGA
+		}
+	}
+	switch c.Engine {
+	case engineEmbedded:
+		if c.OpenFGAURL != "" || c.OpenFGAStoreID != "" || c.OpenFGAModelID != "" || c.OpenFGAToken != "" {
+			bad("--openfga-url/--openfga-store-id/--openfga-model-id/--openfga-token need --engine openfga")
+		}
+		if c.EngineDatastore == "" {
+			c.EngineDatastore = fgaembedded.SQLite
+			if c.DatabaseURL != "" {
+				c.EngineDatastore = fgaembedded.Postgres
+			}
+		}
+		switch c.EngineDatastore {
+		case fgaembedded.SQLite, fgaembedded.Memory:
+		case fgaembedded.Postgres:
+			if c.DatabaseURL == "" {
+				bad("--engine-datastore postgres needs --database-url")
+			}
+		default:
+			bad("--engine-datastore %q: want sqlite, postgres or memory", c.EngineDatastore)
+		}
+	case engineOpenFGA:
+		if c.OpenFGAURL == "" {
+			bad("--engine openfga needs --openfga-url")
+		} else if u, err := url.Parse(c.OpenFGAURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--openfga-url %q: want an http(s) URL", c.OpenFGAURL)
+		}
+		if c.EngineDatastore != "" {
+			bad("--engine-datastore applies to the embedded engine only (the OpenFGA server has its own)")
+		}
+	default:
+		bad("--engine %q: want embedded or openfga", c.Engine)
+	}
+
+	// Store.
+	switch c.Store {
+	case storeEmbedded:
+	case storePGVector:
+		if c.DatabaseURL == "" {
+			bad("--store pgvector needs --database-url")
+		}
+	case storeQdrant:
+		if c.QdrantURL == "" {
+			bad("--store qdrant needs --qdrant-url")
+		}
+	default:
+		bad("--store %q: want embedded, pgvector or qdrant", c.Store)
+	}
+	if c.QdrantURL != "" && c.Store != storeQdrant {
+		bad("--qdrant-url needs --store qdrant")
+	}
+
+	// Embedder.
+	switch c.Embedder {
+	case embedderHashing:
+		if c.EmbeddingDim < 8 || c.EmbeddingDim > 8192 {
+			bad("--embedding-dim %d: want 8..8192", c.EmbeddingDim)
+		}
+		if c.OpenAIURL != "" || c.OpenAIModel != "" || c.OpenAIKey != "" {
+			bad("--openai-url/--openai-model/--openai-key need --embedder openai")
+		}
+	case embedderOpenAI:
+		if c.OpenAIURL == "" || c.OpenAIModel == "" {
+			bad("--embedder openai needs --openai-url and --openai-model")
+		}
+		if c.EmbeddingDim < 0 || c.EmbeddingDim > 8192 {
+			bad("--embedding-dim %d: want 0 (ask the server) or up to 8192", c.EmbeddingDim)
+		}
+	default:
+		bad("--embedder %q: want hashing or openai", c.Embedder)
+	}
+
+	// Tokens.
+	if c.Dev && c.JWKSURL != "" {
+		bad("--dev and --jwks-url exclude each other: the dev issuer signs its own tokens")
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("--jwks-url %q: want an http(s) URL", c.JWKSURL)
+		}
+		if c.Issuer == "" || c.Audience == "" {
+			bad("--jwks-url needs --issuer and --audience (both are checked on every token)")
+		}
+	}
+	if c.TenantClaim == "" {
+		bad("--tenant-claim must not be empty")
+	}
+
+	// Limits.
+	if c.MaxTopK < 1 || c.MaxTopK > 1000 {
+		bad("--max-top-k %d: want 1..1000", c.MaxTopK)
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("--max-body-bytes %d: want at least 1024", c.MaxBodyBytes)
+	}
+	if c.RequestTimeout <= 0 || c.SearchTimeout <= 0 {
+		bad("--request-timeout and --search-timeout must be positive")
+	} else if c.SearchTimeout > c.RequestTimeout {
+		bad("--search-timeout (%s) must not exceed --request-timeout (%s)", c.SearchTimeout, c.RequestTimeout)
+	}
+	if c.AuditRetention < 0 {
+		bad("--audit-retention %s: must not be negative", c.AuditRetention)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("--log-format %q: want text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// openEngine is the one switch over relationship engines.
+func (c *serveConfig) openEngine(ctx context.Context, log *slog.Logger) (authz.Engine, error) {
+	switch c.Engine {
+	case engineEmbedded:
+		e, err := fgaembedded.New(ctx, fgaembedded.Config{
+			Datastore:   c.EngineDatastore,
+			DataDir:     c.DataDir,
+			DatabaseURL: c.DatabaseURL,
+			Logger:      log.With("component", "openfga"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded engine (%s): %w", c.EngineDatastore, err)
+		}
+		return e, nil
+	case engineOpenFGA:
+		e, err := openfga.New(ctx, openfga.Config{
+			URL:      c.OpenFGAURL,
+			StoreID:  c.OpenFGAStoreID,
+			ModelID:  c.OpenFGAModelID,
+			APIToken: c.OpenFGAToken,
+			Logger:   log.With("component", "openfga"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("openfga at %s: %w", c.OpenFGAURL, err)
+		}
+		return e, nil
+	}
+	return nil, fmt.Errorf("--engine %q: want embedded or openfga", c.Engine)
+}
+
+// openEmbedder is the one switch over embedders.
+func (c *serveConfig) openEmbedder(ctx context.Context) (retrieval.Embedder, error) {
+	switch c.Embedder {
+	case embedderHashing:
+		return retrieval.NewHashing(retrieval.HashingConfig{Dim: c.EmbeddingDim}), nil
+	case embedderOpenAI:
+		return nil, fmt.Errorf("--embedder openai: %w", errNotAvailable)
+	}
+	return nil, fmt.Errorf("--embedder %q: want hashing or openai", c.Embedder)
+}
+
+// openStore is the one switch over vector stores; the index is opened for emb's
+// embedding space and refuses another (retrieval.ErrIndexMismatch).
+func (c *serveConfig) openStore(ctx context.Context, emb retrieval.Embedder, log *slog.Logger) (retrieval.Store, error) {
+	meta := retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}
+	switch c.Store {
+	case storeEmbedded:
+		s, err := storeembedded.Open(ctx, storeembedded.Config{
+			DataDir: filepath.Join(c.DataDir, "index"),
+			Meta:    meta,
+			Logger:  log.With("component", "store"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded store in %s: %w", filepath.Join(c.DataDir, "index"), err)
+		}
+		return s, nil
+	case storePGVector:
+		s, err := pgvector.Open(ctx, pgvector.Config{DatabaseURL: c.DatabaseURL, Meta: meta, Logger: log.With("component", "store")})
+		if err != nil {
+			return nil, fmt.Errorf("pgvector store at %s: %w", redactURL(c.DatabaseURL), err)
+		}
+		return s, nil
+	case storeQdrant:
+		return nil, fmt.Errorf("--store qdrant: %w", errNotAvailable)
+	}
+	return nil, fmt.Errorf("--store %q: want embedded, pgvector or qdrant", c.Store)
+}
+
+// redactURL drops a URL's password for logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return strings.ReplaceAll(u.Redacted(), "%2A", "*")
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestServeFlagValidation: bad flag combinations are refused at start with an
+// error naming the flags, before any backend is opened.
+func TestServeFlagValidation(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{[]string{"--store", "pgvector"}, nil, []string{"--store pgvector needs --database-url"}},
+		{[]string{"--store", "qdrant"}, nil, []string{"--store qdrant needs --qdrant-url"}},
+		{[]string{"--store", "faiss"}, nil, []string{`--store "faiss": want embedded, pgvector or qdrant`}},
+		{[]string{"--qdrant-url", "http://q:6334"}, nil, []string{"--qdrant-url needs --store qdrant"}},
+		{[]string{"--dev", "--jwks-url", "https://idp.example/jwks"}, nil, []string{"--dev and --jwks-url exclude each other", "--jwks-url needs --issuer and --audience"}},
+		{[]string{"--engine", "openfga"}, nil, []string{"--engine openfga needs --openfga-url"}},
+		{[]string{"--engine", "embedded", "--openfga-url", "http://fga:8080"}, nil, []string{"need --engine openfga"}},
+		{[]string{"--openfga-url", "http://fga:8080", "--engine-datastore", "sqlite"}, nil, []string{"--engine-datastore applies to the embedded engine only"}},
+		{[]string{"--engine-datastore", "postgres"}, nil, []string{"--engine-datastore postgres needs --database-url"}},
+		{[]string{"--engine", "spicedb"}, nil, []string{`--engine "spicedb": want embedded or openfga`}},
+		{[]string{"--embedder", "openai"}, nil, []string{"--embedder openai needs --openai-url and --openai-model"}},
+		{[]string{"--openai-model", "nomic-embed-text"}, nil, []string{"need --embedder openai"}},
+		{[]string{"--embedding-dim", "0"}, nil, []string{"--embedding-dim 0: want 8..8192"}},
+		{[]string{"--max-top-k", "0"}, nil, []string{"--max-top-k 0: want 1..1000"}},
+		{[]string{"--search-timeout", "1m", "--request-timeout", "30s"}, nil, []string{"--search-timeout (1m0s) must not exceed --request-timeout (30s)"}},
+		{[]string{"--addr", "8080"}, nil, []string{`--addr "8080": want host:port`}},
+		{[]string{"--database-url", "mysql://db/x"}, nil, []string{"--database-url: want postgres://"}},
+		{[]string{"--log-level", "loud"}, nil, []string{`--log-level "loud"`}},
+		// Environment fallbacks are validated the same way.
+		{nil, map[string]string{"CLEARANCE_STORE": "pgvector"}, []string{"--store pgvector needs --database-url"}},
+		{nil, map[string]string{"CLEARANCE_OPENFGA_URL": "ftp://fga"}, []string{`--openfga-url "ftp://fga": want an http(s) URL`}},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " ")+envName(c.env), func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			root := newRootCommand()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(append([]string{"serve", "--data-dir", t.TempDir()}, c.args...))
+			err := root.Execute()
+			if err == nil {
+				t.Fatal("serve started; want a validation error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func envName(env map[string]string) string {
+	var b strings.Builder
+	for k, v := range env {
+		b.WriteString(" " + k + "=" + v)
+	}
+	return b.String()
+}
