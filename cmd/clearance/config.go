@@ -18,6 +18,7 @@ import (
 	"github.com/clearance-dev/clearance/authz/openfga"
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
+	"github.com/clearance-dev/clearance/retrieval/openai"
 	"github.com/clearance-dev/clearance/retrieval/pgvector"
 )
 
@@ -108,7 +109,7 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
 	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC URL for --store qdrant, e.g. http://127.0.0.1:6334")
 	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings)")
-	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any; openai: the model's, 0 asks the server)")
+	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any of 8..8192; openai: the model's output dimension)")
 	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API, e.g. http://127.0.0.1:11434/v1")
 	fl.StringVar(&c.OpenAIModel, "openai-model", "", "embedding model name for --embedder openai")
 	fl.StringVar(&c.OpenAIKey, "openai-key", "", "API key for --embedder openai")
@@ -225,8 +226,8 @@ func (c *serveConfig) resolve() error {
 		if c.OpenAIURL == "" || c.OpenAIModel == "" {
 			bad("--embedder openai needs --openai-url and --openai-model")
 		}
-		if c.EmbeddingDim < 0 || c.EmbeddingDim > 8192 {
-			bad("--embedding-dim %d: want 0 (ask the server) or up to 8192", c.EmbeddingDim)
+		if c.EmbeddingDim < 1 || c.EmbeddingDim > 8192 {
+			bad("--embedding-dim %d: want the model's dimension, 1..8192", c.EmbeddingDim)
 		}
 	default:
 		bad("--embedder %q: want hashing or openai", c.Embedder)
@@ -310,13 +311,23 @@ func (c *serveConfig) openEngine(ctx context.Context, log *slog.Logger) (authz.E
 	return nil, fmt.Errorf("--engine %q: want embedded or openfga", c.Engine)
 }
 
-// openEmbedder is the one switch over embedders.
+// openEmbedder is openEmbedderLog without warnings (index, reconcile).
 func (c *serveConfig) openEmbedder(ctx context.Context) (retrieval.Embedder, error) {
+	return c.openEmbedderLog(ctx, slog.New(slog.DiscardHandler))
+}
+
+// openEmbedderLog is the one switch over embedders.
+func (c *serveConfig) openEmbedderLog(_ context.Context, log *slog.Logger) (retrieval.Embedder, error) {
 	switch c.Embedder {
 	case embedderHashing:
 		return retrieval.NewHashing(retrieval.HashingConfig{Dim: c.EmbeddingDim}), nil
 	case embedderOpenAI:
-		return nil, fmt.Errorf("--embedder openai: %w", errNotAvailable)
+		e, err := openai.New(openai.Config{BaseURL: c.OpenAIURL, Model: c.OpenAIModel, APIKey: c.OpenAIKey,
+			Dim: c.EmbeddingDim, Logger: log.With("component", "embedder")})
+		if err != nil {
+			return nil, fmt.Errorf("--embedder openai: %w", err)
+		}
+		return e, nil
 	}
 	return nil, fmt.Errorf("--embedder %q: want hashing or openai", c.Embedder)
 }

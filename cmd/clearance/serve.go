@@ -99,7 +99,7 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	if a.embedder, err = cfg.openEmbedder(ctx); err != nil {
+	if a.embedder, err = cfg.openEmbedderLog(ctx, log); err != nil {
 		return nil, err
 	}
 	if a.store, err = cfg.openStore(ctx, a.embedder, log); err != nil {
@@ -115,7 +115,7 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	a.closers = append(a.closers, a.audit.Close)
-	if a.keys, err = openKeys(ctx, cfg, log); err != nil {
+	if a.keys, err = openServeKeys(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.keys.Close)
@@ -135,9 +135,9 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 	return a, nil
 }
 
-// openKeys opens the API-key store: a PostgreSQL table with --database-url,
+// openServeKeys opens the API-key store: a PostgreSQL table with --database-url,
 // else a file in the data dir.
-func openKeys(ctx context.Context, cfg serveConfig, log *slog.Logger) (*auth.Keys, error) {
+func openServeKeys(ctx context.Context, cfg serveConfig, log *slog.Logger) (*auth.Keys, error) {
 	if cfg.DatabaseURL != "" {
 		b, err := auth.OpenPGKeys(ctx, cfg.DatabaseURL)
 		if err != nil {
