@@ -1,0 +1,231 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/filter"
+	"github.com/clearance-dev/clearance/indexer"
+)
+
+// MCPPath is where the MCP endpoint is mounted.
+const MCPPath = "/mcp"
+
+// Audit record kinds of MCP calls.
+const (
+	KindMCPSearch = "mcp_search"
+	KindMCPTicket = "mcp_ticket"
+)
+
+// MCPPlanner is the read path the MCP tools call: the same planner as
+// POST /v1/search and GET /v1/tickets, with the audit kind of ticket reads
+// settable (*filter.Planner implements it).
+type MCPPlanner interface {
+	Search(ctx context.Context, p authz.Principal, r filter.Request) (filter.Response, error)
+	GetKind(ctx context.Context, p authz.Principal, id, kind string) (filter.TicketResponse, error)
+}
+
+// MCP serves the Model Context Protocol (streamable HTTP, stateless) at /mcp
+// with the tools search_tickets and get_ticket. Every HTTP request carries its
+// bearer token and passes the server's authentication middleware; the tools
+// act for that request's verified principal only, never for anything in the
+// tool arguments.
+type MCP struct {
+	Planner MCPPlanner
+	// MaxTopK bounds top_k (default DefaultMaxTopK), as on /v1/search.
+	MaxTopK int
+	// Version is reported to clients in the initialize answer.
+	Version string
+}
+
+// Mount adds /mcp to s behind s's authentication middleware (the /v1 one).
+func (m *MCP) Mount(s *Server) {
+	schemas := mcp.NewSchemaCache()
+	h := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		c, ok := r.Context().Value(mcpCallerKey{}).(mcpCaller)
+		if !ok {
+			return nil // unreachable behind the middleware; the SDK answers 400
+		}
+		return m.server(c, s.log, schemas)
+	}, &mcp.StreamableHTTPOptions{
+		// Stateless: no session to hijack, and every request is authenticated
+		// on its own.
+		Stateless:    true,
+		JSONResponse: true,
+		Logger:       s.log,
+		// The SDK refuses localhost connections with a foreign Host header to
+		// stop DNS rebinding. Every request here needs a bearer token in a
+		// header, which a rebinding page cannot have, while a reverse proxy on
+		// the same host forwarding the public Host header is common.
+		DisableLocalhostProtection: true,
+		MaxRequestBodyBytes:        s.cfg.BodyLimit,
+	})
+	s.e.Any(MCPPath, func(c echo.Context) error {
+		p, err := PrincipalFrom(c)
+		if err != nil {
+			return err
+		}
+		// Both tools read tickets: one scope for the whole endpoint, answered
+		// at the HTTP level (403 insufficient_scope) like /v1/search.
+		if err := NeedScope(p, ScopeTicketsRead); err != nil {
+			return err
+		}
+		r := c.Request()
+		ctx := context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c)})
+		h.ServeHTTP(c.Response(), r.WithContext(ctx))
+		return nil
+	}, s.authenticate)
+}
+
+type mcpCallerKey struct{}
+
+// mcpCaller is the verified principal of one HTTP request to /mcp.
+type mcpCaller struct {
+	p         authz.Principal
+	requestID string
+}
+
+const mcpInstructions = `clearance searches a company's support and engineering tickets on behalf of the user who authorised you. ` +
+	`Every result has already been filtered to what that user (and you, as their agent) may see right now: ` +
+	`never try to work around a missing ticket, and do not tell the user a ticket exists unless a tool returned it. ` +
+	`Use search_tickets to find tickets, then get_ticket with a ticket_id for the full text.`
+
+const searchDescription = `Semantic search over the tickets the current user may see (results are already permission-filtered; nothing else exists for you). ` +
+	`Returns the best-matching chunks, best first: ticket_id, project_id, tenant_id, title, a snippet of the matching text, the chunk number and a similarity score. ` +
+	`status says whether the list is "complete" (top_k results found), "exhausted" (fewer visible matches exist: all were returned) ` +
+	`or "partial" (the search budget ran out; retry with a narrower query or projects to find more). ` +
+	`Several results can come from one ticket. Snippets are short: call get_ticket with a ticket_id for the full text. ` +
+	`audit_id identifies the audit record of this search.`
+
+const getDescription = `Fetch one ticket by id (a ticket_id from search_tickets): tenant, project, title, full body, last update and the audit_id of the read. ` +
+	`A ticket the user may not see answers exactly like one that does not exist: "ticket not found".`
+
+// SearchTicketsInput is the argument of search_tickets.
+type SearchTicketsInput struct {
+	Query    string   `json:"query" jsonschema:"what to look for: a question or keywords (1 to 4096 characters)"`
+	TopK     int      `json:"top_k,omitempty" jsonschema:"how many results to return (default 10; at most 100 unless the server says otherwise)"`
+	Projects []string `json:"projects,omitempty" jsonschema:"only search these project ids (e.g. acme-web); omit to search every project you may see"`
+	Intent   string   `json:"intent,omitempty" jsonschema:"one sentence on why you are searching (recorded in the audit log; at most 1024 characters)"`
+}
+
+// GetTicketInput is the argument of get_ticket.
+type GetTicketInput struct {
+	ID string `json:"id" jsonschema:"the ticket id, e.g. WEB-1 (the ticket_id of a search result)"`
+}
+
+// server builds the MCP server of one request: its tools act for c only.
+func (m *MCP) server(c mcpCaller, log *slog.Logger, schemas *mcp.SchemaCache) *mcp.Server {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "clearance", Title: "clearance ticket search", Version: m.Version},
+		&mcp.ServerOptions{Instructions: mcpInstructions, Logger: log, SchemaCache: schemas})
+	t := mcpTools{m: m, c: c, log: log}
+	closed := false
+	mcp.AddTool(srv, &mcp.Tool{
+		Name: "search_tickets", Title: "Search tickets", Description: searchDescription,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &closed},
+	}, t.search)
+	mcp.AddTool(srv, &mcp.Tool{
+		Name: "get_ticket", Title: "Get ticket", Description: getDescription,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &closed},
+	}, t.get)
+	return srv
+}
+
+type mcpTools struct {
+	m   *MCP
+	c   mcpCaller
+	log *slog.Logger
+}
+
+func (t mcpTools) maxTopK() int {
+	if t.m.MaxTopK > 0 {
+		return t.m.MaxTopK
+	}
+	return DefaultMaxTopK
+}
+
+func (t mcpTools) search(ctx context.Context, _ *mcp.CallToolRequest, in SearchTicketsInput) (*mcp.CallToolResult, filter.Response, error) {
+	// The same validation as POST /v1/search.
+	req := searchRequest{Query: in.Query}
+	if in.TopK != 0 {
+		req.TopK = &in.TopK
+	}
+	if len(in.Projects) > 0 {
+		req.Filters = &searchFilters{Projects: in.Projects}
+	}
+	if in.Intent != "" {
+		req.Intent = &searchIntent{Description: in.Intent}
+	}
+	k, err := req.validate(t.maxTopK())
+	if err != nil {
+		return nil, filter.Response{}, t.toolError(err)
+	}
+	resp, err := t.m.Planner.Search(ctx, t.c.p, filter.Request{Query: req.Query, TopK: k,
+		Filters: filter.Filters{Projects: in.Projects}, Intent: filter.Intent{Description: in.Intent},
+		RequestID: t.c.requestID, Kind: KindMCPSearch})
+	if err != nil {
+		return nil, filter.Response{}, t.toolError(err)
+	}
+	if resp.Results == nil {
+		resp.Results = []filter.Result{}
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: searchText(resp)}}}, resp, nil
+}
+
+// searchText is the short text form of a search answer, for clients that do
+// not read structured content.
+func searchText(r filter.Response) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d results, status %s (audit %s)", len(r.Results), r.Status, r.AuditID)
+	for _, h := range r.Results {
+		fmt.Fprintf(&b, "\n- %s [%s] %s (score %.3f): %s", h.TicketID, h.ProjectID, h.Title, h.Score, h.Snippet)
+	}
+	return b.String()
+}
+
+func (t mcpTools) get(ctx context.Context, _ *mcp.CallToolRequest, in GetTicketInput) (*mcp.CallToolResult, ticketResponse, error) {
+	if !indexer.ValidID(in.ID) {
+		// Same answer as an invisible or missing ticket, as on GET /v1/tickets.
+		return nil, ticketResponse{}, errTicketNotFound
+	}
+	r, err := t.m.Planner.GetKind(ctx, t.c.p, in.ID, KindMCPTicket)
+	if err != nil {
+		return nil, ticketResponse{}, t.toolError(err)
+	}
+	tk := r.Ticket
+	out := ticketResponse{ID: tk.ID, Tenant: tk.Tenant, Project: tk.Project, Title: tk.Title,
+		Body: tk.Body, UpdatedAt: tk.UpdatedAt, AuditID: r.AuditID}
+	text := fmt.Sprintf("%s [%s] %s\n\n%s", out.ID, out.Project, out.Title, out.Body)
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, out, nil
+}
+
+var errTicketNotFound = errors.New("ticket not found")
+
+// toolError turns a planner or validation error into the tool error the model
+// sees: the error table's public detail, never internal text; not-found is one
+// fixed message whether the ticket is missing or invisible.
+func (t mcpTools) toolError(err error) error {
+	if errors.Is(err, clearance.ErrNotFound) {
+		return errTicketNotFound
+	}
+	p := problemFor(err)
+	switch {
+	case p.Status >= 500:
+		t.log.Error("mcp: tool failed", "request_id", t.c.requestID, "status", p.Status, "err", err)
+	case p.Status == http.StatusUnauthorized || p.Status == http.StatusForbidden:
+		t.log.Info("mcp: tool refused", "request_id", t.c.requestID, "status", p.Status, "err", err)
+	}
+	msg := p.Detail
+	for _, f := range p.Errors {
+		msg += fmt.Sprintf(": %s %s", f.Field, f.Reason)
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,431 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/clearance-dev/clearance/api/auth"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/filter"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// mcpAudience is the test server's resource URL: tokens must carry it in aud.
+const mcpAudience = "https://clearance.test"
+
+// mcpEnv is the real server with /v1/search and /mcp over the same planner
+// (real embedded engine and store with the demo org), authenticating real dev
+// JWTs with the api/auth verifier.
+type mcpEnv struct {
+	*fixture
+	base string
+	dev  *auth.DevKey
+	log  *filter.MemoryLog
+}
+
+func newMCPEnv(t *testing.T) *mcpEnv {
+	t.Helper()
+	ctx := context.Background()
+	f := newFixture(t)
+	log := &filter.MemoryLog{}
+	planner := filter.New(filter.Config{}, f.engine, f.store, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), log)
+	dev, err := auth.LoadOrCreateDevKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := dev.PublicSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewJWTVerifier(ctx, auth.JWTConfig{Issuer: auth.DevIssuer, Audiences: []string{mcpAudience}, Keys: set, AuthMethod: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Config{PublicURL: mcpAudience}, Deps{
+		Auth:  &auth.Authenticator{Verifiers: []*auth.JWTVerifier{v}},
+		Areas: []Area{&SearchAPI{Planner: planner}},
+	})
+	(&MCP{Planner: planner, Version: "test"}).Mount(srv)
+	return &mcpEnv{fixture: f, base: serveHandler(t, srv.Handler()), dev: dev, log: log}
+}
+
+// token mints a dev token; who is "user" or "user+agent" as in searchPrincipals.
+func (e *mcpEnv) token(t *testing.T, who, tenant, audience string, scopes ...string) string {
+	t.Helper()
+	user, agent, _ := strings.Cut(who, "+")
+	tok, err := e.dev.Mint(auth.TokenRequest{Subject: user, Tenant: tenant, Actor: agent, Scopes: scopes, Audience: audience, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (e *mcpEnv) readToken(t *testing.T, who, tenant string) string {
+	return e.token(t, who, tenant, mcpAudience, ScopeTicketsRead)
+}
+
+// bearer adds the token to every request of the SDK's client.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// connect opens an MCP session with the SDK's own client over real HTTP.
+func (e *mcpEnv) connect(t *testing.T, token string) (*mcp.ClientSession, error) {
+	t.Helper()
+	hc := &http.Client{Transport: bearer{token: token, next: http.DefaultTransport}, Timeout: 30 * time.Second}
+	c := mcp.NewClient(&mcp.Implementation{Name: "mcp-test", Version: "1"}, nil)
+	s, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: e.base + MCPPath, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+	if err == nil {
+		t.Cleanup(func() { s.Close() })
+	}
+	return s, err
+}
+
+func (e *mcpEnv) session(t *testing.T, token string) *mcp.ClientSession {
+	t.Helper()
+	s, err := e.connect(t, token)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return s
+}
+
+// callTool runs a tool and decodes its structured output into out; it returns the
+// result (IsError and text for tool errors).
+func callTool(t *testing.T, s *mcp.ClientSession, tool string, args map[string]any, out any) *mcp.CallToolResult {
+	t.Helper()
+	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		t.Fatalf("%s: %v", tool, err)
+	}
+	if res.IsError || out == nil {
+		return res
+	}
+	raw, err := json.Marshal(res.StructuredContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		t.Fatalf("%s: structured content %s: %v", tool, raw, err)
+	}
+	return res
+}
+
+func text(r *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+func (e *mcpEnv) mcpSearch(t *testing.T, s *mcp.ClientSession, args map[string]any) searchAnswer {
+	t.Helper()
+	var r searchAnswer
+	res := callTool(t, s, "search_tickets", args, &r)
+	if res.IsError {
+		t.Fatalf("search_tickets %v: tool error %q", args, text(res))
+	}
+	if r.AuditID == "" || r.Status == "" {
+		t.Fatalf("search_tickets %v: no audit id or status: %+v", args, r)
+	}
+	return r
+}
+
+func (e *mcpEnv) httpSearch(t *testing.T, token string, body map[string]any) searchAnswer {
+	t.Helper()
+	a := do(t, "POST", e.base+"/v1/search", token, body)
+	if a.code != 200 {
+		t.Fatalf("/v1/search: %d %s", a.code, a.raw)
+	}
+	var r searchAnswer
+	if err := json.Unmarshal([]byte(a.raw), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// chunks is the ordered list of returned chunks, to compare two answers.
+func chunks(r searchAnswer) []string {
+	var out []string
+	for _, h := range r.Results {
+		out = append(out, fmt.Sprintf("%s#%d", h.TicketID, h.Chunk))
+	}
+	return out
+}
+
+func TestMCPToolsListed(t *testing.T) {
+	e := newMCPEnv(t)
+	s := e.session(t, e.readToken(t, "anne", "acme"))
+	tools, err := s.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*mcp.Tool{}
+	for _, tl := range tools.Tools {
+		got[tl.Name] = tl
+	}
+	for _, name := range []string{"search_tickets", "get_ticket"} {
+		tl := got[name]
+		if tl == nil {
+			t.Fatalf("tool %s missing: %v", name, tools.Tools)
+		}
+		if tl.Description == "" || tl.OutputSchema == nil || tl.Annotations == nil || !tl.Annotations.ReadOnlyHint {
+			t.Fatalf("%s: description, output schema and read-only hint expected: %+v", name, tl)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("tools: %v", tools.Tools)
+	}
+}
+
+// TestMCPSearchMatchesHTTP: for the same token and query, search_tickets
+// answers exactly what POST /v1/search answers, and a user and her agent see
+// different results as they do there.
+func TestMCPSearchMatchesHTTP(t *testing.T) {
+	e := newMCPEnv(t)
+	queries := []map[string]any{
+		{"query": "login timeout", "top_k": 20},
+		{"query": "API rate limit", "top_k": 5},
+		{"query": "security finding SQL injection"},
+		{"query": "outage timeline", "top_k": 10, "projects": []string{"acme-web"}},
+	}
+	answers := map[string][][]string{}
+	for _, who := range []string{"anne", "anne+copilot"} {
+		tok := e.readToken(t, who, "acme")
+		s := e.session(t, tok)
+		for _, q := range queries {
+			body := map[string]any{"query": q["query"]}
+			if k, ok := q["top_k"]; ok {
+				body["top_k"] = k
+			}
+			if ps, ok := q["projects"]; ok {
+				body["filters"] = map[string]any{"projects": ps}
+			}
+			h := e.httpSearch(t, tok, body)
+			m := e.mcpSearch(t, s, q)
+			if !slices.Equal(chunks(h), chunks(m)) || h.Status != m.Status {
+				t.Fatalf("%s %q: /v1/search %v %s, mcp %v %s", who, q["query"], chunks(h), h.Status, chunks(m), m.Status)
+			}
+			if h.AuditID == m.AuditID {
+				t.Fatalf("%s %q: one audit id for two searches", who, q["query"])
+			}
+			answers[who] = append(answers[who], chunks(m))
+		}
+	}
+	differ := false
+	for i := range queries {
+		differ = differ || !slices.Equal(answers["anne"][i], answers["anne+copilot"][i])
+	}
+	if !differ {
+		t.Fatalf("anne and anne+copilot see the same results for every query: %v", answers["anne"])
+	}
+	// Every MCP call left an audit record of its own kind, for the token's principal.
+	n := 0
+	for _, r := range e.log.Records() {
+		if r.Kind == KindMCPSearch {
+			n++
+		}
+	}
+	if n != 2*len(queries) {
+		t.Fatalf("%d mcp_search audit records, want %d", n, 2*len(queries))
+	}
+}
+
+// TestMCPNoLeaks: for several principals and queries, every search_tickets
+// result is one the demo org's reference says the principal may see, and one
+// the engine's own Check allows; get_ticket agrees.
+func TestMCPNoLeaks(t *testing.T) {
+	e := newMCPEnv(t)
+	queries := []string{"login timeout", "invoice dispute", "salary review", "security finding SQL injection", "outage timeline"}
+	ps := map[string]authz.Principal{
+		"anne":         {Kind: authz.KindUser, Tenant: "acme", User: "anne"},
+		"anne+copilot": {Kind: authz.KindAgent, Tenant: "acme", User: "anne", Agent: "copilot"},
+		"anne+mailbot": {Kind: authz.KindAgent, Tenant: "acme", User: "anne", Agent: "mailbot"},
+		"frank":        {Kind: authz.KindUser, Tenant: "acme", User: "frank"},
+		"hank":         {Kind: authz.KindUser, Tenant: "globex", User: "hank"},
+	}
+	for who, p := range ps {
+		t.Run(who, func(t *testing.T) {
+			want := visibleTo(t, who)
+			s := e.session(t, e.readToken(t, who, p.Tenant))
+			seen := map[string]bool{}
+			for _, q := range queries {
+				r := e.mcpSearch(t, s, map[string]any{"query": q, "top_k": 20})
+				for _, h := range r.Results {
+					if !want[h.TicketID] || h.TenantID != p.Tenant {
+						t.Fatalf("%q: %s got %s (%s), which it may not see", q, who, h.TicketID, h.TenantID)
+					}
+					if !seen[h.TicketID] && !e.allowed(t, p, h.TicketID) {
+						t.Fatalf("%q: %s got %s, which the engine refuses", q, who, h.TicketID)
+					}
+					seen[h.TicketID] = true
+				}
+			}
+			if len(want) > 0 && len(seen) == 0 {
+				t.Fatalf("%s sees %d tickets but no query found any", who, len(want))
+			}
+			for _, d := range demoTickets(t) {
+				var tk ticketResponse
+				res := callTool(t, s, "get_ticket", map[string]any{"id": d.ID}, &tk)
+				if res.IsError == want[d.ID] {
+					t.Fatalf("get_ticket %s as %s: error %v, reference says visible %v", d.ID, who, res.IsError, want[d.ID])
+				}
+				if !res.IsError && (tk.ID != d.ID || tk.Project != d.Project || tk.AuditID == "") {
+					t.Fatalf("get_ticket %s: %+v", d.ID, tk)
+				}
+			}
+		})
+	}
+}
+
+func (e *mcpEnv) allowed(t *testing.T, p authz.Principal, id string) bool {
+	t.Helper()
+	ok, err := e.engine.Check(context.Background(), authz.Query{ContextualTuples: p.ContextualTuples(), Consistency: authz.HigherConsistency},
+		authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// TestMCPGetTicketNotFoundParity: an invisible ticket, a missing one and a
+// malformed id answer the same tool error, with no structured content; a
+// visible one answers its fields and an mcp_ticket audit record.
+func TestMCPGetTicketNotFoundParity(t *testing.T) {
+	e := newMCPEnv(t)
+	s := e.session(t, e.readToken(t, "anne+copilot", "acme"))
+	want := visibleTo(t, "anne+copilot")
+	var visible, invisible string
+	for _, d := range demoTickets(t) {
+		switch {
+		case want[d.ID] && visible == "":
+			visible = d.ID
+		case !want[d.ID] && d.Tenant == "acme" && invisible == "":
+			invisible = d.ID
+		}
+	}
+	var answers []string
+	for _, id := range []string{invisible, "NOPE-404", "WEB-2", "../etc"} {
+		res := callTool(t, s, "get_ticket", map[string]any{"id": id}, nil)
+		if !res.IsError || res.StructuredContent != nil {
+			t.Fatalf("get_ticket %s: want a tool error without content, got %+v", id, res)
+		}
+		answers = append(answers, text(res))
+	}
+	for _, a := range answers {
+		if a != "ticket not found" {
+			t.Fatalf("not-found answers differ: %q", answers)
+		}
+	}
+	var tk ticketResponse
+	res := callTool(t, s, "get_ticket", map[string]any{"id": visible}, &tk)
+	if res.IsError || tk.ID != visible || tk.Body == "" || !strings.Contains(text(res), tk.Title) {
+		t.Fatalf("get_ticket %s: %+v %q", visible, tk, text(res))
+	}
+	var rec bool
+	for _, r := range e.log.Records() {
+		rec = rec || r.ID == tk.AuditID && r.Kind == KindMCPTicket && r.Principal.Agent == "copilot"
+	}
+	if !rec {
+		t.Fatalf("no mcp_ticket audit record %s for copilot", tk.AuditID)
+	}
+}
+
+// TestMCPBadInput: search_tickets refuses what /v1/search refuses, naming the field.
+func TestMCPBadInput(t *testing.T) {
+	e := newMCPEnv(t)
+	s := e.session(t, e.readToken(t, "anne", "acme"))
+	for _, c := range []struct {
+		args  map[string]any
+		field string
+	}{
+		{map[string]any{"query": ""}, "query"},
+		{map[string]any{"query": strings.Repeat("x", MaxQueryChars+1)}, "query"},
+		{map[string]any{"query": "login", "top_k": 101}, "top_k"},
+		{map[string]any{"query": "login", "projects": []string{"not a project!"}}, "filters.projects[0]"},
+	} {
+		res := callTool(t, s, "search_tickets", c.args, nil)
+		if !res.IsError || !strings.Contains(text(res), c.field) {
+			t.Fatalf("%v: want a tool error naming %s, got %q", c.args, c.field, text(res))
+		}
+	}
+	before := len(e.log.Records())
+	res := callTool(t, s, "search_tickets", map[string]any{"top_k": 3}, nil)
+	if !res.IsError {
+		t.Fatalf("search without query: %q", text(res))
+	}
+	if n := len(e.log.Records()); n != before {
+		t.Fatalf("refused input wrote %d audit records", n-before)
+	}
+}
+
+// TestMCPAuth: no token, a bad token and a token for another audience are
+// refused with 401 and the protected-resource pointer, before any tool runs; a
+// token without tickets:read gets 403 insufficient_scope.
+func TestMCPAuth(t *testing.T) {
+	e := newMCPEnv(t)
+	good := e.readToken(t, "anne", "acme")
+	cases := []struct {
+		name, token string
+		status      int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"garbage", "not-a-jwt", http.StatusUnauthorized},
+		{"wrong audience", e.token(t, "anne", "acme", "https://other.example", ScopeTicketsRead), http.StatusUnauthorized},
+		{"tampered", good[:len(good)-4] + "AAAA", http.StatusUnauthorized},
+		{"no scope", e.token(t, "anne", "acme", mcpAudience, ScopeIndex), http.StatusForbidden},
+	}
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.log.Records())
+			if _, err := e.connect(t, c.token); err == nil {
+				t.Fatal("the SDK client connected")
+			}
+			req, err := http.NewRequest("POST", e.base+MCPPath, strings.NewReader(initialize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			if c.token != "" {
+				req.Header.Set("Authorization", "Bearer "+c.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			wa := resp.Header.Get("WWW-Authenticate")
+			if resp.StatusCode != c.status || !strings.Contains(wa, `resource_metadata="`+mcpAudience+`/.well-known/oauth-protected-resource"`) {
+				t.Fatalf("status %d, WWW-Authenticate %q", resp.StatusCode, wa)
+			}
+			if c.status == http.StatusForbidden && !strings.Contains(wa, `error="insufficient_scope"`) {
+				t.Fatalf("403 without insufficient_scope: %q", wa)
+			}
+			if n := len(e.log.Records()); n != before {
+				t.Fatalf("refused request wrote %d audit records", n-before)
+			}
+		})
+	}
+	// The same token works: the refusals above are about the credential.
+	e.mcpSearch(t, e.session(t, good), map[string]any{"query": "login timeout"})
+}
