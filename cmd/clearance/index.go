@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/clearance-dev/clearance/indexer"
 	"github.com/clearance-dev/clearance/retrieval"
-	"github.com/clearance-dev/clearance/retrieval/embedded"
-	"github.com/clearance-dev/clearance/retrieval/pgvector"
 )
 
 // exitRowsFailed is the exit status of an index run in which some rows failed
@@ -75,45 +72,54 @@ func (f *indexSourceFlags) open(ctx context.Context) (indexer.Source, func(), er
 	return nil, nil, errors.New("no source: set --source FILE|DIR or --pg-url with --pg-table or --pg-query")
 }
 
-// backendFlags choose the vector store and embedder (shared with reconcile).
+// backendFlags are serve's backend flags (same names, same switches in
+// config.go) for the commands that open the index outside serve: index and
+// reconcile. The engine flags are registered only where an engine is used.
 type backendFlags struct {
-	dataDir     string
-	store       string
-	databaseURL string
-	embedder    string
-	dim         int
+	cfg serveConfig
 }
 
-func (f *backendFlags) register(cmd *cobra.Command) {
-	fl := cmd.Flags()
-	fl.StringVar(&f.dataDir, "data-dir", "clearance-data", "data directory (embedded index, sync state)")
-	fl.StringVar(&f.store, "store", "embedded", "vector store: embedded or pgvector")
-	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for --store pgvector (sync state and the single-runner lock live there too)")
-	fl.StringVar(&f.embedder, "embedder", "hashing", "embedder: hashing")
-	fl.IntVar(&f.dim, "dim", 384, "embedding dimension of the hashing embedder")
-}
-
-func (f *backendFlags) openEmbedder() (retrieval.Embedder, error) {
-	switch f.embedder {
-	case "hashing":
-		return newHashingEmbedder(f.dim)
+func (f *backendFlags) register(cmd *cobra.Command, engine bool) {
+	c, fl := &f.cfg, cmd.Flags()
+	fl.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: embedded index, engine sqlite file, sync state")
+	fl.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL: pgvector store, engine datastore, sync state and single-runner lock live there")
+	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
+	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC URL for --store qdrant")
+	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai; must match the index")
+	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any; openai: the model's, 0 asks the server)")
+	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API")
+	fl.StringVar(&c.OpenAIModel, "openai-model", "", "embedding model name for --embedder openai")
+	fl.StringVar(&c.OpenAIKey, "openai-key", "", "API key for --embedder openai")
+	if engine {
+		fl.StringVar(&c.Engine, "engine", "", "relationship engine: embedded or openfga (default embedded; openfga when --openfga-url is set)")
+		fl.StringVar(&c.EngineDatastore, "engine-datastore", "", "embedded engine datastore: sqlite or postgres (default sqlite; postgres with --database-url)")
+		fl.StringVar(&c.OpenFGAURL, "openfga-url", "", "URL of a remote OpenFGA server's HTTP API (implies --engine openfga)")
+		fl.StringVar(&c.OpenFGAStoreID, "openfga-store-id", "", "OpenFGA store id")
+		fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "OpenFGA authorization model id")
+		fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
 	}
-	return nil, fmt.Errorf("--embedder %q: want hashing", f.embedder)
 }
 
-// openStore opens the vector store for emb's embedding space.
-func (f *backendFlags) openStore(ctx context.Context, emb retrieval.Embedder, log *slog.Logger) (retrieval.Store, error) {
-	meta := retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}
-	switch f.store {
-	case "embedded":
-		return embedded.Open(ctx, embedded.Config{DataDir: filepath.Join(f.dataDir, "index"), Meta: meta, Logger: log})
-	case "pgvector":
-		if f.databaseURL == "" {
-			return nil, errors.New("--store pgvector needs --database-url")
-		}
-		return pgvector.Open(ctx, pgvector.Config{DatabaseURL: f.databaseURL, Meta: meta, Logger: log})
+// open validates the flags with serve's rules and opens the embedder and the
+// index.
+func (f *backendFlags) open(ctx context.Context, log *slog.Logger) (retrieval.Embedder, retrieval.Store, error) {
+	// The settings index and reconcile do not have take serve's defaults, so
+	// serve's validation (resolve) applies unchanged to the rest.
+	c := &f.cfg
+	c.Addr, c.MaxTopK, c.MaxBodyBytes, c.TenantClaim = "127.0.0.1:0", 100, 1<<20, "tenant"
+	c.RequestTimeout, c.SearchTimeout, c.LogLevel, c.LogFormat = 30*time.Second, 10*time.Second, "info", "text"
+	if err := c.resolve(); err != nil {
+		return nil, nil, err
 	}
-	return nil, fmt.Errorf("--store %q: want embedded or pgvector", f.store)
+	emb, err := c.openEmbedder(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := c.openStore(ctx, emb, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return emb, store, nil
 }
 
 func newIndexCommand() *cobra.Command {
@@ -172,7 +178,7 @@ listed), 1 on any other error.`,
 				if token == "" {
 					return errors.New("--server needs --token (a key or token with the clearance:index scope)")
 				}
-				state, err := indexer.NewFileState(be.dataDir)
+				state, err := indexer.NewFileState(be.cfg.DataDir)
 				if err != nil {
 					return err
 				}
@@ -182,21 +188,17 @@ listed), 1 on any other error.`,
 					return indexer.Push(ctx, indexer.PushConfig{Server: server, Token: token, State: state, Logger: log, Progress: bar.update}, source)
 				}
 			} else {
-				emb, err := be.openEmbedder()
-				if err != nil {
-					return err
-				}
-				store, err := be.openStore(ctx, emb, log)
+				emb, store, err := be.open(ctx, log)
 				if err != nil {
 					return err
 				}
 				defer store.Close()
-				state, closeState, err := openIndexState(ctx, be.dataDir, be.databaseURL)
+				state, closeState, err := openIndexState(ctx, be.cfg.DataDir, be.cfg.DatabaseURL)
 				if err != nil {
 					return err
 				}
 				defer closeState()
-				lockURL = be.databaseURL
+				lockURL = be.cfg.DatabaseURL
 				once = func(ctx context.Context) (indexer.Summary, error) {
 					bar := newProgress(cmd.ErrOrStderr(), tty, "indexing", log)
 					defer bar.finish()
@@ -246,7 +248,7 @@ listed), 1 on any other error.`,
 		},
 	}
 	src.register(cmd)
-	be.register(cmd)
+	be.register(cmd, false)
 	fl := cmd.Flags()
 	fl.StringVar(&server, "server", "", "push to this clearance server (POST /v1/tickets) instead of a local store")
 	fl.StringVar(&token, "token", "", "access token or API key for --server")
@@ -350,11 +352,4 @@ func printSummary(w io.Writer, s indexer.Summary, push bool) {
 	if n := s.Failed - len(s.Failures); n > 0 {
 		fmt.Fprintf(w, "  ... and %d more failed rows (see the log)\n", n)
 	}
-}
-
-func newHashingEmbedder(dim int) (retrieval.Embedder, error) {
-	if dim < 8 || dim > 8192 {
-		return nil, fmt.Errorf("--dim %d: want 8..8192", dim)
-	}
-	return retrieval.NewHashing(retrieval.HashingConfig{Dim: dim}), nil
 }

@@ -41,7 +41,7 @@ func TestIndexCommand(t *testing.T) {
 	if err := os.WriteFile(src, append(demo, bad...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runCLI(t, "index", "--data-dir", dir, "--source", src, "--dim", "64")
+	out, err := runCLI(t, "index", "--data-dir", dir, "--source", src, "--embedding-dim", "64")
 	var exit exitError
 	if !errors.As(err, &exit) || exit.code != exitRowsFailed {
 		t.Fatalf("a run with a bad row: %v\n%s", err, out)
@@ -54,12 +54,12 @@ func TestIndexCommand(t *testing.T) {
 	if err := os.WriteFile(src, append(demo, strings.Replace(bad, "acme web", "acme-web", 1)...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err = runCLI(t, "index", "--data-dir", dir, "--source", src, "--dim", "64")
+	out, err = runCLI(t, "index", "--data-dir", dir, "--source", src, "--embedding-dim", "64")
 	if err != nil || !strings.Contains(out, "embedded 1, unchanged "+strconv.Itoa(lines)) {
 		t.Fatalf("second run: %v\n%s", err, out)
 	}
 	// Opening the index with another dimension is refused.
-	if out, err := runCLI(t, "index", "--data-dir", dir, "--source", src, "--dim", "32"); err == nil {
+	if out, err := runCLI(t, "index", "--data-dir", dir, "--source", src, "--embedding-dim", "32"); err == nil {
 		t.Fatalf("index opened with another dimension:\n%s", out)
 	}
 }
@@ -67,7 +67,7 @@ func TestIndexCommand(t *testing.T) {
 func TestReconcileCommand(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if out, err := runCLI(t, "index", "--data-dir", dir, "--source", "../../testdata/tickets.jsonl", "--dim", "64"); err != nil {
+	if out, err := runCLI(t, "index", "--data-dir", dir, "--source", "../../testdata/tickets.jsonl", "--embedding-dim", "64"); err != nil {
 		t.Fatalf("index: %v\n%s", err, out)
 	}
 	// The demo org's tuples in the embedded engine of the data dir, with one
@@ -112,22 +112,22 @@ func TestReconcileCommand(t *testing.T) {
 	}
 	e.Close()
 
-	out, err := runCLI(t, "reconcile", "--data-dir", dir, "--dim", "64")
+	out, err := runCLI(t, "reconcile", "--data-dir", dir, "--embedding-dim", "64")
 	var exit exitError
 	if !errors.As(err, &exit) || exit.code != exitDrift || !strings.Contains(out, "ticket "+moved+": other_project") || !strings.Contains(out, "1 drifted, 0 fixed") {
 		t.Fatalf("reconcile: %v\n%s", err, out)
 	}
-	if out, err := runCLI(t, "reconcile", "--data-dir", dir, "--dim", "64", "--fix"); err != nil || !strings.Contains(out, "1 drifted, 1 fixed") {
+	if out, err := runCLI(t, "reconcile", "--data-dir", dir, "--embedding-dim", "64", "--fix"); err != nil || !strings.Contains(out, "1 drifted, 1 fixed") {
 		t.Fatalf("reconcile --fix: %v\n%s", err, out)
 	}
-	if out, err := runCLI(t, "reconcile", "--data-dir", dir, "--dim", "64"); err != nil || !strings.Contains(out, "0 drifted") {
+	if out, err := runCLI(t, "reconcile", "--data-dir", dir, "--embedding-dim", "64"); err != nil || !strings.Contains(out, "0 drifted") {
 		t.Fatalf("reconcile after the fix: %v\n%s", err, out)
 	}
 }
 
 func TestIndexCommandPGVector(t *testing.T) {
 	url := testenv.DatabaseURL(t)
-	args := []string{"index", "--store", "pgvector", "--database-url", url, "--data-dir", t.TempDir(), "--source", "../../testdata/tickets.jsonl", "--dim", "64"}
+	args := []string{"index", "--store", "pgvector", "--database-url", url, "--data-dir", t.TempDir(), "--source", "../../testdata/tickets.jsonl", "--embedding-dim", "64"}
 	out, err := runCLI(t, args...)
 	if err != nil || !strings.Contains(out, "failed 0") || strings.Contains(out, "embedded 0,") {
 		t.Fatalf("index into pgvector: %v\n%s", err, out)

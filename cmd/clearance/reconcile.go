@@ -1,50 +1,21 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 
 	"github.com/spf13/cobra"
 
-	"github.com/clearance-dev/clearance/authz"
-	authzembedded "github.com/clearance-dev/clearance/authz/embedded"
-	"github.com/clearance-dev/clearance/authz/openfga"
 	"github.com/clearance-dev/clearance/indexer"
 )
 
 // exitDrift is the exit status of reconcile when drift remains.
 const exitDrift = 3
 
-// engineFlags choose the relationship engine for reconcile.
-type engineFlags struct {
-	openfgaURL, storeID, modelID, apiToken string
-}
-
-func (f *engineFlags) register(cmd *cobra.Command) {
-	fl := cmd.Flags()
-	fl.StringVar(&f.openfgaURL, "openfga-url", "", "remote OpenFGA server (default: the embedded engine in --data-dir, or in --database-url)")
-	fl.StringVar(&f.storeID, "openfga-store-id", "", "OpenFGA store id (remote engine)")
-	fl.StringVar(&f.modelID, "openfga-model-id", "", "OpenFGA authorization model id (remote engine)")
-	fl.StringVar(&f.apiToken, "openfga-api-token", "", "OpenFGA API token (remote engine)")
-}
-
-func (f *engineFlags) open(ctx context.Context, be *backendFlags, log *slog.Logger) (authz.Engine, error) {
-	if f.openfgaURL != "" {
-		return openfga.New(ctx, openfga.Config{URL: f.openfgaURL, StoreID: f.storeID, ModelID: f.modelID, APIToken: f.apiToken, Logger: log})
-	}
-	cfg := authzembedded.Config{Datastore: authzembedded.SQLite, DataDir: be.dataDir, Logger: log}
-	if be.databaseURL != "" {
-		cfg = authzembedded.Config{Datastore: authzembedded.Postgres, DatabaseURL: be.databaseURL, Logger: log}
-	}
-	return authzembedded.New(ctx, cfg)
-}
-
 func newReconcileCommand() *cobra.Command {
 	var (
 		be      backendFlags
-		eng     engineFlags
 		fix     bool
 		asJSON  bool
 		words   int
@@ -65,16 +36,12 @@ Exit status: 0 without drift, 3 when drift remains, 1 on errors.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelError}))
-			emb, err := be.openEmbedder()
-			if err != nil {
-				return err
-			}
-			store, err := be.openStore(ctx, emb, log)
+			emb, store, err := be.open(ctx, log)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			engine, err := eng.open(ctx, &be, log)
+			engine, err := be.cfg.openEngine(ctx, log)
 			if err != nil {
 				return err
 			}
@@ -105,8 +72,7 @@ Exit status: 0 without drift, 3 when drift remains, 1 on errors.`,
 			return nil
 		},
 	}
-	be.register(cmd)
-	eng.register(cmd)
+	be.register(cmd, true)
 	fl := cmd.Flags()
 	fl.BoolVar(&fix, "fix", false, "rewrite the index metadata from the engine")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
