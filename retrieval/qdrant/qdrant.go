@@ -1,0 +1,536 @@
+// Package qdrant is a retrieval.Store on a Qdrant server (gRPC, qdrant/go-client).
+//
+// Two collections per index: <prefix>_chunks holds one point per chunk (vector and
+// payload tenant, project, ticket, ordinal, title, text) with keyword payload
+// indexes on tenant (is_tenant, so Qdrant keeps each tenant's points together),
+// project and ticket; <prefix>_tickets holds one point per ticket (a 1-dimensional
+// placeholder vector and the ticket's fields as payload) and the index's embedding
+// space. Point ids are UUIDs derived from (ticket id, ordinal), so a re-upsert
+// overwrites points in place.
+//
+// Tenant isolation is always in our filter (must tenant = T), never in Qdrant's
+// auth: Qdrant deprecated JWT payload filters in 1.16.
+//
+// Qdrant has no multi-point transactions. Upsert writes the new chunk points
+// (replacing same-ordinal points), then deletes the ticket's other points, then
+// writes the ticket point: between the first and second step a search can see new
+// chunks next to old surplus ordinals, and during the first step a mix of old and
+// new chunks (docs/retrieval.md). The ticket point is written last so that its
+// content hash never certifies chunks that were not written.
+package qdrant
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha1"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qdrant/go-client/qdrant"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// Config configures the store. URL and Meta are required.
+type Config struct {
+	// URL is the server's gRPC address: host:port (default port 6334), or
+	// http(s)://host:port (https turns on TLS).
+	URL string
+	// APIKey is sent with every request when set.
+	APIKey string
+	// Collection is the prefix of the two collection names (default "clearance").
+	Collection string
+	// Meta is the embedding space; an index created with another is refused with
+	// retrieval.ErrIndexMismatch.
+	Meta retrieval.IndexMeta
+	// Exact makes every search a full scan of the filtered points (recall 1).
+	// Otherwise Qdrant's planner picks: it scans exactly when the payload index
+	// says the filter is selective and uses filtered HNSW otherwise.
+	Exact bool
+	// HnswEf is the search-time ef (default: Qdrant's, the collection's ef_construct).
+	HnswEf int
+	// Timeout bounds each operation that has no earlier context deadline (default 30s).
+	Timeout time.Duration
+	// Logger receives debug lines (never texts or keys). Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is a Qdrant-backed retrieval.Store. It is safe for concurrent use.
+type Store struct {
+	c       *qdrant.Client
+	cfg     Config
+	chunks  string
+	tickets string
+	log     *slog.Logger
+}
+
+var _ retrieval.Store = (*Store)(nil)
+
+// Payload keys.
+const (
+	keyTenant   = "tenant"
+	keyProject  = "project"
+	keyTicket   = "ticket"
+	keyOrdinal  = "ordinal"
+	keyTitle    = "title"
+	keyText     = "text"
+	keyKind     = "kind" // tickets collection: "ticket" or "meta"
+	keyBody     = "body"
+	keyUpdated  = "updated_at"
+	keyHash     = "content_hash"
+	keyChunks   = "chunks"
+	keyModel    = "model"
+	keyDim      = "dim"
+	kindTicket  = "ticket"
+	kindMeta    = "meta"
+	ticketsPage = 256
+)
+
+// Open connects, creates the collections and payload indexes if missing, and
+// checks (or records) the embedding space.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Meta.Model == "" {
+		return nil, clearance.Invalid("meta.model", "must not be empty")
+	}
+	if cfg.Meta.Dim <= 0 {
+		return nil, clearance.Invalid("meta.dim", "must be positive, got %d", cfg.Meta.Dim)
+	}
+	if cfg.Collection == "" {
+		cfg.Collection = "clearance"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	qc, err := clientConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := qdrant.NewClient(qc)
+	if err != nil {
+		return nil, unavailable("connect", err)
+	}
+	s := &Store{c: c, cfg: cfg, chunks: cfg.Collection + "_chunks", tickets: cfg.Collection + "_tickets", log: log}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := s.setup(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// clientConfig turns Config.URL into the client's host, port and TLS settings.
+func clientConfig(cfg Config) (*qdrant.Config, error) {
+	raw := cfg.URL
+	if raw == "" {
+		return nil, clearance.Invalid("url", "must not be empty")
+	}
+	tls := false
+	if strings.Contains(raw, "://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, clearance.Invalid("url", "%v", err)
+		}
+		switch u.Scheme {
+		case "http", "grpc":
+		case "https", "grpcs":
+			tls = true
+		default:
+			return nil, clearance.Invalid("url", "scheme must be http or https, got %q", u.Scheme)
+		}
+		raw = u.Host
+	}
+	host, portStr, err := net.SplitHostPort(raw)
+	if err != nil {
+		host, portStr = raw, "6334"
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 || host == "" {
+		return nil, clearance.Invalid("url", "want host:port, got %q", cfg.URL)
+	}
+	return &qdrant.Config{Host: host, Port: port, APIKey: cfg.APIKey, UseTLS: tls, SkipCompatibilityCheck: true}, nil
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("qdrant: %s: %w: %w", op, retrieval.ErrUnavailable, err)
+}
+
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
+
+// setup creates missing collections and indexes and checks the embedding space.
+func (s *Store) setup(ctx context.Context) error {
+	wait := true
+	create := func(name string, size uint64, indexes map[string]bool) error {
+		ok, err := s.c.CollectionExists(ctx, name)
+		if err != nil {
+			return unavailable("open", err)
+		}
+		if ok {
+			return nil
+		}
+		err = s.c.CreateCollection(ctx, &qdrant.CreateCollection{
+			CollectionName: name,
+			VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: size, Distance: qdrant.Distance_Cosine}),
+		})
+		if err != nil {
+			return unavailable("create collection "+name, err)
+		}
+		for field, tenant := range indexes {
+			params := &qdrant.KeywordIndexParams{}
+			if tenant {
+				params.IsTenant = &tenant
+			}
+			_, err := s.c.CreateFieldIndex(ctx, &qdrant.CreateFieldIndexCollection{
+				CollectionName:   name,
+				Wait:             &wait,
+				FieldName:        field,
+				FieldType:        qdrant.FieldType_FieldTypeKeyword.Enum(),
+				FieldIndexParams: qdrant.NewPayloadIndexParamsKeyword(params),
+			})
+			if err != nil {
+				return unavailable("create payload index "+field, err)
+			}
+		}
+		s.log.InfoContext(ctx, "qdrant collection created", "collection", name)
+		return nil
+	}
+	if err := create(s.chunks, uint64(s.cfg.Meta.Dim), map[string]bool{keyTenant: true, keyProject: false, keyTicket: false}); err != nil {
+		return err
+	}
+	if err := create(s.tickets, 1, map[string]bool{keyKind: false}); err != nil {
+		return err
+	}
+	info, err := s.c.GetCollectionInfo(ctx, s.chunks)
+	if err != nil {
+		return unavailable("open", err)
+	}
+	if size := info.GetConfig().GetParams().GetVectorsConfig().GetParams().GetSize(); size != uint64(s.cfg.Meta.Dim) {
+		return fmt.Errorf("qdrant: collection %s has %d dimensions, opened with %d: %w", s.chunks, size, s.cfg.Meta.Dim, retrieval.ErrIndexMismatch)
+	}
+	pts, err := s.c.Get(ctx, &qdrant.GetPoints{
+		CollectionName: s.tickets, Ids: []*qdrant.PointId{metaID()}, WithPayload: qdrant.NewWithPayload(true),
+	})
+	if err != nil {
+		return unavailable("open", err)
+	}
+	if len(pts) == 0 {
+		_, err := s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.tickets, Wait: &wait, Points: []*qdrant.PointStruct{{
+			Id:      metaID(),
+			Vectors: qdrant.NewVectors(1),
+			Payload: qdrant.NewValueMap(map[string]any{keyKind: kindMeta, keyModel: s.cfg.Meta.Model, keyDim: int64(s.cfg.Meta.Dim)}),
+		}}})
+		if err != nil {
+			return unavailable("open", err)
+		}
+		return nil
+	}
+	p := pts[0].GetPayload()
+	have := retrieval.IndexMeta{Model: p[keyModel].GetStringValue(), Dim: int(p[keyDim].GetIntegerValue())}
+	if have != s.cfg.Meta {
+		return fmt.Errorf("qdrant: index has model %q dim %d, opened with model %q dim %d: %w",
+			have.Model, have.Dim, s.cfg.Meta.Model, s.cfg.Meta.Dim, retrieval.ErrIndexMismatch)
+	}
+	return nil
+}
+
+// pointID is a name-based (version 5 style) UUID of name, stable across processes.
+func pointID(name string) *qdrant.PointId {
+	h := sha1.Sum([]byte("clearance\x00" + name))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	return qdrant.NewIDUUID(fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16]))
+}
+
+func chunkID(ticket string, ordinal int) *qdrant.PointId {
+	return pointID("chunk\x00" + ticket + "\x00" + strconv.Itoa(ordinal))
+}
+
+func ticketID(ticket string) *qdrant.PointId { return pointID("ticket\x00" + ticket) }
+
+func metaID() *qdrant.PointId { return pointID("meta") }
+
+func ticketFilter(id string) *qdrant.Filter {
+	return &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword(keyTicket, id)}}
+}
+
+// Upsert implements retrieval.Store (see the package comment for the window in
+// which a reader can see a mix of old and new chunks).
+func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retrieval.Chunk) error {
+	if err := retrieval.CheckUpsert(t, chunks, s.cfg.Meta.Dim); err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	wait := true
+	ids := make([]*qdrant.PointId, len(chunks))
+	if len(chunks) > 0 {
+		pts := make([]*qdrant.PointStruct, len(chunks))
+		for i, c := range chunks {
+			ids[i] = chunkID(t.ID, c.Ordinal)
+			pts[i] = &qdrant.PointStruct{
+				Id:      ids[i],
+				Vectors: qdrant.NewVectorsDense(c.Vector),
+				Payload: qdrant.NewValueMap(map[string]any{
+					keyTenant: t.Tenant, keyProject: t.Project, keyTicket: t.ID,
+					keyOrdinal: int64(c.Ordinal), keyTitle: t.Title, keyText: c.Text,
+				}),
+			}
+		}
+		if _, err := s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.chunks, Wait: &wait, Points: pts}); err != nil {
+			return unavailable("upsert", err)
+		}
+	}
+	stale := ticketFilter(t.ID)
+	if len(ids) > 0 {
+		stale.MustNot = []*qdrant.Condition{qdrant.NewHasID(ids...)}
+	}
+	if _, err := s.c.Delete(ctx, &qdrant.DeletePoints{CollectionName: s.chunks, Wait: &wait, Points: qdrant.NewPointsSelectorFilter(stale)}); err != nil {
+		return unavailable("upsert", err)
+	}
+	_, err := s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.tickets, Wait: &wait, Points: []*qdrant.PointStruct{{
+		Id:      ticketID(t.ID),
+		Vectors: qdrant.NewVectors(1),
+		Payload: qdrant.NewValueMap(map[string]any{
+			keyKind: kindTicket, keyTicket: t.ID, keyTenant: t.Tenant, keyProject: t.Project,
+			keyTitle: t.Title, keyBody: t.Body, keyUpdated: t.UpdatedAt.UTC().Format(time.RFC3339Nano),
+			keyHash: t.ContentHash, keyChunks: int64(len(chunks)),
+		}),
+	}}})
+	if err != nil {
+		return unavailable("upsert", err)
+	}
+	return nil
+}
+
+// Delete implements retrieval.Store: chunks first, so a failure half way leaves a
+// ticket that the next sync deletes again, never chunks without a ticket record.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	wait := true
+	if _, err := s.c.Delete(ctx, &qdrant.DeletePoints{CollectionName: s.chunks, Wait: &wait, Points: qdrant.NewPointsSelectorFilter(ticketFilter(id))}); err != nil {
+		return unavailable("delete", err)
+	}
+	if _, err := s.c.Delete(ctx, &qdrant.DeletePoints{CollectionName: s.tickets, Wait: &wait, Points: qdrant.NewPointsSelector(ticketID(id))}); err != nil {
+		return unavailable("delete", err)
+	}
+	return nil
+}
+
+// Move implements retrieval.Store. The chunks' project changes in one payload
+// update (per point, not atomically across points).
+func (s *Store) Move(ctx context.Context, id, project string) error {
+	if _, err := s.Get(ctx, id); err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	wait := true
+	set := qdrant.NewValueMap(map[string]any{keyProject: project})
+	if _, err := s.c.SetPayload(ctx, &qdrant.SetPayloadPoints{CollectionName: s.chunks, Wait: &wait, Payload: set,
+		PointsSelector: qdrant.NewPointsSelectorFilter(ticketFilter(id))}); err != nil {
+		return unavailable("move", err)
+	}
+	if _, err := s.c.SetPayload(ctx, &qdrant.SetPayloadPoints{CollectionName: s.tickets, Wait: &wait, Payload: set,
+		PointsSelector: qdrant.NewPointsSelector(ticketID(id))}); err != nil {
+		return unavailable("move", err)
+	}
+	return nil
+}
+
+// Get implements retrieval.Store.
+func (s *Store) Get(ctx context.Context, id string) (retrieval.Ticket, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	pts, err := s.c.Get(ctx, &qdrant.GetPoints{CollectionName: s.tickets, Ids: []*qdrant.PointId{ticketID(id)}, WithPayload: qdrant.NewWithPayload(true)})
+	if err != nil {
+		return retrieval.Ticket{}, unavailable("get", err)
+	}
+	if len(pts) == 0 {
+		return retrieval.Ticket{}, fmt.Errorf("get %q: %w", id, retrieval.ErrNotFound)
+	}
+	t, _ := ticketFromPayload(pts[0].GetPayload())
+	return t, nil
+}
+
+func ticketFromPayload(p map[string]*qdrant.Value) (retrieval.Ticket, int) {
+	t := retrieval.Ticket{
+		ID: p[keyTicket].GetStringValue(), Tenant: p[keyTenant].GetStringValue(), Project: p[keyProject].GetStringValue(),
+		Title: p[keyTitle].GetStringValue(), Body: p[keyBody].GetStringValue(), ContentHash: p[keyHash].GetStringValue(),
+	}
+	t.UpdatedAt, _ = time.Parse(time.RFC3339Nano, p[keyUpdated].GetStringValue())
+	return t, int(p[keyChunks].GetIntegerValue())
+}
+
+// filter translates f: must tenant, and unless AllProjects, should (at least one
+// of) project in P, ticket in D.
+func filter(f retrieval.Filter) *qdrant.Filter {
+	q := &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword(keyTenant, f.Tenant)}}
+	if f.AllProjects {
+		return q
+	}
+	if len(f.Projects) > 0 {
+		q.Should = append(q.Should, qdrant.NewMatchKeywords(keyProject, f.Projects...))
+	}
+	if len(f.Tickets) > 0 {
+		q.Should = append(q.Should, qdrant.NewMatchKeywords(keyTicket, f.Tickets...))
+	}
+	return q
+}
+
+// Count implements retrieval.Store.
+func (s *Store) Count(ctx context.Context, f retrieval.Filter) (int, error) {
+	if f.Empty() {
+		return 0, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	exact := true
+	n, err := s.c.Count(ctx, &qdrant.CountPoints{CollectionName: s.chunks, Filter: filter(f), Exact: &exact})
+	if err != nil {
+		return 0, unavailable("count", err)
+	}
+	return int(n), nil
+}
+
+// tieSlack is how many candidates beyond offset+k a search fetches, so chunks
+// tied with the last one are all seen and ordered by (ticket, ordinal) here:
+// Qdrant orders ties by point id.
+const tieSlack = 16
+
+// Search implements retrieval.Store.
+func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
+	if err := retrieval.CheckSearch(r, s.cfg.Meta.Dim); err != nil {
+		return nil, err
+	}
+	if r.Filter.Empty() {
+		return nil, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	limit := uint64(r.Offset + r.K + tieSlack)
+	params := &qdrant.SearchParams{}
+	if s.cfg.Exact {
+		params.Exact = &s.cfg.Exact
+	}
+	if s.cfg.HnswEf > 0 {
+		ef := uint64(max(s.cfg.HnswEf, int(limit)))
+		params.HnswEf = &ef
+	}
+	pts, err := s.c.Query(ctx, &qdrant.QueryPoints{
+		CollectionName: s.chunks,
+		Query:          qdrant.NewQueryDense(r.Vector),
+		Filter:         filter(r.Filter),
+		Params:         params,
+		Limit:          &limit,
+		WithPayload:    qdrant.NewWithPayloadInclude(keyTenant, keyProject, keyTicket, keyOrdinal, keyTitle, keyText),
+	})
+	if err != nil {
+		return nil, unavailable("search", err)
+	}
+	hits := make([]retrieval.Hit, len(pts))
+	for i, p := range pts {
+		pl := p.GetPayload()
+		hits[i] = retrieval.Hit{
+			TicketID: pl[keyTicket].GetStringValue(), Tenant: pl[keyTenant].GetStringValue(),
+			Project: pl[keyProject].GetStringValue(), Title: pl[keyTitle].GetStringValue(),
+			Ordinal: int(pl[keyOrdinal].GetIntegerValue()), Text: pl[keyText].GetStringValue(), Score: p.GetScore(),
+		}
+	}
+	slices.SortFunc(hits, func(a, b retrieval.Hit) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.TicketID, b.TicketID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Ordinal, b.Ordinal)
+	})
+	if r.Offset >= len(hits) {
+		return nil, nil
+	}
+	hits = hits[r.Offset:]
+	return hits[:min(r.K, len(hits))], nil
+}
+
+// Tickets implements retrieval.Store, scrolling the tickets collection by pages.
+func (s *Store) Tickets(ctx context.Context) iter.Seq2[retrieval.TicketRef, error] {
+	return func(yield func(retrieval.TicketRef, error) bool) {
+		var offset *qdrant.PointId
+		page := uint32(ticketsPage)
+		for {
+			pts, next, err := s.c.ScrollAndOffset(ctx, &qdrant.ScrollPoints{
+				CollectionName: s.tickets,
+				Filter:         &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword(keyKind, kindTicket)}},
+				Offset:         offset,
+				Limit:          &page,
+				WithPayload:    qdrant.NewWithPayloadExclude(keyBody, keyTitle),
+			})
+			if err != nil {
+				yield(retrieval.TicketRef{}, unavailable("tickets", err))
+				return
+			}
+			for _, p := range pts {
+				t, n := ticketFromPayload(p.GetPayload())
+				ref := retrieval.TicketRef{ID: t.ID, Tenant: t.Tenant, Project: t.Project, UpdatedAt: t.UpdatedAt, ContentHash: t.ContentHash, Chunks: n}
+				if !yield(ref, nil) {
+					return
+				}
+			}
+			if next == nil || len(pts) == 0 {
+				return
+			}
+			offset = next
+		}
+	}
+}
+
+// Stats implements retrieval.Store.
+func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st := retrieval.Stats{Dim: s.cfg.Meta.Dim, Model: s.cfg.Meta.Model, Backend: "qdrant"}
+	exact := true
+	chunks, err := s.c.Count(ctx, &qdrant.CountPoints{CollectionName: s.chunks, Exact: &exact})
+	if err != nil {
+		return st, unavailable("stats", err)
+	}
+	tickets, err := s.c.Count(ctx, &qdrant.CountPoints{CollectionName: s.tickets, Exact: &exact,
+		Filter: &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword(keyKind, kindTicket)}}})
+	if err != nil {
+		return st, unavailable("stats", err)
+	}
+	st.Tickets, st.Chunks = int(tickets), int(chunks)
+	return st, nil
+}
+
+// Close closes the gRPC connections.
+func (s *Store) Close() error { return s.c.Close() }
+
+// Drop deletes both collections of the index (tests, and operators resetting an
+// index built with another model).
+func (s *Store) Drop(ctx context.Context) error {
+	for _, name := range []string{s.chunks, s.tickets} {
+		if err := s.c.DeleteCollection(ctx, name); err != nil {
+			return unavailable("drop", err)
+		}
+	}
+	return nil
+}
