@@ -13,8 +13,6 @@ import (
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
-	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
-	"github.com/clearance-dev/clearance/authz/fgafile"
 	"github.com/clearance-dev/clearance/indexer"
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
@@ -29,21 +27,10 @@ type fixture struct {
 	ix     *indexer.Indexer
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	e, err := fgaembedded.New(ctx, fgaembedded.Config{Datastore: fgaembedded.Memory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	org, err := fgafile.Parse(testdata.OrgFGA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := org.WriteTuples(ctx, e, 0); err != nil {
-		t.Fatal(err)
-	}
+	e := demoEngine(t)
 	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 256})
 	st, err := storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
 	if err != nil {
