@@ -26,9 +26,11 @@ const mcpAudience = "https://clearance.test"
 // JWTs with the api/auth verifier.
 type mcpEnv struct {
 	*fixture
-	base string
-	dev  *auth.DevKey
-	log  *filter.MemoryLog
+	base   string
+	dev    *auth.DevKey
+	log    *filter.MemoryLog
+	engine *faultyEngine
+	store  *faultyStore
 }
 
 func newMCPEnv(t *testing.T) *mcpEnv {
@@ -36,7 +38,8 @@ func newMCPEnv(t *testing.T) *mcpEnv {
 	ctx := context.Background()
 	f := newFixture(t)
 	log := &filter.MemoryLog{}
-	planner := filter.New(filter.Config{}, f.engine, f.store, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), log)
+	eng, st := &faultyEngine{Engine: f.engine}, &faultyStore{Store: f.store}
+	planner := filter.New(filter.Config{}, eng, st, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), log)
 	dev, err := auth.LoadOrCreateDevKey(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +57,7 @@ func newMCPEnv(t *testing.T) *mcpEnv {
 		Areas: []Area{&SearchAPI{Planner: planner}},
 	})
 	(&MCP{Planner: planner, Version: "test"}).Mount(srv)
-	return &mcpEnv{fixture: f, base: serveHandler(t, srv.Handler()), dev: dev, log: log}
+	return &mcpEnv{fixture: f, base: serveHandler(t, srv.Handler()), dev: dev, log: log, engine: eng, store: st}
 }
 
 // token mints a dev token; who is "user" or "user+agent" as in searchPrincipals.
@@ -298,7 +301,7 @@ func TestMCPNoLeaks(t *testing.T) {
 
 func (e *mcpEnv) allowed(t *testing.T, p authz.Principal, id string) bool {
 	t.Helper()
-	ok, err := e.engine.Check(context.Background(), authz.Query{ContextualTuples: p.ContextualTuples(), Consistency: authz.HigherConsistency},
+	ok, err := e.fixture.engine.Check(context.Background(), authz.Query{ContextualTuples: p.ContextualTuples(), Consistency: authz.HigherConsistency},
 		authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + id})
 	if err != nil {
 		t.Fatal(err)
@@ -428,4 +431,31 @@ func TestMCPAuth(t *testing.T) {
 	}
 	// The same token works: the refusals above are about the credential.
 	e.mcpSearch(t, e.session(t, good), map[string]any{"query": "login timeout"})
+}
+
+// TestMCPFailClosed: with the engine or the store down, both tools answer a
+// tool error that names no ticket and carries no results, and recover after.
+func TestMCPFailClosed(t *testing.T) {
+	e := newMCPEnv(t)
+	s := e.session(t, e.readToken(t, "anne", "acme"))
+	for _, down := range []interface{ Store(bool) }{&e.engine.down, &e.store.down} {
+		down.Store(true)
+		for _, c := range []struct {
+			tool string
+			args map[string]any
+		}{
+			{"search_tickets", map[string]any{"query": "login timeout"}},
+			{"get_ticket", map[string]any{"id": "WEB-1"}},
+		} {
+			res := callTool(t, s, c.tool, c.args, nil)
+			if !res.IsError || res.StructuredContent != nil || !strings.Contains(text(res), "unavailable") {
+				t.Fatalf("%s with a backend down: %+v %q", c.tool, res, text(res))
+			}
+		}
+		down.Store(false)
+	}
+	var tk ticketResponse
+	if res := callTool(t, s, "get_ticket", map[string]any{"id": "WEB-1"}, &tk); res.IsError || tk.ID != "WEB-1" {
+		t.Fatalf("after recovery: %q", text(res))
+	}
 }
