@@ -37,6 +37,7 @@ const (
 	DefaultMaxSegmentBytes   = 32 << 20
 	DefaultMaxSegmentAge     = 24 * time.Hour
 	DefaultRetentionInterval = time.Hour
+	DefaultPreallocate       = 4 << 20
 )
 
 // Config of a file log.
@@ -56,6 +57,12 @@ type Config struct {
 	// FailOpen lets Append succeed when the disk fails (the record is lost and an
 	// error is logged). Off by default: searches then fail closed.
 	FailOpen bool
+	// Preallocate is how far ahead segment files are filled with zeros (default
+	// 4 MiB, capped at MaxSegmentBytes; negative: off). Appends then overwrite
+	// allocated space and are made durable with fdatasync, which needs no journal
+	// commit: on a shared disk that keeps an append from waiting for other
+	// processes' dirty data. A segment's records end where the zeros start.
+	Preallocate int64
 	// NoSync skips fsync (tests and benchmarks only: a crash may lose records).
 	NoSync bool
 	// ReadOnly opens without the lock and without a writer, for `clearance audit`
@@ -82,6 +89,7 @@ type Log struct {
 	mu       sync.Mutex // guards everything below
 	segs     []segment
 	f        *os.File // active (last) segment
+	alloc    int64    // physical size of the active segment (>= its records' end)
 	segStart time.Time
 	headID   string
 	headHash string
@@ -117,6 +125,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.RetentionInterval <= 0 {
 		cfg.RetentionInterval = DefaultRetentionInterval
 	}
+	if cfg.Preallocate == 0 {
+		cfg.Preallocate = DefaultPreallocate
+	}
+	cfg.Preallocate = min(cfg.Preallocate, cfg.MaxSegmentBytes)
 	if cfg.Retention < 0 {
 		return nil, clearance.Invalid("retention", "must not be negative")
 	}
@@ -261,12 +273,14 @@ func (l *Log) recover() error {
 			return fmt.Errorf("audit: %w", err)
 		}
 		end, last := validEnd(data)
-		if i == len(segs)-1 && end < int64(len(data)) {
-			// The one write a crash interrupted; it was never acknowledged.
-			if err := os.Truncate(segs[i].path, end); err != nil {
-				return fmt.Errorf("audit: cut torn tail: %w", err)
+		if i == len(segs)-1 {
+			if torn := tornBytes(data, end); torn > 0 {
+				// The one write a crash interrupted; it was never acknowledged.
+				if err := os.Truncate(segs[i].path, end); err != nil {
+					return fmt.Errorf("audit: cut torn tail: %w", err)
+				}
+				l.log.Warn("audit: cut torn tail left by a crash", "segment", filepath.Base(segs[i].path), "offset", end, "bytes", torn)
 			}
-			l.log.Warn("audit: cut torn tail left by a crash", "segment", filepath.Base(segs[i].path), "offset", end, "bytes", int64(len(data))-end)
 		}
 		if last != nil {
 			if cp == nil || last.ID > cp.ID {
@@ -284,11 +298,11 @@ func (l *Log) recover() error {
 		}
 	}
 	act := &segs[len(segs)-1]
-	f, err := os.OpenFile(act.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(act.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	st, err := f.Stat()
+	data, err := os.ReadFile(act.path)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("audit: %w", err)
@@ -297,9 +311,14 @@ func (l *Log) recover() error {
 		f.Close()
 		return fmt.Errorf("audit: %w", err)
 	}
-	act.size = st.Size()
-	l.f, l.segs = f, segs
+	act.size, _ = validEnd(data)
+	l.f, l.segs, l.alloc = f, segs, int64(len(data))
 	return nil
+}
+
+// tornBytes counts the bytes after end that are not preallocation zeros.
+func tornBytes(data []byte, end int64) int64 {
+	return int64(len(bytes.TrimRight(data[end:], "\x00")))
 }
 
 // Append makes r durable (group commit) and fills its ID, PrevHash and Hash.
@@ -336,9 +355,20 @@ func (l *Log) flush(recs []*audit.Pending) error {
 		head, headID = p.Record.Hash, p.Record.ID
 	}
 	l.buf = buf
-	_, err := l.f.Write(buf)
+	end := act.size + int64(len(buf))
+	grow := end > l.alloc
+	if grow && l.cfg.Preallocate > 0 {
+		// Zeros up to the next preallocation step, in the same write.
+		pad := (end+l.cfg.Preallocate-1)/l.cfg.Preallocate*l.cfg.Preallocate - end
+		buf = append(buf, make([]byte, pad)...)
+	}
+	_, err := l.f.WriteAt(buf, act.size)
 	if err == nil && !l.cfg.NoSync {
-		err = l.f.Sync()
+		if grow {
+			err = l.f.Sync() // the size changed: metadata too
+		} else {
+			err = syncData(l.f)
+		}
 	}
 	if err != nil {
 		// Take the batch back so no unacknowledged record stays in front of later
@@ -347,12 +377,14 @@ func (l *Log) flush(recs []*audit.Pending) error {
 			l.broken = fmt.Errorf("write failed (%v) and could not be undone: %w", err, terr)
 			l.log.Error("audit log is broken; appends fail until restart", "err", l.broken)
 		}
+		l.alloc = act.size
 		return fmt.Errorf("%w: write: %v", audit.ErrUnavailable, err)
 	}
+	l.alloc = max(l.alloc, act.size+int64(len(buf)))
 	if act.size == 0 {
 		act.firstID, l.segStart = recs[0].Record.ID, now
 	}
-	act.size += int64(len(buf))
+	act.size = end
 	l.headHash, l.headID = head, headID
 	if act.size >= l.cfg.MaxSegmentBytes {
 		if err := l.rotate(); err != nil {
@@ -367,7 +399,7 @@ func (l *Log) flush(recs []*audit.Pending) error {
 func (l *Log) rotate() error {
 	next := l.segs[len(l.segs)-1].seq + 1
 	path := filepath.Join(l.segDir(), segName(next))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("%w: rotate: %v", audit.ErrUnavailable, err)
 	}
@@ -376,8 +408,9 @@ func (l *Log) rotate() error {
 		os.Remove(path)
 		return fmt.Errorf("%w: rotate: %v", audit.ErrUnavailable, err)
 	}
+	// The finished segment keeps its zero tail; readers stop at the last record.
 	l.f.Close()
-	l.f = f
+	l.f, l.alloc = f, 0
 	l.segs = append(l.segs, segment{seq: next, path: path})
 	l.segStart = time.Time{}
 	return nil
@@ -591,8 +624,8 @@ func (l *Log) Verify(ctx context.Context) (audit.VerifyReport, error) {
 		end := int64(len(data))
 		if i == len(segs)-1 {
 			end, _ = validEnd(data)
-			if end < int64(len(data)) {
-				v.Torn(audit.TornTail{Segment: filepath.Base(s.path), Offset: end, Bytes: int64(len(data)) - end})
+			if torn := tornBytes(data, end); torn > 0 {
+				v.Torn(audit.TornTail{Segment: filepath.Base(s.path), Offset: end, Bytes: torn})
 			}
 		}
 		for _, line := range lines(data[:end]) {
