@@ -37,7 +37,7 @@ func (h *Hashing) Dim() int { return h.dim }
 
 // Model identifies the embedding space; the version changes whenever features or
 // weights change, so an index built by another version is refused.
-func (h *Hashing) Model() string { return fmt.Sprintf("hashing-v1-%d", h.dim) }
+func (h *Hashing) Model() string { return fmt.Sprintf("hashing-v2-%d", h.dim) }
 
 // Embed returns one unit vector per text.
 func (h *Hashing) Embed(ctx context.Context, texts []string) ([][]float32, error) {
@@ -108,7 +108,9 @@ func (h *Hashing) embed(text string, v []float32, buf []byte) []byte {
 // add puts a signed feature into the vector: the hash picks the dimension and the
 // sign, so collisions cancel out on average instead of piling up.
 func (h *Hashing) add(v []float32, hash uint64, w float32) {
-	i := (hash >> 1) % uint64(h.dim)
+	// The high 32 bits pick the dimension by multiply-shift (no division), the low
+	// bit the sign.
+	i := (hash >> 32) * uint64(h.dim) >> 32
 	if hash&1 == 1 {
 		w = -w
 	}
@@ -137,22 +139,32 @@ func (h *Hashing) addNgrams(v []float32, word []byte, w float32) {
 		}
 		return word[i-1]
 	}
-	for size := minNgram; size <= maxNgram; size++ {
-		for start := 0; start+size <= n; start++ {
-			hash := uint64(14695981039346656037) ^ uint64(size)
-			for i := start; i < start+size; i++ {
-				hash ^= uint64(padded(i))
-				hash *= 1099511628211
+	// One FNV pass per start position yields the 3-, 4- and 5-gram there; the
+	// size is mixed in afterwards so equal prefixes of other sizes differ.
+	for start := 0; start+minNgram <= n; start++ {
+		hash := uint64(14695981039346656037)
+		for i := start; i < start+maxNgram && i < n; i++ {
+			hash ^= uint64(padded(i))
+			hash *= 1099511628211
+			if size := i - start + 1; size >= minNgram {
+				h.add(v, mix(hash, uint64(size)), each)
 			}
-			h.add(v, hash, each)
 		}
 	}
 }
 
-// nextWord lowercases the next run of letters and digits of s into buf.
+// nextWord lowercases the next run of letters and digits of s into buf. ASCII
+// takes a fast path; other runes go through unicode.
 func nextWord(s string, buf []byte) (word []byte, rest string, out []byte) {
 	i := 0
 	for i < len(s) {
+		if c := s[i]; c < utf8.RuneSelf {
+			if isAlnumASCII(c) {
+				break
+			}
+			i++
+			continue
+		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			break
@@ -160,6 +172,17 @@ func nextWord(s string, buf []byte) (word []byte, rest string, out []byte) {
 		i += size
 	}
 	for i < len(s) {
+		if c := s[i]; c < utf8.RuneSelf {
+			if !isAlnumASCII(c) {
+				break
+			}
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf = append(buf, c)
+			i++
+			continue
+		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
 			break
@@ -170,11 +193,15 @@ func nextWord(s string, buf []byte) (word []byte, rest string, out []byte) {
 	return buf, s[i:], buf
 }
 
+func isAlnumASCII(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
 // wordWeight approximates inverse document frequency without a corpus: stop words
 // and very short words say little, words with digits (error codes, ids, versions)
 // and long words say a lot.
 func wordWeight(w []byte) float32 {
-	if stopWords[string(w)] {
+	if isStopWord(w) {
 		return 0.05
 	}
 	digits := false
@@ -215,19 +242,19 @@ func mix(a, b uint64) uint64 {
 	return x
 }
 
-var stopWords = func() map[string]bool {
-	m := map[string]bool{}
-	for _, w := range []string{
-		"a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could",
+// isStopWord reports the most frequent English function words (a switch on
+// string(w) compiles to a lookup without allocating).
+func isStopWord(w []byte) bool {
+	switch string(w) {
+	case "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could",
 		"did", "do", "does", "for", "from", "had", "has", "have", "he", "her", "his",
 		"i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on",
 		"or", "our", "she", "so", "than", "that", "the", "their", "them", "then",
 		"there", "these", "they", "this", "to", "too", "up", "us", "was", "we", "were",
 		"what", "when", "where", "which", "while", "who", "why", "will", "with",
 		"would", "you", "your", "after", "before", "also", "all", "any", "some",
-		"should", "just", "about", "again", "still", "only", "very", "more", "most",
-	} {
-		m[w] = true
+		"should", "just", "about", "again", "still", "only", "very", "more", "most":
+		return true
 	}
-	return m
-}()
+	return false
+}

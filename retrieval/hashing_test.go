@@ -172,3 +172,67 @@ func BenchmarkHashingEmbed(b *testing.B) {
 		}
 	}
 }
+
+// TestHashingQueriesFindTicketsSharingRareWords: on a small fixed corpus where
+// every ticket shares common support words ("error", "customer", "fails") with the
+// others, a short query finds the one ticket that shares its rare words, even with
+// other case, punctuation and word order.
+func TestHashingQueriesFindTicketsSharingRareWords(t *testing.T) {
+	corpus := []string{
+		"Login fails for the customer: SAML assertion rejected because of clock skew on the IdP",
+		"Customer reports checkout error 502 from the payments gateway after the deploy",
+		"CSV export fails with an out of memory error for customers with large projects",
+		"Password reset e-mail never arrives; customer checked the spam folder, still an error",
+		"Webhook deliveries to Slack fail with error 410 Gone since the customer rotated the URL",
+		"Dashboard loads slowly for the customer; p99 latency of the reports endpoint is 9 seconds",
+		"Mobile app crashes on Android 14 when the customer opens an attachment, error in PdfRenderer",
+		"Invoice PDF shows the wrong VAT rate for German customers after the tax table update",
+		"SSO login fails for the customer after Okta certificate rotation, error invalid signature",
+		"Customer cannot upload files larger than 2 GB, the S3 multipart upload fails with error",
+		"Search returns stale results for the customer; Elasticsearch reindex job failed overnight",
+		"Two-factor codes rejected for the customer; TOTP drift because the phone clock is wrong",
+		"Customer asks to delete their account under GDPR; the deletion job fails with an error",
+		"Rate limiting error 429 for the customer's API integration during the nightly sync",
+		"Timezone bug: the customer's scheduled reports run an hour late after the DST change",
+	}
+	queries := map[string]int{
+		"saml clock skew":                      0,
+		"payments gateway 502":                 1,
+		"CSV export out of memory":             2,
+		"slack webhook 410":                    4,
+		"android attachment crash PdfRenderer": 6,
+		"VAT rate invoice":                     7,
+		"okta certificate rotation":            8,
+		"S3 multipart upload":                  9,
+		"elasticsearch reindex stale":          10,
+		"TOTP drift":                           11,
+		"GDPR deletion":                        12,
+		"429 rate limiting API":                13,
+		"DST timezone":                         14,
+	}
+	h := retrieval.NewHashing(retrieval.HashingConfig{})
+	docs, err := h.Embed(context.Background(), corpus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range queries {
+		v, err := h.Embed(context.Background(), []string{q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		best, second := -1, float32(-2)
+		var bestScore float32 = -2
+		for i, d := range docs {
+			s := dot(v[0], d)
+			if s > bestScore {
+				best, second, bestScore = i, bestScore, s
+			} else if s > second {
+				second = s
+			}
+		}
+		if best != want {
+			t.Errorf("query %q: best hit %q (%.3f), want %q", q, corpus[best], bestScore, corpus[want])
+		}
+		t.Logf("%-38q best %.3f, runner-up %.3f", q, bestScore, second)
+	}
+}
