@@ -459,3 +459,35 @@ func TestMCPFailClosed(t *testing.T) {
 		t.Fatalf("after recovery: %q", text(res))
 	}
 }
+
+// TestMCPPlainHTTP: one JSON-RPC tools/call over plain HTTP, without a session
+// or initialize (the curl example of docs/mcp.md), answers JSON.
+func TestMCPPlainHTTP(t *testing.T) {
+	e := newMCPEnv(t)
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_tickets","arguments":{"query":"login timeout","top_k":3}}}`
+	req, err := http.NewRequest("POST", e.base+MCPPath, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+e.readToken(t, "anne", "acme"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Result struct {
+			StructuredContent searchAnswer `json:"structuredContent"`
+			IsError           bool         `json:"isError"`
+		} `json:"result"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	r := out.Result.StructuredContent
+	if out.Result.IsError || len(r.Results) != 3 || r.Status != "complete" || r.AuditID == "" {
+		t.Fatalf("%+v", out.Result)
+	}
+}
