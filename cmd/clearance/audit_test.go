@@ -15,17 +15,6 @@ import (
 	"github.com/clearance-dev/clearance/audit/filelog"
 )
 
-func runAuditCLI(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := newRootCommand()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
-}
-
 // TestAuditCommand runs tail, show and verify against a data dir, then edits a
 // record on disk and expects verify to name it and exit with status 1.
 func TestAuditCommand(t *testing.T) {
@@ -44,7 +33,7 @@ func TestAuditCommand(t *testing.T) {
 	}
 	l.Close()
 
-	out, err := runAuditCLI(t, "audit", "tail", "--data-dir", dir, "-n", "2")
+	out, err := runCLI(t, "audit", "tail", "--data-dir", dir, "-n", "2")
 	if err != nil {
 		t.Fatalf("tail: %v\n%s", err, out)
 	}
@@ -52,14 +41,14 @@ func TestAuditCommand(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], recs[2].ID) || !strings.HasPrefix(lines[1], recs[3].ID) || !strings.Contains(lines[1], "withheld=1") {
 		t.Fatalf("tail -n 2 printed:\n%s\nwant the last two records, oldest first", out)
 	}
-	out, err = runAuditCLI(t, "audit", "show", recs[1].ID, "--data-dir", dir)
+	out, err = runCLI(t, "audit", "show", recs[1].ID, "--data-dir", dir)
 	if err != nil || !strings.Contains(out, `"denied_by_check"`) || !strings.Contains(out, recs[1].Hash) {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
-	if out, err := runAuditCLI(t, "audit", "show", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--data-dir", dir); err == nil {
+	if out, err := runCLI(t, "audit", "show", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--data-dir", dir); err == nil {
 		t.Fatalf("show of a missing id succeeded:\n%s", out)
 	}
-	out, err = runAuditCLI(t, "audit", "verify", "--data-dir", dir)
+	out, err = runCLI(t, "audit", "verify", "--data-dir", dir)
 	if err != nil || !strings.Contains(out, "intact") || !strings.Contains(out, recs[3].Hash) {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
@@ -73,7 +62,7 @@ func TestAuditCommand(t *testing.T) {
 	if err := os.WriteFile(seg, edited, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err = runAuditCLI(t, "audit", "verify", "--data-dir", dir)
+	out, err = runCLI(t, "audit", "verify", "--data-dir", dir)
 	var exit exitError
 	if !errors.As(err, &exit) || exit.code != 1 || !strings.Contains(out, "edited at position 2 (id "+recs[2].ID+")") {
 		t.Fatalf("verify after an edit: %v\n%s", err, out)
