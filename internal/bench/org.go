@@ -44,7 +44,7 @@ func DefaultOrgConfig(chunks int) OrgConfig {
 		ChunksPerTicket:  2,
 		Tenants:          4,
 		ChunksPerProject: 250,
-		UsersPerBucket:   3,
+		UsersPerBucket:   1,
 		Seed:             42,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -185,4 +186,30 @@ func checkHits(ctx context.Context, eng Engine, p authz.Principal, hits []retrie
 		}
 	}
 	return allowed, (len(checks) + batchLimit - 1) / batchLimit, nil
+}
+
+// Planner sends queries through clearance's planner. With prewarm, each
+// principal's first query is run once untimed so the pre-filter cache is warm.
+func Planner(name string, pl *filter.Planner, prewarm bool) Strategy {
+	warmed := map[string]bool{}
+	return Strategy{Name: name, Search: func(ctx context.Context, p authz.Principal, q string, _ []float32, k int) (Outcome, error) {
+		req := filter.Request{Query: q, TopK: k}
+		if prewarm && !warmed[p.String()] {
+			warmed[p.String()] = true
+			if _, err := pl.Search(ctx, p, req); err != nil {
+				return Outcome{}, err
+			}
+		}
+		start := time.Now()
+		resp, err := pl.Search(ctx, p, req)
+		elapsed := time.Since(start)
+		if err != nil {
+			return Outcome{}, err
+		}
+		out := Outcome{Status: string(resp.Status), Elapsed: elapsed}
+		for _, r := range resp.Results {
+			out.Results = append(out.Results, Result{TicketID: r.TicketID, Ordinal: r.Chunk, Score: r.Score})
+		}
+		return out, nil
+	}}
 }
