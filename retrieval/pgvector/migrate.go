@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -13,7 +15,7 @@ import (
 
 // migrations are applied in order, each once, recorded in
 // clearance_schema_migrations. Never edit a released step: append a new one.
-// %[1]d is the embedding dimension (fixed when the index is created).
+// {{dim}} is the embedding dimension (fixed when the index is created).
 var migrations = []string{
 	1: `
 CREATE TABLE clearance_meta (
@@ -37,11 +39,13 @@ CREATE TABLE clearance_chunks (
   tenant text NOT NULL,
   project text NOT NULL,
   text text NOT NULL,
-  embedding vector(%[1]d) NOT NULL,
+  embedding vector({{dim}}) NOT NULL,
   PRIMARY KEY (ticket_id, ordinal)
 );
 CREATE INDEX clearance_chunks_tenant_project ON clearance_chunks (tenant, project);
 CREATE INDEX ` + hnswIndex + ` ON clearance_chunks USING hnsw (embedding vector_ip_ops);`,
+	// The search planner counts allowed chunks from the narrow tickets table.
+	2: `CREATE INDEX clearance_tickets_tenant_project ON clearance_tickets (tenant, project);`,
 }
 
 // hnswIndex is the name of the HNSW index (benchmarks drop it for bulk loads).
@@ -74,7 +78,7 @@ func migrate(ctx context.Context, cc *pgx.ConnConfig, meta retrieval.IndexMeta, 
 			return fmt.Errorf("schema version %d is newer than this build knows (%d)", version, len(migrations)-1)
 		}
 		for v := version + 1; v < len(migrations); v++ {
-			if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[v], meta.Dim)); err != nil {
+			if _, err := tx.Exec(ctx, strings.ReplaceAll(migrations[v], "{{dim}}", strconv.Itoa(meta.Dim))); err != nil {
 				return fmt.Errorf("migration %d: %w", v, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO clearance_schema_migrations (version) VALUES ($1)`, v); err != nil {
