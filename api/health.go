@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -57,7 +56,7 @@ func (s *Server) readyz(c echo.Context) error {
 	var (
 		mu     sync.Mutex
 		wg     sync.WaitGroup
-		failed []string
+		failed bool
 	)
 	checks := map[string]string{}
 	for name, p := range s.deps.Ready {
@@ -69,7 +68,7 @@ func (s *Server) readyz(c echo.Context) error {
 			defer mu.Unlock()
 			if err != nil {
 				s.log.Warn("readyz: backend not ready", "backend", name, "err", err)
-				failed = append(failed, name)
+				failed = true
 				checks[name] = "fail"
 				return
 			}
@@ -77,8 +76,7 @@ func (s *Server) readyz(c echo.Context) error {
 		}()
 	}
 	wg.Wait()
-	if len(failed) > 0 {
-		slices.Sort(failed)
+	if failed {
 		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "checks": checks})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ok", "checks": checks})

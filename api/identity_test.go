@@ -135,11 +135,10 @@ func sign(t *testing.T, k jwk.Key, alg jwa.SignatureAlgorithm, typ string, claim
 // identityEnv is a full server with a JWT verifier against a real JWKS server,
 // file-backed API keys and (when engine is set) the embedded engine.
 type identityEnv struct {
-	url   string
-	jwks  *jwksServer
-	key   jwk.Key
-	keys  *auth.Keys
-	whoIs map[string]authz.Principal
+	url  string
+	jwks *jwksServer
+	key  jwk.Key
+	keys *auth.Keys
 }
 
 // whoami echoes the verified principal (test-only area).
