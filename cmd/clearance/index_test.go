@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clearance-dev/clearance/authz"
 	authzembedded "github.com/clearance-dev/clearance/authz/embedded"
@@ -135,5 +136,37 @@ func TestIndexCommandPGVector(t *testing.T) {
 	// The watermark lives in the database: the second run reads nothing.
 	if out, err := runCLI(t, args...); err != nil || !strings.Contains(out, "seen 0,") {
 		t.Fatalf("second run: %v\n%s", err, out)
+	}
+}
+
+// A scheduled index runs at once, keeps running, and stops cleanly when its
+// context ends (SIGINT/SIGTERM in main).
+func TestIndexCommandSchedule(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := newRootCommand()
+	out := &syncBuffer{}
+	cmd.SetOut(out)
+	cmd.SetErr(out)
+	cmd.SetArgs([]string{"index", "--data-dir", t.TempDir(), "--source", "../../testdata/tickets.jsonl", "--embedding-dim", "64", "--schedule", "@every 1h"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "indexed jsonl:") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no run within 30s:\n%s", out.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the scheduled command ended: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if !strings.Contains(out.String(), "index schedule started") || !strings.Contains(out.String(), "failed 0") {
+		t.Fatalf("output:\n%s", out.String())
 	}
 }
