@@ -125,6 +125,21 @@ func (a *AuditReader) Register(g *echo.Group, principal func(echo.Context) (auth
 	})
 }
 
+// AuditGrants records every grant and revocation in the audit log (the server's
+// GrantRecorder), as records of kind "grant" or "revoke".
+type AuditGrants struct {
+	Log audit.Log
+}
+
+// RecordGrant appends one record for the event.
+func (g *AuditGrants) RecordGrant(ctx context.Context, e GrantEvent) error {
+	r := &audit.Record{Time: e.Time, Kind: e.Action, Tenant: e.By.Tenant, Principal: e.By, Status: "complete"}
+	for _, gr := range e.Grants {
+		r.Grants = append(r.Grants, audit.GrantChange{User: gr.User, Agent: gr.Agent, Project: gr.Project, ExpiresAt: gr.ExpiresAt})
+	}
+	return g.Log.Append(ctx, r)
+}
+
 // auditParams are the query parameters of GET /v1/audit.
 var auditParams = map[string]bool{"tenant": true, "principal": true, "agent": true, "ticket": true,
 	"since": true, "until": true, "cursor": true, "after": true, "limit": true}

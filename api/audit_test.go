@@ -187,3 +187,26 @@ func TestParseAuditFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditGrants: a grant event becomes a chained record the audit reader shows
+// to the tenant's admin.
+func TestAuditGrants(t *testing.T) {
+	f := newAuditFixture(t)
+	exp := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	by := user("acme", "anne", "tickets:read")
+	ev := GrantEvent{Time: time.Now(), Action: "grant", By: by, Grants: []Grant{{User: "anne", Agent: "copilot", Project: "apollo", ExpiresAt: &exp}}}
+	if err := (&AuditGrants{Log: f.log}).RecordGrant(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	page, err := (&AuditReader{Log: f.log, Engine: f.engine}).List(context.Background(), user("acme", "alice"), audit.Filter{Principal: "anne"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 1 || page.Records[0].Kind != "grant" || len(page.Records[0].Grants) != 1 ||
+		page.Records[0].Grants[0].Project != "apollo" || !page.Records[0].Grants[0].ExpiresAt.Equal(exp) {
+		t.Fatalf("grant records: %+v", page.Records)
+	}
+	if rep, err := f.log.Verify(context.Background()); err != nil || !rep.OK() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}

@@ -78,9 +78,20 @@ type Record struct {
 	ModelID     string           `json:"model_id"`
 	Consistency string           `json:"consistency"`
 	Latency     map[string]int64 `json:"latency_us"` // stage -> microseconds
-	// Chain fields, set by the log when the record is appended.
+	// Grants are the delegation changes of a "grant" or "revoke" record.
+	Grants []GrantChange `json:"grants,omitempty"`
+	// Chain fields (Hash must stay the last field: the log appends it to the
+	// encoded record)., set by the log when the record is appended.
 	PrevHash string `json:"prev_hash,omitempty"`
 	Hash     string `json:"hash,omitempty"`
+}
+
+// GrantChange is one delegation granted or revoked: User lets Agent read Project.
+type GrantChange struct {
+	User      string     `json:"user"`
+	Agent     string     `json:"agent"`
+	Project   string     `json:"project"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Log stores records. Append must be durable when it returns (or fail, and then the
