@@ -137,6 +137,15 @@ func TestPGSourceIncrementalAndFull(t *testing.T) {
 	want = expected(pgRows(append(gen, edit, move, del)))
 	checkStore(t, s, want, c)
 
+	// With a lag, the rows changed within it are read again and skipped by hash.
+	lagged, err := NewPG(PGConfig{Pool: pool, Table: "app.issues", Columns: cols, PageSize: 40, Lag: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := runOnce(t, s, st, lagged, false); sum.Seen != 3 || sum.Unchanged != 3 {
+		t.Fatalf("lagged run: %+v", sum)
+	}
+
 	sum = runOnce(t, s, st, src, true)
 	if sum.Deleted != 1 || sum.Embedded != 0 || sum.Seen != 229 {
 		t.Fatalf("full sync: %+v", sum)
