@@ -233,6 +233,11 @@ func (pl *Planner) list(ctx context.Context, p authz.Principal) (listing, error)
 		wg.Go(func() { c.ids, c.truncated, c.err = drain(ctx, pl.eng, q, c.user, c.relation, c.typ) })
 	}
 	wg.Wait()
+	// The engine reports a listing ended by the caller's cancellation as
+	// truncated; that is a failure, not a reason to widen the store query.
+	if err := ctx.Err(); err != nil {
+		return l, unavailable("list", err)
+	}
 	for _, c := range calls {
 		if c.err != nil {
 			return l, unavailable(fmt.Sprintf("list %s %s of %s", c.typ, c.relation, c.user), c.err)

@@ -79,6 +79,9 @@ func (pl *Planner) finish(ctx context.Context, rec *audit.Record, auditID *strin
 		return unavailable("append audit record", aerr)
 	}
 	*auditID = rec.ID
+	pl.cfg.Logger.Debug("filter: decision", "audit_id", rec.ID, "kind", rec.Kind, "principal", rec.Principal.String(),
+		"path", rec.Plan.Path, "status", rec.Status, "rounds", rec.Plan.Rounds, "checked", rec.Plan.Checked,
+		"denied", rec.Plan.Denied, "cache_hit", rec.Plan.CacheHit, "total_us", rec.Latency["total"])
 	return nil
 }
 
