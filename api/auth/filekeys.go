@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +24,12 @@ const keysFile = "api-keys.json"
 type FileKeys struct {
 	path string
 	mu   sync.Mutex
+
+	// The parsed file, reused while the file is the same inode: every writer
+	// renames a new file into place, so a change always shows as a new inode.
+	cacheMu  sync.Mutex
+	cached   keysDoc
+	cachedFI os.FileInfo
 }
 
 // OpenFileKeys uses dataDir/api-keys.json (created on first write).
@@ -39,17 +46,37 @@ type keysDoc struct {
 
 func (f *FileKeys) read() (keysDoc, error) {
 	var d keysDoc
-	b, err := os.ReadFile(f.path)
+	fh, err := os.Open(f.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return d, nil
 	}
 	if err != nil {
 		return d, fmt.Errorf("api keys: %w", err)
 	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return d, fmt.Errorf("api keys: %w", err)
+	}
+	f.cacheMu.Lock()
+	defer f.cacheMu.Unlock()
+	if f.cachedFI != nil && os.SameFile(f.cachedFI, fi) && f.cachedFI.ModTime().Equal(fi.ModTime()) && f.cachedFI.Size() == fi.Size() {
+		return f.cached.clone(), nil
+	}
+	b, err := io.ReadAll(fh)
+	if err != nil {
+		return d, fmt.Errorf("api keys: %w", err)
+	}
 	if err := json.Unmarshal(b, &d); err != nil {
 		return d, fmt.Errorf("api keys %s: %w", f.path, err)
 	}
+	f.cached, f.cachedFI = d.clone(), fi
 	return d, nil
+}
+
+// clone copies the record list so callers may edit it.
+func (d keysDoc) clone() keysDoc {
+	return keysDoc{Keys: slices.Clone(d.Keys)}
 }
 
 // update runs fn on the document under both locks and writes the result.
