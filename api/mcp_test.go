@@ -61,7 +61,7 @@ func newMCPEnv(t *testing.T) *mcpEnv {
 }
 
 // token mints a dev token; who is "user" or "user+agent" as in searchPrincipals.
-func (e *mcpEnv) token(t *testing.T, who, tenant, audience string, scopes ...string) string {
+func (e *mcpEnv) token(t testing.TB, who, tenant, audience string, scopes ...string) string {
 	t.Helper()
 	user, agent, _ := strings.Cut(who, "+")
 	tok, err := e.dev.Mint(auth.TokenRequest{Subject: user, Tenant: tenant, Actor: agent, Scopes: scopes, Audience: audience, TTL: time.Hour})
@@ -71,7 +71,7 @@ func (e *mcpEnv) token(t *testing.T, who, tenant, audience string, scopes ...str
 	return tok
 }
 
-func (e *mcpEnv) readToken(t *testing.T, who, tenant string) string {
+func (e *mcpEnv) readToken(t testing.TB, who, tenant string) string {
 	return e.token(t, who, tenant, mcpAudience, ScopeTicketsRead)
 }
 
@@ -489,5 +489,23 @@ func TestMCPPlainHTTP(t *testing.T) {
 	r := out.Result.StructuredContent
 	if out.Result.IsError || len(r.Results) != 3 || r.Status != "complete" || r.AuditID == "" {
 		t.Fatalf("%+v", out.Result)
+	}
+}
+
+
+// TestMCPArgumentsCannotImpersonate: identity-looking arguments are refused by
+// the input schema (no additional properties): a tool has no way to name a
+// principal.
+func TestMCPArgumentsCannotImpersonate(t *testing.T) {
+	e := newMCPEnv(t)
+	s := e.session(t, e.readToken(t, "anne+copilot", "acme"))
+	for _, extra := range []map[string]any{{"user": "bob"}, {"sub": "bob", "tenant": "acme"}, {"act": nil}, {"principal": map[string]any{"user": "bob"}}} {
+		args := map[string]any{"query": "salary review", "top_k": 20}
+		for k, v := range extra {
+			args[k] = v
+		}
+		if res := callTool(t, s, "search_tickets", args, nil); !res.IsError || res.StructuredContent != nil {
+			t.Fatalf("%v: extra arguments accepted: %q", extra, text(res))
+		}
 	}
 }
