@@ -492,7 +492,6 @@ func TestMCPPlainHTTP(t *testing.T) {
 	}
 }
 
-
 // TestMCPArgumentsCannotImpersonate: identity-looking arguments are refused by
 // the input schema (no additional properties): a tool has no way to name a
 // principal.
