@@ -305,6 +305,23 @@ func (s *Store) count(ctx context.Context, f retrieval.Filter) (int, error) {
 	return int(n), nil
 }
 
+// countUpTo counts allowed chunks exactly when there are at most limit of them
+// and otherwise returns some number above limit, reading at most limit+1 ticket
+// rows in the common case: a whole-tenant filter need not sum every ticket.
+func (s *Store) countUpTo(ctx context.Context, f retrieval.Filter, limit int) (int, error) {
+	cond, args := where(f, "id", 1)
+	var tickets, chunks int64
+	err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(chunks), 0)
+FROM (SELECT c.chunks FROM clearance_tickets c WHERE %s LIMIT %d) x`, cond, limit+1), args...).Scan(&tickets, &chunks)
+	if err != nil {
+		return 0, unavailable("count", err)
+	}
+	if tickets <= int64(limit) || chunks > int64(limit) {
+		return int(chunks), nil // all tickets seen, or already past the limit
+	}
+	return s.count(ctx, f) // more tickets than limit but few chunks: count them all
+}
+
 // Search implements retrieval.Store.
 func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
 	hits, _, err := s.search(ctx, r, s.cfg.Plan)
@@ -323,7 +340,7 @@ func (s *Store) search(ctx context.Context, r retrieval.SearchRequest, plan Plan
 	defer cancel()
 	cond, args := where(r.Filter, "ticket_id", 2)
 	if plan == PlanAuto {
-		n, err := s.count(ctx, r.Filter)
+		n, err := s.countUpTo(ctx, r.Filter, s.cfg.ExactThreshold)
 		if err != nil {
 			return nil, plan, err
 		}
