@@ -76,11 +76,7 @@ func rsaKey(t *testing.T, kid string) jwk.Key {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := jwk.Import(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = k.Set(jwk.KeyIDKey, kid)
+	k := importKey(t, raw, kid)
 	_ = k.Set(jwk.AlgorithmKey, jwa.RS256())
 	return k
 }
@@ -91,6 +87,11 @@ func ecKey(t *testing.T, kid string) jwk.Key {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return importKey(t, raw, kid)
+}
+
+func importKey(t *testing.T, raw any, kid string) jwk.Key {
+	t.Helper()
 	k, err := jwk.Import(raw)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -325,4 +327,55 @@ type areaFunc func(g *echo.Group, principal func(echo.Context) (authz.Principal,
 
 func (f areaFunc) Register(g *echo.Group, principal func(echo.Context) (authz.Principal, error)) {
 	f(g, principal)
+}
+
+// recorder keeps grant events (the audit hook).
+type recorder struct{ events []GrantEvent }
+
+func (r *recorder) RecordGrant(_ context.Context, e GrantEvent) error {
+	r.events = append(r.events, e)
+	return nil
+}
+
+// TestAccessLogAndGrantHook: one info line per request with route, status and
+// principal, never the credential or the query string; grants reach the hook.
+func TestAccessLogAndGrantHook(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
+	e := demoEngine(t)
+	rec := &recorder{}
+	auth := staticAuth{"secret-token-value": {Kind: authz.KindUser, Tenant: "acme", User: "erin"}}
+	srv := httptest.NewServer(New(Config{Logger: log}, Deps{Auth: auth, Engine: e, GrantEvents: rec}).Handler())
+	defer srv.Close()
+	hdr := []string{"Authorization", "Bearer secret-token-value", "Content-Type", "application/json"}
+	resp, body := hsend(t, http.MethodPost, srv.URL+"/v1/grants?note=private-words", `{"agent":"scribe","projects":["acme-web"]}`, hdr...)
+	if resp.StatusCode != 201 {
+		t.Fatalf("grant: %d %s", resp.StatusCode, body)
+	}
+	hsend(t, http.MethodDelete, srv.URL+"/v1/grants/scribe", "", hdr...)
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if strings.Contains(out, "secret-token-value") || strings.Contains(out, "private-words") {
+		t.Fatalf("log leaks the credential or the query string:\n%s", out)
+	}
+	if !strings.Contains(out, `"route":"/v1/grants"`) || !strings.Contains(out, `"status":201`) || !strings.Contains(out, `"principal":"user:acme/erin"`) {
+		t.Fatalf("access log line missing:\n%s", out)
+	}
+	if len(rec.events) != 2 || rec.events[0].Action != "grant" || rec.events[1].Action != "revoke" ||
+		rec.events[1].Grants[0] != (Grant{User: "erin", Agent: "scribe", Project: "acme-web"}) || rec.events[0].By.User != "erin" {
+		t.Fatalf("grant events %+v", rec.events)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
