@@ -115,7 +115,7 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	a.closers = append(a.closers, a.audit.Close)
-	if a.keys, err = openServeKeys(ctx, cfg, log); err != nil {
+	if a.keys, err = keysFromFlags(ctx, cfg.DataDir, cfg.DatabaseURL, log.With("component", "api-keys")); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.keys.Close)
@@ -133,23 +133,6 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 		"store", cfg.Store, "embedder", cfg.Embedder, "model", a.embedder.Model(), "dim", a.embedder.Dim(),
 		"data_dir", cfg.DataDir, "database", redactURL(cfg.DatabaseURL))
 	return a, nil
-}
-
-// openServeKeys opens the API-key store: a PostgreSQL table with --database-url,
-// else a file in the data dir.
-func openServeKeys(ctx context.Context, cfg serveConfig, log *slog.Logger) (*auth.Keys, error) {
-	if cfg.DatabaseURL != "" {
-		b, err := auth.OpenPGKeys(ctx, cfg.DatabaseURL)
-		if err != nil {
-			return nil, err
-		}
-		return auth.NewKeys(b, log.With("component", "api-keys")), nil
-	}
-	b, err := auth.OpenFileKeys(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	return auth.NewKeys(b, log.With("component", "api-keys")), nil
 }
 
 // Close releases the backends in reverse order of opening.
