@@ -219,50 +219,59 @@ func crashVersions(r *rand.Rand, seed uint64, later time.Time) (v1, v2, v3 []Row
 	return v1, v2, v3
 }
 
+// crashTest runs the test as the indexer child when the environment says so
+// (and reports true), skips it in -short mode, and otherwise returns a logged
+// random seed's generator and the three source versions.
+func crashTest(t *testing.T) (child bool, r *rand.Rand, v1, v2, v3 []Row) {
+	if spec := os.Getenv(crashChildEnv); spec != "" {
+		crashChild(spec)
+		return true, nil, nil, nil, nil
+	}
+	if testing.Short() {
+		t.Skip("spawns indexer processes")
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r = rand.New(rand.NewPCG(seed, 1))
+	v1, v2, v3 = crashVersions(r, seed, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+	return false, r, v1, v2, v3
+}
+
+// jsonlPhases are the three versions written to a JSONL source.
+func jsonlPhases(t *testing.T, file string, v1, v2, v3 []Row) []crashPhase {
+	return []crashPhase{
+		{"first index", func() { writeJSONL(t, file, v1) }, expected(v1), false},
+		{"edits, moves, deletes", func() { writeJSONL(t, file, v2) }, expected(v2), false},
+		{"full sync", func() { writeJSONL(t, file, v3) }, expected(v3), true},
+	}
+}
+
 // TestKillAndResume kills the indexer process of a JSONL source at random
 // moments, restarts it, and checks at the end of each phase (first index;
 // edits, moves, deletes; full sync) that the store holds exactly the source:
 // the same tickets with the same content and chunk counts, nothing extra.
 func TestKillAndResume(t *testing.T) {
-	if spec := os.Getenv(crashChildEnv); spec != "" {
-		crashChild(spec)
+	child, r, v1, v2, v3 := crashTest(t)
+	if child {
 		return
 	}
-	if testing.Short() {
-		t.Skip("spawns indexer processes")
-	}
 	dir := t.TempDir()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	v1, v2, v3 := crashVersions(r, seed, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
 	spec := crashSpec{DataDir: dir, JSONL: filepath.Join(dir, "tickets.jsonl")}
-	killAndResume(t, spec, r, []crashPhase{
-		{"first index", func() { writeJSONL(t, spec.JSONL, v1) }, expected(v1), false},
-		{"edits, moves, deletes", func() { writeJSONL(t, spec.JSONL, v2) }, expected(v2), false},
-		{"full sync", func() { writeJSONL(t, spec.JSONL, v3) }, expected(v3), true},
-	})
+	killAndResume(t, spec, r, jsonlPhases(t, spec.JSONL, v1, v2, v3))
 }
 
 // TestKillAndResumePG does the same with a PostgreSQL source table and the
 // sync state in PostgreSQL: the keyset watermark must survive kills too.
 func TestKillAndResumePG(t *testing.T) {
-	if spec := os.Getenv(crashChildEnv); spec != "" {
-		crashChild(spec)
+	child, r, v1, v2, v3 := crashTest(t)
+	if child {
 		return
-	}
-	if testing.Short() {
-		t.Skip("spawns indexer processes")
 	}
 	url := testenv.DatabaseURL(t)
 	pool := newPool(t, url)
 	if _, err := pool.Exec(context.Background(), "CREATE SCHEMA app; "+pgSchema); err != nil {
 		t.Fatal(err)
 	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	v1, v2, v3 := crashVersions(r, seed, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
 	spec := crashSpec{DataDir: t.TempDir(), PGURL: url}
 	killAndResume(t, spec, r, []crashPhase{
 		{"first index", func() { pgInsert(t, pool, v1) }, expected(pgRows(v1)), false},
@@ -289,23 +298,12 @@ func TestKillAndResumePG(t *testing.T) {
 // TestKillAndResumePGVector kills the indexer of a JSONL source writing to a
 // pgvector store (one transaction per ticket), sync state in the same database.
 func TestKillAndResumePGVector(t *testing.T) {
-	if spec := os.Getenv(crashChildEnv); spec != "" {
-		crashChild(spec)
+	child, r, v1, v2, v3 := crashTest(t)
+	if child {
 		return
-	}
-	if testing.Short() {
-		t.Skip("spawns indexer processes")
 	}
 	url := testenv.DatabaseURL(t)
 	dir := t.TempDir()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	v1, v2, v3 := crashVersions(r, seed, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
 	spec := crashSpec{DataDir: dir, JSONL: filepath.Join(dir, "tickets.jsonl"), PGVectorURL: url}
-	killAndResume(t, spec, r, []crashPhase{
-		{"first index", func() { writeJSONL(t, spec.JSONL, v1) }, expected(v1), false},
-		{"edits, moves, deletes", func() { writeJSONL(t, spec.JSONL, v2) }, expected(v2), false},
-		{"full sync", func() { writeJSONL(t, spec.JSONL, v3) }, expected(v3), true},
-	})
+	killAndResume(t, spec, r, jsonlPhases(t, spec.JSONL, v1, v2, v3))
 }
