@@ -61,7 +61,7 @@ engine's Check), engine calls and candidates per query, as Markdown and JSON.`,
 	fl.IntVar(&f.queries, "queries", 3, "queries per principal")
 	fl.IntVar(&f.k, "k", 10, "results per query")
 	fl.IntVar(&f.naiveN, "naive-n", 3000, "tenant-wide candidates the naive post-filter checks")
-	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "deadline of one query; a strategy past it counts an error")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of one query; a strategy past it counts an error")
 	fl.Uint64Var(&f.seed, "seed", 42, "seed of the generated org and queries")
 	return cmd
 }
@@ -169,11 +169,12 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) error {
 // (every query lists projects) and warm (each principal's pre-filter cached by
 // an untimed first query).
 func plannerStrategies(eng authz.Engine, store retrieval.Store, emb retrieval.Embedder, log *slog.Logger) []bench.Strategy {
-	cold := filter.New(filter.Config{CacheSize: -1, Logger: log}, eng, store, emb, &filter.MemoryLog{})
-	warm := filter.New(filter.Config{Logger: log}, eng, store, emb, &filter.MemoryLog{})
+	coldLog, warmLog := &filter.MemoryLog{}, &filter.MemoryLog{}
+	cold := filter.New(filter.Config{CacheSize: -1, Logger: log}, eng, store, emb, coldLog)
+	warm := filter.New(filter.Config{Logger: log}, eng, store, emb, warmLog)
 	return []bench.Strategy{
-		bench.Planner("clearance (cold cache)", cold, false),
-		bench.Planner("clearance (warm cache)", warm, true),
+		bench.Planner("clearance (cold cache)", cold, coldLog, false),
+		bench.Planner("clearance (warm cache)", warm, warmLog, true),
 	}
 }
 

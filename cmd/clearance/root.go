@@ -66,19 +66,6 @@ func newVersionCommand() *cobra.Command {
 	}
 }
 
-// errNotImplemented is answered by subcommands whose issue has not landed yet.
-var errNotImplemented = errors.New("not implemented yet")
-
-func notImplemented(use, short string) *cobra.Command {
-	return &cobra.Command{
-		Use:   use,
-		Short: short + " (not implemented yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return fmt.Errorf("%s: %w", strings.Fields(use)[0], errNotImplemented)
-		},
-	}
-}
-
 // applyEnv fills every flag that was not set on the command line from its
 // CLEARANCE_* environment variable (--openfga-url is CLEARANCE_OPENFGA_URL).
 func applyEnv(cmd *cobra.Command) error {

@@ -65,11 +65,12 @@ func TestSmallestScaleCorrectness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	coldLog, warmLog := &filter.MemoryLog{}, &filter.MemoryLog{}
 	strategies := []Strategy{
 		NaivePostFilter(store, eng, 100),
 		ListObjectsOverTickets(store, eng),
-		Planner("clearance", filter.New(filter.Config{CacheSize: -1}, eng, store, emb, &filter.MemoryLog{}), false),
-		Planner("clearance warm", filter.New(filter.Config{}, eng, store, emb, &filter.MemoryLog{}), true),
+		Planner("clearance", filter.New(filter.Config{CacheSize: -1}, eng, store, emb, coldLog), coldLog, false),
+		Planner("clearance warm", filter.New(filter.Config{}, eng, store, emb, warmLog), warmLog, true),
 	}
 	rows, err := Run(ctx, corpus, eng, emb, strategies, RunConfig{K: 10, QueriesPerViewer: 1, Seed: 1, Timeout: time.Minute})
 	if err != nil {

@@ -302,7 +302,11 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 				a.n++
 				if err != nil {
 					a.errs++
-					a.statuses["error"]++
+					if qctx.Err() != nil {
+						a.statuses["timeout"]++
+					} else {
+						a.statuses["error"]++
+					}
 					cfg.Logger.Debug("strategy error", "strategy", s.Name, "err", err)
 					continue
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -190,7 +191,8 @@ func checkHits(ctx context.Context, eng Engine, p authz.Principal, hits []retrie
 
 // Planner sends queries through clearance's planner. With prewarm, each
 // principal's first query is run once untimed so the pre-filter cache is warm.
-func Planner(name string, pl *filter.Planner, prewarm bool) Strategy {
+// Engine calls and candidates are read from the planner's audit record in log.
+func Planner(name string, pl *filter.Planner, log *filter.MemoryLog, prewarm bool) Strategy {
 	warmed := map[string]bool{}
 	return Strategy{Name: name, Search: func(ctx context.Context, p authz.Principal, q string, _ []float32, k int) (Outcome, error) {
 		req := filter.Request{Query: q, TopK: k}
@@ -210,6 +212,31 @@ func Planner(name string, pl *filter.Planner, prewarm bool) Strategy {
 		for _, r := range resp.Results {
 			out.Results = append(out.Results, Result{TicketID: r.TicketID, Ordinal: r.Chunk, Score: r.Score})
 		}
+		if rec, ok := log.Record(resp.AuditID); ok {
+			out.Candidates = rec.Plan.Fetched
+			out.EngineCalls = plannerCalls(p, rec.Plan)
+		}
 		return out, nil
 	}}
+}
+
+// plannerCalls estimates the engine calls of one planner search from its audit
+// plan: the pre-filter's (none on a cache hit; the admin Check for users; one
+// ListObjects of projects and, for users and service accounts, one of shares)
+// plus one BatchCheck per round, more when a round checked more than a batch.
+func plannerCalls(p authz.Principal, plan audit.Plan) int {
+	calls := max(plan.Rounds, (plan.Checked+batchLimit-1)/batchLimit)
+	if plan.CacheHit {
+		return calls
+	}
+	if p.Kind == authz.KindUser {
+		calls++ // is the user a tenant admin?
+	}
+	if plan.Path != "tenant_admin" {
+		calls++ // ListObjects(project)
+		if p.Kind != authz.KindAgent {
+			calls++ // ListObjects(shared ticket)
+		}
+	}
+	return calls
 }
