@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/clearance-dev/clearance"
@@ -351,5 +352,34 @@ func TestPostRelationships(t *testing.T) {
 	remote := serve(t, &SearchAPI{Tickets: w}, Config{})
 	if a := do(t, "POST", remote+"/v1/relationships", "operator", map[string]any{"writes": []any{tuple("user:erin", "viewer", "ticket:SEC-2")}}); a.code != 409 {
 		t.Fatalf("remote engine: %d %s", a.code, a.raw)
+	}
+}
+
+// Concurrent moves of one ticket leave exactly one ticket#project tuple, and it
+// names the project the index has.
+func TestPostTicketsConcurrentMoves(t *testing.T) {
+	f := newFixture(t)
+	w := &TicketWriter{Store: f.store, Indexer: f.ix, Engine: f.engine}
+	base := serve(t, &SearchAPI{Tickets: w, Relationships: f.engine}, Config{})
+	projects := []string{"acme-web", "acme-api", "acme-docs", "acme-hr"}
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := row("WEB-5", "acme", projects[i%len(projects)], "Storefront returning 502 after CDN configuration push")
+			if a := do(t, "POST", base+"/v1/tickets", "indexer", map[string]any{"tickets": []any{r}}); a.code != 200 {
+				t.Errorf("push %d: %d %s", i, a.code, a.raw)
+			}
+		}()
+	}
+	wg.Wait()
+	got := f.projectTuples(t, "WEB-5")
+	st, err := f.store.Get(context.Background(), "WEB-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "project:"+st.Project {
+		t.Fatalf("tuples %v, index project %s", got, st.Project)
 	}
 }

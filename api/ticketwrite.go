@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
@@ -29,6 +30,11 @@ type TicketWriter struct {
 	// fed by the ticket system): then only the index is written.
 	Engine authz.Engine
 	Logger *slog.Logger
+
+	// mu serializes batches: each reads a ticket's current tuples and then
+	// replaces them, so two concurrent moves of one ticket could otherwise both
+	// keep their project tuple (and the ticket stay readable in the old project).
+	mu sync.Mutex
 }
 
 // ticketTuple is the ticket#project tuple of a ticket.
@@ -44,6 +50,8 @@ func tenantBound(p authz.Principal) bool { return p.Kind != authz.KindUser }
 // Apply validates every row, then writes them: all or nothing on validation
 // (a bad row writes nothing and its error names tickets[i].field).
 func (w *TicketWriter) Apply(ctx context.Context, p authz.Principal, rows []indexer.Row) (indexer.Summary, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	seen := make(map[string]int, len(rows))
 	for i, r := range rows {
 		field := fmt.Sprintf("tickets[%d]", i)
