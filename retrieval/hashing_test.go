@@ -236,3 +236,29 @@ func TestHashingQueriesFindTicketsSharingRareWords(t *testing.T) {
 		t.Logf("%-38q best %.3f, runner-up %.3f", q, bestScore, second)
 	}
 }
+
+// BenchmarkHashingTickets embeds every demo ticket (title and body) per op and
+// reports the cost per ticket.
+func BenchmarkHashingTickets(b *testing.B) {
+	var texts []string
+	bytesTotal := 0
+	sc := bufio.NewScanner(bytes.NewReader(testdata.Tickets))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var tk retrieval.Ticket
+		if err := json.Unmarshal(sc.Bytes(), &tk); err != nil {
+			b.Fatal(err)
+		}
+		texts = append(texts, tk.Title+"\n\n"+tk.Body)
+		bytesTotal += len(texts[len(texts)-1])
+	}
+	h := retrieval.NewHashing(retrieval.HashingConfig{Dim: 384})
+	b.SetBytes(int64(bytesTotal))
+	for b.Loop() {
+		if _, err := h.Embed(context.Background(), texts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(texts)), "ns/ticket")
+	b.ReportMetric(float64(bytesTotal)/float64(len(texts)), "bytes/ticket")
+}
