@@ -20,6 +20,7 @@ import (
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
 	"github.com/clearance-dev/clearance/retrieval/openai"
 	"github.com/clearance-dev/clearance/retrieval/pgvector"
+	"github.com/clearance-dev/clearance/retrieval/qdrant"
 )
 
 // defaultDataDir is where serve, index and demo (with --data-dir) keep the
@@ -42,9 +43,6 @@ const (
 	embedderOpenAI  = "openai"
 )
 
-// errNotAvailable is answered for a backend whose package has not landed yet.
-var errNotAvailable = errors.New("not available yet in this build")
-
 // serveConfig is everything `clearance serve` (and `demo`) is configured with.
 type serveConfig struct {
 	Addr        string
@@ -63,6 +61,7 @@ type serveConfig struct {
 	// Vector store and embedder.
 	Store        string // embedded | pgvector | qdrant
 	QdrantURL    string
+	QdrantKey    string
 	Embedder     string // hashing | openai
 	EmbeddingDim int
 	OpenAIURL    string
@@ -107,7 +106,8 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
 
 	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
-	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC URL for --store qdrant, e.g. http://127.0.0.1:6334")
+	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC address for --store qdrant, e.g. http://127.0.0.1:6334")
+	fl.StringVar(&c.QdrantKey, "qdrant-api-key", "", "API key for the Qdrant server")
 	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings)")
 	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any of 8..8192; openai: the model's output dimension)")
 	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API, e.g. http://127.0.0.1:11434/v1")
@@ -209,8 +209,8 @@ func (c *serveConfig) resolve() error {
 	default:
 		bad("--store %q: want embedded, pgvector or qdrant", c.Store)
 	}
-	if c.QdrantURL != "" && c.Store != storeQdrant {
-		bad("--qdrant-url needs --store qdrant")
+	if (c.QdrantURL != "" || c.QdrantKey != "") && c.Store != storeQdrant {
+		bad("--qdrant-url/--qdrant-api-key need --store qdrant")
 	}
 
 	// Embedder.
@@ -354,7 +354,11 @@ func (c *serveConfig) openStore(ctx context.Context, emb retrieval.Embedder, log
 		}
 		return s, nil
 	case storeQdrant:
-		return nil, fmt.Errorf("--store qdrant: %w", errNotAvailable)
+		s, err := qdrant.Open(ctx, qdrant.Config{URL: c.QdrantURL, APIKey: c.QdrantKey, Meta: meta, Logger: log.With("component", "store")})
+		if err != nil {
+			return nil, fmt.Errorf("qdrant store at %s: %w", c.QdrantURL, err)
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("--store %q: want embedded, pgvector or qdrant", c.Store)
 }
