@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/clearance-dev/clearance"
@@ -49,14 +51,8 @@ type MCP struct {
 
 // Mount adds /mcp to s behind s's authentication middleware (the /v1 one).
 func (m *MCP) Mount(s *Server) {
-	schemas := mcp.NewSchemaCache()
-	h := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
-		c, ok := r.Context().Value(mcpCallerKey{}).(mcpCaller)
-		if !ok {
-			return nil // unreachable behind the middleware; the SDK answers 400
-		}
-		return m.server(c, s.log, schemas)
-	}, &mcp.StreamableHTTPOptions{
+	srv := m.server(s.log)
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{
 		// Stateless: no session to hijack, and every request is authenticated
 		// on its own.
 		Stateless:    true,
@@ -69,29 +65,55 @@ func (m *MCP) Mount(s *Server) {
 		DisableLocalhostProtection: true,
 		MaxRequestBodyBytes:        s.cfg.BodyLimit,
 	})
+	// The SDK hands a request's auth.TokenInfo to tool handlers
+	// (CallToolRequest.Extra.TokenInfo), and only its bearer middleware can put
+	// one on the request. Its "verifier" here checks nothing: it hands over the
+	// principal our middleware already verified for this very request.
+	handover := auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		c, ok := r.Context().Value(mcpCallerKey{}).(mcpCaller)
+		if !ok {
+			return nil, auth.ErrInvalidToken // unreachable behind the middleware
+		}
+		return &auth.TokenInfo{Scopes: c.p.Scopes, Expiration: c.expires, UserID: c.p.String(),
+			Extra: map[string]any{mcpCallerExtra: c}}, nil
+	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h)
 	s.e.Any(MCPPath, func(c echo.Context) error {
-		p, err := PrincipalFrom(c)
-		if err != nil {
-			return err
+		v, ok := c.Get(principalKey).(principalValue)
+		if !ok {
+			return fmt.Errorf("no verified principal: %w", clearance.ErrUnauthenticated)
 		}
 		// Both tools read tickets: one scope for the whole endpoint, answered
 		// at the HTTP level (403 insufficient_scope) like /v1/search.
-		if err := NeedScope(p, ScopeTicketsRead); err != nil {
+		if err := NeedScope(v.p, ScopeTicketsRead); err != nil {
 			return err
 		}
 		r := c.Request()
-		ctx := context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c)})
-		h.ServeHTTP(c.Response(), r.WithContext(ctx))
+		ctx := context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: v.p, expires: v.expires, requestID: requestID(c)})
+		handover.ServeHTTP(c.Response(), r.WithContext(ctx))
 		return nil
 	}, s.authenticate)
 }
 
 type mcpCallerKey struct{}
 
+const mcpCallerExtra = "clearance.caller"
+
 // mcpCaller is the verified principal of one HTTP request to /mcp.
 type mcpCaller struct {
 	p         authz.Principal
+	expires   time.Time
 	requestID string
+}
+
+// caller is the verified principal of the HTTP request that carried req. Without
+// one the call is refused: fail closed.
+func caller(req *mcp.CallToolRequest) (mcpCaller, error) {
+	if req != nil && req.Extra != nil && req.Extra.TokenInfo != nil {
+		if c, ok := req.Extra.TokenInfo.Extra[mcpCallerExtra].(mcpCaller); ok {
+			return c, nil
+		}
+	}
+	return mcpCaller{}, fmt.Errorf("mcp: no verified principal: %w", clearance.ErrUnauthenticated)
 }
 
 const mcpInstructions = `clearance searches a company's support and engineering tickets on behalf of the user who authorised you. ` +
@@ -122,11 +144,12 @@ type GetTicketInput struct {
 	ID string `json:"id" jsonschema:"the ticket id, e.g. WEB-1 (the ticket_id of a search result)"`
 }
 
-// server builds the MCP server of one request: its tools act for c only.
-func (m *MCP) server(c mcpCaller, log *slog.Logger, schemas *mcp.SchemaCache) *mcp.Server {
+// server builds the MCP server shared by all requests; each tool call acts for
+// the principal of the HTTP request that carried it.
+func (m *MCP) server(log *slog.Logger) *mcp.Server {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "clearance", Title: "clearance ticket search", Version: m.Version},
-		&mcp.ServerOptions{Instructions: mcpInstructions, Logger: log, SchemaCache: schemas})
-	t := mcpTools{m: m, c: c, log: log}
+		&mcp.ServerOptions{Instructions: mcpInstructions, Logger: log})
+	t := mcpTools{m: m, log: log}
 	closed := false
 	mcp.AddTool(srv, &mcp.Tool{
 		Name: "search_tickets", Title: "Search tickets", Description: searchDescription,
@@ -141,7 +164,6 @@ func (m *MCP) server(c mcpCaller, log *slog.Logger, schemas *mcp.SchemaCache) *m
 
 type mcpTools struct {
 	m   *MCP
-	c   mcpCaller
 	log *slog.Logger
 }
 
@@ -152,7 +174,11 @@ func (t mcpTools) maxTopK() int {
 	return DefaultMaxTopK
 }
 
-func (t mcpTools) search(ctx context.Context, _ *mcp.CallToolRequest, in SearchTicketsInput) (*mcp.CallToolResult, filter.Response, error) {
+func (t mcpTools) search(ctx context.Context, creq *mcp.CallToolRequest, in SearchTicketsInput) (*mcp.CallToolResult, filter.Response, error) {
+	c, err := caller(creq)
+	if err != nil {
+		return nil, filter.Response{}, t.toolError(c, err)
+	}
 	// The same validation as POST /v1/search.
 	req := searchRequest{Query: in.Query}
 	if in.TopK != 0 {
@@ -166,13 +192,13 @@ func (t mcpTools) search(ctx context.Context, _ *mcp.CallToolRequest, in SearchT
 	}
 	k, err := req.validate(t.maxTopK())
 	if err != nil {
-		return nil, filter.Response{}, t.toolError(err)
+		return nil, filter.Response{}, t.toolError(c, err)
 	}
-	resp, err := t.m.Planner.Search(ctx, t.c.p, filter.Request{Query: req.Query, TopK: k,
+	resp, err := t.m.Planner.Search(ctx, c.p, filter.Request{Query: req.Query, TopK: k,
 		Filters: filter.Filters{Projects: in.Projects}, Intent: filter.Intent{Description: in.Intent},
-		RequestID: t.c.requestID, Kind: KindMCPSearch})
+		RequestID: c.requestID, Kind: KindMCPSearch})
 	if err != nil {
-		return nil, filter.Response{}, t.toolError(err)
+		return nil, filter.Response{}, t.toolError(c, err)
 	}
 	if resp.Results == nil {
 		resp.Results = []filter.Result{}
@@ -191,14 +217,18 @@ func searchText(r filter.Response) string {
 	return b.String()
 }
 
-func (t mcpTools) get(ctx context.Context, _ *mcp.CallToolRequest, in GetTicketInput) (*mcp.CallToolResult, ticketResponse, error) {
+func (t mcpTools) get(ctx context.Context, creq *mcp.CallToolRequest, in GetTicketInput) (*mcp.CallToolResult, ticketResponse, error) {
+	c, err := caller(creq)
+	if err != nil {
+		return nil, ticketResponse{}, t.toolError(c, err)
+	}
 	if !indexer.ValidID(in.ID) {
 		// Same answer as an invisible or missing ticket, as on GET /v1/tickets.
 		return nil, ticketResponse{}, errTicketNotFound
 	}
-	r, err := t.m.Planner.GetKind(ctx, t.c.p, in.ID, KindMCPTicket)
+	r, err := t.m.Planner.GetKind(ctx, c.p, in.ID, KindMCPTicket)
 	if err != nil {
-		return nil, ticketResponse{}, t.toolError(err)
+		return nil, ticketResponse{}, t.toolError(c, err)
 	}
 	tk := r.Ticket
 	out := ticketResponse{ID: tk.ID, Tenant: tk.Tenant, Project: tk.Project, Title: tk.Title,
@@ -212,16 +242,16 @@ var errTicketNotFound = errors.New("ticket not found")
 // toolError turns a planner or validation error into the tool error the model
 // sees: the error table's public detail, never internal text; not-found is one
 // fixed message whether the ticket is missing or invisible.
-func (t mcpTools) toolError(err error) error {
+func (t mcpTools) toolError(c mcpCaller, err error) error {
 	if errors.Is(err, clearance.ErrNotFound) {
 		return errTicketNotFound
 	}
 	p := problemFor(err)
 	switch {
 	case p.Status >= 500:
-		t.log.Error("mcp: tool failed", "request_id", t.c.requestID, "status", p.Status, "err", err)
+		t.log.Error("mcp: tool failed", "request_id", c.requestID, "status", p.Status, "err", err)
 	case p.Status == http.StatusUnauthorized || p.Status == http.StatusForbidden:
-		t.log.Info("mcp: tool refused", "request_id", t.c.requestID, "status", p.Status, "err", err)
+		t.log.Info("mcp: tool refused", "request_id", c.requestID, "status", p.Status, "err", err)
 	}
 	msg := p.Detail
 	for _, f := range p.Errors {

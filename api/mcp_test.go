@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -507,4 +509,57 @@ func TestMCPArgumentsCannotImpersonate(t *testing.T) {
 			t.Fatalf("%v: extra arguments accepted: %q", extra, text(res))
 		}
 	}
+}
+
+// TestMCPToolsWithoutPrincipal: a tool call that reaches a handler without the
+// verified principal of its HTTP request is refused before the planner (which
+// is nil here: reaching it would panic).
+func TestMCPToolsWithoutPrincipal(t *testing.T) {
+	tools := mcpTools{m: &MCP{}, log: slog.New(slog.DiscardHandler)}
+	for _, req := range []*mcp.CallToolRequest{nil, {}, {Extra: &mcp.RequestExtra{}}} {
+		if _, _, err := tools.search(context.Background(), req, SearchTicketsInput{Query: "login"}); err == nil || err.Error() != "missing or invalid credential" {
+			t.Fatalf("search: %v", err)
+		}
+		if _, _, err := tools.get(context.Background(), req, GetTicketInput{ID: "WEB-1"}); err == nil || err.Error() != "missing or invalid credential" {
+			t.Fatalf("get: %v", err)
+		}
+	}
+}
+
+// TestMCPConcurrentPrincipals: the tools are shared by all requests; calls by
+// different principals at the same time each get their own principal's answer.
+func TestMCPConcurrentPrincipals(t *testing.T) {
+	e := newMCPEnv(t)
+	args := map[string]any{"query": "login timeout", "top_k": 20}
+	who := []string{"anne", "anne+copilot", "anne+mailbot"}
+	sessions := map[string]*mcp.ClientSession{}
+	want := map[string][]string{}
+	for _, w := range who {
+		sessions[w] = e.session(t, e.readToken(t, w, "acme"))
+		want[w] = chunks(e.mcpSearch(t, sessions[w], args))
+	}
+	if slices.Equal(want["anne"], want["anne+copilot"]) {
+		t.Fatalf("anne and her copilot see the same: %v", want["anne"])
+	}
+	var wg sync.WaitGroup
+	for _, w := range who {
+		for range 4 {
+			wg.Go(func() {
+				for range 5 {
+					res, err := sessions[w].CallTool(context.Background(), &mcp.CallToolParams{Name: "search_tickets", Arguments: args})
+					if err != nil || res.IsError {
+						t.Errorf("%s: %v %+v", w, err, res)
+						return
+					}
+					raw, _ := json.Marshal(res.StructuredContent)
+					var r searchAnswer
+					if err := json.Unmarshal(raw, &r); err != nil || !slices.Equal(chunks(r), want[w]) {
+						t.Errorf("%s concurrently: %v, alone %v (%v)", w, chunks(r), want[w], err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
 }
