@@ -243,6 +243,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		Addr: a.cfg.Addr, PublicURL: base, AuthorizationServers: issuers, BodyLimit: a.cfg.MaxBodyBytes,
 		ReadTimeout: a.cfg.RequestTimeout, WriteTimeout: a.cfg.RequestTimeout, Logger: a.log,
 	}, deps)
+	(&api.MCP{Planner: planner, MaxTopK: a.cfg.MaxTopK, Version: version}).Mount(srv)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -101,9 +101,12 @@ curl -s %[1]s/v1/search -H "Authorization: Bearer $TOKEN_ANNE_COPILOT" \
   -H 'Content-Type: application/json' -d '{"query":"checkout safari","top_k":3}'
 curl -s %[1]s/v1/tickets/WEB-1 -H "Authorization: Bearer $TOKEN_ANNE"
 curl -s %[1]s/v1/tickets/SEC-1 -H "Authorization: Bearer $TOKEN_ANNE"   # 404: not visible, same as missing
+curl -s %[1]s/mcp -H "Authorization: Bearer $TOKEN_ANNE_COPILOT" -H 'Content-Type: application/json' \
+  -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_tickets","arguments":{"query":"login timeout","top_k":3}}}'
 
 More tokens: clearance token --data-dir DATA_DIR --sub dave --tenant acme [--act copilot]
-MCP (streamable HTTP): %[1]s/mcp
+MCP (streamable HTTP, tools search_tickets and get_ticket, same bearer tokens): %[1]s/mcp
 Serving on %[1]s; Ctrl-C stops.
 `, base)
 	return nil
