@@ -16,7 +16,9 @@
 // writes the ticket point: between the first and second step a search can see new
 // chunks next to old surplus ordinals, and during the first step a mix of old and
 // new chunks (docs/retrieval.md). The ticket point is written last so that its
-// content hash never certifies chunks that were not written.
+// content hash never certifies chunks that were not written. Writes of one ticket
+// are serialised within a process; two processes writing the same ticket at once
+// can interleave (run one indexer per index).
 package qdrant
 
 import (
@@ -24,6 +26,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"fmt"
+	"hash/fnv"
 	"iter"
 	"log/slog"
 	"net"
@@ -31,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qdrant/go-client/qdrant"
@@ -65,6 +69,9 @@ type Config struct {
 
 // Store is a Qdrant-backed retrieval.Store. It is safe for concurrent use.
 type Store struct {
+	// locks serialise writes of one ticket within this process (by a hash of its
+	// id): Qdrant would interleave two upserts' write-then-delete steps.
+	locks   [64]sync.Mutex
 	c       *qdrant.Client
 	cfg     Config
 	chunks  string
@@ -266,6 +273,14 @@ func ticketID(ticket string) *qdrant.PointId { return pointID("ticket\x00" + tic
 
 func metaID() *qdrant.PointId { return pointID("meta") }
 
+func (s *Store) lock(id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
 func ticketFilter(id string) *qdrant.Filter {
 	return &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword(keyTicket, id)}}
 }
@@ -276,6 +291,7 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 	if err := retrieval.CheckUpsert(t, chunks, s.cfg.Meta.Dim); err != nil {
 		return err
 	}
+	defer s.lock(t.ID)()
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	wait := true
@@ -322,6 +338,7 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 // Delete implements retrieval.Store: chunks first, so a failure half way leaves a
 // ticket that the next sync deletes again, never chunks without a ticket record.
 func (s *Store) Delete(ctx context.Context, id string) error {
+	defer s.lock(id)()
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	wait := true
@@ -337,6 +354,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // Move implements retrieval.Store. The chunks' project changes in one payload
 // update (per point, not atomically across points).
 func (s *Store) Move(ctx context.Context, id, project string) error {
+	defer s.lock(id)()
 	if _, err := s.Get(ctx, id); err != nil {
 		return err
 	}
