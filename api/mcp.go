@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -74,21 +73,22 @@ func (m *MCP) Mount(s *Server) {
 		if !ok {
 			return nil, auth.ErrInvalidToken // unreachable behind the middleware
 		}
-		return &auth.TokenInfo{Scopes: c.p.Scopes, Expiration: c.expires, UserID: c.p.String(),
-			Extra: map[string]any{mcpCallerExtra: c}}, nil
+		// No Expiration: our verifier has checked it (with its skew), and a
+		// second check here would answer outside the error table.
+		return &auth.TokenInfo{Scopes: c.p.Scopes, UserID: c.p.String(), Extra: map[string]any{mcpCallerExtra: c}}, nil
 	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h)
 	s.e.Any(MCPPath, func(c echo.Context) error {
-		v, ok := c.Get(principalKey).(principalValue)
-		if !ok {
-			return fmt.Errorf("no verified principal: %w", clearance.ErrUnauthenticated)
+		p, err := PrincipalFrom(c)
+		if err != nil {
+			return err
 		}
 		// Both tools read tickets: one scope for the whole endpoint, answered
 		// at the HTTP level (403 insufficient_scope) like /v1/search.
-		if err := NeedScope(v.p, ScopeTicketsRead); err != nil {
+		if err := NeedScope(p, ScopeTicketsRead); err != nil {
 			return err
 		}
 		r := c.Request()
-		ctx := context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: v.p, expires: v.expires, requestID: requestID(c)})
+		ctx := context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c)})
 		handover.ServeHTTP(c.Response(), r.WithContext(ctx))
 		return nil
 	}, s.authenticate)
@@ -101,7 +101,6 @@ const mcpCallerExtra = "clearance.caller"
 // mcpCaller is the verified principal of one HTTP request to /mcp.
 type mcpCaller struct {
 	p         authz.Principal
-	expires   time.Time
 	requestID string
 }
 

@@ -388,6 +388,11 @@ func TestMCPBadInput(t *testing.T) {
 func TestMCPAuth(t *testing.T) {
 	e := newMCPEnv(t)
 	good := e.readToken(t, "anne", "acme")
+	expired, err := e.dev.Mint(auth.TokenRequest{Subject: "anne", Tenant: "acme", Scopes: []string{ScopeTicketsRead},
+		Audience: mcpAudience, TTL: time.Hour, Now: time.Now().Add(-2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, token string
 		status      int
@@ -396,6 +401,7 @@ func TestMCPAuth(t *testing.T) {
 		{"garbage", "not-a-jwt", http.StatusUnauthorized},
 		{"wrong audience", e.token(t, "anne", "acme", "https://other.example", ScopeTicketsRead), http.StatusUnauthorized},
 		{"tampered", good[:len(good)-4] + "AAAA", http.StatusUnauthorized},
+		{"expired", expired, http.StatusUnauthorized},
 		{"no scope", e.token(t, "anne", "acme", mcpAudience, ScopeIndex), http.StatusForbidden},
 	}
 	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
