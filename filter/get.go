@@ -31,8 +31,8 @@ func (pl *Planner) GetKind(ctx context.Context, p authz.Principal, ticketID, kin
 }
 
 func (pl *Planner) get(ctx context.Context, p authz.Principal, ticketID, kind string) (TicketResponse, error) {
-	if p.Tenant == "" {
-		return TicketResponse{}, fmt.Errorf("filter: principal has no tenant: %w", clearance.ErrUnauthenticated)
+	if err := checkPrincipal(p); err != nil {
+		return TicketResponse{}, err
 	}
 	rec := pl.record(p, kind, "")
 	rec.Plan.Path = "ticket"

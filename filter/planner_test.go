@@ -165,6 +165,25 @@ func TestWhoSeesWhat(t *testing.T) {
 	}
 }
 
+func TestIncompletePrincipalRefused(t *testing.T) {
+	f := newFixture(t)
+	pl := f.planner(nil, nil, nil)
+	for _, p := range []authz.Principal{
+		{Kind: authz.KindUser, User: "ada"},
+		{Kind: authz.KindAgent, Tenant: "acme", User: "anne"},
+		{Kind: authz.KindAgent, Tenant: "acme", Agent: "copilot"},
+		{Kind: authz.KindServiceAccount, Tenant: "acme"},
+		{Kind: "robot", Tenant: "acme", User: "ada"},
+	} {
+		if _, err := pl.Search(context.Background(), p, filter.Request{Query: "database", TopK: 3}); !errors.Is(err, clearance.ErrUnauthenticated) {
+			t.Errorf("search as %+v: %v", p, err)
+		}
+		if _, err := pl.Get(context.Background(), p, "T-1"); !errors.Is(err, clearance.ErrUnauthenticated) {
+			t.Errorf("get as %+v: %v", p, err)
+		}
+	}
+}
+
 func TestStatusAndGrouping(t *testing.T) {
 	f := newFixture(t)
 	pl := f.planner(nil, nil, nil)
@@ -175,6 +194,35 @@ func TestStatusAndGrouping(t *testing.T) {
 	rec, _ := f.log.Record(resp.AuditID)
 	if rec.Query != "database timeout" || rec.QueryHash != audit.QueryHash("database timeout") || rec.TopK != 2 || rec.Latency["total"] <= 0 {
 		t.Errorf("audit record incomplete: %+v", rec)
+	}
+	// A ticket with three matching chunks: three results, or one (its best) grouped.
+	ctx := context.Background()
+	texts := []string{"database timeout again", "database timeout database timeout", "the database timeout is back"}
+	vecs, _ := f.emb.Embed(ctx, texts)
+	chunks := make([]retrieval.Chunk, 3)
+	for i := range chunks {
+		chunks[i] = retrieval.Chunk{Ordinal: i, Text: texts[i], Vector: vecs[i]}
+	}
+	if err := f.store.Upsert(ctx, retrieval.Ticket{ID: "T-7", Tenant: "acme", Project: "zeus", Title: "again", Body: strings.Join(texts, " ")}, chunks); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.eng.Write(ctx, []authz.Tuple{{User: "project:zeus", Relation: "project", Object: "ticket:T-7"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	count := func(resp filter.Response) (n int) {
+		for _, r := range resp.Results {
+			if r.TicketID == "T-7" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(search(t, pl, user("acme", "bob"), filter.Request{TopK: 10})); n != 3 {
+		t.Errorf("ungrouped: T-7 %d times, want 3", n)
+	}
+	grouped := search(t, pl, user("acme", "bob"), filter.Request{TopK: 2, GroupByTicket: true})
+	if n := count(grouped); n != 1 || len(ids(grouped)) != 2 || grouped.Status != filter.Complete {
+		t.Errorf("grouped: T-7 %d times, %v %s", n, ids(grouped), grouped.Status)
 	}
 	hashed := filter.New(filter.Config{HashQueries: true}, f.eng, f.store, f.emb, f.log)
 	resp = search(t, hashed, user("acme", "ada"), filter.Request{TopK: 1})

@@ -22,9 +22,10 @@ import (
 // the record cannot be appended the search fails with clearance.ErrUnavailable.
 // Backend failures are errors wrapping clearance.ErrUnavailable, never data.
 func (pl *Planner) Search(ctx context.Context, p authz.Principal, req Request) (Response, error) {
+	if err := checkPrincipal(p); err != nil {
+		return Response{}, err
+	}
 	switch {
-	case p.Tenant == "":
-		return Response{}, fmt.Errorf("filter: principal has no tenant: %w", clearance.ErrUnauthenticated)
 	case strings.TrimSpace(req.Query) == "":
 		return Response{}, clearance.Invalid("query", "is required")
 	case req.TopK < 1:
@@ -41,6 +42,27 @@ func (pl *Planner) Search(ctx context.Context, p authz.Principal, req Request) (
 		return Response{}, err
 	}
 	return resp, nil
+}
+
+// checkPrincipal refuses a principal the middleware cannot have produced: one
+// without a tenant or without the ids its kind needs (an agent without its user
+// would be evaluated on "user:").
+func checkPrincipal(p authz.Principal) error {
+	ok := p.Tenant != ""
+	switch p.Kind {
+	case authz.KindUser:
+		ok = ok && p.User != ""
+	case authz.KindAgent:
+		ok = ok && p.User != "" && p.Agent != ""
+	case authz.KindServiceAccount:
+		ok = ok && p.ServiceAccount != ""
+	default:
+		ok = false
+	}
+	if !ok {
+		return fmt.Errorf("filter: incomplete principal %s: %w", p, clearance.ErrUnauthenticated)
+	}
+	return nil
 }
 
 // record starts an audit record.
