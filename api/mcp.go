@@ -88,15 +88,24 @@ func (m *MCP) Mount(s *Server) {
 			return err
 		}
 		r := c.Request()
-		ctx := context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c)})
-		handover.ServeHTTP(c.Response(), r.WithContext(ctx))
+		r = r.Clone(context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c)}))
+		// The credential stops here: the SDK (and the tools, which see the
+		// request headers) get a placeholder the handover accepts, also when
+		// the credential came as X-API-Key.
+		r.Header.Set(echo.HeaderAuthorization, "Bearer "+mcpVerified)
+		r.Header.Del(headerAPIKey)
+		handover.ServeHTTP(c.Response(), r)
 		return nil
 	}, s.authenticate)
 }
 
 type mcpCallerKey struct{}
 
-const mcpCallerExtra = "clearance.caller"
+const (
+	mcpCallerExtra = "clearance.caller"
+	// mcpVerified replaces the credential on requests handed to the SDK.
+	mcpVerified = "verified-by-clearance"
+)
 
 // mcpCaller is the verified principal of one HTTP request to /mcp.
 type mcpCaller struct {

@@ -141,7 +141,7 @@ func text(r *mcp.CallToolResult) string {
 	return b.String()
 }
 
-func (e *mcpEnv) mcpSearch(t *testing.T, s *mcp.ClientSession, args map[string]any) searchAnswer {
+func mcpSearch(t *testing.T, s *mcp.ClientSession, args map[string]any) searchAnswer {
 	t.Helper()
 	var r searchAnswer
 	res := callTool(t, s, "search_tickets", args, &r)
@@ -225,7 +225,7 @@ func TestMCPSearchMatchesHTTP(t *testing.T) {
 				body["filters"] = map[string]any{"projects": ps}
 			}
 			h := e.httpSearch(t, tok, body)
-			m := e.mcpSearch(t, s, q)
+			m := mcpSearch(t, s, q)
 			if !slices.Equal(chunks(h), chunks(m)) || h.Status != m.Status {
 				t.Fatalf("%s %q: /v1/search %v %s, mcp %v %s", who, q["query"], chunks(h), h.Status, chunks(m), m.Status)
 			}
@@ -273,7 +273,7 @@ func TestMCPNoLeaks(t *testing.T) {
 			s := e.session(t, e.readToken(t, who, p.Tenant))
 			seen := map[string]bool{}
 			for _, q := range queries {
-				r := e.mcpSearch(t, s, map[string]any{"query": q, "top_k": 20})
+				r := mcpSearch(t, s, map[string]any{"query": q, "top_k": 20})
 				for _, h := range r.Results {
 					if !want[h.TicketID] || h.TenantID != p.Tenant {
 						t.Fatalf("%q: %s got %s (%s), which it may not see", q, who, h.TicketID, h.TenantID)
@@ -438,7 +438,7 @@ func TestMCPAuth(t *testing.T) {
 		})
 	}
 	// The same token works: the refusals above are about the credential.
-	e.mcpSearch(t, e.session(t, good), map[string]any{"query": "login timeout"})
+	mcpSearch(t, e.session(t, good), map[string]any{"query": "login timeout"})
 }
 
 // TestMCPFailClosed: with the engine or the store down, both tools answer a
@@ -542,7 +542,7 @@ func TestMCPConcurrentPrincipals(t *testing.T) {
 	want := map[string][]string{}
 	for _, w := range who {
 		sessions[w] = e.session(t, e.readToken(t, w, "acme"))
-		want[w] = chunks(e.mcpSearch(t, sessions[w], args))
+		want[w] = chunks(mcpSearch(t, sessions[w], args))
 	}
 	if slices.Equal(want["anne"], want["anne+copilot"]) {
 		t.Fatalf("anne and her copilot see the same: %v", want["anne"])
@@ -568,4 +568,57 @@ func TestMCPConcurrentPrincipals(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestMCPAPIKey: a service account's API key works as a bearer token and as
+// X-API-Key, and sees what the service account may see.
+func TestMCPAPIKey(t *testing.T) {
+	e := newMCPEnv(t)
+	dir := t.TempDir()
+	fk, err := auth.OpenFileKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := auth.NewKeys(fk, nil)
+	_, key, err := keys.Create(context.Background(), "acme", "acme-ingest", "mcp test", []string{ScopeTicketsRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Config{PublicURL: mcpAudience}, Deps{Auth: &auth.Authenticator{Keys: keys}})
+	(&MCP{Planner: filter.New(filter.Config{}, e.engine, e.store, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), e.log)}).Mount(srv)
+	base := serveHandler(t, srv.Handler())
+	want := visibleTo(t, "ingest")
+	for _, header := range []string{"Authorization", "X-API-Key"} {
+		value := key
+		if header == "Authorization" {
+			value = "Bearer " + key
+		}
+		hc := &http.Client{Transport: setHeader{header, value, http.DefaultTransport}}
+		c := mcp.NewClient(&mcp.Implementation{Name: "mcp-test", Version: "1"}, nil)
+		s, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: base + MCPPath, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", header, err)
+		}
+		r := mcpSearch(t, s, map[string]any{"query": "documentation", "top_k": 20})
+		s.Close()
+		if len(r.Results) == 0 {
+			t.Fatalf("%s: no results", header)
+		}
+		for _, h := range r.Results {
+			if !want[h.TicketID] {
+				t.Fatalf("%s: service account got %s", header, h.TicketID)
+			}
+		}
+	}
+}
+
+type setHeader struct {
+	name, value string
+	next        http.RoundTripper
+}
+
+func (h setHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.name, h.value)
+	return h.next.RoundTrip(r)
 }
