@@ -161,7 +161,7 @@ func benchLoad(ctx context.Context, s *Store, rng *rand.Rand, centres [][]float3
 	}
 	defer conn.Release()
 	for _, q := range []string{
-		`TRUNCATE clearance_tickets CASCADE`,
+		`TRUNCATE clearance_vector_tickets CASCADE`,
 		`DROP INDEX IF EXISTS ` + hnswIndex,
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
@@ -170,14 +170,14 @@ func benchLoad(ctx context.Context, s *Store, rng *rand.Rand, centres [][]float3
 	}
 	tickets := benchRows / benchChunks
 	now := time.Now().UTC()
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"clearance_tickets"},
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"clearance_vector_tickets"},
 		[]string{"id", "tenant", "project", "title", "body", "updated_at", "content_hash", "chunks"},
 		pgx.CopyFromSlice(tickets, func(i int) ([]any, error) {
 			return []any{fmt.Sprintf("T%06d", i), "acme", fmt.Sprintf("p%04d", i%benchProjects), "t", "", now, "", int32(benchChunks)}, nil
 		})); err != nil {
 		return err
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"clearance_chunks"},
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"clearance_vector_chunks"},
 		[]string{"ticket_id", "ordinal", "tenant", "project", "text", "embedding"},
 		pgx.CopyFromSlice(benchRows, func(i int) ([]any, error) {
 			t := i / benchChunks
@@ -189,9 +189,9 @@ func benchLoad(ctx context.Context, s *Store, rng *rand.Rand, centres [][]float3
 	for _, q := range []string{
 		`SET maintenance_work_mem = '1GB'`,
 		`SET max_parallel_maintenance_workers = 1`,
-		`CREATE INDEX ` + hnswIndex + ` ON clearance_chunks USING hnsw (embedding vector_ip_ops)`,
-		`VACUUM ANALYZE clearance_chunks`,
-		`VACUUM ANALYZE clearance_tickets`,
+		`CREATE INDEX ` + hnswIndex + ` ON clearance_vector_chunks USING hnsw (embedding vector_ip_ops)`,
+		`VACUUM ANALYZE clearance_vector_chunks`,
+		`VACUUM ANALYZE clearance_vector_tickets`,
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", q, err)

@@ -173,7 +173,7 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 		// The ticket row first: its row lock orders concurrent writers of one ticket,
 		// so the second one's DELETE sees the first one's chunks.
 		_, err := tx.Exec(ctx, `
-INSERT INTO clearance_tickets (id, tenant, project, title, body, updated_at, content_hash, chunks)
+INSERT INTO clearance_vector_tickets (id, tenant, project, title, body, updated_at, content_hash, chunks)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, project = EXCLUDED.project,
   title = EXCLUDED.title, body = EXCLUDED.body, updated_at = EXCLUDED.updated_at,
@@ -182,13 +182,13 @@ ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, project = EXCLUDED.proj
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM clearance_chunks WHERE ticket_id = $1`, t.ID); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM clearance_vector_chunks WHERE ticket_id = $1`, t.ID); err != nil {
 			return err
 		}
 		if len(chunks) == 0 {
 			return nil
 		}
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"clearance_chunks"},
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"clearance_vector_chunks"},
 			[]string{"ticket_id", "ordinal", "tenant", "project", "text", "embedding"},
 			pgx.CopyFromSlice(len(chunks), func(i int) ([]any, error) {
 				c := chunks[i]
@@ -207,7 +207,7 @@ func (s *Store) Delete(ctx context.Context, ticketID string) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	// Chunks go with the ticket row (ON DELETE CASCADE), in the same statement.
-	if _, err := s.pool.Exec(ctx, `DELETE FROM clearance_tickets WHERE id = $1`, ticketID); err != nil {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM clearance_vector_tickets WHERE id = $1`, ticketID); err != nil {
 		return unavailable("delete", err)
 	}
 	return nil
@@ -223,7 +223,7 @@ func (s *Store) Move(ctx context.Context, ticketID, project string) error {
 	found := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var old string
-		err := tx.QueryRow(ctx, `SELECT project FROM clearance_tickets WHERE id = $1 FOR UPDATE`, ticketID).Scan(&old)
+		err := tx.QueryRow(ctx, `SELECT project FROM clearance_vector_tickets WHERE id = $1 FOR UPDATE`, ticketID).Scan(&old)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -234,10 +234,10 @@ func (s *Store) Move(ctx context.Context, ticketID, project string) error {
 		if old == project {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `UPDATE clearance_tickets SET project = $2 WHERE id = $1`, ticketID, project); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE clearance_vector_tickets SET project = $2 WHERE id = $1`, ticketID, project); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE clearance_chunks SET project = $2 WHERE ticket_id = $1`, ticketID, project)
+		_, err = tx.Exec(ctx, `UPDATE clearance_vector_chunks SET project = $2 WHERE ticket_id = $1`, ticketID, project)
 		return err
 	})
 	if err != nil {
@@ -255,7 +255,7 @@ func (s *Store) Get(ctx context.Context, ticketID string) (retrieval.Ticket, err
 	defer cancel()
 	t := retrieval.Ticket{ID: ticketID}
 	err := s.pool.QueryRow(ctx, `
-SELECT tenant, project, title, body, updated_at, content_hash FROM clearance_tickets WHERE id = $1`,
+SELECT tenant, project, title, body, updated_at, content_hash FROM clearance_vector_tickets WHERE id = $1`,
 		ticketID).Scan(&t.Tenant, &t.Project, &t.Title, &t.Body, &t.UpdatedAt, &t.ContentHash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return retrieval.Ticket{}, fmt.Errorf("get %q: %w", ticketID, retrieval.ErrNotFound)
@@ -299,7 +299,7 @@ func (s *Store) Count(ctx context.Context, f retrieval.Filter) (int, error) {
 func (s *Store) count(ctx context.Context, f retrieval.Filter) (int, error) {
 	cond, args := where(f, "id", 1)
 	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(c.chunks), 0) FROM clearance_tickets c WHERE `+cond, args...).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(c.chunks), 0) FROM clearance_vector_tickets c WHERE `+cond, args...).Scan(&n); err != nil {
 		return 0, unavailable("count", err)
 	}
 	return int(n), nil
@@ -312,7 +312,7 @@ func (s *Store) countUpTo(ctx context.Context, f retrieval.Filter, limit int) (i
 	cond, args := where(f, "id", 1)
 	var tickets, chunks int64
 	err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(chunks), 0)
-FROM (SELECT c.chunks FROM clearance_tickets c WHERE %s LIMIT %d) x`, cond, limit+1), args...).Scan(&tickets, &chunks)
+FROM (SELECT c.chunks FROM clearance_vector_tickets c WHERE %s LIMIT %d) x`, cond, limit+1), args...).Scan(&tickets, &chunks)
 	if err != nil {
 		return 0, unavailable("count", err)
 	}
@@ -375,10 +375,10 @@ SET LOCAL hnsw.ef_search = %d; SET LOCAL hnsw.max_scan_tuples = %d; SET LOCAL en
 			q = fmt.Sprintf(`
 WITH cand AS MATERIALIZED (
   SELECT c.ticket_id, c.ordinal, c.text, c.embedding <#> $1 AS d
-  FROM clearance_chunks c WHERE %s
+  FROM clearance_vector_chunks c WHERE %s
   ORDER BY c.embedding <#> $1 LIMIT %d)
 SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, -x.d
-FROM cand x JOIN clearance_tickets t ON t.id = x.ticket_id
+FROM cand x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
 ORDER BY x.d, x.ticket_id, x.ordinal OFFSET %d LIMIT %d`, cond, fetch, r.Offset, r.K)
 		default:
 			// Ordering by the negated distance cannot use the HNSW index, so this
@@ -386,10 +386,10 @@ ORDER BY x.d, x.ticket_id, x.ordinal OFFSET %d LIMIT %d`, cond, fetch, r.Offset,
 			q = fmt.Sprintf(`
 WITH top AS (
   SELECT c.ticket_id, c.ordinal, c.text, -(c.embedding <#> $1) AS score
-  FROM clearance_chunks c WHERE %s
+  FROM clearance_vector_chunks c WHERE %s
   ORDER BY score DESC, c.ticket_id, c.ordinal OFFSET %d LIMIT %d)
 SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, x.score
-FROM top x JOIN clearance_tickets t ON t.id = x.ticket_id
+FROM top x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
 ORDER BY x.score DESC, x.ticket_id, x.ordinal`, cond, r.Offset, r.K)
 		}
 		rows, err := tx.Query(ctx, q, args...)
@@ -417,7 +417,7 @@ ORDER BY x.score DESC, x.ticket_id, x.ordinal`, cond, r.Offset, r.K)
 func (s *Store) Tickets(ctx context.Context) iter.Seq2[retrieval.TicketRef, error] {
 	return func(yield func(retrieval.TicketRef, error) bool) {
 		rows, err := s.pool.Query(ctx, `
-SELECT id, tenant, project, updated_at, content_hash, chunks FROM clearance_tickets`)
+SELECT id, tenant, project, updated_at, content_hash, chunks FROM clearance_vector_tickets`)
 		if err != nil {
 			yield(retrieval.TicketRef{}, unavailable("tickets", err))
 			return
@@ -448,7 +448,7 @@ func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
 	st := retrieval.Stats{Dim: s.cfg.Meta.Dim, Model: s.cfg.Meta.Model, Backend: "pgvector"}
 	var tickets, chunks int64
 	err := s.pool.QueryRow(ctx, `
-SELECT (SELECT count(*) FROM clearance_tickets), (SELECT count(*) FROM clearance_chunks)`).Scan(&tickets, &chunks)
+SELECT (SELECT count(*) FROM clearance_vector_tickets), (SELECT count(*) FROM clearance_vector_chunks)`).Scan(&tickets, &chunks)
 	if err != nil {
 		return st, unavailable("stats", err)
 	}
