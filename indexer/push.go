@@ -24,7 +24,7 @@ type PushConfig struct {
 	Token string
 	// Client defaults to an http.Client with a 60 s timeout.
 	Client *http.Client
-	// MaxRequestBytes caps one POST /v1/tickets body (default 4 MiB); a batch
+	// MaxRequestBytes caps one POST /v1/tickets body (default just under 1 MiB, the server's default limit); a batch
 	// is split into as many requests as needed.
 	MaxRequestBytes int
 	// State, when set, keeps the source's watermark (saved once the server
@@ -46,7 +46,7 @@ func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 		cfg.Client = &http.Client{Timeout: 60 * time.Second}
 	}
 	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = 4 << 20
+		cfg.MaxRequestBytes = 1<<20 - 4<<10 // under the server's default --max-body-bytes (1 MiB)
 	}
 	if cfg.MaxFailures <= 0 {
 		cfg.MaxFailures = 1000

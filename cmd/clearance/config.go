@@ -85,6 +85,14 @@ type serveConfig struct {
 	AuditHashQueries bool
 	AuditRetention   time.Duration
 
+	// Background indexing inside serve.
+	IndexSource   string
+	IndexEvery    time.Duration
+	IndexSchedule string
+
+	// AllowAnyTyp accepts access tokens whose typ header is not at+jwt.
+	AllowAnyTyp bool
+
 	LogLevel  string
 	LogFormat string
 }
@@ -127,6 +135,7 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 
 	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
 	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")
+	fl.BoolVar(&c.AllowAnyTyp, "allow-any-typ", false, "accept access tokens whose typ header is not at+jwt (issuers such as Keycloak that omit it)")
 
 	fl.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -260,6 +269,12 @@ func (c *serveConfig) resolve() error {
 		bad("--request-timeout and --search-timeout must be positive")
 	} else if c.SearchTimeout > c.RequestTimeout {
 		bad("--search-timeout (%s) must not exceed --request-timeout (%s)", c.SearchTimeout, c.RequestTimeout)
+	}
+	if (c.IndexEvery != 0 || c.IndexSchedule != "") && c.IndexSource == "" {
+		bad("--index-every/--index-schedule need --index-source")
+	}
+	if c.IndexSource != "" && (c.IndexEvery <= 0) == (c.IndexSchedule == "") {
+		bad("--index-source needs exactly one of --index-every (a positive duration) or --index-schedule (cron)")
 	}
 	if c.AuditRetention < 0 {
 		bad("--audit-retention %s: must not be negative", c.AuditRetention)

@@ -50,6 +50,17 @@ validated at start and every problem is listed.`,
 				return err
 			}
 			defer a.Close()
+			if cfg.IndexSource != "" {
+				stop, err := indexer.StartBackground(cmd.Context(), indexer.BackgroundConfig{
+					Source: cfg.IndexSource, Every: cfg.IndexEvery, Schedule: cfg.IndexSchedule,
+					Store: a.store, Embedder: a.embedder, DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
+					Logger: log.With("component", "indexer"),
+				})
+				if err != nil {
+					return fmt.Errorf("--index-source: %w", err)
+				}
+				defer stop()
+			}
 			ln, err := net.Listen("tcp", cfg.Addr)
 			if err != nil {
 				return err
@@ -58,6 +69,10 @@ validated at start and every problem is listed.`,
 		},
 	}
 	cfg.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.IndexSource, "index-source", "", "index this JSONL file or directory in the background (with --index-every or --index-schedule)")
+	fl.DurationVar(&cfg.IndexEvery, "index-every", 0, "background index interval, e.g. 5m")
+	fl.StringVar(&cfg.IndexSchedule, "index-schedule", "", "background index cron schedule, e.g. \"*/5 * * * *\"")
 	return cmd
 }
 
@@ -173,7 +188,7 @@ func (a *app) authenticator(ctx context.Context, base string) (*auth.Authenticat
 	aud := []string{a.audience(base)}
 	if a.cfg.JWKSURL != "" {
 		v, err := auth.NewJWTVerifier(ctx, auth.JWTConfig{Issuer: a.cfg.Issuer, Audiences: aud, JWKSURL: a.cfg.JWKSURL,
-			TenantClaim: a.cfg.TenantClaim, Logger: a.log.With("component", "jwt")})
+			TenantClaim: a.cfg.TenantClaim, AllowAnyTyp: a.cfg.AllowAnyTyp, Logger: a.log.With("component", "jwt")})
 		if err != nil {
 			return nil, nil, err
 		}
