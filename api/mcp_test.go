@@ -77,28 +77,37 @@ func (e *mcpEnv) readToken(t testing.TB, who, tenant string) string {
 	return e.token(t, who, tenant, mcpAudience, ScopeTicketsRead)
 }
 
-// bearer adds the token to every request of the SDK's client.
-type bearer struct {
-	token string
-	next  http.RoundTripper
+// header adds one header to every request of the SDK's client (none when
+// value is empty).
+type header struct{ name, value string }
+
+func (h header) RoundTrip(r *http.Request) (*http.Response, error) {
+	if h.value != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set(h.name, h.value)
+	}
+	return http.DefaultTransport.RoundTrip(r)
 }
 
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
-}
-
-// connect opens an MCP session with the SDK's own client over real HTTP.
-func (e *mcpEnv) connect(t *testing.T, token string) (*mcp.ClientSession, error) {
+// connectTo opens an MCP session with the SDK's own client over real HTTP.
+func connectTo(t *testing.T, base string, h header) (*mcp.ClientSession, error) {
 	t.Helper()
-	hc := &http.Client{Transport: bearer{token: token, next: http.DefaultTransport}, Timeout: 30 * time.Second}
+	hc := &http.Client{Transport: h, Timeout: 30 * time.Second}
 	c := mcp.NewClient(&mcp.Implementation{Name: "mcp-test", Version: "1"}, nil)
-	s, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: e.base + MCPPath, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+	s, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: base + MCPPath, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
 	if err == nil {
 		t.Cleanup(func() { s.Close() })
 	}
 	return s, err
+}
+
+func (e *mcpEnv) connect(t *testing.T, token string) (*mcp.ClientSession, error) {
+	t.Helper()
+	h := header{name: "Authorization"}
+	if token != "" {
+		h.value = "Bearer " + token
+	}
+	return connectTo(t, e.base, h)
 }
 
 func (e *mcpEnv) session(t *testing.T, token string) *mcp.ClientSession {
@@ -588,37 +597,23 @@ func TestMCPAPIKey(t *testing.T) {
 	(&MCP{Planner: filter.New(filter.Config{}, e.engine, e.store, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), e.log)}).Mount(srv)
 	base := serveHandler(t, srv.Handler())
 	want := visibleTo(t, "ingest")
-	for _, header := range []string{"Authorization", "X-API-Key"} {
+	for _, name := range []string{"Authorization", "X-API-Key"} {
 		value := key
-		if header == "Authorization" {
+		if name == "Authorization" {
 			value = "Bearer " + key
 		}
-		hc := &http.Client{Transport: setHeader{header, value, http.DefaultTransport}}
-		c := mcp.NewClient(&mcp.Implementation{Name: "mcp-test", Version: "1"}, nil)
-		s, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: base + MCPPath, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+		s, err := connectTo(t, base, header{name, value})
 		if err != nil {
-			t.Fatalf("%s: %v", header, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		r := mcpSearch(t, s, map[string]any{"query": "documentation", "top_k": 20})
-		s.Close()
 		if len(r.Results) == 0 {
-			t.Fatalf("%s: no results", header)
+			t.Fatalf("%s: no results", name)
 		}
 		for _, h := range r.Results {
 			if !want[h.TicketID] {
-				t.Fatalf("%s: service account got %s", header, h.TicketID)
+				t.Fatalf("%s: service account got %s", name, h.TicketID)
 			}
 		}
 	}
-}
-
-type setHeader struct {
-	name, value string
-	next        http.RoundTripper
-}
-
-func (h setHeader) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set(h.name, h.value)
-	return h.next.RoundTrip(r)
 }
