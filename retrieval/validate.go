@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/clearance-dev/clearance"
 )
 
 // CheckUpsert validates a ticket write against an index of dimension dim, so that
 // every backend refuses the same bad input with the same field errors and writes
-// nothing. Text fields must not hold NUL bytes (PostgreSQL text cannot).
+// nothing. Text fields must be valid UTF-8 without NUL bytes (PostgreSQL text and
+// protobuf strings cannot hold anything else).
 func CheckUpsert(t Ticket, chunks []Chunk, dim int) error {
 	if t.ID == "" {
 		return clearance.Invalid("id", "must not be empty")
@@ -22,8 +24,8 @@ func CheckUpsert(t Ticket, chunks []Chunk, dim int) error {
 		{"id", t.ID}, {"tenant", t.Tenant}, {"project", t.Project}, {"title", t.Title},
 		{"body", t.Body}, {"content_hash", t.ContentHash},
 	} {
-		if strings.IndexByte(f.v, 0) >= 0 {
-			return clearance.Invalid(f.name, "must not contain NUL bytes")
+		if err := checkText(f.name, f.v); err != nil {
+			return err
 		}
 	}
 	seen := make(map[int]bool, len(chunks))
@@ -36,14 +38,35 @@ func CheckUpsert(t Ticket, chunks []Chunk, dim int) error {
 			return clearance.Invalid(field+".ordinal", "%d appears twice", c.Ordinal)
 		}
 		seen[c.Ordinal] = true
-		if strings.IndexByte(c.Text, 0) >= 0 {
-			return clearance.Invalid(field+".text", "must not contain NUL bytes")
+		if err := checkText(field+".text", c.Text); err != nil {
+			return err
 		}
 		if err := CheckVector(field+".vector", c.Vector, dim); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return clearance.Invalid(field, "must be valid UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return clearance.Invalid(field, "must not contain NUL bytes")
+	}
+	return nil
+}
+
+// CheckMove validates a Move's ticket id and new project.
+func CheckMove(ticketID, project string) error {
+	if ticketID == "" {
+		return clearance.Invalid("id", "must not be empty")
+	}
+	if err := checkText("id", ticketID); err != nil {
+		return err
+	}
+	return checkText("project", project)
 }
 
 // CheckSearch validates a search request against an index of dimension dim.

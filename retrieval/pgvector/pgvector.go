@@ -215,7 +215,7 @@ func (s *Store) Delete(ctx context.Context, ticketID string) error {
 
 // Move implements retrieval.Store.
 func (s *Store) Move(ctx context.Context, ticketID, project string) error {
-	if err := retrieval.CheckUpsert(retrieval.Ticket{ID: ticketID, Tenant: "-", Project: project}, nil, s.cfg.Meta.Dim); err != nil {
+	if err := retrieval.CheckMove(ticketID, project); err != nil {
 		return err
 	}
 	ctx, cancel := s.withTimeout(ctx)

@@ -300,14 +300,14 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 		pts := make([]*qdrant.PointStruct, len(chunks))
 		for i, c := range chunks {
 			ids[i] = chunkID(t.ID, c.Ordinal)
-			pts[i] = &qdrant.PointStruct{
-				Id:      ids[i],
-				Vectors: qdrant.NewVectorsDense(c.Vector),
-				Payload: qdrant.NewValueMap(map[string]any{
-					keyTenant: t.Tenant, keyProject: t.Project, keyTicket: t.ID,
-					keyOrdinal: int64(c.Ordinal), keyTitle: t.Title, keyText: c.Text,
-				}),
+			payload, err := qdrant.TryValueMap(map[string]any{
+				keyTenant: t.Tenant, keyProject: t.Project, keyTicket: t.ID,
+				keyOrdinal: int64(c.Ordinal), keyTitle: t.Title, keyText: c.Text,
+			})
+			if err != nil { // CheckUpsert already refused invalid UTF-8
+				return clearance.Invalid(fmt.Sprintf("chunks[%d]", i), "%v", err)
 			}
+			pts[i] = &qdrant.PointStruct{Id: ids[i], Vectors: qdrant.NewVectorsDense(c.Vector), Payload: payload}
 		}
 		if _, err := s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.chunks, Wait: &wait, Points: pts}); err != nil {
 			return unavailable("upsert", err)
@@ -320,14 +320,16 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 	if _, err := s.c.Delete(ctx, &qdrant.DeletePoints{CollectionName: s.chunks, Wait: &wait, Points: qdrant.NewPointsSelectorFilter(stale)}); err != nil {
 		return unavailable("upsert", err)
 	}
-	_, err := s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.tickets, Wait: &wait, Points: []*qdrant.PointStruct{{
-		Id:      ticketID(t.ID),
-		Vectors: qdrant.NewVectors(1),
-		Payload: qdrant.NewValueMap(map[string]any{
-			keyKind: kindTicket, keyTicket: t.ID, keyTenant: t.Tenant, keyProject: t.Project,
-			keyTitle: t.Title, keyBody: t.Body, keyUpdated: t.UpdatedAt.UTC().Format(time.RFC3339Nano),
-			keyHash: t.ContentHash, keyChunks: int64(len(chunks)),
-		}),
+	payload, err := qdrant.TryValueMap(map[string]any{
+		keyKind: kindTicket, keyTicket: t.ID, keyTenant: t.Tenant, keyProject: t.Project,
+		keyTitle: t.Title, keyBody: t.Body, keyUpdated: t.UpdatedAt.UTC().Format(time.RFC3339Nano),
+		keyHash: t.ContentHash, keyChunks: int64(len(chunks)),
+	})
+	if err != nil {
+		return clearance.Invalid("ticket", "%v", err)
+	}
+	_, err = s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.tickets, Wait: &wait, Points: []*qdrant.PointStruct{{
+		Id: ticketID(t.ID), Vectors: qdrant.NewVectors(1), Payload: payload,
 	}}})
 	if err != nil {
 		return unavailable("upsert", err)
@@ -354,6 +356,9 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // Move implements retrieval.Store. The chunks' project changes in one payload
 // update (per point, not atomically across points).
 func (s *Store) Move(ctx context.Context, id, project string) error {
+	if err := retrieval.CheckMove(id, project); err != nil {
+		return err
+	}
 	defer s.lock(id)()
 	if _, err := s.Get(ctx, id); err != nil {
 		return err
