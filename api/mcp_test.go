@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/clearance-dev/clearance/api/auth"
 	"github.com/clearance-dev/clearance/authz"
@@ -615,5 +616,32 @@ func TestMCPAPIKey(t *testing.T) {
 				t.Fatalf("%s: service account got %s", name, h.TicketID)
 			}
 		}
+	}
+}
+
+// TestMCPProtectedResourceDiscovery: a client following the MCP authorization
+// spec finds the metadata from the 401 challenge, and the go-sdk's own
+// validation of it (RFC 9728 section 3.3) accepts it for the server's URL,
+// which is the audience tokens must carry.
+func TestMCPProtectedResourceDiscovery(t *testing.T) {
+	srv := New(Config{AuthorizationServers: []string{"https://idp.example"}}, Deps{Auth: staticAuth{}})
+	(&MCP{}).Mount(srv) // the planner is never reached without a credential
+	base := serveHandler(t, srv.Handler())
+	resp, err := http.Post(base+MCPPath, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, metadataURL, ok := strings.Cut(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`)
+	metadataURL, _, _ = strings.Cut(metadataURL, `"`)
+	if resp.StatusCode != http.StatusUnauthorized || !ok {
+		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	prm, err := oauthex.GetProtectedResourceMetadata(context.Background(), metadataURL, base, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(prm.AuthorizationServers, []string{"https://idp.example"}) || !slices.Contains(prm.ScopesSupported, ScopeTicketsRead) {
+		t.Fatalf("%+v", prm)
 	}
 }
