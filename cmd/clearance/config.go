@@ -84,6 +84,7 @@ type serveConfig struct {
 	// Audit.
 	AuditHashQueries bool
 	AuditRetention   time.Duration
+	AuditFailOpen    bool
 
 	// Background indexing inside serve.
 	IndexSource   string
@@ -135,6 +136,7 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 
 	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
 	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")
+	fl.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "keep answering searches when the audit log cannot be written (default: fail closed with 503)")
 	fl.BoolVar(&c.AllowAnyTyp, "allow-any-typ", false, "accept access tokens whose typ header is not at+jwt (issuers such as Keycloak that omit it)")
 
 	fl.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")

@@ -126,7 +126,7 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 	}
 	a.closers = append(a.closers, a.engine.Close)
 	if a.audit, err = openAuditLog(ctx, auditConfig{DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
-		HashQueries: cfg.AuditHashQueries, Retention: cfg.AuditRetention}, log); err != nil {
+		HashQueries: cfg.AuditHashQueries, Retention: cfg.AuditRetention, FailOpen: cfg.AuditFailOpen}, log); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	a.closers = append(a.closers, a.audit.Close)
@@ -247,8 +247,10 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		APIKeys: a.keys,
 		Ready:   map[string]api.Pinger{"engine": api.EnginePinger(a.engine), "store": api.StorePinger(a.store)},
 		DevJWKS: jwks,
-		Areas:   []api.Area{search, reader},
-		Pages:   []api.Page{page},
+		// Every grant and revocation becomes an audit record too.
+		GrantEvents: &api.AuditGrants{Log: a.audit},
+		Areas:       []api.Area{search, reader},
+		Pages:       []api.Page{page},
 	}
 	var issuers []string
 	if a.cfg.Issuer != "" {
