@@ -30,6 +30,7 @@ import (
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/audit/internal/commit"
+	"github.com/clearance-dev/clearance/internal/dirlock"
 )
 
 // Defaults.
@@ -148,7 +149,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := os.MkdirAll(l.segDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	lock, err := lockDir(filepath.Join(cfg.Dir, "LOCK"))
+	lock, err := dirlock.Acquire(filepath.Join(cfg.Dir, "LOCK"), "audit dir")
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}

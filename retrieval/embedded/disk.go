@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/clearance-dev/clearance/internal/dirlock"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -59,7 +60,7 @@ func openDisk(dir string, meta retrieval.IndexMeta, ix *index, log *slog.Logger,
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded store: %w: %w", retrieval.ErrUnavailable, err)
 	}
-	lock, err := lockDir(filepath.Join(dir, lockFile))
+	lock, err := dirlock.Acquire(filepath.Join(dir, lockFile), "data dir")
 	if err != nil {
 		return nil, fmt.Errorf("embedded store %s: %w: %w", dir, retrieval.ErrUnavailable, err)
 	}
