@@ -2,6 +2,7 @@ package authztest
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/clearance-dev/clearance/authz"
@@ -45,6 +46,27 @@ func Bench(b *testing.B, e authz.Engine) {
 			q := authz.Query{Consistency: authz.HigherConsistency}
 			for b.Loop() {
 				if _, err := e.BatchCheck(ctx, q, checks); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// The same questions as concurrent single Checks, side by side with the
+		// batch, to see which the post-filter should use.
+		b.Run(fmt.Sprintf("ParallelCheck/%d", n), func(b *testing.B) {
+			q := authz.Query{Consistency: authz.HigherConsistency}
+			for b.Loop() {
+				var wg sync.WaitGroup
+				errs := make(chan error, len(checks))
+				for _, c := range checks {
+					wg.Go(func() {
+						if _, err := e.Check(ctx, q, c); err != nil {
+							errs <- err
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				if err := <-errs; err != nil {
 					b.Fatal(err)
 				}
 			}
