@@ -24,7 +24,9 @@ type BackgroundConfig struct {
 	// DatabaseURL, when the backend is a shared PostgreSQL, keeps the sync
 	// state there and makes replicas take turns (advisory lock).
 	DatabaseURL string
-	Logger      *slog.Logger
+	// Tuples keeps ticket#project tuples in step (see Config.Tuples).
+	Tuples TupleWriter
+	Logger *slog.Logger
 }
 
 // StartBackground starts the schedule, with a first run at once. Each run logs
@@ -53,7 +55,7 @@ func StartBackground(ctx context.Context, cfg BackgroundConfig) (stop func(), er
 	} else if state, err = NewFileState(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	ix, err := New(Config{Store: cfg.Store, Embedder: cfg.Embedder, State: state, Logger: cfg.Logger})
+	ix, err := New(Config{Store: cfg.Store, Embedder: cfg.Embedder, State: state, Tuples: cfg.Tuples, Logger: cfg.Logger})
 	if err != nil {
 		release()
 		return nil, err

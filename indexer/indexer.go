@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -39,6 +40,42 @@ type Config struct {
 	// MaxFailures caps the failures kept in the Summary (default 1000); all are
 	// counted and logged.
 	MaxFailures int
+	// Tuples, when set, keeps each ticket's ticket#project tuple in step with the
+	// index: written before a new or moved ticket reaches the index, deleted after
+	// a ticket leaves it. Set it when clearance owns the tuples (the embedded
+	// engine); with a remote engine the source system writes them.
+	Tuples TupleWriter
+}
+
+// TupleWriter writes relationship tuples (authz.Engine's Write).
+type TupleWriter interface {
+	Write(ctx context.Context, writes, deletes []authz.Tuple) error
+}
+
+// projectTuple is the ticket#project tuple of a ticket in a project.
+func projectTuple(ticketID, project string) authz.Tuple {
+	return authz.Tuple{User: "project:" + project, Relation: "project", Object: "ticket:" + ticketID}
+}
+
+// tupleChange records the ticket#project change of one ticket: the tuple to write
+// (new project) and, on a move, the one to delete.
+func tupleChange(id, oldProject string, found bool, newProject string) (writes, deletes []authz.Tuple) {
+	writes = []authz.Tuple{projectTuple(id, newProject)}
+	if found && oldProject != "" && oldProject != newProject {
+		deletes = []authz.Tuple{projectTuple(id, oldProject)}
+	}
+	return writes, deletes
+}
+
+// writeTuples applies pending tuple changes (no-op without a TupleWriter).
+func (ix *Indexer) writeTuples(ctx context.Context, writes, deletes []authz.Tuple) error {
+	if ix.cfg.Tuples == nil || len(writes)+len(deletes) == 0 {
+		return nil
+	}
+	if err := ix.cfg.Tuples.Write(ctx, writes, deletes); err != nil {
+		return fmt.Errorf("write ticket#project tuples: %w", err)
+	}
+	return nil
 }
 
 // Syncer is implemented by stores that acknowledge writes before they are on
@@ -343,12 +380,15 @@ func (ix *Indexer) commit(ctx context.Context, source, watermark string) error {
 
 // deleteMissing removes the tickets a full sync did not see.
 func (ix *Indexer) deleteMissing(ctx context.Context, known *refs, seen map[string]bool, t *tally) error {
-	for id := range known.m {
+	for id, ref := range known.m {
 		if seen[id] {
 			continue
 		}
 		if err := ix.cfg.Store.Delete(ctx, id); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
+		}
+		if err := ix.writeTuples(ctx, nil, []authz.Tuple{projectTuple(id, ref.Project)}); err != nil {
+			return err
 		}
 		t.add(func(s *Summary) { s.Deleted++ })
 	}
@@ -379,7 +419,13 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 	}()
 	var todo []pendingTicket
 	pending := map[string]bool{} // ids queued for embedding or being written
+	// ticket#project changes of the queued tickets, written before they are.
+	var tupleWrites, tupleDeletes []authz.Tuple
 	flush := func() error {
+		if err := ix.writeTuples(ctx, tupleWrites, tupleDeletes); err != nil {
+			return err
+		}
+		tupleWrites, tupleDeletes = tupleWrites[:0], tupleDeletes[:0]
 		err := ix.embedAndWrite(ctx, wctx, writes, todo, known, t)
 		todo = todo[:0]
 		return err
@@ -417,6 +463,9 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 			if err := ix.cfg.Store.Delete(ctx, r.ID); err != nil {
 				return fmt.Errorf("delete %s: %w", r.ID, err)
 			}
+			if err := ix.writeTuples(ctx, nil, []authz.Tuple{projectTuple(r.ID, old.Project)}); err != nil {
+				return err
+			}
 			known.del(r.ID)
 			t.add(func(s *Summary) { s.Deleted++ })
 			continue
@@ -431,6 +480,10 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 				t.add(func(s *Summary) { s.Unchanged++ })
 				continue
 			}
+			w, d := tupleChange(tk.ID, old.Project, found, tk.Project)
+			if err := ix.writeTuples(ctx, w, d); err != nil {
+				return err
+			}
 			if err := ix.cfg.Store.Move(ctx, tk.ID, tk.Project); err != nil {
 				return fmt.Errorf("move %s: %w", tk.ID, err)
 			}
@@ -438,6 +491,10 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 			known.set(old)
 			t.add(func(s *Summary) { s.Moved++ })
 			continue
+		}
+		if ix.cfg.Tuples != nil {
+			w, d := tupleChange(tk.ID, old.Project, found, tk.Project)
+			tupleWrites, tupleDeletes = append(tupleWrites, w...), append(tupleDeletes, d...)
 		}
 		todo = append(todo, pendingTicket{t: tk, chunks: ix.cfg.Chunker.Chunk(tk)})
 		pending[tk.ID] = true

@@ -199,11 +199,23 @@ listed), 1 on any other error.`,
 				}
 				defer closeState()
 				lockURL = be.cfg.DatabaseURL
+				// With the embedded engine clearance owns the ticket#project tuples,
+				// so the index run writes them with the tickets (a remote engine
+				// gets them from the source system).
+				var tuples indexer.TupleWriter
+				if be.cfg.Engine == engineEmbedded {
+					engine, err := be.cfg.openEngine(ctx, log)
+					if err != nil {
+						return err
+					}
+					defer engine.Close()
+					tuples = engine
+				}
 				once = func(ctx context.Context) (indexer.Summary, error) {
 					bar := newProgress(cmd.ErrOrStderr(), tty, "indexing", log)
 					defer bar.finish()
 					ix, err := indexer.New(indexer.Config{
-						Store: store, Embedder: emb, State: state, Full: full, Workers: workers,
+						Store: store, Embedder: emb, State: state, Full: full, Workers: workers, Tuples: tuples,
 						Chunker: indexer.Chunker{Words: words, Overlap: overlap}, Logger: log, Progress: bar.update,
 					})
 					if err != nil {
@@ -248,7 +260,7 @@ listed), 1 on any other error.`,
 		},
 	}
 	src.register(cmd)
-	be.register(cmd, false)
+	be.register(cmd, true)
 	fl := cmd.Flags()
 	fl.StringVar(&server, "server", "", "push to this clearance server (POST /v1/tickets) instead of a local store")
 	fl.StringVar(&token, "token", "", "access token or API key for --server")

@@ -51,11 +51,15 @@ validated at start and every problem is listed.`,
 			}
 			defer a.Close()
 			if cfg.IndexSource != "" {
-				stop, err := indexer.StartBackground(cmd.Context(), indexer.BackgroundConfig{
+				bg := indexer.BackgroundConfig{
 					Source: cfg.IndexSource, Every: cfg.IndexEvery, Schedule: cfg.IndexSchedule,
 					Store: a.store, Embedder: a.embedder, DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
 					Logger: log.With("component", "indexer"),
-				})
+				}
+				if a.ownsTuples() {
+					bg.Tuples = a.engine
+				}
+				stop, err := indexer.StartBackground(cmd.Context(), bg)
 				if err != nil {
 					return fmt.Errorf("--index-source: %w", err)
 				}
