@@ -50,7 +50,8 @@ func DefaultOrgConfig(chunks int) OrgConfig {
 }
 
 // Buckets are the visibility fractions of a tenant's projects the users get; 1.0
-// is a tenant admin.
+// is a tenant admin. A user sees at least one project, so in small orgs the
+// smallest buckets round up (Viewer.Bucket holds the real fraction).
 var Buckets = []float64{0.001, 0.01, 0.1, 0.5, 1.0}
 
 // BucketName formats a visibility fraction ("0.1%", "100% (admin)").
@@ -174,6 +175,9 @@ func GenerateOrg(cfg OrgConfig) *Org {
 					mine = sample(rng, projects, max(1, len(projects)/10))
 				} else {
 					n := max(1, int(math.Round(f*float64(len(projects)))))
+					// Report what the user really sees: a small tenant cannot give
+					// a 0.1% share of projects.
+					u.Bucket = float64(n) / float64(len(projects))
 					mine = sample(rng, projects, n)
 					// Half through a team (nested once), half directly, in mixed roles.
 					team := "team:" + name + "-team"
@@ -215,7 +219,7 @@ func GenerateOrg(cfg OrgConfig) *Org {
 				add("agent:"+agent, "agent", del)
 				a := &Viewer{
 					Principal: authz.Principal{Kind: authz.KindAgent, Tenant: tenant, User: name, Agent: agent, AuthMethod: "bench"},
-					Bucket:    f, Admin: u.Admin, Projects: u.Projects, Shared: u.Shared, Blocked: u.Blocked,
+					Bucket:    u.Bucket, Admin: u.Admin, Projects: u.Projects, Shared: u.Shared, Blocked: u.Blocked,
 					Granted: map[string]bool{},
 				}
 				grant := mine
