@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/clearance-dev/clearance/authz"
 	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
@@ -104,24 +105,10 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address (host:port)")
 	fl.StringVar(&c.PublicURL, "public-url", "", "external base URL of this server, its resource id for tokens (default http://<addr>)")
-	fl.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: engine sqlite file, embedded index, dev signing key, API keys, audit log")
-	fl.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL: engine datastore, pgvector store, API keys and audit log live there instead of the data dir")
-
-	fl.StringVar(&c.Engine, "engine", "", "relationship engine: embedded or openfga (default embedded; openfga when --openfga-url is set)")
-	fl.StringVar(&c.EngineDatastore, "engine-datastore", "", "embedded engine datastore: sqlite, postgres or memory (default sqlite; postgres with --database-url)")
-	fl.StringVar(&c.OpenFGAURL, "openfga-url", "", "URL of a remote OpenFGA server's HTTP API (implies --engine openfga)")
-	fl.StringVar(&c.OpenFGAStoreID, "openfga-store-id", "", "OpenFGA store id (default: find or create the store named clearance)")
-	fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "pin an OpenFGA authorization model id (default: write clearance's model when it differs)")
-	fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
-
-	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
-	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC address for --store qdrant, e.g. http://127.0.0.1:6334")
-	fl.StringVar(&c.QdrantKey, "qdrant-api-key", "", "API key for the Qdrant server")
-	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings)")
-	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any of 8..8192; openai: the model's output dimension)")
-	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API, e.g. http://127.0.0.1:11434/v1")
-	fl.StringVar(&c.OpenAIModel, "openai-model", "", "embedding model name for --embedder openai")
-	fl.StringVar(&c.OpenAIKey, "openai-key", "", "API key for --embedder openai")
+	c.registerData(fl, "data directory: engine sqlite file, embedded index, dev signing key, API keys, audit log",
+		"PostgreSQL URL: engine datastore, pgvector store, API keys and audit log live there instead of the data dir")
+	c.registerEngine(fl)
+	c.registerIndex(fl)
 
 	fl.StringVar(&c.Issuer, "issuer", "", "expected iss of access tokens")
 	fl.StringVar(&c.Audience, "audience", "", "expected aud of access tokens (this API's resource URL)")
@@ -141,6 +128,36 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 
 	fl.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+}
+
+// registerData binds --data-dir and --database-url; each command says what it
+// keeps there.
+func (c *serveConfig) registerData(fl *pflag.FlagSet, dataDir, databaseURL string) {
+	fl.StringVar(&c.DataDir, "data-dir", defaultDataDir, dataDir)
+	fl.StringVar(&c.DatabaseURL, "database-url", "", databaseURL)
+}
+
+// registerEngine binds the relationship-engine flags (serve, index, reconcile).
+func (c *serveConfig) registerEngine(fl *pflag.FlagSet) {
+	fl.StringVar(&c.Engine, "engine", "", "relationship engine: embedded or openfga (default embedded; openfga when --openfga-url is set)")
+	fl.StringVar(&c.EngineDatastore, "engine-datastore", "", "embedded engine datastore: sqlite, postgres or memory (default sqlite; postgres with --database-url)")
+	fl.StringVar(&c.OpenFGAURL, "openfga-url", "", "URL of a remote OpenFGA server's HTTP API (implies --engine openfga)")
+	fl.StringVar(&c.OpenFGAStoreID, "openfga-store-id", "", "OpenFGA store id (default: find or create the store named clearance)")
+	fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "pin an OpenFGA authorization model id (default: write clearance's model when it differs)")
+	fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
+}
+
+// registerIndex binds the vector-store and embedder flags (serve, index,
+// reconcile): every command that opens the index must open it the same way.
+func (c *serveConfig) registerIndex(fl *pflag.FlagSet) {
+	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
+	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC address for --store qdrant, e.g. http://127.0.0.1:6334")
+	fl.StringVar(&c.QdrantKey, "qdrant-api-key", "", "API key for the Qdrant server")
+	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings); must match the index")
+	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any of 8..8192; openai: the model's output dimension)")
+	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API, e.g. http://127.0.0.1:11434/v1")
+	fl.StringVar(&c.OpenAIModel, "openai-model", "", "embedding model name for --embedder openai")
+	fl.StringVar(&c.OpenAIKey, "openai-key", "", "API key for --embedder openai")
 }
 
 // resolve fills the implied choices (engine from --openfga-url, datastore from

@@ -74,30 +74,18 @@ func (f *indexSourceFlags) open(ctx context.Context) (indexer.Source, func(), er
 
 // backendFlags are serve's backend flags (same names, same switches in
 // config.go) for the commands that open the index outside serve: index and
-// reconcile. The engine flags are registered only where an engine is used.
+// reconcile. Both use the engine: index writes ticket#project tuples when it is
+// embedded, reconcile reads them.
 type backendFlags struct {
 	cfg serveConfig
 }
 
-func (f *backendFlags) register(cmd *cobra.Command, engine bool) {
+func (f *backendFlags) register(cmd *cobra.Command) {
 	c, fl := &f.cfg, cmd.Flags()
-	fl.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: embedded index, engine sqlite file, sync state")
-	fl.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL: pgvector store, engine datastore, sync state and single-runner lock live there")
-	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
-	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC URL for --store qdrant")
-	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai; must match the index")
-	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any; openai: the model's, 0 asks the server)")
-	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API")
-	fl.StringVar(&c.OpenAIModel, "openai-model", "", "embedding model name for --embedder openai")
-	fl.StringVar(&c.OpenAIKey, "openai-key", "", "API key for --embedder openai")
-	if engine {
-		fl.StringVar(&c.Engine, "engine", "", "relationship engine: embedded or openfga (default embedded; openfga when --openfga-url is set)")
-		fl.StringVar(&c.EngineDatastore, "engine-datastore", "", "embedded engine datastore: sqlite or postgres (default sqlite; postgres with --database-url)")
-		fl.StringVar(&c.OpenFGAURL, "openfga-url", "", "URL of a remote OpenFGA server's HTTP API (implies --engine openfga)")
-		fl.StringVar(&c.OpenFGAStoreID, "openfga-store-id", "", "OpenFGA store id")
-		fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "OpenFGA authorization model id")
-		fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
-	}
+	c.registerData(fl, "data directory: embedded index, engine sqlite file, sync state",
+		"PostgreSQL URL: pgvector store, engine datastore, sync state and single-runner lock live there")
+	c.registerIndex(fl)
+	c.registerEngine(fl)
 }
 
 // open validates the flags with serve's rules and opens the embedder and the
@@ -260,7 +248,7 @@ listed), 1 on any other error.`,
 		},
 	}
 	src.register(cmd)
-	be.register(cmd, true)
+	be.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&server, "server", "", "push to this clearance server (POST /v1/tickets) instead of a local store")
 	fl.StringVar(&token, "token", "", "access token or API key for --server")

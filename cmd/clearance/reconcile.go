@@ -72,7 +72,7 @@ Exit status: 0 without drift, 3 when drift remains, 1 on errors.`,
 			return nil
 		},
 	}
-	be.register(cmd, true)
+	be.register(cmd)
 	fl := cmd.Flags()
 	fl.BoolVar(&fix, "fix", false, "rewrite the index metadata from the engine")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
