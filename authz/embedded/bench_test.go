@@ -1,7 +1,11 @@
 package embedded_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
+
+	"github.com/clearance-dev/clearance/authz"
 
 	"github.com/clearance-dev/clearance/authz/authztest"
 	"github.com/clearance-dev/clearance/authz/embedded"
@@ -25,4 +29,44 @@ func BenchmarkPostgres(b *testing.B) {
 	e := open(b, embedded.Config{Datastore: embedded.Postgres, DatabaseURL: testenv.DatabaseURL(b)})
 	defer e.Close()
 	authztest.Bench(b, e)
+}
+
+// BenchmarkSQLiteStatistics lists the three tickets shared with a user among
+// 50,000, on a file without planner statistics and on one the engine refreshed.
+//
+//	go test ./authz/embedded -run '^$' -bench SQLiteStatistics -benchtime 50x
+func BenchmarkSQLiteStatistics(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		limit int
+	}{{"stats=off", -1}, {"stats=on", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := open(b, embedded.Config{DataDir: b.TempDir(), SQLiteAnalyzeLimit: bc.limit})
+			defer e.Close()
+			var tuples []authz.Tuple
+			for i := range 50000 {
+				tuples = append(tuples, authz.Tuple{User: fmt.Sprintf("project:p%d", i%500), Relation: "project", Object: fmt.Sprintf("ticket:T-%d", i)})
+			}
+			for _, id := range []string{"T-7", "T-12345", "T-49999"} {
+				tuples = append(tuples, authz.Tuple{User: "user:alice", Relation: "viewer", Object: "ticket:" + id})
+			}
+			if err := e.Write(context.Background(), tuples, nil); err != nil {
+				b.Fatal(err)
+			}
+			e.WaitStats()
+			b.ResetTimer()
+			for b.Loop() {
+				n := 0
+				for _, err := range e.ListObjects(context.Background(), authz.Query{}, "user:alice", authz.RelationShared, "ticket") {
+					if err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				if n != 3 {
+					b.Fatalf("listed %d tickets, want 3", n)
+				}
+			}
+		})
+	}
 }
