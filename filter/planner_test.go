@@ -394,3 +394,47 @@ func TestGet(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstCheckBatchIsWhatIsMissing: on an exact pre-filter the first BatchCheck
+// asks about exactly the tickets still missing (the floor's k checks); a denial
+// costs a second batch, never a wrong or short answer.
+func TestFirstCheckBatchIsWhatIsMissing(t *testing.T) {
+	f := newFixture(t)
+	pl := f.planner(nil, nil, nil)
+	for _, tc := range []struct {
+		name        string
+		p           authz.Principal
+		query       string
+		k           int
+		wantChecked int
+		want        []string
+	}{
+		{"member", user("acme", "bob"), "webhook retry backlog", 1, 1, []string{"T-5"}},
+		{"tenant admin", user("acme", "ada"), "database timeout", 2, 2, nil},
+		// anne is blocked on T-4, the best match: one denial, then a second batch
+		// sized by the observed allow rate (-1: at least 2).
+		{"blocked first", user("acme", "anne"), "payroll database timeout salary data", 1, -1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := search(t, pl, tc.p, filter.Request{Query: tc.query, TopK: tc.k, GroupByTicket: true})
+			rec, _ := f.log.Record(resp.AuditID)
+			if tc.wantChecked < 0 && (rec.Plan.Checked < 2 || rec.Plan.Denied != 1) {
+				t.Errorf("checked %d, denied %d: want the first ticket denied and a second batch (plan %+v)", rec.Plan.Checked, rec.Plan.Denied, rec.Plan)
+			}
+			if tc.wantChecked >= 0 && rec.Plan.Checked != tc.wantChecked {
+				t.Errorf("checked %d tickets, want %d (plan %+v)", rec.Plan.Checked, tc.wantChecked, rec.Plan)
+			}
+			if len(resp.Results) != tc.k {
+				t.Fatalf("got %d results, want %d", len(resp.Results), tc.k)
+			}
+			if tc.want != nil && !slices.Equal(ids(resp), tc.want) {
+				t.Errorf("results %v, want %v", ids(resp), tc.want)
+			}
+			for _, r := range resp.Results {
+				if tc.p.User == "anne" && r.TicketID == "T-4" {
+					t.Fatal("blocked ticket returned")
+				}
+			}
+		})
+	}
+}

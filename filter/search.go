@@ -236,8 +236,15 @@ func (r *run) take(ctx context.Context, hits []retrieval.Hit) error {
 	for i < len(hits) && len(r.results) < k {
 		// Batch the next undecided tickets; size it by the allow rate seen so far.
 		need := k - len(r.results)
-		rate := float64(r.allowed+1) / float64(r.checked+1)
-		want := int(math.Ceil(float64(need)/max(rate, 0.05)*1.25)) + 1
+		want := need
+		if r.checked > 0 || r.pf.path == PathPostfilterOnly {
+			rate := float64(r.allowed+1) / float64(r.checked+1)
+			want = int(math.Ceil(float64(need)/max(rate, 0.05)*1.25)) + 1
+		}
+		// Otherwise this is the first batch of an exact pre-filter (listed projects
+		// and shares, or the tenant-admin shortcut): only blocks and undelegated
+		// shares are denied, so checking exactly what is missing is the likely
+		// cheapest plan; a denial costs one more, small batch.
 		var batch []string
 		inBatch := map[string]bool{}
 		j := i
