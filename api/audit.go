@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -15,6 +18,7 @@ import (
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/indexer"
 )
 
 // ScopeAudit lets an operator read every tenant's audit records.
@@ -23,8 +27,9 @@ const ScopeAudit = "clearance:audit"
 // AuditReader answers GET /v1/audit and GET /v1/audit/{id} and feeds the /audit
 // page. Operators (a user token with clearance:audit) read every record; a
 // tenant's admins (engine: user:<sub> admin tenant:<tenant>) read their tenant's
-// only; everyone else is refused. Agents and service accounts never read the
-// audit log: it records what they were given.
+// only, with every ticket they may not view withheld (see redact); everyone else
+// is refused. Agents and service accounts never read the audit log: it records
+// what they were given.
 type AuditReader struct {
 	Log    audit.Reader
 	Engine authz.Engine
@@ -63,13 +68,37 @@ func (a *AuditReader) List(ctx context.Context, p authz.Principal, f audit.Filte
 	if err != nil {
 		return audit.Page{}, err
 	}
-	if tenant != "" {
-		if f.Tenant != "" && f.Tenant != tenant {
-			return audit.Page{}, fmt.Errorf("tenant admins read only their own tenant's records: %w", clearance.ErrForbidden)
-		}
-		f.Tenant = tenant
+	if tenant == "" {
+		return a.Log.List(ctx, f)
 	}
-	return a.Log.List(ctx, f)
+	if f.Tenant != "" && f.Tenant != tenant {
+		return audit.Page{}, fmt.Errorf("tenant admins read only their own tenant's records: %w", clearance.ErrForbidden)
+	}
+	f.Tenant = tenant
+	if f.Ticket != "" {
+		// A ticket the admin may not view answers like one no record names, and
+		// before the log is read, so neither the body nor the work done depends on
+		// whether records name it: the filter cannot probe for tickets.
+		ok, err := a.canView(ctx, p, f.Ticket)
+		if err != nil {
+			return audit.Page{}, err
+		}
+		if !ok {
+			return audit.Page{}, nil
+		}
+	}
+	page, err := a.Log.List(ctx, f)
+	if err != nil {
+		return audit.Page{}, err
+	}
+	recs := make([]*audit.Record, len(page.Records))
+	for i := range page.Records {
+		recs[i] = &page.Records[i]
+	}
+	if err := a.redact(ctx, p, recs); err != nil {
+		return audit.Page{}, err
+	}
+	return page, nil
 }
 
 // Get answers one record; another tenant's record answers exactly like a missing
@@ -87,7 +116,13 @@ func (a *AuditReader) Get(ctx context.Context, p authz.Principal, id string) (*a
 	if errors.Is(err, clearance.ErrNotFound) || (err == nil && tenant != "" && r.Tenant != tenant) {
 		return nil, notFound
 	}
-	return r, err
+	if err != nil || tenant == "" {
+		return r, err
+	}
+	if err := a.redact(ctx, p, []*audit.Record{r}); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Register adds GET /v1/audit and GET /v1/audit/:id to g (the /v1 group behind
@@ -188,4 +223,162 @@ func parseTime(v string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, errors.New("bad time")
+}
+
+// WithheldTicket stands in, in what a tenant admin reads, for the id of a ticket
+// the admin may not view (SPEC 1.1). It is not a valid ticket id, so it can never
+// be mistaken for one, and a ticket= filter naming it matches nothing.
+const WithheldTicket = "(withheld)"
+
+// notFoundNote is how the planner notes a ticket read of a missing (or another
+// tenant's) ticket: the requested id follows.
+const notFoundNote = "not found: "
+
+// ticketObject finds engine object names in an error text.
+var ticketObject = regexp.MustCompile(`ticket:([A-Za-z0-9][A-Za-z0-9._-]{0,127})`)
+
+// canView asks the engine, fresh, whether p may view the ticket now. An id that
+// cannot be a ticket is not viewable and costs no engine call.
+func (a *AuditReader) canView(ctx context.Context, p authz.Principal, ticket string) (bool, error) {
+	if !indexer.ValidID(ticket) {
+		return false, nil
+	}
+	ok, err := a.Engine.Check(ctx, authz.Query{Consistency: authz.HigherConsistency},
+		authz.Check{User: "user:" + p.User, Relation: "can_view", Object: "ticket:" + ticket})
+	if err != nil {
+		return false, fmt.Errorf("audit: may the reader view the filtered ticket: %w", err)
+	}
+	return ok, nil
+}
+
+// redact withholds from recs every ticket p may not view right now: a tenant
+// admin reads the tenant's decisions, but a ticket that blocks the admin stays
+// invisible to the admin here too (SPEC 1.1). One BatchCheck (HIGHER_CONSISTENCY,
+// so a new block shows at once) answers every distinct ticket of the page. A
+// withheld candidate keeps only its decision, so the returned and withheld counts
+// stay true; its id becomes WithheldTicket and its project, chunk and score are
+// cleared. Notes and the error lose the ids too. Such a record answers without
+// its hash, which commits to the withheld values and would let a guess of them be
+// confirmed offline; and every record answers without prev_hash, the previous
+// record's hash, for the same reason (tenant admins cannot verify the chain,
+// which interleaves tenants, anyway). The log itself is never changed. Any engine
+// failure fails the whole read.
+func (a *AuditReader) redact(ctx context.Context, p authz.Principal, recs []*audit.Record) error {
+	viewable := map[string]bool{}
+	var checks []authz.Check
+	var asked []string
+	mention := func(id string) {
+		if _, seen := viewable[id]; seen {
+			return
+		}
+		viewable[id] = false // until the engine says otherwise
+		if indexer.ValidID(id) {
+			checks = append(checks, authz.Check{User: "user:" + p.User, Relation: "can_view", Object: "ticket:" + id})
+			asked = append(asked, id)
+		}
+	}
+	for _, r := range recs {
+		for _, c := range r.Results {
+			mention(c.TicketID)
+		}
+		for _, n := range r.Plan.Notes {
+			if id, ok := strings.CutPrefix(n, notFoundNote); ok {
+				mention(id)
+			}
+		}
+		for _, m := range ticketObject.FindAllStringSubmatch(r.Error, -1) {
+			mention(m[1])
+		}
+	}
+	if len(checks) > 0 {
+		ok, err := a.Engine.BatchCheck(ctx, authz.Query{Consistency: authz.HigherConsistency}, checks)
+		if err != nil {
+			return fmt.Errorf("audit: which tickets may the reader view: %w", err)
+		}
+		if len(ok) != len(checks) {
+			return fmt.Errorf("audit: the engine answered %d results for %d checks: %w", len(ok), len(checks), clearance.ErrUnavailable)
+		}
+		for i, id := range asked {
+			viewable[id] = ok[i]
+		}
+	}
+	for _, r := range recs {
+		redactRecord(r, viewable)
+	}
+	return nil
+}
+
+// redactRecord applies the engine's answers to one record (see redact).
+func redactRecord(r *audit.Record, viewable map[string]bool) {
+	n := 0
+	if slices.ContainsFunc(r.Results, func(c audit.Candidate) bool { return !viewable[c.TicketID] }) {
+		res := slices.Clone(r.Results) // never write through to the log's memory
+		for i, c := range res {
+			if !viewable[c.TicketID] {
+				res[i] = audit.Candidate{TicketID: WithheldTicket, Decision: c.Decision}
+				n++
+			}
+		}
+		r.Results = res
+	}
+	hide := func(s string) string {
+		if id, ok := strings.CutPrefix(s, notFoundNote); ok && !viewable[id] {
+			return notFoundNote + WithheldTicket
+		}
+		return withholdIDs(s, viewable)
+	}
+	var notes []string
+	for i, note := range r.Plan.Notes {
+		if h := hide(note); h != note {
+			if notes == nil {
+				notes = slices.Clone(r.Plan.Notes)
+			}
+			notes[i] = h
+			n++
+		}
+	}
+	if notes != nil {
+		r.Plan.Notes = notes
+	}
+	if h := hide(r.Error); h != r.Error {
+		r.Error = h
+		n++
+	}
+	r.Redacted = n
+	r.PrevHash = ""
+	if n > 0 {
+		r.Hash = ""
+	}
+}
+
+// withholdIDs replaces, in free text, every whole id (a maximal run of ticket id
+// characters) that names a ticket known to be withheld.
+func withholdIDs(s string, viewable map[string]bool) string {
+	isIDChar := func(b byte) bool {
+		return b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '.' || b == '_' || b == '-'
+	}
+	var b strings.Builder
+	changed := false
+	for i := 0; i < len(s); {
+		if !isIDChar(s[i]) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isIDChar(s[j]) {
+			j++
+		}
+		if ok, known := viewable[s[i:j]]; known && !ok {
+			b.WriteString(WithheldTicket)
+			changed = true
+		} else {
+			b.WriteString(s[i:j])
+		}
+		i = j
+	}
+	if !changed {
+		return s
+	}
+	return b.String()
 }

@@ -17,7 +17,9 @@ import (
 )
 
 // auditFixture is a real file log with records of two tenants and a real embedded
-// engine in which alice administers acme and gina administers globex.
+// engine in which alice administers acme and gina administers globex. Each
+// tenant's tickets T-<tenant>-<i> are in its project p-<tenant>; T-secret, a
+// candidate in every record, is a globex ticket, so alice never sees its id.
 type auditFixture struct {
 	log    *filelog.Log
 	engine *embedded.Engine
@@ -42,13 +44,20 @@ func newAuditFixture(t *testing.T) *auditFixture {
 		{User: "user:alice", Relation: "admin", Object: "tenant:acme"},
 		{User: "user:gina", Relation: "admin", Object: "tenant:globex"},
 		{User: "user:bob", Relation: "member", Object: "tenant:acme"},
+		{User: "tenant:acme", Relation: "tenant", Object: "project:p-acme"},
+		{User: "tenant:globex", Relation: "tenant", Object: "project:p-globex"},
+		{User: "project:p-globex", Relation: "project", Object: "ticket:T-secret"},
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	f := &auditFixture{log: l, engine: e}
 	for i := range 3 {
 		for _, tenant := range []string{"acme", "globex"} {
-			r := audittest.Rec(tenant, fmt.Sprintf("user%d", i), "copilot", fmt.Sprintf("T-%s-%d", tenant, i), "T-secret")
+			ticket := fmt.Sprintf("T-%s-%d", tenant, i)
+			if err := e.Write(ctx, []authz.Tuple{{User: "project:p-" + tenant, Relation: "project", Object: "ticket:" + ticket}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			r := audittest.Rec(tenant, fmt.Sprintf("user%d", i), "copilot", ticket, "T-secret")
 			if err := l.Append(ctx, r); err != nil {
 				t.Fatal(err)
 			}

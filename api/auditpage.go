@@ -78,7 +78,7 @@ func NewAuditPage(cfg AuditPageConfig) (*AuditPage, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	funcs := template.FuncMap{"reason": decisionReason}
+	funcs := template.FuncMap{"reason": decisionReason, "hidden": func(c audit.Candidate) bool { return c.TicketID == WithheldTicket }}
 	p := &AuditPage{cfg: cfg, pages: map[string]*template.Template{}, sessions: map[string]*pageSession{}}
 	for _, name := range []string{"login", "list", "record"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(auditTemplates, "templates/audit/layout.html", "templates/audit/"+name+".html")

@@ -80,6 +80,12 @@ type Record struct {
 	Latency     map[string]int64 `json:"latency_us"` // stage -> microseconds
 	// Grants are the delegation changes of a "grant" or "revoke" record.
 	Grants []GrantChange `json:"grants,omitempty"`
+	// Redacted is response-only: how many ticket references (candidates, and ids
+	// in notes or the error) the reader was not shown because it may not view
+	// those tickets (api.AuditReader, for tenant admins). Writers leave it zero,
+	// so it is never stored and never hashed: omitempty keeps the encoded record,
+	// and with it the chain, exactly as before.
+	Redacted int `json:"redacted,omitempty"`
 	// Chain fields (Hash must stay the last field: the log appends it to the
 	// encoded record)., set by the log when the record is appended.
 	PrevHash string `json:"prev_hash,omitempty"`
