@@ -40,6 +40,9 @@ func (o Options) Prepare(r *Record) error {
 		return clearance.Invalid("tenant", "is required")
 	case r.ID != "" || r.Hash != "" || r.PrevHash != "":
 		return clearance.Invalid("id", "is set by the log; leave id, prev_hash and hash empty")
+	case r.Redacted != 0:
+		// Redacted marks a copy served to a reader, never a stored record.
+		return clearance.Invalid("redacted", "is set only on records served to readers")
 	}
 	if r.Time.IsZero() {
 		now := time.Now

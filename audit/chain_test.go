@@ -84,3 +84,11 @@ func TestPrepareRejectsNonFiniteScores(t *testing.T) {
 		t.Fatalf("prepare: %v, want a field error on candidates[1].score", err)
 	}
 }
+
+func TestPrepareRejectsRedactedRecords(t *testing.T) {
+	r := &Record{Kind: "search", Tenant: "acme", Redacted: 1}
+	err := (Options{}).Prepare(r)
+	if err == nil || !strings.Contains(err.Error(), "redacted") {
+		t.Fatalf("prepare: %v, want a field error on redacted", err)
+	}
+}
