@@ -10,6 +10,7 @@ package embedded
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
@@ -37,6 +38,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	sqlitedriver "modernc.org/sqlite"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
@@ -217,7 +219,15 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 		if err := migrate.RunMigrations(mig); err != nil {
 			return nil, nil, "", fmt.Errorf("%w: migrate sqlite datastore: %w", authz.ErrUnavailable, err)
 		}
-		ds, err := sqlite.New(sqliteDSN(path), sqlCfg)
+		dsn, err := sqlite.PrepareDSN(sqliteDSN(path))
+		if err != nil {
+			return nil, nil, "", err
+		}
+		if err := dropPlanUnstableIndexes(context.Background(), dsn); err != nil {
+			return nil, nil, "", fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+		}
+		db := sql.OpenDB(&stmtCachingConnector{dsn: dsn, drv: &sqlitedriver.Driver{}, size: defaultStmtCacheSize})
+		ds, err := sqlite.NewWithDB(db, sqlCfg)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("%w: open sqlite datastore: %w", authz.ErrUnavailable, err)
 		}
