@@ -2,7 +2,10 @@ package searchbench
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,16 +29,27 @@ var queries = []string{
 // BenchmarkSearchAudit runs the planner (filter.Planner: ListObjects pre-filter,
 // vector search, BatchCheck post-filter with higher consistency, over-fetch) on
 // the demo org with the real components (hashing embedder, embedded store,
-// embedded OpenFGA on its memory datastore), as anne, alternating between two
-// planners that differ only in their audit log: the planner's in-memory log
+// embedded OpenFGA on its memory or sqlite datastore), as anne, alternating between
+// three planners that differ only in their audit log: the planner's in-memory log
 // (audit=off), the durable file log (audit=file: fdatasync'd group commit) and the
 // file log without syncing (audit=file_nosync: everything but the disk flush).
-// Interleaving puts both under the same machine load.
+// Interleaving puts all three under the same machine load. callers=N runs N
+// searches at once (the group commit then shares flushes).
 //
-//	go test ./audit/internal/searchbench -run '^$' -bench SearchAudit -benchtime 2000x
+//	go test ./audit/internal/searchbench -run '^$' -bench SearchAudit -benchtime 3000x
 func BenchmarkSearchAudit(b *testing.B) {
+	for _, datastore := range []string{fgaembedded.Memory, fgaembedded.SQLite} {
+		for _, callers := range []int{1, 4} {
+			b.Run(fmt.Sprintf("engine=%s/callers=%d", datastore, callers), func(b *testing.B) {
+				benchSearchAudit(b, datastore, callers)
+			})
+		}
+	}
+}
+
+func benchSearchAudit(b *testing.B, datastore string, callers int) {
 	ctx := context.Background()
-	e, err := fgaembedded.New(ctx, fgaembedded.Config{Datastore: fgaembedded.Memory})
+	e, err := fgaembedded.New(ctx, fgaembedded.Config{Datastore: datastore, DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,21 +92,41 @@ func BenchmarkSearchAudit(b *testing.B) {
 	}
 	p := authz.Principal{Kind: authz.KindUser, Tenant: "acme", User: "anne", AuthMethod: "jwt", Scopes: []string{"tickets:read"}}
 
+	var mu sync.Mutex
 	lat := make([][]time.Duration, len(modes))
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
 	b.ResetTimer()
-	for i := range b.N {
-		m := i % len(modes)
-		t0 := time.Now()
-		resp, err := planners[m].Search(ctx, p, filter.Request{Query: queries[(i/len(modes))%len(queries)], TopK: 10})
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat[m] = append(lat[m], time.Since(t0))
-		if resp.AuditID == "" {
-			b.Fatal("no audit id")
-		}
+	for range callers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				m := i % len(modes)
+				t0 := time.Now()
+				resp, err := planners[m].Search(ctx, p, filter.Request{Query: queries[(i/len(modes))%len(queries)], TopK: 10})
+				d := time.Since(t0)
+				if err == nil && resp.AuditID == "" {
+					err = fmt.Errorf("no audit id")
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				mu.Lock()
+				lat[m] = append(lat[m], d)
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
 	if len(lat[len(modes)-1]) == 0 {
 		return // the probe run
 	}
