@@ -155,20 +155,23 @@ func Load(ctx context.Context, o *Org, eng Engine, store retrieval.Store, emb re
 			delete(pending, next)
 			s := time.Now()
 			v := 0
-			for ti := e.i; ti < min(e.i+batch, len(o.Tickets)); ti++ {
+			hi := min(e.i+batch, len(o.Tickets))
+			chunks := make([][]retrieval.Chunk, hi-e.i)
+			for ti := e.i; ti < hi; ti++ {
 				t := &o.Tickets[ti]
-				chunks := make([]retrieval.Chunk, len(t.Chunks))
+				cs := make([]retrieval.Chunk, len(t.Chunks))
 				for j := range t.Chunks {
-					chunks[j] = retrieval.Chunk{Ordinal: j, Text: t.Chunks[j], Vector: e.vecs[v]}
+					cs[j] = retrieval.Chunk{Ordinal: j, Text: t.Chunks[j], Vector: e.vecs[v]}
 					c.vectors = append(c.vectors, e.vecs[v]...)
 					c.chunks = append(c.chunks, chunkRef{ticket: &t.Ticket, ordinal: j})
 					v++
 				}
-				if err := store.Upsert(ctx, t.Ticket, chunks); err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("upsert %s: %w", t.ID, err)
-				}
+				chunks[ti-e.i] = cs
 				c.tickets[t.ID] = &t.Ticket
 				done += len(t.Chunks)
+			}
+			if err := upsertAll(ctx, store, o.Tickets[e.i:hi], chunks, workers); err != nil && firstErr == nil {
+				firstErr = err
 			}
 			storeTime += time.Since(s)
 			progress("chunks", done, total)
@@ -184,6 +187,37 @@ func Load(ctx context.Context, o *Org, eng Engine, store retrieval.Store, emb re
 	st.StoreSeconds = storeTime.Seconds()
 	st.ChunksPerSec = float64(total) / time.Since(embedStart).Seconds()
 	return c, st, nil
+}
+
+// upsertAll writes the tickets with up to workers upserts in flight: a database
+// store spends most of an upsert waiting on its server (one transaction and an
+// HNSW insert per ticket), so one at a time leaves the cores idle.
+func upsertAll(ctx context.Context, store retrieval.Store, tickets []Ticket, chunks [][]retrieval.Chunk, workers int) error {
+	errs := make([]error, len(tickets))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := store.Upsert(ctx, tickets[i].Ticket, chunks[i]); err != nil {
+					errs[i] = fmt.Errorf("upsert %s: %w", tickets[i].ID, err)
+				}
+			}
+		}()
+	}
+	for i := range tickets {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ExactTopK is the reference: the k best chunks the viewer may see, by brute force
