@@ -2,21 +2,30 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	fgasdk "github.com/openfga/go-sdk"
+	"github.com/openfga/go-sdk/credentials"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/clearance-dev/clearance/authz"
 	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
+	"github.com/clearance-dev/clearance/authz/openfga"
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/internal/bench"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -24,16 +33,18 @@ import (
 )
 
 type benchFlags struct {
-	scale       string
-	store       string
-	engine      string
-	databaseURL string
-	out         string
-	queries     int
-	k           int
-	naiveN      int
-	timeout     time.Duration
-	seed        uint64
+	scale        string
+	store        string
+	engine       string
+	databaseURL  string
+	openfgaToken string
+	listDeadline time.Duration
+	out          string
+	queries      int
+	k            int
+	naiveN       int
+	timeout      time.Duration
+	seed         uint64
 }
 
 func newBenchCommand() *cobra.Command {
@@ -48,15 +59,38 @@ strategy in one run: the naive post-filter of a tenant-wide top-N, ListObjects o
 tickets as the filter, clearance's planner, and the three parts of the floor alone
 (ListObjects of projects, the filtered scan, BatchCheck of k). It reports latency
 percentiles, recall@k against the exact visible top-k, leaks (checked with the
-engine's Check), engine calls and candidates per query, as Markdown and JSON.`,
+engine's Check), engine calls and candidates per query, as Markdown and JSON.
+
+Backends:
+  --store embedded        the in-process vector store, in memory (default)
+  --store pgvector        the pgvector store on --database-url
+  --engine sqlite         embedded OpenFGA on a sqlite file in --out (default;
+                          "embedded" is the same)
+  --engine memory         embedded OpenFGA in memory (small scales only)
+  --engine postgres       embedded OpenFGA on --database-url
+  --engine http://HOST:PORT
+                          a remote OpenFGA server (--openfga-token if it wants one)
+
+Nothing the bench writes touches existing data. With --database-url it creates a
+schema named clearance_bench_<random> holding the pgvector tables and the embedded
+engine's tables, and drops it (CASCADE) at the end, also after a failure or Ctrl-C;
+only a killed process leaves it behind (drop it by hand). The vector extension is
+created in the database's usual schema if it is missing, never in the bench schema.
+On an OpenFGA server it creates a store named clearance-bench-<time>-<random> and
+deletes it at the end (OpenFGA marks a deleted store; its tuples stay in the
+server's datastore until the server purges them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd.Context(), cmd, f) },
 	}
 	fl := cmd.Flags()
+	// Definition order, so the report's command line reads scale, store, engine first.
+	fl.SortFlags = false
 	fl.StringVar(&f.scale, "scale", "10k", "corpus size in chunks: 10k, 100k, 1m (or any number)")
-	fl.StringVar(&f.store, "store", "embedded", "vector store: embedded")
-	fl.StringVar(&f.engine, "engine", "sqlite", "embedded engine datastore: sqlite, postgres (needs --database-url) or memory")
-	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for --engine postgres")
+	fl.StringVar(&f.store, "store", storeEmbedded, "vector store: embedded or pgvector (needs --database-url)")
+	fl.StringVar(&f.engine, "engine", fgaembedded.SQLite, "relationship engine: embedded OpenFGA on sqlite (or embedded), postgres (needs --database-url) or memory, or the http(s) URL of an OpenFGA server")
+	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for --store pgvector and --engine postgres (the run gets its own schema, dropped at the end)")
+	fl.StringVar(&f.openfgaToken, "openfga-token", "", "API token (preshared key) for the OpenFGA server of --engine URL")
+	fl.DurationVar(&f.listDeadline, "openfga-list-deadline", openfga.DefaultServerListObjectsDeadline, "the OpenFGA server's --listObjects-deadline: a listing that lasts this long counts as truncated (an error)")
 	fl.StringVar(&f.out, "out", "bench-out", "directory for report.md and report.json (and the engine's sqlite file)")
 	fl.IntVar(&f.queries, "queries", 3, "queries per principal")
 	fl.IntVar(&f.k, "k", 10, "results per query")
@@ -82,20 +116,108 @@ func parseScale(s string) (int, error) {
 	return n * mult, nil
 }
 
-func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) error {
+// remoteEngine reports whether --engine names an OpenFGA server rather than an
+// embedded datastore: anything that looks like a URL is parsed as one, so a typo
+// such as http//host fails as a bad URL instead of as an unknown datastore.
+func (f *benchFlags) remoteEngine() bool {
+	e := strings.ToLower(f.engine)
+	return strings.Contains(e, "://") || strings.HasPrefix(e, "http")
+}
+
+// resolve validates the flags before any work, with errors that name the flags.
+func (f *benchFlags) resolve() (int, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	chunks, err := parseScale(f.scale)
 	if err != nil {
+		errs = append(errs, err)
+	}
+	usesDB := false
+	switch f.store {
+	case storeEmbedded:
+	case storePGVector:
+		usesDB = true
+		if f.databaseURL == "" {
+			bad("--store pgvector needs --database-url")
+		}
+	default:
+		bad("--store %q: want embedded or pgvector", f.store)
+	}
+	if f.remoteEngine() {
+		// Neither message repeats an unparsable value: it may hold a password.
+		if u, err := url.Parse(f.engine); err != nil {
+			bad("--engine: not a parsable URL; want the http(s) URL of an OpenFGA server, e.g. http://127.0.0.1:8080")
+		} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--engine %q: want the http(s) URL of an OpenFGA server, e.g. http://127.0.0.1:8080", u.Redacted())
+		}
+		if f.listDeadline <= 0 {
+			bad("--openfga-list-deadline must be positive")
+		}
+	} else {
+		if f.engine == engineEmbedded {
+			f.engine = fgaembedded.SQLite
+		}
+		switch f.engine {
+		case fgaembedded.SQLite, fgaembedded.Memory:
+		case fgaembedded.Postgres:
+			usesDB = true
+			if f.databaseURL == "" {
+				bad("--engine postgres needs --database-url")
+			}
+		default:
+			bad("--engine %q: want embedded, sqlite, postgres, memory or the http(s) URL of an OpenFGA server", f.engine)
+		}
+		if f.openfgaToken != "" {
+			bad("--openfga-token needs --engine <URL of an OpenFGA server>")
+		}
+	}
+	if f.databaseURL != "" {
+		if u, err := url.Parse(f.databaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("--database-url: want postgres://user@host:port/db")
+		} else if !usesDB {
+			bad("--database-url is used only by --store pgvector and --engine postgres")
+		}
+	}
+	if f.queries < 1 {
+		bad("--queries %d: want at least 1", f.queries)
+	}
+	if f.k < 1 || f.k > 1000 {
+		bad("--k %d: want 1..1000", f.k)
+	}
+	if f.naiveN < f.k {
+		bad("--naive-n %d: want at least --k (%d)", f.naiveN, f.k)
+	}
+	if f.timeout <= 0 {
+		bad("--timeout must be positive")
+	}
+	if f.out == "" {
+		bad("--out must not be empty")
+	}
+	return chunks, errors.Join(errs...)
+}
+
+func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error) {
+	chunks, err := f.resolve()
+	if err != nil {
 		return err
-	}
-	if f.store != "embedded" {
-		return fmt.Errorf("--store %q: bench supports embedded in this build", f.store)
-	}
-	if f.engine == fgaembedded.Postgres && f.databaseURL == "" {
-		return fmt.Errorf("--engine postgres needs --database-url")
 	}
 	stderr := cmd.ErrOrStderr()
 	tty := isTerminal(stderr)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	// Everything the run creates is undone in reverse order, after a failure or
+	// Ctrl-C too (on a context that is no longer cancelled).
+	var cleanups []func(context.Context) error
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			err = errors.Join(err, cleanups[i](cctx))
+		}
+	}()
+	closer := func(c interface{ Close() error }) {
+		cleanups = append(cleanups, func(context.Context) error { return c.Close() })
+	}
 
 	cfg := bench.DefaultOrgConfig(chunks)
 	cfg.Seed = f.seed
@@ -107,34 +229,88 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) error {
 	if err := os.MkdirAll(f.out, 0o755); err != nil {
 		return err
 	}
-	engDir, err := os.MkdirTemp(f.out, "engine-")
-	if err != nil {
-		return err
+
+	var schema *benchSchema
+	if f.databaseURL != "" {
+		schema, err = createBenchSchema(ctx, f.databaseURL, f.store == storePGVector)
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, schema.drop)
+		fmt.Fprintf(stderr, "postgres: schema %s for this run (dropped at the end)\n", schema.name)
 	}
-	defer os.RemoveAll(engDir)
-	eng, err := fgaembedded.New(ctx, fgaembedded.Config{
-		Datastore: f.engine, DataDir: engDir, DatabaseURL: f.databaseURL,
-		MaxTuplesPerWrite: 10000, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("engine: %w", err)
+
+	var (
+		eng            authz.Engine
+		engineName     string
+		tuplesPerWrite = 10000
+	)
+	if f.remoteEngine() {
+		remote, err := openBenchOpenFGA(ctx, f, log)
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, remote.deleteStore)
+		closer(remote.eng)
+		fmt.Fprintf(stderr, "openfga: store %s (%s) on %s for this run (deleted at the end)\n", remote.name, remote.eng.StoreID(), redactURL(f.engine))
+		// The adapter writes in the server's per-write limit (100 tuples); smaller
+		// calls here only make the progress finer.
+		eng, engineName, tuplesPerWrite = remote.eng, "OpenFGA server at "+redactURL(f.engine), 1000
+	} else {
+		engDir, err := os.MkdirTemp(f.out, "engine-")
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, func(context.Context) error { return os.RemoveAll(engDir) })
+		ecfg := fgaembedded.Config{Datastore: f.engine, DataDir: engDir, MaxTuplesPerWrite: tuplesPerWrite, Logger: log}
+		if f.engine == fgaembedded.Postgres {
+			ecfg.DatabaseURL = schema.engineURL
+		}
+		e, err := fgaembedded.New(ctx, ecfg)
+		if err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		closer(e)
+		eng, engineName = e, "embedded OpenFGA ("+f.engine+")"
 	}
-	defer eng.Close()
+
 	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 384})
-	store, err := storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}, Logger: log})
+	var (
+		store     retrieval.Store
+		storeName = f.store
+	)
+	switch f.store {
+	case storePGVector:
+		// The same construction as serve's --store pgvector, on the run's schema.
+		sc := serveConfig{Store: storePGVector, DatabaseURL: schema.storeURL}
+		store, err = sc.openStore(ctx, emb, log)
+		storeName = fmt.Sprintf("pgvector %s (PostgreSQL %s)", schema.vectorVersion, schema.serverVersion)
+	default:
+		store, err = storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}, Logger: log})
+	}
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	defer store.Close()
+	closer(store)
 
 	prog := newBenchProgress(stderr, tty)
-	corpus, load, err := bench.Load(ctx, org, eng, store, emb, 10000, prog.update)
+	corpus, load, err := bench.Load(ctx, org, eng, store, emb, tuplesPerWrite, prog.update)
 	prog.finish()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "loaded: tuples %.1fs, embed %.1fs, store %.1fs (%.0f chunks/s)\n",
 		load.EngineSeconds, load.EmbedSeconds, load.StoreSeconds, load.ChunksPerSec)
+	if schema != nil {
+		// A deployment's autovacuum analyzes freshly loaded tables within a minute
+		// or so; the queries start right away, so give PostgreSQL's planner its
+		// statistics now instead of measuring plans made without them.
+		start := time.Now()
+		if err := schema.analyze(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "analyzed schema %s in %.1fs\n", schema.name, time.Since(start).Seconds())
+	}
 
 	strategies := []bench.Strategy{
 		bench.FloorListObjects(eng),
@@ -153,8 +329,8 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) error {
 		return err
 	}
 	rep := &bench.Report{
-		Time: time.Now(), Command: "clearance " + strings.Join(os.Args[1:], " "), Machine: bench.MachineDescription(),
-		Scale: f.scale, Store: f.store, Engine: "embedded OpenFGA (" + f.engine + ")", K: f.k,
+		Time: time.Now(), Command: benchCommandLine(cmd), Machine: bench.MachineDescription(),
+		Scale: f.scale, Store: storeName, Engine: engineName, K: f.k,
 		Load: load, RSSBytes: rssBytes(), Org: st, Rows: rows,
 	}
 	if err := rep.WriteFiles(f.out); err != nil {
@@ -162,6 +338,167 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) error {
 	}
 	rep.WriteMarkdown(cmd.OutOrStdout())
 	fmt.Fprintf(stderr, "wrote %s and %s\n", filepath.Join(f.out, "report.md"), filepath.Join(f.out, "report.json"))
+	return nil
+}
+
+// benchCommandLine is the command line for the report, rebuilt from the flags
+// that were set so the database password and the OpenFGA token never reach it.
+func benchCommandLine(cmd *cobra.Command) string {
+	parts := []string{"clearance", "bench"}
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		v := fl.Value.String()
+		switch fl.Name {
+		case "database-url", "engine":
+			v = redactURL(v)
+		case "openfga-token":
+			v = "***"
+		}
+		parts = append(parts, "--"+fl.Name, v)
+	})
+	return strings.Join(parts, " ")
+}
+
+// benchSchema is the PostgreSQL schema one run keeps its tables in.
+type benchSchema struct {
+	adminURL  string
+	name      string
+	storeURL  string // search_path: the schema, then the vector extension's schema
+	engineURL string // search_path: the schema alone, so OpenFGA's migrations
+	// can never find (and reuse) the tables of a real deployment
+
+	vectorVersion, serverVersion string
+}
+
+// createBenchSchema creates a fresh schema on databaseURL. With vector, the
+// extension is created first if missing, outside the schema: dropping the schema
+// must not drop an extension other tables may come to depend on.
+func createBenchSchema(ctx context.Context, databaseURL string, vector bool) (*benchSchema, error) {
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres at %s: %w", redactURL(databaseURL), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var rnd [5]byte
+	_, _ = rand.Read(rnd[:])
+	s := &benchSchema{adminURL: databaseURL, name: "clearance_bench_" + hex.EncodeToString(rnd[:])}
+	if err := conn.QueryRow(ctx, `SHOW server_version`).Scan(&s.serverVersion); err != nil {
+		return nil, fmt.Errorf("postgres server version: %w", err)
+	}
+	// "15.20 (Debian 15.20-0+deb12u1)": the report needs the version only.
+	s.serverVersion, _, _ = strings.Cut(s.serverVersion, " ")
+	path := []string{pgx.Identifier{s.name}.Sanitize()}
+	if vector {
+		if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS vector`); err != nil {
+			return nil, fmt.Errorf("create extension vector (is pgvector installed on the server?): %w", err)
+		}
+		var extSchema string
+		if err := conn.QueryRow(ctx, `SELECT n.nspname, e.extversion FROM pg_extension e
+JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`).Scan(&extSchema, &s.vectorVersion); err != nil {
+			return nil, fmt.Errorf("find extension vector: %w", err)
+		}
+		path = append(path, pgx.Identifier{extSchema}.Sanitize())
+	}
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{s.name}.Sanitize()); err != nil {
+		return nil, fmt.Errorf("create schema %s: %w", s.name, err)
+	}
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("--database-url: %w", err)
+	}
+	withPath := func(p string) string {
+		q := u.Query()
+		q.Set("search_path", p)
+		v := *u
+		v.RawQuery = q.Encode()
+		return v.String()
+	}
+	s.storeURL = withPath(strings.Join(path, ","))
+	s.engineURL = withPath(path[0])
+	return s, nil
+}
+
+// analyze refreshes the planner statistics of every table in the schema.
+func (s *benchSchema) analyze(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.adminURL)
+	if err != nil {
+		return fmt.Errorf("postgres at %s: %w", redactURL(s.adminURL), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, s.name)
+	if err != nil {
+		return fmt.Errorf("list tables of %s: %w", s.name, err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list tables of %s: %w", s.name, err)
+	}
+	for _, t := range tables {
+		if _, err := conn.Exec(ctx, `ANALYZE `+pgx.Identifier{s.name, t}.Sanitize()); err != nil {
+			return fmt.Errorf("analyze %s.%s: %w", s.name, t, err)
+		}
+	}
+	return nil
+}
+
+// drop removes the schema and everything the run put in it.
+func (s *benchSchema) drop(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.adminURL)
+	if err == nil {
+		_, err = conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{s.name}.Sanitize()+` CASCADE`)
+		conn.Close(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("drop schema %s (drop it by hand): %w", s.name, err)
+	}
+	return nil
+}
+
+// benchOpenFGA is the run's own store on a remote OpenFGA server.
+type benchOpenFGA struct {
+	eng  *openfga.Engine
+	name string
+	api  fgasdk.OpenFgaApi
+}
+
+// openBenchOpenFGA connects to the server of --engine with a store of the run's
+// own (a unique name, so the adapter creates it): the bench never reads or
+// writes a store that existed before.
+func openBenchOpenFGA(ctx context.Context, f benchFlags, log *slog.Logger) (*benchOpenFGA, error) {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	name := "clearance-bench-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(rnd[:])
+	cfg := openfga.Config{
+		URL: f.engine, StoreName: name, APIToken: f.openfgaToken,
+		ServerListObjectsDeadline: f.listDeadline,
+		Logger:                    log.With("component", "openfga"),
+	}
+	// Our own listing deadline must outlast the server's, or every long listing
+	// ends on our side first.
+	cfg.ListObjectsDeadline = max(openfga.DefaultListObjectsDeadline, f.listDeadline+5*time.Second)
+	e, err := openfga.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("openfga at %s: %w", redactURL(f.engine), err)
+	}
+	sdkCfg := fgasdk.Configuration{ApiUrl: strings.TrimRight(f.engine, "/")}
+	if f.openfgaToken != "" {
+		sdkCfg.Credentials = &credentials.Credentials{
+			Method: credentials.CredentialsMethodApiToken,
+			Config: &credentials.Config{ApiToken: f.openfgaToken},
+		}
+	}
+	c, err := fgasdk.NewConfiguration(sdkCfg)
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("openfga at %s: %w", redactURL(f.engine), err)
+	}
+	return &benchOpenFGA{eng: e, name: name, api: fgasdk.NewAPIClient(c).OpenFgaApi}, nil
+}
+
+// deleteStore deletes the run's store (the adapter has no call for it).
+func (b *benchOpenFGA) deleteStore(ctx context.Context) error {
+	if _, err := b.api.DeleteStore(ctx, b.eng.StoreID()).Execute(); err != nil {
+		return fmt.Errorf("delete openfga store %s (%s): %w", b.name, b.eng.StoreID(), err)
+	}
 	return nil
 }
 

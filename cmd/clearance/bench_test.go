@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clearance-dev/clearance/internal/bench"
+	"github.com/clearance-dev/clearance/internal/testenv"
+)
+
+// TestBenchFlagValidation: bad combinations are refused before any work (the
+// output directory is not even created).
+func TestBenchFlagValidation(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--store", "pgvector"}, "--store pgvector needs --database-url"},
+		{[]string{"--store", "qdrant"}, `--store "qdrant": want embedded or pgvector`},
+		{[]string{"--engine", "postgres"}, "--engine postgres needs --database-url"},
+		{[]string{"--engine", "spicedb"}, `--engine "spicedb": want embedded, sqlite, postgres, memory or the http(s) URL`},
+		{[]string{"--engine", "http//fga:8080"}, `--engine "http//fga:8080": want the http(s) URL of an OpenFGA server`},
+		{[]string{"--engine", "ftp://fga:8080"}, `--engine "ftp://fga:8080": want the http(s) URL`},
+		{[]string{"--engine", "http://user:secret@[::1"}, "--engine: not a parsable URL"},
+		{[]string{"--openfga-token", "t"}, "--openfga-token needs --engine <URL of an OpenFGA server>"},
+		{[]string{"--database-url", "postgres://db/x"}, "--database-url is used only by --store pgvector and --engine postgres"},
+		{[]string{"--store", "pgvector", "--database-url", "mysql://db/x"}, "--database-url: want postgres://"},
+		{[]string{"--scale", "ten"}, `--scale "ten"`},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			got, err := runCLI(t, append([]string{"bench", "--out", out}, c.args...)...)
+			if err == nil {
+				t.Fatalf("bench ran; want a validation error\n%s", got)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q\ndoes not contain %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q repeats the URL's password", err)
+			}
+			if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+				t.Errorf("--out was created before the flags were checked: %v", serr)
+			}
+		})
+	}
+}
+
+// TestBenchPGVector runs the smallest scale on the real pgvector store and the
+// embedded engine on postgres, both in the run's own schema, and checks that the
+// schema is gone afterwards while the vector extension stays.
+func TestBenchPGVector(t *testing.T) {
+	db := testenv.DatabaseURL(t)
+	rep, out := runBenchCLI(t, "--store", "pgvector", "--engine", "postgres", "--database-url", db)
+	if !strings.HasPrefix(rep.Store, "pgvector ") || rep.Engine != "embedded OpenFGA (postgres)" {
+		t.Errorf("report names store %q, engine %q", rep.Store, rep.Engine)
+	}
+	if !strings.Contains(out, "chunks: ") {
+		t.Errorf("no load progress in the output:\n%s", out)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var schemas, tables, vector int
+	if err := conn.QueryRow(ctx, `SELECT
+  (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'clearance\_bench\_%'),
+  (SELECT count(*) FROM pg_tables WHERE schemaname = 'public'),
+  (SELECT count(*) FROM pg_extension WHERE extname = 'vector')`).Scan(&schemas, &tables, &vector); err != nil {
+		t.Fatal(err)
+	}
+	if schemas != 0 || tables != 0 || vector != 1 {
+		t.Errorf("after the run: %d bench schemas, %d tables in public, vector extension %d; want 0, 0, 1", schemas, tables, vector)
+	}
+}
+
+// TestBenchOpenFGAServer runs the smallest scale against a real `openfga run`
+// process that wants a preshared key, and checks the run's store is deleted.
+func TestBenchOpenFGAServer(t *testing.T) {
+	const key = "bench-test-key"
+	srv := startOpenFGA(t, key)
+	rep, _ := runBenchCLI(t, "--engine", srv, "--openfga-token", key)
+	if rep.Store != "embedded" || rep.Engine != "OpenFGA server at "+srv {
+		t.Errorf("report names store %q, engine %q", rep.Store, rep.Engine)
+	}
+	if strings.Contains(rep.Command, key) {
+		t.Errorf("report's command line holds the token: %s", rep.Command)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv+"/stores", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Stores []struct{ Name string } `json:"stores"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Stores) != 0 {
+		t.Errorf("stores left on the server after the run: %+v", list.Stores)
+	}
+}
+
+// runBenchCLI runs `clearance bench` at its smallest scale with args and asserts
+// correctness only: no leaks and no errors anywhere, recall 1 for the exact
+// strategies. Timings are never asserted.
+func runBenchCLI(t *testing.T, args ...string) (*bench.Report, string) {
+	t.Helper()
+	dir := t.TempDir()
+	start := time.Now()
+	out, err := runCLI(t, append([]string{"bench", "--scale", "2k", "--queries", "1", "--naive-n", "20", "--out", dir}, args...)...)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	t.Logf("bench %s: %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	exact := map[string]bool{"ListObjects over tickets": true, "clearance (cold cache)": true, "clearance (warm cache)": true}
+	seen := map[string]int{}
+	for _, r := range rep.Rows {
+		if r.Leaks != 0 || r.Errors != 0 {
+			t.Errorf("%s %s %s: %d leaks, %d errors", r.Strategy, r.Bucket, r.Kind, r.Leaks, r.Errors)
+		}
+		if exact[r.Strategy] {
+			seen[r.Strategy] += r.Queries
+			if r.Recall != 1 {
+				t.Errorf("%s %s %s: recall %.3f, want 1", r.Strategy, r.Bucket, r.Kind, r.Recall)
+			}
+		}
+	}
+	for s := range exact {
+		if seen[s] == 0 {
+			t.Errorf("no queries of %q in the report", s)
+		}
+	}
+	return &rep, out
+}
+
+// startOpenFGA runs `openfga run` on the memory datastore on free loopback ports,
+// with a preshared key; it is killed when the test ends. It returns the HTTP URL.
+func startOpenFGA(t *testing.T, key string) string {
+	t.Helper()
+	bin := testenv.OpenFGABinary(t)
+	httpAddr := freeAddr(t)
+	cmd := exec.Command(bin, "run",
+		"--datastore-engine", "memory",
+		"--http-addr", httpAddr,
+		"--grpc-addr", freeAddr(t),
+		"--metrics-enabled=false",
+		"--playground-enabled=false",
+		"--log-level", "warn",
+		"--authn-method", "preshared",
+		"--authn-preshared-keys", key)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start openfga: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	u := "http://" + httpAddr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(u + "/healthz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), "SERVING") {
+				return u
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("openfga did not become healthy: %v\n%s", err, logs.String())
+		}
+		select {
+		case <-exited:
+			t.Fatalf("openfga exited at start:\n%s", logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
