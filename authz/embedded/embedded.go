@@ -97,11 +97,9 @@ type Config struct {
 	// StartupTimeout bounds waiting for the database at start (migrations and first
 	// connection, retried with backoff).
 	StartupTimeout time.Duration
-	// SQLiteAnalyzeLimit is how many index entries ANALYZE samples per index when
-	// the engine refreshes sqlite's planner statistics (default
-	// DefaultSQLiteAnalyzeLimit). Negative turns the refresh off (benchmarks that
-	// compare plans).
-	SQLiteAnalyzeLimit int
+	// SQLiteUnpinnedStatistics leaves sqlite's planner without the tuple
+	// statistics the engine pins (benchmarks and tests that compare plans only).
+	SQLiteUnpinnedStatistics bool
 	// Logger receives OpenFGA's logs (info demoted to debug). Nil: discard.
 	Logger *slog.Logger
 }
@@ -116,7 +114,6 @@ func (c *Config) defaults() {
 	c.ListObjectsDeadline = cmp.Or(c.ListObjectsDeadline, DefaultListObjectsDeadline)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	c.StartupTimeout = cmp.Or(c.StartupTimeout, DefaultDatastoreStartupTimeout)
-	c.SQLiteAnalyzeLimit = cmp.Or(c.SQLiteAnalyzeLimit, DefaultSQLiteAnalyzeLimit)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,7 +125,6 @@ type Engine struct {
 	srv        *server.Server
 	ds         storage.OpenFGADatastore
 	sqlitePath string
-	stats      *sqliteStats // nil unless sqlite with statistics on
 	storeID    string
 	modelID    string
 	validator  *fga.Validator
@@ -176,13 +172,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		srv.Close()
 		return nil, err
 	}
-	if path != "" && cfg.SQLiteAnalyzeLimit > 0 {
-		e.stats, err = openSQLiteStats(ctx, sqliteDSN(path), cfg.SQLiteAnalyzeLimit, cfg.Logger)
-		if err != nil {
-			srv.Close()
-			return nil, fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
-		}
-	}
 	return e, nil
 }
 
@@ -223,7 +212,7 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 		if err != nil {
 			return nil, nil, "", err
 		}
-		if err := dropPlanUnstableIndexes(context.Background(), dsn); err != nil {
+		if err := tuneSQLite(context.Background(), dsn, !cfg.SQLiteUnpinnedStatistics); err != nil {
 			return nil, nil, "", fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
 		}
 		db := sql.OpenDB(&stmtCachingConnector{dsn: dsn, drv: &sqlitedriver.Driver{}, size: defaultStmtCacheSize})
@@ -250,8 +239,8 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 	}
 }
 
-// sqliteDSN opens the file with a busy timeout long enough for a statistics
-// refresh or a large write of another connection (OpenFGA's default is 100 ms).
+// sqliteDSN opens the file with a busy timeout long enough for a large write of
+// another connection (OpenFGA's default is 100 ms).
 func sqliteDSN(path string) string {
 	return "file:" + path + "?_pragma=busy_timeout(5000)"
 }
@@ -314,14 +303,8 @@ func (e *Engine) Revision() uint64 { return e.revision.Load() }
 
 // Close stops the server and closes the datastore.
 func (e *Engine) Close() error {
-	var err error
-	e.closeOnce.Do(func() {
-		e.srv.Close()
-		if e.stats != nil {
-			err = e.stats.close()
-		}
-	})
-	return err
+	e.closeOnce.Do(e.srv.Close)
+	return nil
 }
 
 // mapErr turns an OpenFGA status error into clearance's kinds: validation codes
@@ -429,9 +412,6 @@ func (e *Engine) Write(ctx context.Context, writes, deletes []authz.Tuple) error
 			return mapErr("write", err)
 		}
 		e.revision.Add(1)
-		if e.stats != nil {
-			e.stats.wrote(len(c.Writes) + len(c.Deletes))
-		}
 	}
 	return nil
 }

@@ -9,13 +9,6 @@ import (
 // database that went away.
 func (e *Engine) CloseDatastore() { e.ds.Close() }
 
-// WaitStats waits for a background statistics refresh to finish.
-func (e *Engine) WaitStats() {
-	if e.stats != nil {
-		e.stats.wg.Wait()
-	}
-}
-
 // RestorePartialIndexes recreates the OpenFGA indexes the engine drops, for a
 // benchmark of the schema as OpenFGA ships it.
 func (e *Engine) RestorePartialIndexes(ctx context.Context) error {

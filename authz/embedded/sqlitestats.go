@@ -4,120 +4,52 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
-
-	"github.com/openfga/openfga/pkg/storage/sqlite"
 )
 
-// DefaultSQLiteAnalyzeLimit is how many index entries ANALYZE samples per index.
-// Rough statistics are all the planner needs to prefer the reverse-lookup index,
-// and the limit keeps one ANALYZE at tens of milliseconds whatever the size.
-const DefaultSQLiteAnalyzeLimit = 1000
-
-// minAnalyzeInterval is the fewest tuple changes between two refreshes.
-const minAnalyzeInterval = 1000
-
-// sqliteStats keeps sqlite's planner statistics (sqlite_stat1) current.
+// tupleStatistics are the sqlite_stat1 rows the engine pins for OpenFGA's tuple
+// table. Each stat is "rows, then rows per distinct prefix of the index's columns";
+// they describe the shape of relationship data (many objects per type, few tuples
+// per object, few tuples per user of a type and relation) for a nominal million
+// tuples, not a sample of it.
 //
 // OpenFGA's sqlite datastore ships no statistics. Without them sqlite answers a
 // reverse lookup (tuples of a type whose user is X, ordered by object id: every
-// ListObjects and Read by user) by walking the tuple primary key in object order
-// to skip a sort, which costs time linear in the type's tuples: listing the three
-// tickets shared with a user took ~120 ms at 50,000 tickets, and 1.3 ms once
-// ANALYZE had run (docs/benchmarks.md). Statistics are refreshed at open and
-// whenever the tuples changed by a quarter since the last refresh.
-type sqliteStats struct {
-	db    *sql.DB
-	limit int
-	log   *slog.Logger
-
-	changed   atomic.Int64 // tuples written or deleted since the last refresh
-	threshold atomic.Int64 // refresh when changed reaches it
-	running   atomic.Bool
-	wg        sync.WaitGroup
+// ListObjects step and every Read by user) by walking the primary key in object
+// order to skip a sort, visiting every tuple of the type. Sampled statistics were
+// no cure: ANALYZE with analysis_limit reads the head of each index, and at 500,000
+// ticket tuples it reported 1,001 rows per object type, so the walk came back
+// (1.1 s to list a user's three shared tickets). A full ANALYZE costs seconds and
+// a write lock at that size. Pinned statistics make the choice the data always
+// supports, at no cost; indexes never change answers.
+var tupleStatistics = []struct{ idx, stat string }{
+	// (store, object_type, object_id, relation, user_object_type, user_object_id, user_relation)
+	{"sqlite_autoindex_tuple_1", "1000000 1000000 100000 3 2 1 1 1"},
+	// (store, object_type, relation, user_object_type, user_object_id, user_relation)
+	{"idx_reverse_lookup_user", "1000000 1000000 100000 50000 50000 10 10"},
+	// (store, ulid), (ulid): change reads
+	{"idx_store_ulid", "1000000 1000000 1"},
+	{"idx_tuple_ulid", "1000000 1"},
 }
 
-// openSQLiteStats opens a connection of its own to the datastore file and
-// refreshes the statistics once.
-func openSQLiteStats(ctx context.Context, dsn string, limit int, log *slog.Logger) (*sqliteStats, error) {
-	dsn, err := sqlite.PrepareDSN(dsn)
-	if err != nil {
-		return nil, err
+// pinTupleStatistics writes tupleStatistics. It runs before the datastore opens
+// its connections, which read the statistics when they load the schema.
+func pinTupleStatistics(ctx context.Context, db *sql.DB) error {
+	// ANALYZE of a one-row table creates sqlite_stat1 when it is missing.
+	if _, err := db.ExecContext(ctx, "ANALYZE store"); err != nil {
+		return fmt.Errorf("sqlite statistics table: %w", err)
 	}
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
-	}
-	// analysis_limit is a per-connection setting: keep exactly one connection.
-	db.SetMaxOpenConns(1)
-	s := &sqliteStats{db: db, limit: limit, log: log}
-	s.threshold.Store(minAnalyzeInterval)
-	if err := s.refresh(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// refresh runs ANALYZE and sets the next threshold from the row count it found.
-func (s *sqliteStats) refresh(ctx context.Context) error {
-	start := time.Now()
-	if _, err := s.db.ExecContext(ctx, "PRAGMA analysis_limit="+strconv.Itoa(s.limit)); err != nil {
-		return fmt.Errorf("sqlite analysis_limit: %w", err)
-	}
-	if _, err := s.db.ExecContext(ctx, "ANALYZE"); err != nil {
-		return fmt.Errorf("sqlite analyze: %w", err)
-	}
-	rows, err := s.tupleRows(ctx)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	s.changed.Store(0)
-	s.threshold.Store(max(minAnalyzeInterval, rows/4))
-	s.log.Debug("sqlite statistics refreshed", "tuples", rows, "took", time.Since(start))
-	return nil
-}
-
-// tupleRows is the tuple table's row count as ANALYZE estimated it.
-func (s *sqliteStats) tupleRows(ctx context.Context) (int64, error) {
-	var stat string
-	err := s.db.QueryRowContext(ctx, "SELECT stat FROM sqlite_stat1 WHERE tbl = 'tuple' LIMIT 1").Scan(&stat)
-	if err == sql.ErrNoRows {
-		return 0, nil // an empty table has no statistics row
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM sqlite_stat1 WHERE tbl = 'tuple'"); err != nil {
+		return fmt.Errorf("sqlite statistics: %w", err)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("sqlite statistics: %w", err)
-	}
-	n, err := strconv.ParseInt(strings.Fields(stat)[0], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite statistics %q: %w", stat, err)
-	}
-	return n, nil
-}
-
-// wrote counts changed tuples and starts a background refresh when enough
-// changed. Statistics only steer query plans, never answers, so a failed refresh
-// is logged and retried after the next writes.
-func (s *sqliteStats) wrote(n int) {
-	if s.changed.Add(int64(n)) < s.threshold.Load() || !s.running.CompareAndSwap(false, true) {
-		return
-	}
-	s.wg.Go(func() {
-		defer s.running.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := s.refresh(ctx); err != nil {
-			s.log.Warn("sqlite statistics not refreshed", "err", err)
+	for _, s := range tupleStatistics {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('tuple', ?, ?)", s.idx, s.stat); err != nil {
+			return fmt.Errorf("sqlite statistics for %s: %w", s.idx, err)
 		}
-	})
-}
-
-func (s *sqliteStats) close() error {
-	s.wg.Wait()
-	return s.db.Close()
+	}
+	return tx.Commit()
 }
