@@ -10,7 +10,7 @@ import (
 // go test ./authz/openfga -run '^$' -bench . -benchtime 2s (server: memory datastore)
 func BenchmarkServer(b *testing.B) {
 	srv := startServer(b)
-	e := newEngine(b, openfga.Config{URL: srv.url})
+	e := newEngine(b, openfga.Config{URL: srv.URL})
 	defer e.Close()
 	authztest.Bench(b, e)
 }

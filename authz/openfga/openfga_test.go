@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,74 +22,12 @@ import (
 
 const token = "test-preshared-key"
 
-// server is a real `openfga run` process on loopback ports.
-type server struct {
-	url    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-func freePort(t testing.TB) string {
+// startServer runs OpenFGA (testenv.StartOpenFGA: memory datastore, the preshared
+// key) with a long listing deadline and the given extra flags.
+func startServer(t testing.TB, extra ...string) *testenv.OpenFGAServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startServer runs OpenFGA with the memory datastore, no metrics, no playground, a
-// preshared key, and the given extra flags; it is killed when the test ends.
-func startServer(t testing.TB, extra ...string) *server {
-	t.Helper()
-	bin := testenv.OpenFGABinary(t)
-	httpAddr := freePort(t)
-	args := append([]string{"run",
-		"--datastore-engine", "memory",
-		"--http-addr", httpAddr,
-		"--grpc-addr", freePort(t),
-		"--metrics-enabled=false",
-		"--playground-enabled=false",
-		"--log-level", "warn",
-		"--authn-method", "preshared",
-		"--authn-preshared-keys", token,
-		"--listObjects-deadline", "60s",
-		"--request-timeout", "90s", // must not be lower than the listing deadline
-	}, extra...)
-	cmd := exec.Command(bin, args...)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start openfga: %v", err)
-	}
-	s := &server{url: "http://" + httpAddr, cmd: cmd, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.exited) }()
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(s.url + "/healthz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), "SERVING") {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("openfga did not become healthy: %v\n%s", err, logs.String())
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("openfga exited at start:\n%s", logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (s *server) stop() {
-	_ = s.cmd.Process.Kill()
-	<-s.exited
+	// The request timeout must not be lower than the listing deadline.
+	return testenv.StartOpenFGA(t, token, append([]string{"--listObjects-deadline", "60s", "--request-timeout", "90s"}, extra...)...)
 }
 
 func newEngine(t testing.TB, cfg openfga.Config) *openfga.Engine {
@@ -117,10 +53,10 @@ func TestConformanceServer(t *testing.T) {
 	srv := startServer(t)
 	authztest.Run(t, authztest.Backend{
 		New: func(t *testing.T) authz.Engine {
-			return newEngine(t, openfga.Config{URL: srv.url, MaxRetries: 1, MinRetryWait: time.Millisecond, RequestTimeout: 5 * time.Second})
+			return newEngine(t, openfga.Config{URL: srv.URL, MaxRetries: 1, MinRetryWait: time.Millisecond, RequestTimeout: 5 * time.Second})
 		},
 		// Unavailable runs last in the suite: stopping the shared server is the fault.
-		Break: func(t *testing.T, _ authz.Engine) { srv.stop() },
+		Break: func(t *testing.T, _ authz.Engine) { srv.Stop() },
 	})
 }
 
@@ -128,13 +64,13 @@ func TestConformanceServer(t *testing.T) {
 // and a pinned store id and model id are used as given.
 func TestStoreAndModelSetup(t *testing.T) {
 	srv := startServer(t)
-	cfg := openfga.Config{URL: srv.url, StoreName: "clearance"}
+	cfg := openfga.Config{URL: srv.URL, StoreName: "clearance"}
 	e1 := newEngine(t, cfg)
 	e2 := newEngine(t, cfg)
 	if e1.StoreID() != e2.StoreID() || e1.ModelID() != e2.ModelID() {
 		t.Errorf("second start: store %s model %s, want %s %s", e2.StoreID(), e2.ModelID(), e1.StoreID(), e1.ModelID())
 	}
-	e3 := newEngine(t, openfga.Config{URL: srv.url, StoreID: e1.StoreID(), ModelID: e1.ModelID()})
+	e3 := newEngine(t, openfga.Config{URL: srv.URL, StoreID: e1.StoreID(), ModelID: e1.ModelID()})
 	if e3.StoreID() != e1.StoreID() || e3.ModelID() != e1.ModelID() {
 		t.Error("pinned store/model not used")
 	}
@@ -145,11 +81,11 @@ func TestStoreAndModelSetup(t *testing.T) {
 	if ok, err := e3.Check(ctx, authz.Query{}, authz.Check{User: "user:u", Relation: "can_view", Object: "ticket:x"}); err != nil || !ok {
 		t.Errorf("pinned engine check = %v, %v", ok, err)
 	}
-	if _, err := openfga.New(ctx, openfga.Config{URL: srv.url, StoreID: e1.StoreID(), ModelID: "01ARZ3NDEKTSV4RRFFQ69G5FAV", APIToken: token}); err == nil {
+	if _, err := openfga.New(ctx, openfga.Config{URL: srv.URL, StoreID: e1.StoreID(), ModelID: "01ARZ3NDEKTSV4RRFFQ69G5FAV", APIToken: token}); err == nil {
 		t.Error("unknown model id accepted")
 	}
 	// A wrong token is no answer.
-	_, err := openfga.New(ctx, openfga.Config{URL: srv.url, APIToken: "wrong", MaxRetries: -1})
+	_, err := openfga.New(ctx, openfga.Config{URL: srv.URL, APIToken: "wrong", MaxRetries: -1})
 	if !errors.Is(err, authz.ErrUnavailable) {
 		t.Errorf("wrong token: %v, want ErrUnavailable", err)
 	}
@@ -159,7 +95,7 @@ func TestStoreAndModelSetup(t *testing.T) {
 // persist, the call fails with ErrUnavailable.
 func TestRetriesServerErrors(t *testing.T) {
 	srv := startServer(t)
-	target, _ := url.Parse(srv.url)
+	target, _ := url.Parse(srv.URL)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	var failures, checks atomic.Int32
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -208,7 +144,7 @@ func TestRetriesServerErrors(t *testing.T) {
 // is reported as ErrTruncated, not as a short complete list.
 func TestServerDeadlineIsTruncation(t *testing.T) {
 	srv := startServer(t, "--listObjects-deadline", "1ms")
-	e := newEngine(t, openfga.Config{URL: srv.url, ServerListObjectsDeadline: time.Millisecond})
+	e := newEngine(t, openfga.Config{URL: srv.URL, ServerListObjectsDeadline: time.Millisecond})
 	ctx := context.Background()
 	ts := []authz.Tuple{{User: "user:u", Relation: "member", Object: "project:p"}}
 	for i := range 2000 {

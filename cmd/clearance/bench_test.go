@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,7 +89,7 @@ func TestBenchPGVector(t *testing.T) {
 // process that wants a preshared key, and checks the run's store is deleted.
 func TestBenchOpenFGAServer(t *testing.T) {
 	const key = "bench-test-key"
-	srv := startOpenFGA(t, key)
+	srv := testenv.StartOpenFGA(t, key).URL
 	rep, _ := runBenchCLI(t, "--engine", srv, "--openfga-token", key)
 	if rep.Store != "embedded" || rep.Engine != "OpenFGA server at "+srv {
 		t.Errorf("report names store %q, engine %q", rep.Store, rep.Engine)
@@ -157,59 +154,4 @@ func runBenchCLI(t *testing.T, args ...string) (*bench.Report, string) {
 		}
 	}
 	return &rep, out
-}
-
-// startOpenFGA runs `openfga run` on the memory datastore on free loopback ports,
-// with a preshared key; it is killed when the test ends. It returns the HTTP URL.
-func startOpenFGA(t *testing.T, key string) string {
-	t.Helper()
-	bin := testenv.OpenFGABinary(t)
-	httpAddr := freeAddr(t)
-	cmd := exec.Command(bin, "run",
-		"--datastore-engine", "memory",
-		"--http-addr", httpAddr,
-		"--grpc-addr", freeAddr(t),
-		"--metrics-enabled=false",
-		"--playground-enabled=false",
-		"--log-level", "warn",
-		"--authn-method", "preshared",
-		"--authn-preshared-keys", key)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start openfga: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	u := "http://" + httpAddr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(u + "/healthz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), "SERVING") {
-				return u
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("openfga did not become healthy: %v\n%s", err, logs.String())
-		}
-		select {
-		case <-exited:
-			t.Fatalf("openfga exited at start:\n%s", logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
