@@ -246,6 +246,17 @@ func (e *Engine) StoreID() string { return e.storeID }
 // ModelID implements authz.Engine.
 func (e *Engine) ModelID() string { return e.modelID }
 
+// DeleteStore deletes this engine's store on the server, for throwaway stores
+// (`clearance bench`). OpenFGA marks the store deleted; its tuples stay in the
+// server's datastore. It works after Close too (a caller's cleanup may run
+// last); the engine answers nothing useful afterwards.
+func (e *Engine) DeleteStore(ctx context.Context) error {
+	if _, err := e.api.DeleteStore(ctx, e.storeID).Execute(); err != nil {
+		return mapErr("delete store", err)
+	}
+	return nil
+}
+
 // Close implements authz.Engine; later calls fail with ErrUnavailable.
 func (e *Engine) Close() error {
 	e.closed.Store(true)

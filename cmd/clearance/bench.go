@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	fgasdk "github.com/openfga/go-sdk"
-	"github.com/openfga/go-sdk/credentials"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -462,7 +460,6 @@ func (s *benchSchema) drop(ctx context.Context) error {
 type benchOpenFGA struct {
 	eng  *openfga.Engine
 	name string
-	api  fgasdk.OpenFgaApi
 }
 
 // openBenchOpenFGA connects to the server of --engine with a store of the run's
@@ -484,24 +481,12 @@ func openBenchOpenFGA(ctx context.Context, f benchFlags, log *slog.Logger) (*ben
 	if err != nil {
 		return nil, fmt.Errorf("openfga at %s: %w", redactURL(f.engine), err)
 	}
-	sdkCfg := fgasdk.Configuration{ApiUrl: strings.TrimRight(f.engine, "/")}
-	if f.openfgaToken != "" {
-		sdkCfg.Credentials = &credentials.Credentials{
-			Method: credentials.CredentialsMethodApiToken,
-			Config: &credentials.Config{ApiToken: f.openfgaToken},
-		}
-	}
-	c, err := fgasdk.NewConfiguration(sdkCfg)
-	if err != nil {
-		e.Close()
-		return nil, fmt.Errorf("openfga at %s: %w", redactURL(f.engine), err)
-	}
-	return &benchOpenFGA{eng: e, name: name, api: fgasdk.NewAPIClient(c).OpenFgaApi}, nil
+	return &benchOpenFGA{eng: e, name: name}, nil
 }
 
-// deleteStore deletes the run's store (the adapter has no call for it).
+// deleteStore deletes the run's store.
 func (b *benchOpenFGA) deleteStore(ctx context.Context) error {
-	if _, err := b.api.DeleteStore(ctx, b.eng.StoreID()).Execute(); err != nil {
+	if err := b.eng.DeleteStore(ctx); err != nil {
 		return fmt.Errorf("delete openfga store %s (%s): %w", b.name, b.eng.StoreID(), err)
 	}
 	return nil
