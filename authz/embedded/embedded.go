@@ -218,6 +218,7 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 		db := sql.OpenDB(&stmtCachingConnector{dsn: dsn, drv: &sqlitedriver.Driver{}, size: defaultStmtCacheSize})
 		ds, err := sqlite.NewWithDB(db, sqlCfg)
 		if err != nil {
+			db.Close()
 			return nil, nil, "", fmt.Errorf("%w: open sqlite datastore: %w", authz.ErrUnavailable, err)
 		}
 		return ds, sqlcommon.NewSQLContinuationTokenSerializer(), path, nil
