@@ -27,14 +27,21 @@ type auditFixture struct {
 	globex []*audit.Record
 }
 
-func newAuditFixture(t *testing.T) *auditFixture {
+// openFileLog is a durable audit log in a temporary directory, closed at the end.
+func openFileLog(t *testing.T) *filelog.Log {
 	t.Helper()
-	ctx := context.Background()
-	l, err := filelog.Open(ctx, filelog.Config{Dir: t.TempDir()})
+	l, err := filelog.Open(context.Background(), filelog.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func newAuditFixture(t *testing.T) *auditFixture {
+	t.Helper()
+	ctx := context.Background()
+	l := openFileLog(t)
 	e, err := embedded.New(ctx, embedded.Config{Datastore: embedded.Memory})
 	if err != nil {
 		t.Fatal(err)

@@ -184,11 +184,7 @@ var redactionTokens = staticAuth{
 func newRedactionEnv(t *testing.T) *redactionEnv {
 	t.Helper()
 	ctx := context.Background()
-	l, err := filelog.Open(ctx, filelog.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := openFileLog(t)
 	env := &redactionEnv{log: l, engine: &auditEngine{Engine: demoEngine(t)}, recs: map[string]*audit.Record{}}
 	env.reader = &AuditReader{Log: l, Engine: env.engine}
 	cand := func(id, project string, chunk int, score float32, d audit.Decision) audit.Candidate {
