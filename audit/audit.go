@@ -38,16 +38,23 @@ type Candidate struct {
 type Plan struct {
 	// Path: "tenant_admin", "prefilter", "postfilter_only" (ListObjects cut short)
 	// or "empty" (nothing visible after narrowing).
-	Path            string   `json:"path"`
-	AllowedProjects int      `json:"allowed_projects"`
-	DirectTickets   int      `json:"direct_tickets"`
-	Truncated       bool     `json:"truncated,omitempty"`
-	CacheHit        bool     `json:"cache_hit,omitempty"`
-	Rounds          int      `json:"rounds"`
-	Fetched         int      `json:"fetched"`
-	Checked         int      `json:"checked"`
-	Denied          int      `json:"denied"`
-	Notes           []string `json:"notes,omitempty"`
+	Path            string `json:"path"`
+	AllowedProjects int    `json:"allowed_projects"`
+	DirectTickets   int    `json:"direct_tickets"`
+	Truncated       bool   `json:"truncated,omitempty"`
+	CacheHit        bool   `json:"cache_hit,omitempty"`
+	// Revision is the engine revision the pre-filter cache was keyed by:
+	// "changelog:N" follows OpenFGA's change log, shared by every replica;
+	// "process:N" counts this process's writes (a datastore only it opens).
+	Revision string `json:"revision,omitempty"`
+	// CacheTTL is set instead when the engine has no revision: a cached
+	// pre-filter may be this old (the post-filter still decides).
+	CacheTTL string   `json:"cache_ttl,omitempty"`
+	Rounds   int      `json:"rounds"`
+	Fetched  int      `json:"fetched"`
+	Checked  int      `json:"checked"`
+	Denied   int      `json:"denied"`
+	Notes    []string `json:"notes,omitempty"`
 }
 
 // Narrowing records every restriction applied on top of the engine's answer.

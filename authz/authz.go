@@ -141,9 +141,33 @@ type Engine interface {
 	Close() error
 }
 
-// Revisioned is implemented by engines that see every tuple write (the embedded
-// engine): Revision changes after each successful Write, so caches keyed by it are
-// invalidated exactly.
+// Revision sources (Revision.Source).
+const (
+	// RevisionChangelog: the key follows OpenFGA's change log, which every replica
+	// on the same store shares, so a write through any replica moves it.
+	RevisionChangelog = "changelog"
+	// RevisionProcess: the key counts this process's own writes. Only right where
+	// the datastore admits one process (the sqlite file is locked, memory is
+	// private).
+	RevisionProcess = "process"
+)
+
+// Revision identifies the state of the engine's tuples for caches that decide
+// what a principal may be shown.
+type Revision struct {
+	// Key differs from every key returned before any tuple write that committed
+	// before the Revision call began. Equal keys mean no write committed in
+	// between (as far as Source can see).
+	Key string
+	// Source says where the key comes from (RevisionChangelog, RevisionProcess).
+	Source string
+}
+
+func (r Revision) String() string { return r.Source + ":" + r.Key }
+
+// Revisioned is implemented by engines that can say cheaply whether any tuple
+// changed: caches keyed by the revision are invalidated exactly, without a TTL.
+// An error means "unknown": the caller must not serve a cached answer.
 type Revisioned interface {
-	Revision() uint64
+	Revision(ctx context.Context) (Revision, error)
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // cache is a bounded LRU of listings. Entries with a zero expiry live until
-// evicted (their key carries the engine's tuple revision); the others expire.
+// evicted (their key carries the engine's tuple revision, which moves on any
+// write); the others (engines without revisions) expire.
 type cache struct {
 	mu    sync.Mutex
 	max   int
@@ -25,6 +26,9 @@ type cacheEntry struct {
 func newCache(max int) *cache {
 	return &cache{max: max, order: list.New(), items: map[string]*list.Element{}}
 }
+
+// enabled says whether the cache keeps anything.
+func (c *cache) enabled() bool { return c.max >= 0 }
 
 func (c *cache) get(key string, now time.Time) (listing, bool) {
 	if c.max < 0 {

@@ -61,8 +61,9 @@ type Config struct {
 	// first (default 1024; negative disables the cache).
 	CacheSize int
 	// CacheTTL is how long a cached pre-filter lives when the engine does not
-	// report revisions (remote OpenFGA). Default 5s. With a revisioned engine
-	// entries are keyed by the revision and never served stale.
+	// report revisions (neither clearance engine: both do). Default 5s. With a
+	// revisioned engine entries are keyed by the revision and never served
+	// stale; the audit record's plan says which applied.
 	CacheTTL time.Duration
 	// HashQueries stores only the sha256 of the query (and no intent text) in
 	// audit records.

@@ -60,8 +60,15 @@ var fixtureTuples = []authz.Tuple{
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureOn(t, memoryEngine(t))
+}
+
+// newFixtureOn loads the fixture's tuples into eng and its tickets into a fresh
+// store.
+func newFixtureOn(t *testing.T, eng authz.Engine) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	f := &fixture{eng: memoryEngine(t), emb: retrieval.NewHashing(retrieval.HashingConfig{Dim: 64}), log: &filter.MemoryLog{}}
+	f := &fixture{eng: eng, emb: retrieval.NewHashing(retrieval.HashingConfig{Dim: 64}), log: &filter.MemoryLog{}}
 	var err error
 	f.store, err = storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: f.emb.Model(), Dim: f.emb.Dim()}})
 	if err != nil {
@@ -317,6 +324,9 @@ func TestRevocationOnNextQuery(t *testing.T) {
 	if !rec.Plan.CacheHit || rec.Plan.Denied == 0 {
 		t.Errorf("expected a stale cache hit denied by the post-filter: %+v", rec.Plan)
 	}
+	if rec.Plan.CacheTTL != "1h0m0s" || rec.Plan.Revision != "" {
+		t.Errorf("audit record does not state the TTL fallback: %+v", rec.Plan)
+	}
 	// A block revokes an admin too.
 	if err := f.eng.Write(ctx, []authz.Tuple{{User: "user:ada", Relation: "blocked", Object: "ticket:T-1"}}, nil); err != nil {
 		t.Fatal(err)
@@ -341,14 +351,43 @@ func TestCacheExactInvalidation(t *testing.T) {
 	if p := plan(); p.CacheHit || p.DirectTickets != 1 {
 		t.Fatalf("first: %+v", p)
 	}
-	if p := plan(); !p.CacheHit {
+	p := plan()
+	if !p.CacheHit {
 		t.Fatalf("second search missed the cache: %+v", p)
+	}
+	if !strings.HasPrefix(p.Revision, "process:") || p.CacheTTL != "" {
+		t.Errorf("audit record does not state the revision: %+v", p)
 	}
 	if err := f.eng.Write(ctx, []authz.Tuple{{User: "user:carl", Relation: "member", Object: "project:apollo"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := plan(); p.CacheHit || p.AllowedProjects != 1 {
 		t.Fatalf("after a write the cache answered: %+v", p)
+	}
+}
+
+// brokenRevision is an engine whose revision probe fails.
+type brokenRevision struct{ filter.Engine }
+
+func (brokenRevision) Revision(context.Context) (authz.Revision, error) {
+	return authz.Revision{}, authz.ErrUnavailable
+}
+
+// TestRevisionUnknown: when the engine cannot tell its revision, the pre-filter
+// is listed afresh every time (never from the cache) and the record says so.
+func TestRevisionUnknown(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	pl := filter.New(filter.Config{CacheTTL: time.Hour}, brokenRevision{f.eng}, f.store, f.emb, f.log)
+	carl := user("acme", "carl")
+	search(t, pl, carl, filter.Request{})
+	if err := f.eng.Write(ctx, []authz.Tuple{{User: "user:carl", Relation: "member", Object: "project:apollo"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	resp := search(t, pl, carl, filter.Request{})
+	rec, _ := f.log.Record(resp.AuditID)
+	if rec.Plan.CacheHit || rec.Plan.AllowedProjects != 1 || rec.Plan.Revision != "" || len(rec.Plan.Notes) == 0 {
+		t.Errorf("plan with an unknown revision: %+v", rec.Plan)
 	}
 }
 

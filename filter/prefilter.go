@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
@@ -109,7 +110,7 @@ func (pl *Planner) query(p authz.Principal, c authz.Consistency) authz.Query {
 func (pl *Planner) prefilter(ctx context.Context, p authz.Principal, req Request) (prefilter, error) {
 	narrow, rec := narrowing(p, req)
 	pf := prefilter{narrow: narrow, narrowing: rec}
-	l, hit, err := pl.listing(ctx, p)
+	l, hit, err := pl.listing(ctx, p, &pf.plan)
 	if err != nil {
 		return pf, err
 	}
@@ -158,38 +159,52 @@ func (pl *Planner) prefilter(ctx context.Context, p authz.Principal, req Request
 	return pf, nil
 }
 
-// listing answers from the cache or asks the engine.
-func (pl *Planner) listing(ctx context.Context, p authz.Principal) (listing, bool, error) {
-	key, exact := pl.cacheKey(p)
-	if l, ok := pl.cache.get(key, pl.cfg.Now()); ok {
-		return l, true, nil
+// listing answers from the cache or asks the engine. It records in plan what
+// the cache was keyed by.
+func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.Plan) (listing, bool, error) {
+	key, ttl, cacheable := pl.cacheKey(ctx, p, plan)
+	if cacheable {
+		if l, ok := pl.cache.get(key, pl.cfg.Now()); ok {
+			return l, true, nil
+		}
 	}
 	l, err := pl.list(ctx, p)
 	if err != nil {
 		return l, false, err
 	}
 	// A truncated listing may be a passing deadline: ask again next time.
-	if !l.truncated {
-		ttl := pl.cfg.CacheTTL
-		if exact {
-			ttl = 0
-		}
+	if cacheable && !l.truncated {
 		pl.cache.put(key, l, pl.cfg.Now(), ttl)
 	}
 	return l, false, nil
 }
 
 // cacheKey identifies what a listing depends on: the principal (kind, tenant,
-// subject, agent), the model and, when the engine reports it, the tuple revision
-// read before the listing (a write during the listing moves the revision, so the
-// entry is never served for the new state). exact says the revision is known.
-func (pl *Planner) cacheKey(p authz.Principal) (string, bool) {
-	var rev uint64
-	r, exact := pl.eng.(authz.Revisioned)
-	if exact {
-		rev = r.Revision()
+// subject, agent), the model and the engine's tuple revision read before the
+// listing (a write during the listing moves the revision, so the entry is never
+// served for the new state). A revision that every replica shares (OpenFGA's
+// change log) makes a write through any replica visible on the next request;
+// only an engine without revisions falls back to a TTL, and the plan says which.
+// cacheable is false when the cache is off or the revision is unknown: the
+// listing is then asked afresh and not kept.
+func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.Plan) (key string, ttl time.Duration, cacheable bool) {
+	if !pl.cache.enabled() {
+		return "", 0, false
 	}
-	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%d", p.Kind, p.Tenant, p.Subject(), p.Agent, pl.eng.ModelID(), rev), exact
+	key = fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s", p.Kind, p.Tenant, p.Subject(), p.Agent, pl.eng.ModelID())
+	r, revisioned := pl.eng.(authz.Revisioned)
+	if !revisioned {
+		plan.CacheTTL = pl.cfg.CacheTTL.String()
+		return key, pl.cfg.CacheTTL, true
+	}
+	rev, err := r.Revision(ctx)
+	if err != nil || rev.Key == "" {
+		pl.cfg.Logger.Debug("engine revision unknown: pre-filter not cached", "err", err)
+		plan.Notes = append(plan.Notes, "engine revision unknown: pre-filter listed afresh, not cached")
+		return "", 0, false
+	}
+	plan.Revision = rev.String()
+	return key + "\x00" + rev.String(), 0, true
 }
 
 // list asks the engine. Users may take the tenant-admin shortcut; agents never do

@@ -437,13 +437,17 @@ func testRevocation(t *testing.T, e authz.Engine) {
 			t.Fatal("viewer cannot view")
 		}
 	}
-	var rev uint64
+	var rev authz.Revision
 	r, revisioned := e.(authz.Revisioned)
 	if revisioned {
-		rev = r.Revision()
+		rev = revision(t, r)
+		// Without a write the key holds, or caches keyed by it would never hit.
+		if again := revision(t, r); again != rev {
+			t.Errorf("revision moved without a write: %v then %v", rev, again)
+		}
 	}
 	write(t, e, nil, []authz.Tuple{grant})
-	if revisioned && r.Revision() == rev {
+	if revisioned && revision(t, r) == rev {
 		t.Error("revision unchanged after a write")
 	}
 	if check(t, e, hc, "user:u", authz.RelationCanView, "ticket:r") {
@@ -598,4 +602,16 @@ func testUnavailable(t *testing.T, e authz.Engine, brk func(*testing.T, authz.En
 	if !errors.Is(readErr, authz.ErrUnavailable) {
 		t.Errorf("read after fault: %v, want ErrUnavailable", readErr)
 	}
+}
+
+func revision(t *testing.T, r authz.Revisioned) authz.Revision {
+	t.Helper()
+	rev, err := r.Revision(ctx)
+	if err != nil {
+		t.Fatalf("revision: %v", err)
+	}
+	if rev.Key == "" || rev.Source == "" {
+		t.Fatalf("revision %+v: empty", rev)
+	}
+	return rev
 }

@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	sqlitedriver "modernc.org/sqlite"
 
@@ -63,6 +64,7 @@ const (
 	DefaultDatastorePingTimeout    = 5 * time.Second
 	DefaultDatastoreStartupTimeout = 30 * time.Second
 	sqliteFile                     = "openfga.db"
+	changelogPageSize              = 1000
 )
 
 // Config configures the embedded engine.
@@ -97,6 +99,11 @@ type Config struct {
 	// StartupTimeout bounds waiting for the database at start (migrations and first
 	// connection, retried with backoff).
 	StartupTimeout time.Duration
+	// ChangelogWindow (Postgres only) is how far back each revision probe
+	// re-reads OpenFGA's change log to catch writes of other processes that
+	// committed out of id order: at least the longest write (RequestTimeout of
+	// every replica) plus clock skew. Default 30s.
+	ChangelogWindow time.Duration
 	// SQLiteUnpinnedStatistics leaves sqlite's planner without the tuple
 	// statistics the engine pins (benchmarks and tests that compare plans only).
 	SQLiteUnpinnedStatistics bool
@@ -129,6 +136,7 @@ type Engine struct {
 	modelID    string
 	validator  *fga.Validator
 	revision   atomic.Uint64
+	changelog  *fga.Changelog // nil: the datastore admits only this process
 	closeOnce  sync.Once
 }
 
@@ -162,12 +170,24 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		// by default; NewServerWithOpts does not, and without it listing a tenant's
 		// tickets was 12x slower on the demo org.
 		server.WithExperimentals(serverconfig.ExperimentalPipelineListObjects),
+		// Changes newer than the horizon are hidden from ReadChanges; the revision
+		// probe needs every committed change (0 is also OpenFGA's default).
+		server.WithChangelogHorizonOffset(0),
+		server.WithReadChangesMaxPageSize(changelogPageSize),
 	)
 	if err != nil {
 		ds.Close()
 		return nil, fmt.Errorf("start embedded openfga: %w", err)
 	}
 	e := &Engine{cfg: cfg, srv: srv, ds: ds, sqlitePath: path}
+	if cfg.Datastore == Postgres {
+		// Other processes may write to the same store: follow the shared log.
+		e.changelog = fga.NewChangelog(fga.ChangelogConfig{
+			Window:   cfg.ChangelogWindow,
+			PageSize: changelogPageSize,
+			Timeout:  cfg.RequestTimeout,
+		}, e.readChanges)
+	}
 	if err := e.setup(ctx); err != nil {
 		srv.Close()
 		return nil, err
@@ -299,8 +319,36 @@ func (e *Engine) StoreID() string { return e.storeID }
 // ModelID implements authz.Engine.
 func (e *Engine) ModelID() string { return e.modelID }
 
-// Revision implements authz.Revisioned: it changes after every successful Write.
-func (e *Engine) Revision() uint64 { return e.revision.Load() }
+// Revision implements authz.Revisioned. On PostgreSQL, which other replicas
+// share, it follows OpenFGA's change log; on sqlite (locked to this process) and
+// memory it counts this engine's own writes, which is exact and free.
+func (e *Engine) Revision(ctx context.Context) (authz.Revision, error) {
+	if e.changelog != nil {
+		rev, err := e.changelog.Revision(ctx)
+		if err != nil {
+			return rev, mapErr("read changes", err)
+		}
+		return rev, nil
+	}
+	return authz.Revision{Key: strconv.FormatUint(e.revision.Load(), 10), Source: authz.RevisionProcess}, nil
+}
+
+// readChanges reads one page of the store's change log (every type).
+func (e *Engine) readChanges(ctx context.Context, token string, start time.Time, pageSize int) (fga.ChangePage, error) {
+	req := &openfgav1.ReadChangesRequest{StoreId: e.storeID, PageSize: wrapperspb.Int32(int32(pageSize)), ContinuationToken: token}
+	if token == "" && !start.IsZero() {
+		req.StartTime = timestamppb.New(start)
+	}
+	resp, err := e.srv.ReadChanges(ctx, req)
+	if err != nil {
+		return fga.ChangePage{}, err
+	}
+	p := fga.ChangePage{Token: resp.GetContinuationToken(), Times: make([]time.Time, len(resp.GetChanges()))}
+	for i, c := range resp.GetChanges() {
+		p.Times[i] = c.GetTimestamp().AsTime()
+	}
+	return p, nil
+}
 
 // Close stops the server and closes the datastore.
 func (e *Engine) Close() error {

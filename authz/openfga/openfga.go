@@ -83,6 +83,15 @@ type Config struct {
 	// ServerListObjectsDeadline is the server's --listObjects-deadline (3 s by
 	// default). A stream lasting that long is reported as truncated.
 	ServerListObjectsDeadline time.Duration
+	// ChangelogWindow is how far back each revision probe re-reads the store's
+	// change log to catch writes that committed out of id order: at least the
+	// server's --request-timeout plus clock skew between its nodes. Default 30s.
+	// The server must run with --changelog-horizon-offset 0 (its default), or
+	// new changes stay hidden from the probe.
+	ChangelogWindow time.Duration
+	// ChangelogPageSize must not exceed the server's
+	// --read-changes-max-page-size (100 by default).
+	ChangelogPageSize int
 	// HTTPClient overrides the HTTP client (its Timeout is left as is).
 	HTTPClient *http.Client
 	// Logger for setup messages. Nil: discard.
@@ -117,10 +126,14 @@ type Engine struct {
 	storeID   string
 	modelID   string
 	validator *fga.Validator
+	changelog *fga.Changelog
 	closed    atomic.Bool
 }
 
-var _ authz.Engine = (*Engine)(nil)
+var (
+	_ authz.Engine     = (*Engine)(nil)
+	_ authz.Revisioned = (*Engine)(nil)
+)
 
 // New connects to the server and settles store and model.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
@@ -153,6 +166,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.setup(ctx); err != nil {
 		return nil, err
 	}
+	e.changelog = fga.NewChangelog(fga.ChangelogConfig{
+		Window:   cfg.ChangelogWindow,
+		PageSize: cfg.ChangelogPageSize,
+		Timeout:  cfg.RequestTimeout,
+	}, e.readChanges)
 	return e, nil
 }
 
@@ -255,6 +273,38 @@ func (e *Engine) DeleteStore(ctx context.Context) error {
 		return mapErr("delete store", err)
 	}
 	return nil
+}
+
+// Revision implements authz.Revisioned from the store's change log, which every
+// replica on the store shares.
+func (e *Engine) Revision(ctx context.Context) (authz.Revision, error) {
+	if err := e.live(); err != nil {
+		return authz.Revision{}, err
+	}
+	rev, err := e.changelog.Revision(ctx)
+	if err != nil {
+		return rev, mapErr("read changes", err)
+	}
+	return rev, nil
+}
+
+// readChanges reads one page of the store's change log (every type).
+func (e *Engine) readChanges(ctx context.Context, token string, start time.Time, pageSize int) (fga.ChangePage, error) {
+	req := e.api.ReadChanges(ctx, e.storeID).PageSize(int32(pageSize))
+	if token != "" {
+		req = req.ContinuationToken(token)
+	} else if !start.IsZero() {
+		req = req.StartTime(start)
+	}
+	resp, _, err := req.Execute()
+	if err != nil {
+		return fga.ChangePage{}, err
+	}
+	p := fga.ChangePage{Token: resp.GetContinuationToken(), Times: make([]time.Time, len(resp.Changes))}
+	for i, c := range resp.Changes {
+		p.Times[i] = c.Timestamp
+	}
+	return p, nil
 }
 
 // Close implements authz.Engine; later calls fail with ErrUnavailable.
