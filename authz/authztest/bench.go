@@ -81,3 +81,45 @@ func Bench(b *testing.B, e authz.Engine) {
 		}
 	})
 }
+
+// BenchRevision measures the revision probe a planner makes before each cached
+// pre-filter lookup: on a store whose probe window holds n changes (0 is the
+// steady state; every change in the window is re-read by each probe), one caller
+// at a time and many at once (concurrent callers share probes). newEngine opens
+// an engine on a new, empty store.
+func BenchRevision(b *testing.B, newEngine func(b *testing.B) authz.Engine) {
+	for _, n := range []int{0, 10, 100, 500} {
+		e := newEngine(b)
+		r, ok := e.(authz.Revisioned)
+		if !ok {
+			b.Skip("engine has no revision")
+		}
+		var tuples []authz.Tuple
+		for i := range n {
+			tuples = append(tuples, authz.Tuple{User: fmt.Sprintf("user:u%d", i), Relation: "viewer", Object: "ticket:rev"})
+		}
+		if len(tuples) > 0 {
+			if err := e.Write(ctx, tuples, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		probe := func(b *testing.B) {
+			if rev, err := r.Revision(ctx); err != nil || rev.Key == "" {
+				b.Fatalf("revision %v: %v", rev, err)
+			}
+		}
+		b.Run(fmt.Sprintf("window=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				probe(b)
+			}
+		})
+		b.Run(fmt.Sprintf("window=%d/parallel", n), func(b *testing.B) {
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					probe(b)
+				}
+			})
+		})
+	}
+}

@@ -32,6 +32,21 @@ func BenchmarkPostgres(b *testing.B) {
 	authztest.Bench(b, e)
 }
 
+// BenchmarkRevisionPostgres: the change-log probe on PostgreSQL (a store per
+// window size, one database).
+//
+//	./scripts/with-test-servers.sh go test ./authz/embedded -run '^$' -bench RevisionPostgres
+func BenchmarkRevisionPostgres(b *testing.B) {
+	dbURL := testenv.DatabaseURL(b)
+	stores := 0
+	authztest.BenchRevision(b, func(b *testing.B) authz.Engine {
+		stores++
+		e := open(b, embedded.Config{Datastore: embedded.Postgres, DatabaseURL: dbURL, StoreName: fmt.Sprintf("rev%d", stores)})
+		b.Cleanup(func() { e.Close() })
+		return e
+	})
+}
+
 // BenchmarkSQLiteStatistics lists the three tickets shared with a user among
 // 50,000, on a file without planner statistics and with the ones the engine pins.
 //
