@@ -84,6 +84,11 @@ type Config struct {
 	StoreName string
 	// ModelDSL overrides authz.ModelDSL (tests).
 	ModelDSL string
+	// WriteModel writes clearance's model as the store's latest even when the
+	// store is not clearance's own (Postgres: a store named StoreName whose
+	// latest model is another application's). Without it such a store is used
+	// only if its latest model has every type and relation clearance needs.
+	WriteModel bool
 	// MaxChecksPerBatchCheck is OpenFGA's per-call batch limit; BatchCheck chunks to it.
 	MaxChecksPerBatchCheck int
 	// BatchConcurrency bounds the chunks of one BatchCheck in flight.
@@ -266,7 +271,8 @@ func sqliteDSN(path string) string {
 	return "file:" + path + "?_pragma=busy_timeout(5000)"
 }
 
-// setup finds or creates the store and writes the model when it changed.
+// setup finds or creates the store and writes the model when it changed and
+// the store is clearance's own (see fga.ChooseModel).
 func (e *Engine) setup(ctx context.Context) error {
 	want, err := authz.ParseModel(e.cfg.ModelDSL)
 	if err != nil {
@@ -278,22 +284,33 @@ func (e *Engine) setup(ctx context.Context) error {
 	if err != nil {
 		return mapErr("list stores", err)
 	}
+	created := false
 	if s := stores.GetStores(); len(s) > 0 {
 		e.storeID = s[0].GetId()
 	} else {
-		created, err := e.srv.CreateStore(ctx, &openfgav1.CreateStoreRequest{Name: e.cfg.StoreName})
+		c, err := e.srv.CreateStore(ctx, &openfgav1.CreateStoreRequest{Name: e.cfg.StoreName})
 		if err != nil {
 			return mapErr("create store", err)
 		}
-		e.storeID = created.GetId()
+		e.storeID, created = c.GetId(), true
 	}
 	models, err := e.srv.ReadAuthorizationModels(ctx, &openfgav1.ReadAuthorizationModelsRequest{StoreId: e.storeID, PageSize: wrapperspb.Int32(1)})
 	if err != nil {
 		return mapErr("read models", err)
 	}
-	if m := models.GetAuthorizationModels(); len(m) > 0 && fga.SameModel(m[0], want) {
-		e.modelID = m[0].GetId()
-	} else {
+	var latest *openfgav1.AuthorizationModel
+	if m := models.GetAuthorizationModels(); len(m) > 0 {
+		latest = m[0]
+	}
+	// A sqlite file or memory store is clearance's alone; on a shared
+	// PostgreSQL the store is clearance's if it made it or its model says so.
+	owned := e.cfg.Datastore != Postgres || created || latest == nil || fga.HasMarker(latest)
+	write, err := fga.ChooseModel(fga.ModelStore{ID: e.storeID, Owned: owned, WriteAllowed: e.cfg.WriteModel}, want, latest)
+	if err != nil {
+		return err
+	}
+	use := latest
+	if write {
 		w, err := e.srv.WriteAuthorizationModel(ctx, &openfgav1.WriteAuthorizationModelRequest{
 			StoreId:         e.storeID,
 			SchemaVersion:   want.GetSchemaVersion(),
@@ -303,10 +320,17 @@ func (e *Engine) setup(ctx context.Context) error {
 		if err != nil {
 			return mapErr("write model", err)
 		}
+		use = want
 		e.modelID = w.GetAuthorizationModelId()
 		e.cfg.Logger.Info("authorization model written", "store", e.storeID, "model", e.modelID)
+	} else {
+		e.modelID = latest.GetId()
+		if !fga.SameModel(latest, want) {
+			e.cfg.Logger.Warn("using the store's latest model, which is not clearance's: it has every type and relation clearance needs",
+				"store", e.storeID, "model", e.modelID, "defined_differently", fga.Differing(want, latest))
+		}
 	}
-	e.validator, err = fga.NewValidator(want)
+	e.validator, err = fga.NewValidator(use)
 	return err
 }
 

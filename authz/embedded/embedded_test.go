@@ -137,3 +137,38 @@ func TestDeadlineIsTruncation(t *testing.T) {
 		t.Fatalf("listing under a 1ms deadline: %d ids, err %v; want ErrTruncated", len(ids), err)
 	}
 }
+
+// TestForeignModelOnSharedPostgres: on a PostgreSQL datastore that another
+// OpenFGA user shares, a store named like clearance's whose latest model is
+// someone else's is refused with what is missing and left as it is; with
+// WriteModel clearance writes its own. A sqlite store is clearance's alone.
+func TestForeignModelOnSharedPostgres(t *testing.T) {
+	dbURL := testenv.DatabaseURL(t)
+	foreign := "model\n  schema 1.1\ntype user\ntype document\n  relations\n    define viewer: [user]\n"
+	// The other application made the store (and so owned it) first.
+	app := open(t, embedded.Config{Datastore: embedded.Postgres, DatabaseURL: dbURL, ModelDSL: foreign})
+	appModel := app.ModelID()
+	app.Close()
+	_, err := embedded.New(context.Background(), embedded.Config{Datastore: embedded.Postgres, DatabaseURL: dbURL})
+	if !errors.Is(err, authz.ErrModelMismatch) || !strings.Contains(err.Error(), "type tenant") || !strings.Contains(err.Error(), "condition not_expired") {
+		t.Fatalf("foreign model: err = %v, want a mismatch naming what is missing", err)
+	}
+	again := open(t, embedded.Config{Datastore: embedded.Postgres, DatabaseURL: dbURL, ModelDSL: foreign})
+	if again.ModelID() != appModel {
+		t.Errorf("the application's model was replaced: %s, want %s", again.ModelID(), appModel)
+	}
+	again.Close()
+	e := open(t, embedded.Config{Datastore: embedded.Postgres, DatabaseURL: dbURL, WriteModel: true})
+	defer e.Close()
+	if e.ModelID() == appModel {
+		t.Error("WriteModel did not write clearance's model")
+	}
+	// Now the store's latest model is clearance's (marked): later starts
+	// update it without the flag.
+	changed := strings.Replace(authz.ModelDSL, "type agent\n", "type agent\n\ntype extra\n", 1)
+	e2 := open(t, embedded.Config{Datastore: embedded.Postgres, DatabaseURL: dbURL, ModelDSL: changed})
+	defer e2.Close()
+	if e2.ModelID() == e.ModelID() {
+		t.Error("clearance's own store did not get the changed model")
+	}
+}

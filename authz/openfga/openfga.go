@@ -57,9 +57,16 @@ type Config struct {
 	StoreID string
 	// StoreName is used only when StoreID is empty (default "clearance").
 	StoreName string
-	// ModelID pins the authorization model. Empty: write authz.ModelDSL (or
-	// ModelDSL) when the store's latest model differs, and use that.
+	// ModelID pins the authorization model; it is checked for every type and
+	// relation clearance needs and never replaced. Empty: use the store's latest
+	// model when it is clearance's, else write clearance's model if the store is
+	// clearance's own (created by it, or named StoreName with a latest model that
+	// carries authz.ModelMarkerType) or WriteModel is set, else use the latest
+	// model if it has everything clearance needs, else refuse to start.
 	ModelID string
+	// WriteModel writes clearance's model as the store's latest even when the
+	// store is not clearance's own (--openfga-write-model). Not with ModelID.
+	WriteModel bool
 	// ModelDSL overrides authz.ModelDSL (tests).
 	ModelDSL string
 	// APIToken is sent as a bearer token when set.
@@ -175,23 +182,37 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 }
 
 func (e *Engine) setup(ctx context.Context) error {
+	if e.cfg.WriteModel && e.modelID != "" {
+		return clearance.Invalid("openfga.write_model", "a pinned model id is never replaced: drop the model id or the write flag")
+	}
+	want, err := authz.ParseModel(e.cfg.ModelDSL)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
 	defer cancel()
+	created, named := false, false
 	if e.storeID == "" {
 		stores, _, err := e.api.ListStores(ctx).Name(e.cfg.StoreName).PageSize(1).Execute()
 		if err != nil {
 			return mapErr("list stores", err)
 		}
 		if len(stores.Stores) > 0 {
-			e.storeID = stores.Stores[0].Id
+			e.storeID, named = stores.Stores[0].Id, true
 		} else {
 			s, _, err := e.api.CreateStore(ctx).Body(fgasdk.CreateStoreRequest{Name: e.cfg.StoreName}).Execute()
 			if err != nil {
 				return mapErr("create store", err)
 			}
-			e.storeID = s.Id
+			e.storeID, created = s.Id, true
 			e.cfg.Logger.Info("openfga store created", "store", e.storeID, "name", e.cfg.StoreName)
 		}
+	} else {
+		s, _, err := e.api.GetStore(ctx, e.storeID).Execute()
+		if err != nil {
+			return mapErr("get store "+e.storeID, err)
+		}
+		named = s.Name == e.cfg.StoreName
 	}
 	var model *openfgav1.AuthorizationModel
 	if e.modelID != "" {
@@ -202,25 +223,26 @@ func (e *Engine) setup(ctx context.Context) error {
 		if model, err = toProto(m.AuthorizationModel); err != nil {
 			return err
 		}
-	} else {
-		want, err := authz.ParseModel(e.cfg.ModelDSL)
-		if err != nil {
+		if err := fga.CheckPinned(e.storeID, want, model); err != nil {
 			return err
 		}
+	} else {
 		models, _, err := e.api.ReadAuthorizationModels(ctx, e.storeID).PageSize(1).Execute()
 		if err != nil {
 			return mapErr("read models", err)
 		}
+		var latest *openfgav1.AuthorizationModel
 		if len(models.AuthorizationModels) > 0 {
-			latest, err := toProto(&models.AuthorizationModels[0])
-			if err != nil {
+			if latest, err = toProto(&models.AuthorizationModels[0]); err != nil {
 				return err
 			}
-			if fga.SameModel(latest, want) {
-				model, e.modelID = latest, latest.GetId()
-			}
 		}
-		if model == nil {
+		owned := created || (named && (latest == nil || fga.HasMarker(latest)))
+		write, err := fga.ChooseModel(fga.ModelStore{ID: e.storeID, Owned: owned, WriteAllowed: e.cfg.WriteModel}, want, latest)
+		if err != nil {
+			return err
+		}
+		if write {
 			var req fgasdk.WriteAuthorizationModelRequest
 			raw, err := protojson.Marshal(want)
 			if err == nil {
@@ -235,7 +257,13 @@ func (e *Engine) setup(ctx context.Context) error {
 			}
 			model, e.modelID = want, w.AuthorizationModelId
 			e.cfg.Logger.Info("authorization model written", "store", e.storeID, "model", e.modelID)
+		} else {
+			model, e.modelID = latest, latest.GetId()
 		}
+	}
+	if !fga.SameModel(model, want) {
+		e.cfg.Logger.Warn("using a model that is not clearance's: it has every type and relation clearance needs",
+			"store", e.storeID, "model", e.modelID, "defined_differently", fga.Differing(want, model))
 	}
 	v, err := fga.NewValidator(model)
 	if err != nil {
