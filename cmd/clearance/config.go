@@ -58,6 +58,10 @@ type serveConfig struct {
 	OpenFGAStoreID  string
 	OpenFGAModelID  string
 	OpenFGAToken    string
+	// OpenFGAWriteModel writes clearance's model into a store it does not own.
+	OpenFGAWriteModel bool
+	// ChangelogWindow: how far back the revision probe re-reads the change log.
+	ChangelogWindow time.Duration
 
 	// Vector store and embedder.
 	Store        string // embedded | pgvector | qdrant
@@ -143,8 +147,10 @@ func (c *serveConfig) registerEngine(fl *pflag.FlagSet) {
 	fl.StringVar(&c.EngineDatastore, "engine-datastore", "", "embedded engine datastore: sqlite, postgres or memory (default sqlite; postgres with --database-url)")
 	fl.StringVar(&c.OpenFGAURL, "openfga-url", "", "URL of a remote OpenFGA server's HTTP API (implies --engine openfga)")
 	fl.StringVar(&c.OpenFGAStoreID, "openfga-store-id", "", "OpenFGA store id (default: find or create the store named clearance)")
-	fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "pin an OpenFGA authorization model id (default: write clearance's model when it differs)")
+	fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "pin an OpenFGA authorization model id, checked at start for every type and relation clearance needs (default: the store's latest model; clearance writes its own only into a store it created)")
 	fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
+	fl.BoolVar(&c.OpenFGAWriteModel, "openfga-write-model", false, "write clearance's authorization model as the latest of a store clearance did not create (remote OpenFGA, or the embedded engine on a shared PostgreSQL); never with --openfga-model-id")
+	fl.DurationVar(&c.ChangelogWindow, "openfga-changelog-window", 30*time.Second, "how far back each revision probe re-reads OpenFGA's change log to see writes of other replicas that committed out of order: at least the longest tuple write (OpenFGA's --request-timeout, clearance's engine timeout) plus clock skew")
 }
 
 // registerIndex binds the vector-store and embedder flags (serve, index,
@@ -221,6 +227,13 @@ func (c *serveConfig) resolve() error {
 		}
 	default:
 		bad("--engine %q: want embedded or openfga", c.Engine)
+	}
+
+	if c.OpenFGAWriteModel && c.OpenFGAModelID != "" {
+		bad("--openfga-write-model and --openfga-model-id exclude each other: a pinned model is never replaced")
+	}
+	if c.ChangelogWindow != 0 && c.ChangelogWindow < time.Second {
+		bad("--openfga-changelog-window %v: want at least 1s (the longest tuple write plus clock skew)", c.ChangelogWindow)
 	}
 
 	// Store.
@@ -320,10 +333,12 @@ func (c *serveConfig) openEngine(ctx context.Context, log *slog.Logger) (authz.E
 	switch c.Engine {
 	case engineEmbedded:
 		e, err := fgaembedded.New(ctx, fgaembedded.Config{
-			Datastore:   c.EngineDatastore,
-			DataDir:     c.DataDir,
-			DatabaseURL: c.DatabaseURL,
-			Logger:      log.With("component", "openfga"),
+			Datastore:       c.EngineDatastore,
+			DataDir:         c.DataDir,
+			DatabaseURL:     c.DatabaseURL,
+			WriteModel:      c.OpenFGAWriteModel,
+			ChangelogWindow: c.ChangelogWindow,
+			Logger:          log.With("component", "openfga"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded engine (%s): %w", c.EngineDatastore, err)
@@ -331,11 +346,13 @@ func (c *serveConfig) openEngine(ctx context.Context, log *slog.Logger) (authz.E
 		return e, nil
 	case engineOpenFGA:
 		e, err := openfga.New(ctx, openfga.Config{
-			URL:      c.OpenFGAURL,
-			StoreID:  c.OpenFGAStoreID,
-			ModelID:  c.OpenFGAModelID,
-			APIToken: c.OpenFGAToken,
-			Logger:   log.With("component", "openfga"),
+			URL:             c.OpenFGAURL,
+			StoreID:         c.OpenFGAStoreID,
+			ModelID:         c.OpenFGAModelID,
+			APIToken:        c.OpenFGAToken,
+			WriteModel:      c.OpenFGAWriteModel,
+			ChangelogWindow: c.ChangelogWindow,
+			Logger:          log.With("component", "openfga"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("openfga at %s: %w", c.OpenFGAURL, err)
