@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/internal/testenv"
 )
 
 // TestServeFlagValidation: bad flag combinations are refused at start with an
@@ -67,4 +72,50 @@ func envName(env map[string]string) string {
 		b.WriteString(" " + k + "=" + v)
 	}
 	return b.String()
+}
+
+// TestServeRefusesForeignModel: `serve` pointed at another application's store
+// on a real OpenFGA server does not start, names what the store's model lacks
+// and the flag that would replace it, and leaves the model as it was.
+func TestServeRefusesForeignModel(t *testing.T) {
+	srv := testenv.StartOpenFGA(t, "")
+	post := func(path string, body []byte) map[string]any {
+		resp, err := http.Post(srv.URL+path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("POST %s: %s %v", path, resp.Status, err)
+		}
+		return out
+	}
+	store := post("/stores", []byte(`{"name":"app"}`))["id"].(string)
+	model, err := authz.ModelJSON("model\n  schema 1.1\ntype user\ntype document\n  relations\n    define viewer: [user]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := post("/stores/"+store+"/authorization-models", model)["authorization_model_id"].(string)
+	_, err = runCLI(t, "serve", "--data-dir", t.TempDir(), "--addr", testenv.FreeAddr(t), "--dev",
+		"--openfga-url", srv.URL, "--openfga-store-id", store)
+	if err == nil {
+		t.Fatal("serve started on a foreign model")
+	}
+	for _, want := range []string{"type tenant", "type ticket", "condition not_expired", "--openfga-write-model"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q: %v", want, err)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/stores/" + store + "/authorization-models?page_size=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var latest struct {
+		Models []struct{ ID string } `json:"authorization_models"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&latest); err != nil || len(latest.Models) == 0 || latest.Models[0].ID != foreign {
+		t.Errorf("the store's latest model changed: %+v %v, want %s", latest, err, foreign)
+	}
 }
