@@ -54,33 +54,52 @@ func testReplicas(t *testing.T, a, b authz.Engine) {
 	f := newFixtureOn(t, a)
 	engines := []authz.Engine{a, b}
 	planners := []*filter.Planner{f.planner(a, nil, nil), f.planner(b, nil, nil)}
-	// Each trial: a new user searches through the reader twice (the second
-	// search is a cache hit), gets a grant through the writer, and searches
-	// through the reader again. The grant is a project membership, a direct
-	// share or a team membership, in turn; the replicas swap roles every trial.
+	// Each trial: a new principal searches through the reader twice (the second
+	// search is a cache hit), gets access through the writer, and searches
+	// through the reader again. The access is a project membership, a direct
+	// share, a team membership or an agent's delegation grant, in turn; the
+	// replicas swap roles every trial.
 	type grant struct {
-		tuple func(u string) authz.Tuple
-		want  string
+		principal func(name string) authz.Principal
+		tuples    func(name string) []authz.Tuple
+		want      string
 	}
+	asUser := func(name string) authz.Principal { return user("acme", name) }
 	grants := []grant{
-		{func(u string) authz.Tuple { return authz.Tuple{User: u, Relation: "member", Object: "project:zeus"} }, "T-3"},
-		{func(u string) authz.Tuple { return authz.Tuple{User: u, Relation: "viewer", Object: "ticket:T-4"} }, "T-4"},
-		{func(u string) authz.Tuple { return authz.Tuple{User: u, Relation: "member", Object: "team:core"} }, "T-1"},
+		{asUser, func(u string) []authz.Tuple {
+			return []authz.Tuple{{User: "user:" + u, Relation: "member", Object: "project:zeus"}}
+		}, "T-3"},
+		{asUser, func(u string) []authz.Tuple {
+			return []authz.Tuple{{User: "user:" + u, Relation: "viewer", Object: "ticket:T-4"}}
+		}, "T-4"},
+		{asUser, func(u string) []authz.Tuple {
+			return []authz.Tuple{{User: "user:" + u, Relation: "member", Object: "team:core"}}
+		}, "T-1"},
+		// anne (team core, member of apollo) lets a new agent read apollo, as
+		// `clearance grants create` does.
+		{func(a string) authz.Principal { return agent("acme", "anne", a) }, func(a string) []authz.Tuple {
+			d := "delegation:anne~" + a
+			return []authz.Tuple{
+				{User: "user:anne", Relation: "delegator", Object: d},
+				{User: "agent:" + a, Relation: "agent", Object: d},
+				{User: d, Relation: "granted", Object: "project:apollo"},
+			}
+		}, "T-1"},
 	}
 	seen, hits := 0, 0
 	for i := range replicaTrials {
 		w, r := i%2, 1-i%2
 		name := fmt.Sprintf("r%d-%d", time.Now().UnixNano(), i)
-		p := user("acme", name)
-		if got := ids(search(t, planners[r], p, filter.Request{})); len(got) != 0 {
-			t.Fatalf("trial %d: new user sees %v", i, got)
+		g := grants[i%len(grants)]
+		p := g.principal(name)
+		if got := ids(search(t, planners[r], p, filter.Request{})); slices.Contains(got, g.want) {
+			t.Fatalf("trial %d: %s sees %v before the grant", i, p, got)
 		}
 		resp := search(t, planners[r], p, filter.Request{})
 		if rec, _ := f.log.Record(resp.AuditID); rec.Plan.CacheHit {
 			hits++
 		}
-		g := grants[i%len(grants)]
-		if err := engines[w].Write(ctx, []authz.Tuple{g.tuple("user:" + name)}, nil); err != nil {
+		if err := engines[w].Write(ctx, g.tuples(name), nil); err != nil {
 			t.Fatal(err)
 		}
 		resp = search(t, planners[r], p, filter.Request{})
@@ -88,7 +107,7 @@ func testReplicas(t *testing.T, a, b authz.Engine) {
 			seen++
 		} else {
 			rec, _ := f.log.Record(resp.AuditID)
-			t.Errorf("trial %d: grant %s through replica %d not visible through replica %d: %v (plan %+v)", i, g.tuple("user:"+name), w, r, ids(resp), rec.Plan)
+			t.Errorf("trial %d: %v through replica %d not visible through replica %d: %v (plan %+v)", i, g.tuples(name), w, r, ids(resp), rec.Plan)
 		}
 	}
 	t.Logf("%d of %d grants visible on the other replica's next search; %d of %d repeated searches hit the cache", seen, replicaTrials, hits, replicaTrials)
