@@ -21,7 +21,7 @@ const replicaTrials = 100
 // TestReplicasEmbeddedPostgres: two embedded engines on one PostgreSQL
 // datastore, each under its own planner (two replicas): new access written
 // through one shows in the other's next search, every time, while the cache
-// still serves repeated searches.
+// still serves repeated searches; a revocation is gone on the next search too.
 func TestReplicasEmbeddedPostgres(t *testing.T) {
 	dbURL := testenv.DatabaseURL(t)
 	open := func() authz.Engine {
@@ -86,7 +86,7 @@ func testReplicas(t *testing.T, a, b authz.Engine) {
 			}
 		}, "T-1"},
 	}
-	seen, hits := 0, 0
+	seen, hits, revoked := 0, 0, 0
 	for i := range replicaTrials {
 		w, r := i%2, 1-i%2
 		name := fmt.Sprintf("r%d-%d", time.Now().UnixNano(), i)
@@ -109,8 +109,17 @@ func testReplicas(t *testing.T, a, b authz.Engine) {
 			rec, _ := f.log.Record(resp.AuditID)
 			t.Errorf("trial %d: %v through replica %d not visible through replica %d: %v (plan %+v)", i, g.tuples(name), w, r, ids(resp), rec.Plan)
 		}
+		// Revocation through the writer: gone on the reader's next search.
+		if err := engines[w].Write(ctx, nil, g.tuples(name)); err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(search(t, planners[r], p, filter.Request{})); slices.Contains(got, g.want) {
+			t.Errorf("trial %d: revoked %s still visible through replica %d: %v", i, g.want, r, got)
+		} else {
+			revoked++
+		}
 	}
-	t.Logf("%d of %d grants visible on the other replica's next search; %d of %d repeated searches hit the cache", seen, replicaTrials, hits, replicaTrials)
+	t.Logf("%d of %d grants visible on the other replica's next search, %d of %d revocations; %d of %d repeated searches hit the cache", seen, replicaTrials, revoked, replicaTrials, hits, replicaTrials)
 	if hits < replicaTrials*9/10 {
 		t.Errorf("only %d of %d repeated searches hit the cache", hits, replicaTrials)
 	}
