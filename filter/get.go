@@ -55,43 +55,81 @@ func (pl *Planner) get(ctx context.Context, p authz.Principal, ticketID, kind st
 	return resp, nil
 }
 
+// decoyProject is the project a read of a missing ticket is checked against.
+// '~' is not allowed in project ids (SPEC 10), so it never names a real one.
+const decoyProject = "project:clearance~decoy"
+
+// decoy returns q with contextual tuples that give ticket:<id> a project in p's
+// tenant, so the check of an id that is missing (or another tenant's) walks
+// the same path as the check of a real ticket of p's tenant: the ticket's own
+// relations, its project's, the tenant's admins. Its answer is thrown away;
+// only its cost matters.
+func decoy(q authz.Query, p authz.Principal, id string) authz.Query {
+	q.ContextualTuples = append(slices.Clone(q.ContextualTuples),
+		authz.Tuple{User: decoyProject, Relation: "project", Object: "ticket:" + id},
+		authz.Tuple{User: "tenant:" + p.Tenant, Relation: "tenant", Object: decoyProject},
+	)
+	return q
+}
+
 // visible decides one ticket and records the decision in rec.
+//
+// Every read costs the same engine work, whether the id is a ticket p may
+// see, one p may not see, another tenant's, or none at all: one check of
+// ticket:<id> (against a decoy project of p's tenant when the ticket is not
+// p's tenant's), whose answer counts only for a ticket of p's tenant that the
+// token's narrowing admits. Otherwise the latency of a 404 would tell which
+// ids exist in p's tenant (issue 14).
 func (pl *Planner) visible(ctx context.Context, p authz.Principal, id string, rec *audit.Record) (bool, retrieval.Ticket, error) {
 	start := time.Now()
 	defer func() { rec.Latency["total"] = since(start) }()
 	t, err := pl.store.Get(ctx, id)
 	rec.Latency["search"] = since(start)
+	ours := false
 	switch {
 	case errors.Is(err, clearance.ErrNotFound):
 		rec.Plan.Notes = append(rec.Plan.Notes, "not found: "+id)
-		return false, t, nil
 	case err != nil:
 		return false, t, unavailable("get ticket", err)
 	case t.Tenant != p.Tenant:
 		// Recorded like a missing ticket: the record is read by p's tenant.
 		rec.Plan.Notes = append(rec.Plan.Notes, "not found: "+id)
-		return false, retrieval.Ticket{}, nil
+		t = retrieval.Ticket{}
+	default:
+		ours = true
 	}
-	rec.Plan.Fetched = 1
+	q := pl.query(p, authz.HigherConsistency)
+	if !ours {
+		q = decoy(q, p, id)
+	}
+	admitted := ours
 	c := audit.Candidate{TicketID: t.ID, Project: t.Project, Decision: audit.NotChecked}
-	if n := p.Narrowing; n != nil && n.Projects != nil {
-		rec.Narrowing.TokenProjects = slices.Clone(n.Projects)
-		if !slices.Contains(n.Projects, t.Project) {
-			rec.Narrowing.DroppedProjects = 1
-			rec.Results = append(rec.Results, c)
-			return false, t, nil
+	if ours {
+		rec.Plan.Fetched = 1
+		if n := p.Narrowing; n != nil && n.Projects != nil {
+			rec.Narrowing.TokenProjects = slices.Clone(n.Projects)
+			if !slices.Contains(n.Projects, t.Project) {
+				rec.Narrowing.DroppedProjects = 1
+				admitted = false
+			}
 		}
 	}
 	tc := time.Now()
-	ok, err := pl.eng.BatchCheck(ctx, pl.query(p, authz.HigherConsistency),
-		[]authz.Check{{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + t.ID}})
-	rec.Latency["check"] = since(tc)
+	ok, err := pl.eng.BatchCheck(ctx, q, []authz.Check{{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + id}})
 	if err != nil {
 		return false, t, unavailable("check ticket", err)
 	}
 	if len(ok) != 1 {
 		return false, t, unavailable("check ticket", fmt.Errorf("engine answered %d results for 1 check", len(ok)))
 	}
+	if !ours {
+		return false, t, nil
+	}
+	if !admitted {
+		rec.Results = append(rec.Results, c)
+		return false, t, nil
+	}
+	rec.Latency["check"] = since(tc)
 	rec.Plan.Checked = 1
 	c.Decision = audit.Returned
 	if !ok[0] {
