@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/indexer"
+	"github.com/clearance-dev/clearance/internal/strictjson"
 )
 
 // MCPPath is where the MCP endpoint is mounted.
@@ -88,6 +91,9 @@ func (m *MCP) Mount(s *Server) {
 			return err
 		}
 		r := c.Request()
+		if err := strictBody(r); err != nil {
+			return err
+		}
 		r = r.Clone(context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c)}))
 		// The credential stops here: the SDK (and the tools, which see the
 		// request headers) get a placeholder the handover accepts, also when
@@ -97,6 +103,30 @@ func (m *MCP) Mount(s *Server) {
 		handover.ServeHTTP(c.Response(), r)
 		return nil
 	}, s.authenticate)
+}
+
+// strictBody holds a JSON-RPC body to the rules of decodeStrict before the SDK
+// reads it: the SDK's decoder replaces invalid UTF-8 with U+FFFD and lets the
+// last of duplicate members win, so a tool argument could say one thing to a
+// validator and another to a decoder. Names are matched exactly by the SDK and
+// unknown tool arguments refused by the tools' input schemas. The body is read
+// whole (it is bounded by the body limit) and handed on unchanged.
+func strictBody(r *http.Request) error {
+	if r.Method != http.MethodPost || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	body, err := readBody(r.Body)
+	if err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil // the SDK answers an empty body itself
+	}
+	if err := strictjson.Check(body); err != nil {
+		return fieldError(err, "")
+	}
+	return nil
 }
 
 type mcpCallerKey struct{}

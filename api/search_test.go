@@ -397,7 +397,7 @@ func TestSearchBadInput(t *testing.T) {
 		{"empty body", "anne", ``, 400, "body"},
 		{"trailing data", "anne", `{"query":"a"} {"query":"b"}`, 400, "body"},
 		{"unknown field", "anne", map[string]any{"query": "login timeout", "tenant": "globex"}, 400, "tenant"},
-		{"unknown nested field", "anne", map[string]any{"query": "x", "filters": map[string]any{"tickets": []string{"SEC-1"}}}, 400, "tickets"},
+		{"unknown nested field", "anne", map[string]any{"query": "x", "filters": map[string]any{"tickets": []string{"SEC-1"}}}, 400, "filters.tickets"},
 		{"empty query", "anne", map[string]any{"query": ""}, 400, "query"},
 		{"missing query", "anne", map[string]any{"top_k": 5}, 400, "query"},
 		{"5000-character query", "anne", map[string]any{"query": long}, 400, "query"},

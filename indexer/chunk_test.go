@@ -143,7 +143,10 @@ func TestDecodeRow(t *testing.T) {
 		`{"id":7}`:                   "line 3.id",
 		`{"id":"T-1"`:                "line 3",
 		`{"id":"T-1"} {}`:            "line 3",
-		`{"updated_at":"yesterday"}`: "line 3",
+		`{"updated_at":"yesterday"}`: "line 3.updated_at",
+		`{"id":"T-1","ID":"T-2"}`:    "line 3.ID",
+		`{"id":"T-1","id":"T-2"}`:    "line 3.id",
+		"{\"id\":\"T-\xff\"}":        "line 3.id",
 	} {
 		_, err := DecodeRow([]byte(in), "line 3")
 		var fe *clearance.FieldError

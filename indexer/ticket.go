@@ -1,19 +1,17 @@
 package indexer
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"io"
 	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/internal/strictjson"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -125,41 +123,23 @@ func (r Row) Validate(field string) error {
 	return ValidateTicket(r.Ticket, field)
 }
 
-// DecodeRow parses one JSON ticket object strictly: unknown fields, trailing
-// data and wrong types are *clearance.FieldError values naming field. The row is
-// not validated.
+// DecodeRow parses one JSON ticket object strictly (internal/strictjson):
+// unknown fields, duplicate members, case variants of field names, invalid
+// UTF-8, trailing data and wrong types are *clearance.FieldError values naming
+// field. The row is not validated.
 func DecodeRow(data []byte, field string) (Row, error) {
 	var r Row
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return Row{}, jsonFieldError(err, field)
-	}
-	if dec.More() {
-		return Row{}, clearance.Invalid(orRow(field), "unexpected data after the JSON object")
+	if err := strictjson.Unmarshal(data, &r); err != nil {
+		var se *strictjson.Error
+		if !errors.As(err, &se) {
+			return Row{}, clearance.Invalid(orRow(field), "%v", err)
+		}
+		if se.Field == "" {
+			return Row{}, clearance.Invalid(orRow(field), "%s", se.Reason)
+		}
+		return Row{}, clearance.Invalid(join(field, se.Field), "%s", se.Reason)
 	}
 	return r, nil
-}
-
-// jsonFieldError turns an encoding/json error into a FieldError.
-func jsonFieldError(err error, field string) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		// Fields of the embedded Ticket come as "Ticket.id".
-		name := strings.TrimPrefix(typeErr.Field, "Ticket.")
-		return clearance.Invalid(join(field, name), "must be a JSON %s", typeErr.Type.Kind())
-	case errors.As(err, &syntaxErr):
-		return clearance.Invalid(orRow(field), "invalid JSON at byte %d: %v", syntaxErr.Offset, err)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return clearance.Invalid(join(field, name), "unknown field")
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return clearance.Invalid(orRow(field), "truncated JSON")
-	}
-	// time.Time's parse errors and the like.
-	return clearance.Invalid(orRow(field), "%v", err)
 }
 
 func orRow(field string) string {
