@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/lestrrat-go/httprc/v3"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/internal/strictjson"
 )
 
 // Defaults of JWTConfig.
@@ -290,20 +292,88 @@ type authorizationDetail struct {
 // TicketAccess is the authorization_details type clearance reads (RFC 9396).
 const TicketAccess = "ticket_access"
 
+// registeredClaims are the claim names whose case variants are refused: the
+// JWT registered claims and every claim clearance reads.
+var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "typ", "client_id",
+	"scope", "scp", "act", "authorization_details"}
+
+// strictClaims refuses a claims set that says one thing to one reader and
+// another to the next: duplicate members and invalid UTF-8 anywhere (RFC 7519
+// section 4 lets a verifier refuse duplicates; we must, because encoding/json
+// let the last one win), and a case variant of a claim clearance knows,
+// at the top level, in act and in authorization_details ("SUB" next to
+// "sub", an extra "Scope"). Names are then read exactly.
+func (v *JWTVerifier) strictClaims(payload []byte) error {
+	if err := strictjson.Check(payload); err != nil {
+		return unauthenticated("claims: %v", err)
+	}
+	var top map[string]jsontext.Value
+	if err := strictjson.UnmarshalOpen(payload, &top); err != nil {
+		return unauthenticated("claims: %v", err)
+	}
+	if err := caseVariants(top, "", append(registeredClaims, v.cfg.TenantClaim)...); err != nil {
+		return err
+	}
+	for path, act := "act", top["act"]; act != nil && act.Kind() == '{'; path += ".act" {
+		var m map[string]jsontext.Value
+		if err := strictjson.UnmarshalOpen(act, &m); err != nil {
+			return unauthenticated("claims: %s: %v", path, err)
+		}
+		if err := caseVariants(m, path+".", "sub", "act"); err != nil {
+			return err
+		}
+		act = m["act"]
+	}
+	if raw := top["authorization_details"]; raw != nil && raw.Kind() == '[' {
+		var list []jsontext.Value
+		if err := strictjson.UnmarshalOpen(raw, &list); err != nil {
+			return unauthenticated("claims: authorization_details: %v", err)
+		}
+		for i, d := range list {
+			if d.Kind() != '{' {
+				continue
+			}
+			var m map[string]jsontext.Value
+			if err := strictjson.UnmarshalOpen(d, &m); err != nil {
+				return unauthenticated("claims: authorization_details[%d]: %v", i, err)
+			}
+			if err := caseVariants(m, fmt.Sprintf("authorization_details[%d].", i), "type", "actions", "projects"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// caseVariants refuses a member whose name equals one of known but for case.
+func caseVariants(m map[string]jsontext.Value, prefix string, known ...string) error {
+	for name := range m {
+		for _, k := range known {
+			if name != k && strings.EqualFold(name, k) {
+				return unauthenticated("claim %s%s is a case variant of %s", prefix, name, k)
+			}
+		}
+	}
+	return nil
+}
+
 func (v *JWTVerifier) principal(payload []byte) (authz.Principal, error) {
+	if err := v.strictClaims(payload); err != nil {
+		return authz.Principal{}, err
+	}
 	var c claims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	if err := strictjson.UnmarshalOpen(payload, &c); err != nil {
 		return authz.Principal{}, unauthenticated("claims: %v", err)
 	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &all); err != nil {
+	var all map[string]jsontext.Value
+	if err := strictjson.UnmarshalOpen(payload, &all); err != nil {
 		return authz.Principal{}, unauthenticated("claims: %v", err)
 	}
 	if !ValidSubject(c.Sub) {
 		return authz.Principal{}, unauthenticated("sub missing or not usable as an id")
 	}
 	var tenant string
-	if raw, ok := all[v.cfg.TenantClaim]; !ok || json.Unmarshal(raw, &tenant) != nil || !ValidID(tenant) {
+	if raw, ok := all[v.cfg.TenantClaim]; !ok || strictjson.UnmarshalOpen(raw, &tenant) != nil || !ValidID(tenant) {
 		return authz.Principal{}, unauthenticated("tenant claim %q missing or invalid", v.cfg.TenantClaim)
 	}
 	p := authz.Principal{Kind: authz.KindUser, Tenant: tenant, User: c.Sub, AuthMethod: v.cfg.AuthMethod}
@@ -324,7 +394,7 @@ func (v *JWTVerifier) principal(payload []byte) (authz.Principal, error) {
 	p.Scopes = scopes
 	for i, raw := range c.AuthorizationDetails {
 		var d authorizationDetail
-		if err := json.Unmarshal(raw, &d); err != nil {
+		if err := strictjson.UnmarshalOpen(raw, &d); err != nil {
 			return authz.Principal{}, unauthenticated("authorization_details[%d]: %v", i, err)
 		}
 		if d.Type != TicketAccess {
