@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/api/auth"
 	"github.com/clearance-dev/clearance/authz"
 )
 
@@ -41,14 +42,21 @@ func PrincipalFrom(c echo.Context) (authz.Principal, error) {
 }
 
 // credential extracts the bearer credential: "Authorization: Bearer <x>" or
-// "X-API-Key: <x>" (both at once is refused as ambiguous).
+// "X-API-Key: clr_<x>" (both at once is refused as ambiguous; X-API-Key takes
+// API keys only).
 func credential(r *http.Request) (string, error) {
 	ah, key := r.Header.Get(echo.HeaderAuthorization), r.Header.Get(headerAPIKey)
 	switch {
 	case ah != "" && key != "":
 		return "", fmt.Errorf("both Authorization and %s given: %w", headerAPIKey, clearance.ErrUnauthenticated)
 	case key != "":
-		return strings.TrimSpace(key), nil
+		// X-API-Key is for API keys only: a JWT there would skip what a bearer
+		// token is held to by proxies and logs that treat the two differently.
+		key = strings.TrimSpace(key)
+		if !strings.HasPrefix(key, auth.KeyPrefix) {
+			return "", fmt.Errorf("%s holds something other than a %s key: %w", headerAPIKey, auth.KeyPrefix, clearance.ErrUnauthenticated)
+		}
+		return key, nil
 	case ah == "":
 		return "", fmt.Errorf("no credential: %w", clearance.ErrUnauthenticated)
 	}
