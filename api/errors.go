@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -120,6 +121,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	if errors.Is(err, echo.ErrNotFound) {
+		// echo's group catch-all answers 404 for a wrong method on a known
+		// path; the path is known, so the answer is 405 with what it allows.
+		if allow := s.allowedMethods(echo.GetPath(c.Request())); allow != "" {
+			c.Response().Header().Set(echo.HeaderAllow, allow)
+			err = echo.ErrMethodNotAllowed
+		}
+	}
 	p := problemFor(err)
 	p.RequestID = c.Response().Header().Get(echo.HeaderXRequestID)
 	switch {
@@ -151,4 +160,53 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	_ = c.JSON(p.Status, p)
+}
+
+// allowedMethods lists the methods routed for path ("DELETE, GET"), or "" for
+// a path no route serves. It walks the route table; it runs only on a 404.
+func (s *Server) allowedMethods(path string) string {
+	var methods []string
+	for _, r := range s.e.Routes() {
+		if r.Method == echo.RouteNotFound || slices.Contains(methods, r.Method) || !routeMatches(r.Path, path) {
+			continue
+		}
+		// A group's catch-all ("/v1/*") is registered for 404s only, but a
+		// route of every method ("/mcp") is a real route.
+		methods = append(methods, r.Method)
+	}
+	slices.Sort(methods)
+	return strings.Join(methods, ", ")
+}
+
+// routeMatches reports whether an echo route pattern matches path: ":name"
+// takes one non-empty segment, a trailing "*" the rest.
+func routeMatches(pattern, path string) bool {
+	for {
+		if strings.HasPrefix(pattern, "*") {
+			return true
+		}
+		if strings.HasPrefix(pattern, ":") {
+			end := strings.IndexByte(pattern, '/')
+			seg := strings.IndexByte(path, '/')
+			if seg == 0 {
+				return false
+			}
+			if end < 0 {
+				return seg < 0 && path != ""
+			}
+			if seg < 0 {
+				return false
+			}
+			pattern, path = pattern[end:], path[seg:]
+			continue
+		}
+		i := strings.IndexAny(pattern, ":*")
+		if i < 0 {
+			return pattern == path
+		}
+		if !strings.HasPrefix(path, pattern[:i]) {
+			return false
+		}
+		pattern, path = pattern[i:], path[i:]
+	}
 }
