@@ -30,6 +30,9 @@ var (
 	ErrUnavailable = errors.New("backend unavailable")
 	// ErrTooLarge: the request body or a field exceeds its limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrRequestTimeout: the client stopped sending its request (the body did not
+	// arrive before the server's read deadline). The client's doing, not ours.
+	ErrRequestTimeout = errors.New("request timeout")
 )
 
 // FieldError says which field of the input is wrong and why. It is an ErrInvalid.

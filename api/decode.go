@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 
 	"github.com/clearance-dev/clearance"
@@ -31,16 +33,25 @@ func decodeStrict(r io.Reader, v any) error {
 	return nil
 }
 
-// readBody reads a whole request body (bounded by the server's body limit).
+// readBody reads a whole request body (bounded by the server's body limit and
+// the http.Server's ReadTimeout).
 func readBody(r io.Reader) ([]byte, error) {
 	body, err := io.ReadAll(r)
-	if err != nil {
-		if errors.Is(err, clearance.ErrTooLarge) || isTooLarge(err) {
-			return nil, fmt.Errorf("request body: %w", clearance.ErrTooLarge)
-		}
-		return nil, fmt.Errorf("read request body: %w", err)
+	var ne net.Error
+	switch {
+	case err == nil:
+		return body, nil
+	case errors.Is(err, clearance.ErrTooLarge) || isTooLarge(err):
+		return nil, fmt.Errorf("request body: %w", clearance.ErrTooLarge)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		// The server's read deadline passed while the client still owed body
+		// bytes: a stalled or very slow client, answered 408.
+		return nil, fmt.Errorf("read request body: %v: %w", err, clearance.ErrRequestTimeout)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The client hung up (or lied in Content-Length) mid-body.
+		return nil, clearance.Invalid("body", "ended before the announced length")
 	}
-	return body, nil
+	return nil, fmt.Errorf("read request body: %w", err)
 }
 
 // fieldError turns a strictjson error into a FieldError under prefix.

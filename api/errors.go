@@ -26,6 +26,7 @@ var errorTable = []struct {
 	{clearance.ErrNotFound, http.StatusNotFound, "not-found"},
 	{clearance.ErrConflict, http.StatusConflict, "conflict"},
 	{clearance.ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
+	{clearance.ErrRequestTimeout, http.StatusRequestTimeout, "request-timeout"},
 	{clearance.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 }
 
@@ -105,6 +106,8 @@ func problemFor(err error) Problem {
 	case http.StatusUnauthorized:
 		// Never say which check failed: that helps forgers, not callers.
 		p.Detail = "missing or invalid credential"
+	case http.StatusRequestTimeout:
+		p.Detail = "the request body did not arrive before the server's read deadline"
 	default:
 		p.Detail = err.Error()
 	}
@@ -137,6 +140,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 			"route", c.Path(), "status", p.Status, "err", err)
 	case p.Status == http.StatusUnauthorized || p.Status == http.StatusForbidden:
 		s.log.Info("http: refused", "request_id", p.RequestID, "route", c.Path(), "status", p.Status, "err", err)
+	case p.Status == http.StatusRequestTimeout:
+		// A slow or stalled client: worth a line, not an alert.
+		s.log.Info("http: request body timed out", "request_id", p.RequestID, "route", c.Path(), "status", p.Status, "err", err)
 	}
 	h := c.Response().Header()
 	switch p.Status {
