@@ -25,9 +25,10 @@ func TestStalledBody(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	area := &failArea{}
 	s := New(Config{ReadTimeout: 300 * time.Millisecond, Logger: log}, Deps{
-		Auth:  staticAuth{"t": {Kind: authz.KindUser, Tenant: "acme", User: "anne"}},
+		Auth:  staticAuth{"t": {Kind: authz.KindUser, Tenant: "acme", User: "anne", Scopes: []string{ScopeTicketsRead}}},
 		Areas: []Area{area},
 	})
+	(&MCP{}).Mount(s) // the MCP body is read by clearance before the SDK sees it
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,11 @@ func TestStalledBody(t *testing.T) {
 	const clients = 8
 	statuses := make(chan string, clients)
 	var wg sync.WaitGroup
-	for range clients {
+	for i := range clients {
+		path := "/v1/echo"
+		if i%2 == 1 {
+			path = MCPPath
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -51,7 +56,7 @@ func TestStalledBody(t *testing.T) {
 			}
 			defer conn.Close()
 			// Headers and 10 of the 100 promised bytes, then nothing.
-			fmt.Fprintf(conn, "POST /v1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":\"a")
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":\"a", path)
 			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err != nil {
@@ -59,13 +64,13 @@ func TestStalledBody(t *testing.T) {
 				return
 			}
 			defer resp.Body.Close()
-			statuses <- fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+			statuses <- fmt.Sprintf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}()
 	}
 	wg.Wait()
 	close(statuses)
 	for st := range statuses {
-		if st != "408 application/problem+json" {
+		if !strings.HasSuffix(st, ": 408 application/problem+json") {
 			t.Errorf("stalled client got %q, want 408 problem+json", st)
 		}
 	}
