@@ -11,6 +11,7 @@
 package strictjson
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +62,7 @@ func decode(data []byte, v any, opts ...json.Options) error {
 // Check validates data without decoding it: one JSON value, valid UTF-8, no
 // duplicate member names anywhere.
 func Check(data []byte) error {
-	dec := jsontext.NewDecoder(strings.NewReader(string(data)))
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
 	if _, err := dec.ReadValue(); err != nil {
 		return locate(err)
 	}
