@@ -185,7 +185,7 @@ func (s *Server) allowedMethods(path string) string {
 }
 
 // routeMatches reports whether an echo route pattern matches path: ":name"
-// takes one non-empty segment, a trailing "*" the rest.
+// takes one non-empty segment (the rest when it ends the pattern), "*" the rest.
 func routeMatches(pattern, path string) bool {
 	for {
 		if strings.HasPrefix(pattern, "*") {
@@ -198,7 +198,9 @@ func routeMatches(pattern, path string) bool {
 				return false
 			}
 			if end < 0 {
-				return seg < 0 && path != ""
+				// A trailing param takes the rest, slashes included, as
+				// echo's router does for a leaf param.
+				return path != ""
 			}
 			if seg < 0 {
 				return false

@@ -64,3 +64,24 @@ func TestAPIKeyHeaderOnlyTakesKeys(t *testing.T) {
 	resp, body := hget(t, env.url+"/v1/whoami", "X-API-Key", tok)
 	problem(t, resp, body, http.StatusUnauthorized)
 }
+
+func TestRouteMatches(t *testing.T) {
+	for _, c := range []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/v1/search", "/v1/search", true},
+		{"/v1/search", "/v1/searchx", false},
+		{"/v1/tickets/:id", "/v1/tickets/WEB-1", true},
+		{"/v1/tickets/:id", "/v1/tickets/", false},
+		{"/v1/tickets/:id", "/v1/tickets/a/b", true}, // a leaf param takes the rest, like echo
+		{"/v1/tenants/:tenant/api-keys", "/v1/tenants/acme/api-keys", true},
+		{"/v1/tenants/:tenant/api-keys", "/v1/tenants//api-keys", false},
+		{"/v1/tenants/:tenant/api-keys/:id", "/v1/tenants/acme/api-keys", false},
+		{"/static/*", "/static/a/b", true},
+	} {
+		if got := routeMatches(c.pattern, c.path); got != c.want {
+			t.Errorf("routeMatches(%q, %q) = %v", c.pattern, c.path, got)
+		}
+	}
+}
