@@ -10,7 +10,9 @@ import (
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/authz/openfga"
 	"github.com/clearance-dev/clearance/filter"
+	"github.com/clearance-dev/clearance/internal/testenv"
 )
 
 // countingEngine is the real engine with every call recorded.
@@ -56,7 +58,23 @@ func (e *countingEngine) reset() []checkCall {
 // answer never makes a missing ticket visible (ada is acme's admin: the decoy
 // allows her).
 func TestGetSameEngineWork(t *testing.T) {
-	f := newFixture(t)
+	testGetSameEngineWork(t, newFixture(t))
+}
+
+// TestGetSameEngineWorkRemote: the same against a real `openfga run` through
+// the remote adapter, which validates the decoy's contextual tuples the same
+// way and must answer them, not refuse them.
+func TestGetSameEngineWorkRemote(t *testing.T) {
+	srv := testenv.StartOpenFGA(t, "")
+	e, err := openfga.New(context.Background(), openfga.Config{URL: srv.URL, StoreName: "decoy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	testGetSameEngineWork(t, newFixtureOn(t, e))
+}
+
+func testGetSameEngineWork(t *testing.T, f *fixture) {
 	eng := &countingEngine{Engine: f.eng}
 	pl := f.planner(eng, nil, nil)
 	ctx := context.Background()
