@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/clearance-dev/clearance/internal/pgschema"
 )
 
 // State persists each source's watermark between runs.
@@ -115,13 +117,10 @@ type PGState struct {
 	pool *pgxpool.Pool
 }
 
-// NewPGState creates the table if needed. The caller owns the pool.
+// NewPGState brings clearance's schema up to date (internal/pgschema). The
+// caller owns the pool.
 func NewPGState(ctx context.Context, pool *pgxpool.Pool) (*PGState, error) {
-	_, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS clearance_index_state (
-		source     text PRIMARY KEY,
-		watermark  text NOT NULL,
-		updated_at timestamptz NOT NULL DEFAULT now())`)
-	if err != nil {
+	if err := pgschema.Migrate(ctx, pool.Config().ConnConfig, nil); err != nil {
 		return nil, fmt.Errorf("indexer state: %w", err)
 	}
 	return &PGState{pool: pool}, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/internal/pgschema"
 )
 
 // PGKeys keeps key records in the table clearance_api_keys.
@@ -17,28 +18,16 @@ type PGKeys struct {
 	pool *pgxpool.Pool
 }
 
-const pgKeysSchema = `CREATE TABLE IF NOT EXISTS clearance_api_keys (
-	id text PRIMARY KEY,
-	tenant text NOT NULL,
-	service_account text NOT NULL,
-	name text NOT NULL DEFAULT '',
-	scopes text[] NOT NULL,
-	salt bytea NOT NULL,
-	hash bytea NOT NULL,
-	created_at timestamptz NOT NULL,
-	last_used_at timestamptz
-);
-CREATE INDEX IF NOT EXISTS clearance_api_keys_tenant ON clearance_api_keys (tenant, created_at);`
-
-// OpenPGKeys connects to databaseURL and creates the table if missing.
+// OpenPGKeys connects to databaseURL and brings clearance's schema up to date
+// (internal/pgschema).
 func OpenPGKeys(ctx context.Context, databaseURL string) (*PGKeys, error) {
 	pool, err := pgxpool.New(ctx, databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("api keys: %w", err)
 	}
-	if _, err := pool.Exec(ctx, pgKeysSchema); err != nil {
+	if err := pgschema.Migrate(ctx, pool.Config().ConnConfig, nil); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("api keys: create table: %w", err)
+		return nil, fmt.Errorf("api keys: %w", err)
 	}
 	return &PGKeys{pool: pool}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/audit/internal/commit"
+	"github.com/clearance-dev/clearance/internal/pgschema"
 )
 
 // Config of a PostgreSQL log.
@@ -68,33 +69,8 @@ var (
 	_ audit.Reader = (*Log)(nil)
 )
 
-const schema = `
-CREATE TABLE IF NOT EXISTS audit_records (
-	seq       bigint PRIMARY KEY,
-	id        text NOT NULL UNIQUE,
-	time      timestamptz NOT NULL,
-	tenant    text NOT NULL,
-	principal text NOT NULL,
-	agent     text NOT NULL,
-	tickets   text[] NOT NULL,
-	record    text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_records_tenant_id ON audit_records (tenant, id);
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
-CREATE INDEX IF NOT EXISTS audit_records_tickets ON audit_records USING gin (tickets);
-CREATE TABLE IF NOT EXISTS audit_head (
-	one  boolean PRIMARY KEY DEFAULT true CHECK (one),
-	seq  bigint NOT NULL,
-	id   text NOT NULL,
-	hash text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-	id         text PRIMARY KEY,
-	checkpoint text NOT NULL
-);
-`
-
-// Open connects, creates the tables when missing and starts the writer.
+// Open connects, brings clearance's schema up to date (internal/pgschema) and
+// starts the writer.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Pool == nil && cfg.URL == "" {
 		return nil, clearance.Invalid("url", "is required")
@@ -139,22 +115,21 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// migrate creates the tables under an advisory lock, so replicas starting together
-// do not race on CREATE.
+// migrate applies clearance's migrations (one path, under an advisory lock, so
+// replicas starting together do not race) and seeds the chain's head; the
+// insert is a no-op when another replica did it first.
 func (l *Log) migrate(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('clearance.audit.migrate'))`); err != nil {
-			return fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
+	if err := pgschema.Migrate(ctx, l.pool.Config().ConnConfig, l.log); err != nil {
+		if errors.Is(err, pgschema.ErrNewerSchema) {
+			return fmt.Errorf("audit log: %w", err)
 		}
-		if _, err := tx.Exec(ctx, schema); err != nil {
-			return fmt.Errorf("%w: create tables: %v", audit.ErrUnavailable, err)
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO audit_head (one, seq, id, hash) VALUES (true, 0, '', $1) ON CONFLICT DO NOTHING`, audit.Genesis)
-		if err != nil {
-			return fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
-		}
-		return nil
-	})
+		return fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
+	}
+	_, err := l.pool.Exec(ctx, `INSERT INTO audit_head (one, seq, id, hash) VALUES (true, 0, '', $1) ON CONFLICT DO NOTHING`, audit.Genesis)
+	if err != nil {
+		return fmt.Errorf("%w: %v", audit.ErrUnavailable, err)
+	}
+	return nil
 }
 
 // Append makes r durable (group commit) and fills its ID, PrevHash and Hash.

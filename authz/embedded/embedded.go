@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 	"github.com/openfga/openfga/pkg/encoder"
 	"github.com/openfga/openfga/pkg/server"
@@ -44,6 +45,7 @@ import (
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/authz/internal/fga"
+	"github.com/clearance-dev/clearance/internal/pgschema"
 )
 
 // Datastore kinds.
@@ -252,7 +254,13 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 			return nil, nil, "", clearance.Invalid("authz.database_url", "the postgres datastore needs a database URL")
 		}
 		mig.URI = cfg.DatabaseURL
-		if err := migrate.RunMigrations(mig); err != nil {
+		cc, err := pgx.ParseConfig(cfg.DatabaseURL)
+		if err != nil {
+			return nil, nil, "", clearance.Invalid("authz.database_url", "%v", err)
+		}
+		// OpenFGA's migrations take no lock: under clearance's schema lock,
+		// replicas starting together on an empty database apply them one at a time.
+		if err := pgschema.Locked(context.Background(), cc, func() error { return migrate.RunMigrations(mig) }); err != nil {
 			return nil, nil, "", fmt.Errorf("%w: migrate postgres datastore: %w", authz.ErrUnavailable, err)
 		}
 		ds, err := postgres.New(cfg.DatabaseURL, sqlCfg)

@@ -32,6 +32,18 @@ func missing(t testing.TB, what string) {
 // named by DATABASE_URL, drops it when the test ends, and returns its URL.
 func DatabaseURL(t testing.TB) string {
 	t.Helper()
+	return newDatabase(t, true)
+}
+
+// EmptyDatabaseURL is DatabaseURL without the vector extension: a database as
+// an operator hands it over, for tests of what clearance creates itself.
+func EmptyDatabaseURL(t testing.TB) string {
+	t.Helper()
+	return newDatabase(t, false)
+}
+
+func newDatabase(t testing.TB, vector bool) string {
+	t.Helper()
 	base := os.Getenv("DATABASE_URL")
 	if base == "" {
 		missing(t, "DATABASE_URL")
@@ -55,14 +67,16 @@ func DatabaseURL(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	dbURL := u.String()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("connect to test database: %v", err)
-	}
-	_, err = conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector")
-	conn.Close(ctx)
-	if err != nil {
-		t.Fatalf("create extension vector: %v", err)
+	if vector {
+		conn, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			t.Fatalf("connect to test database: %v", err)
+		}
+		_, err = conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector")
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatalf("create extension vector: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
