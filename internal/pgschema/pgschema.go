@@ -146,19 +146,45 @@ func run(ctx context.Context, cc *pgx.ConnConfig, set, table string, fsys fs.FS,
 	return nil
 }
 
-// sessionLocker holds a session-level advisory lock for the migration. Unlike
-// goose's PostgreSQL locker, which polls pg_try_advisory_lock every second or
-// more, it waits in PostgreSQL's lock queue, so replicas that start together
-// go on the moment the first one is done.
+// lockPoll is how often a waiting replica tries the lock again.
+const lockPoll = 100 * time.Millisecond
+
+// acquire takes the schema lock on a session, polling pg_try_advisory_lock.
+// Waiting in pg_advisory_lock instead would keep a statement (and its
+// snapshot) open for the whole wait, and OpenFGA's migrations run CREATE INDEX
+// CONCURRENTLY, which waits for every open snapshot in the database: the
+// holder would wait for the waiters, a deadlock PostgreSQL cannot see because
+// it closes through the client. goose's own locker polls for the same reason,
+// but at one second at least; this one polls faster so replicas that start
+// together do not idle.
+func acquire(ctx context.Context, try func(ctx context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
+	defer cancel()
+	for {
+		ok, err := try(ctx)
+		if err != nil {
+			return fmt.Errorf("take the schema lock: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the schema lock (another replica is migrating): %w", ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+// sessionLocker is goose's SessionLocker on clearance's lock id (acquire).
 type sessionLocker struct{}
 
 func (sessionLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
-	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
-	defer cancel()
-	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, lockID); err != nil {
-		return fmt.Errorf("wait for the schema lock: %w", err)
-	}
-	return nil
+	return acquire(ctx, func(ctx context.Context) (bool, error) {
+		var ok bool
+		err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, lockID).Scan(&ok)
+		return ok, err
+	})
 }
 
 func (sessionLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
@@ -179,10 +205,13 @@ func Locked(ctx context.Context, cc *pgx.ConnConfig, fn func() error) error {
 		return fmt.Errorf("schema lock: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	lctx, cancel := context.WithTimeout(ctx, lockTimeout)
-	defer cancel()
-	if _, err := conn.Exec(lctx, `SELECT pg_advisory_lock($1)`, lockID); err != nil {
-		return fmt.Errorf("wait for the schema lock: %w", err)
+	err = acquire(ctx, func(ctx context.Context) (bool, error) {
+		var ok bool
+		err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockID).Scan(&ok)
+		return ok, err
+	})
+	if err != nil {
+		return err
 	}
 	// Closing the connection releases the lock, also when fn panics.
 	return fn()
