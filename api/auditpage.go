@@ -44,8 +44,12 @@ type AuditPageConfig struct {
 	Authenticate AuthenticateFunc
 	// SessionTTL caps a session (default 8h); it also ends when the token expires.
 	SessionTTL time.Duration
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Sessions keeps the sessions (default: this process's memory). With more
+	// than one replica it must be shared (api/pgsession), or a sign-in on one
+	// replica is unknown to the next.
+	Sessions SessionStore
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // AuditPage is the server-rendered operator page: a login form that takes an
@@ -53,15 +57,82 @@ type AuditPageConfig struct {
 type AuditPage struct {
 	cfg   AuditPageConfig
 	pages map[string]*template.Template
-
-	mu       sync.Mutex
-	sessions map[string]*pageSession
 }
 
-type pageSession struct {
-	principal authz.Principal
-	expires   time.Time
-	csrf      string
+// PageSession is one signed-in operator of the audit page.
+type PageSession struct {
+	Principal authz.Principal
+	Expires   time.Time
+	// CSRF is the per-session token the page's forms carry.
+	CSRF string
+}
+
+// SessionStore keeps audit page sessions by their cookie value. Failures wrap
+// clearance.ErrUnavailable: the page then answers 503, never a session it
+// could not check.
+type SessionStore interface {
+	// Put stores a new session (and may drop sessions expired by now).
+	Put(ctx context.Context, id string, s PageSession, now time.Time) error
+	// Get returns the session id names, or an error wrapping
+	// clearance.ErrNotFound when there is none or it expired by now.
+	Get(ctx context.Context, id string, now time.Time) (PageSession, error)
+	// Delete ends a session (no error when there is none).
+	Delete(ctx context.Context, id string) error
+}
+
+// maxMemorySessions bounds the in-memory store; past it a sign-in is refused
+// until sessions expire.
+const maxMemorySessions = 10000
+
+// MemorySessions is the single-process SessionStore: sessions end on restart
+// and are unknown to other replicas.
+type MemorySessions struct {
+	mu       sync.Mutex
+	sessions map[string]PageSession
+}
+
+// NewMemorySessions returns an empty store.
+func NewMemorySessions() *MemorySessions {
+	return &MemorySessions{sessions: map[string]PageSession{}}
+}
+
+// Put implements SessionStore.
+func (m *MemorySessions) Put(_ context.Context, id string, s PageSession, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, old := range m.sessions {
+		if !now.Before(old.Expires) {
+			delete(m.sessions, k)
+		}
+	}
+	if len(m.sessions) >= maxMemorySessions {
+		return fmt.Errorf("%d audit page sessions open: %w", len(m.sessions), clearance.ErrUnavailable)
+	}
+	m.sessions[id] = s
+	return nil
+}
+
+// Get implements SessionStore.
+func (m *MemorySessions) Get(_ context.Context, id string, now time.Time) (PageSession, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	if ok && !now.Before(s.Expires) {
+		delete(m.sessions, id)
+		ok = false
+	}
+	if !ok {
+		return PageSession{}, fmt.Errorf("audit page session: %w", clearance.ErrNotFound)
+	}
+	return s, nil
+}
+
+// Delete implements SessionStore.
+func (m *MemorySessions) Delete(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sessions, id)
+	return nil
 }
 
 // NewAuditPage parses the embedded templates.
@@ -78,8 +149,11 @@ func NewAuditPage(cfg AuditPageConfig) (*AuditPage, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = NewMemorySessions()
+	}
 	funcs := template.FuncMap{"reason": decisionReason, "hidden": func(c audit.Candidate) bool { return c.TicketID == WithheldTicket }}
-	p := &AuditPage{cfg: cfg, pages: map[string]*template.Template{}, sessions: map[string]*pageSession{}}
+	p := &AuditPage{cfg: cfg, pages: map[string]*template.Template{}}
 	for _, name := range []string{"login", "list", "record"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(auditTemplates, "templates/audit/layout.html", "templates/audit/"+name+".html")
 		if err != nil {
@@ -153,28 +227,37 @@ func (p *AuditPage) render(c echo.Context, status int, name string, data any) er
 	return c.HTMLBlob(status, b.Bytes())
 }
 
-// session returns the caller's live session (nil: none).
-func (p *AuditPage) session(c echo.Context) *pageSession {
+// session returns the caller's live session (nil: none), or an error when the
+// store could not answer.
+func (p *AuditPage) session(c echo.Context) (*PageSession, error) {
 	ck, err := c.Cookie(sessionCookie)
+	if err != nil || ck.Value == "" {
+		return nil, nil
+	}
+	s, err := p.cfg.Sessions.Get(c.Request().Context(), ck.Value, p.cfg.Now())
+	if errors.Is(err, clearance.ErrNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil
+		p.cfg.Logger.Warn("audit page: session store", "err", err)
+		return nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.sessions[ck.Value]
-	if s != nil && !p.cfg.Now().Before(s.expires) {
-		delete(p.sessions, ck.Value)
-		return nil
-	}
-	return s
+	return &s, nil
+}
+
+// unavailable is the page's answer when the session store could not be read:
+// no page without a checked session.
+func (p *AuditPage) unavailable(c echo.Context, err error) error {
+	return p.render(c, Status(err), "login", loginData{pageBase: pageBase{Title: "Unavailable"},
+		Error: "Sessions cannot be checked right now; try again shortly."})
 }
 
 type pageBase struct {
 	Title, Subject, CSRF string
 }
 
-func (s *pageSession) base(title string) pageBase {
-	return pageBase{Title: title, Subject: s.principal.User, CSRF: s.csrf}
+func (s *PageSession) base(title string) pageBase {
+	return pageBase{Title: title, Subject: s.Principal.User, CSRF: s.CSRF}
 }
 
 type loginData struct {
@@ -183,7 +266,7 @@ type loginData struct {
 }
 
 func (p *AuditPage) loginForm(c echo.Context) error {
-	if p.session(c) != nil {
+	if s, _ := p.session(c); s != nil {
 		return c.Redirect(http.StatusSeeOther, "/audit")
 	}
 	return p.showLogin(c, http.StatusOK, "")
@@ -225,15 +308,11 @@ func (p *AuditPage) login(c echo.Context) error {
 	if !exp.IsZero() && exp.Before(expires) {
 		expires = exp
 	}
-	id, s := randomToken(), &pageSession{principal: pr, expires: expires, csrf: randomToken()}
-	p.mu.Lock()
-	for k, old := range p.sessions {
-		if !now.Before(old.expires) {
-			delete(p.sessions, k)
-		}
+	id := randomToken()
+	if err := p.cfg.Sessions.Put(c.Request().Context(), id, PageSession{Principal: pr, Expires: expires, CSRF: randomToken()}, now); err != nil {
+		p.cfg.Logger.Warn("audit page: session store", "err", err)
+		return p.showLogin(c, Status(err), "Sign-in is unavailable right now; try again shortly.")
 	}
-	p.sessions[id] = s
-	p.mu.Unlock()
 	p.cookie(c, loginCookie, "", time.Time{})
 	p.cookie(c, sessionCookie, id, expires)
 	p.cfg.Logger.Info("audit page: signed in", "principal", pr.String(), "until", expires)
@@ -241,11 +320,18 @@ func (p *AuditPage) login(c echo.Context) error {
 }
 
 func (p *AuditPage) logout(c echo.Context) error {
-	if s := p.session(c); s != nil && sameToken(s.csrf, c.FormValue("csrf")) {
+	s, err := p.session(c)
+	if err != nil {
+		return p.unavailable(c, err)
+	}
+	if s != nil && sameToken(s.CSRF, c.FormValue("csrf")) {
+		// The session ends in the store, so on every replica; if that fails the
+		// cookie stays and the operator is told, rather than believing it ended.
 		ck, _ := c.Cookie(sessionCookie)
-		p.mu.Lock()
-		delete(p.sessions, ck.Value)
-		p.mu.Unlock()
+		if err := p.cfg.Sessions.Delete(c.Request().Context(), ck.Value); err != nil {
+			p.cfg.Logger.Warn("audit page: session store", "err", err)
+			return p.unavailable(c, err)
+		}
 	}
 	p.cookie(c, sessionCookie, "", time.Time{})
 	return c.Redirect(http.StatusSeeOther, "/audit/login")
@@ -268,7 +354,10 @@ type listData struct {
 const pageTime = "2006-01-02 15:04:05"
 
 func (p *AuditPage) list(c echo.Context) error {
-	s := p.session(c)
+	s, err := p.session(c)
+	if err != nil {
+		return p.unavailable(c, err)
+	}
 	if s == nil {
 		return c.Redirect(http.StatusSeeOther, "/audit/login")
 	}
@@ -291,7 +380,7 @@ func (p *AuditPage) list(c echo.Context) error {
 		d.Error = err.Error()
 		return p.render(c, http.StatusBadRequest, "list", d)
 	}
-	page, err := p.cfg.Reader.List(c.Request().Context(), s.principal, f)
+	page, err := p.cfg.Reader.List(c.Request().Context(), s.Principal, f)
 	if err != nil {
 		d.Error = pageError(err)
 		p.cfg.Logger.Warn("audit page: list", "err", err)
@@ -340,11 +429,14 @@ type recordData struct {
 }
 
 func (p *AuditPage) record(c echo.Context) error {
-	s := p.session(c)
+	s, err := p.session(c)
+	if err != nil {
+		return p.unavailable(c, err)
+	}
 	if s == nil {
 		return c.Redirect(http.StatusSeeOther, "/audit/login")
 	}
-	r, err := p.cfg.Reader.Get(c.Request().Context(), s.principal, c.Param("id"))
+	r, err := p.cfg.Reader.Get(c.Request().Context(), s.Principal, c.Param("id"))
 	if err != nil {
 		return p.render(c, Status(err), "list", listData{pageBase: s.base("Not found"), Error: pageError(err)})
 	}

@@ -317,9 +317,9 @@ func TestAuditPageRedaction(t *testing.T) {
 		t.Fatalf("operator sign-in: %d %s", resp.StatusCode, body)
 	}
 	bob := newClient(t)
-	page.mu.Lock()
-	page.sessions["bob-session"] = &pageSession{principal: redactionTokens["bob"], expires: time.Now().Add(time.Hour), csrf: randomToken()}
-	page.mu.Unlock()
+	if err := page.cfg.Sessions.Put(context.Background(), "bob-session", PageSession{Principal: redactionTokens["bob"], Expires: time.Now().Add(time.Hour), CSRF: randomToken()}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	u, _ := url.Parse(srv.URL + "/audit")
 	bob.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "bob-session", Path: "/audit"}})
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clearance-dev/clearance/api"
 	"github.com/clearance-dev/clearance/api/auth"
+	"github.com/clearance-dev/clearance/api/pgsession"
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/indexer"
@@ -102,8 +103,9 @@ type app struct {
 	indexer  *indexer.Indexer
 	audit    auditStore
 	keys     *auth.Keys
-	dev      *auth.DevKey // --dev only
-	base     string       // public URL once serving
+	sessions api.SessionStore // audit page sessions
+	dev      *auth.DevKey     // --dev only
+	base     string           // public URL once serving
 	closers  []func() error
 }
 
@@ -138,6 +140,18 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, a.keys.Close)
+	// Audit page sessions: in the shared database when there is one, so a
+	// sign-in holds on every replica; else in this process.
+	if cfg.DatabaseURL != "" {
+		st, err := pgsession.Open(ctx, cfg.DatabaseURL, log)
+		if err != nil {
+			return nil, err
+		}
+		a.sessions = st
+		a.closers = append(a.closers, st.Close)
+	} else {
+		a.sessions = api.NewMemorySessions()
+	}
 	if cfg.Dev {
 		if a.dev, err = auth.LoadOrCreateDevKey(cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("dev issuer: %w", err)
@@ -240,7 +254,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		search.Relationships = a.engine
 	}
 	reader := &api.AuditReader{Log: a.audit, Engine: a.engine, Logger: a.log.With("component", "audit")}
-	page, err := api.NewAuditPage(api.AuditPageConfig{Reader: reader, Authenticate: authn.Authenticate, Logger: a.log.With("component", "audit-page")})
+	page, err := api.NewAuditPage(api.AuditPageConfig{Reader: reader, Authenticate: authn.Authenticate, Sessions: a.sessions,
+		Logger: a.log.With("component", "audit-page")})
 	if err != nil {
 		ln.Close()
 		return err
