@@ -128,6 +128,9 @@ type Summary struct {
 	// Failures lists the first failed rows.
 	Failures []Failure     `json:"failures,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
+	// Note says why a run sent or wrote nothing, when that has a reason worth
+	// telling (the source has not changed since the saved progress).
+	Note string `json:"note,omitempty"`
 }
 
 // ChunksPerSecond is the embedding throughput of the run.

@@ -27,19 +27,28 @@ type PushConfig struct {
 	// MaxRequestBytes caps one POST /v1/tickets body (default just under 1 MiB, the server's default limit); a batch
 	// is split into as many requests as needed.
 	MaxRequestBytes int
-	// State, when set, keeps the source's watermark (saved once the server
-	// acknowledged a batch).
-	State       State
+	// State, when set, keeps the push's progress: the source's watermark, saved
+	// once the server acknowledged a batch, under a key naming the server and
+	// the source (PushStateKey), so a push to another server starts from the
+	// beginning and a local index run of the same source is not confused with it.
+	State State
+	// FromStart ignores the saved progress and sends every row again.
+	FromStart   bool
 	Logger      *slog.Logger
 	Progress    func(Summary)
 	MaxFailures int
 }
 
-// Push reads src and sends its rows to a server as POST /v1/tickets
-// {"tickets":[...]} (deletions as rows with "deleted": true). The server writes
-// a request all or nothing, so rows are validated here first and a bad row is
-// reported (and left out) instead of sinking its whole request. The Summary
-// carries the server's counts.
+// PushStateKey is the State key of the progress of pushing source to server.
+func PushStateKey(server, source string) string {
+	return "push " + strings.TrimRight(server, "/") + " " + source
+}
+
+// Push checks the credential against the server, then reads src and sends its
+// rows as POST /v1/tickets {"tickets":[...]} (deletions as rows with
+// "deleted": true). The server writes a request all or nothing, so rows are
+// validated here first and a bad row is reported (and left out) instead of
+// sinking its whole request. The Summary carries the server's counts.
 func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 	start := time.Now()
 	if cfg.Client == nil {
@@ -60,9 +69,15 @@ func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 		return Summary{}, clearance.Invalid("server", "must be an http(s) URL")
 	}
 	p := &pusher{cfg: cfg, base: base.String(), t: &tally{s: Summary{Source: src.Name()}, max: cfg.MaxFailures, log: log}}
+	// A key that cannot index fails here, before the source is read or any
+	// progress is touched.
+	if err := p.preflight(ctx); err != nil {
+		return p.t.snapshot(start), err
+	}
+	key := PushStateKey(p.base, src.Name())
 	since := ""
-	if cfg.State != nil {
-		if since, err = cfg.State.Load(ctx, src.Name()); err != nil {
+	if cfg.State != nil && !cfg.FromStart {
+		if since, err = cfg.State.Load(ctx, key); err != nil {
 			return p.t.snapshot(start), err
 		}
 	}
@@ -74,7 +89,7 @@ func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 			return p.t.snapshot(start), err
 		}
 		if cfg.State != nil && b.Watermark != "" {
-			if err := cfg.State.Save(ctx, src.Name(), b.Watermark); err != nil {
+			if err := cfg.State.Save(ctx, key, b.Watermark); err != nil {
 				return p.t.snapshot(start), fmt.Errorf("save watermark: %w", err)
 			}
 		}
@@ -83,6 +98,12 @@ func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 		}
 	}
 	sum := p.t.snapshot(start)
+	switch {
+	case sum.Seen == 0 && since != "":
+		sum.Note = "nothing sent: no row of the source changed since the last push to " + p.base
+	case sum.Seen == 0:
+		sum.Note = "nothing sent: the source has no rows"
+	}
 	log.Info("push finished", "source", sum.Source, "server", p.base, "seen", sum.Seen, "embedded", sum.Embedded,
 		"unchanged", sum.Unchanged, "moved", sum.Moved, "deleted", sum.Deleted, "failed", sum.Failed,
 		"chunks", sum.Chunks, "duration", sum.Duration.Round(time.Millisecond))
@@ -136,6 +157,28 @@ func (p *pusher) batch(ctx context.Context, rows []SourceRow) error {
 		req, ids[r.ID], size = append(req, r), true, size+n
 	}
 	return send()
+}
+
+// preflight checks that the server takes the credential for indexing, with an
+// empty POST /v1/tickets: the server checks the credential and then the scope
+// before it reads a body, so a key that may index gets 400 ("tickets is
+// empty") and writes nothing, a bad one 401 and one without the scope 403.
+func (p *pusher) preflight(ctx context.Context) error {
+	status, detail, err := p.do(ctx, http.MethodPost, p.base+"/v1/tickets", []byte(`{"tickets":[]}`))
+	if err != nil {
+		return fmt.Errorf("check the credential with %s: %w", p.base, err)
+	}
+	switch {
+	case status == http.StatusBadRequest || status/100 == 2:
+		return nil
+	case status == http.StatusUnauthorized:
+		return fmt.Errorf("%s did not accept the token or key (401 %s): %w", p.base, detail, clearance.ErrUnauthenticated)
+	case status == http.StatusForbidden:
+		return fmt.Errorf("the token or key may not index on %s: it needs the clearance:index scope (403 %s): %w", p.base, detail, clearance.ErrForbidden)
+	case status == http.StatusNotFound:
+		return fmt.Errorf("%s has no POST /v1/tickets (404): is it a clearance server?", p.base)
+	}
+	return fmt.Errorf("check the credential with %s: %d %s", p.base, status, detail)
 }
 
 // pushResponse is the server's account of one POST /v1/tickets.

@@ -3,7 +3,9 @@ package indexer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -25,6 +28,12 @@ type ticketServer struct {
 }
 
 func (s *ticketServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "Bearer read-only" {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"title":"forbidden","detail":"needs scope clearance:index"}`)
+		return
+	}
 	if r.Header.Get("Authorization") != "Bearer secret" {
 		http.Error(w, `{"title":"unauthenticated"}`, http.StatusUnauthorized)
 		return
@@ -123,10 +132,21 @@ func TestPush(t *testing.T) {
 	if ts.requests < 5 {
 		t.Errorf("%d requests: the 16 KiB cap did not split the batches", ts.requests)
 	}
-	// The watermark was saved: a second push of the unchanged file sends nothing.
+	// The watermark was saved: a second push of the unchanged file sends no
+	// ticket (only the credential check) and says why.
 	n := ts.requests
-	if sum, err := Push(context.Background(), cfg, src); err != nil || sum.Seen != 0 || ts.requests != n {
+	if sum, err := Push(context.Background(), cfg, src); err != nil || sum.Seen != 0 || ts.requests != n+1 || !strings.Contains(sum.Note, "no row of the source changed since the last push to "+srv.URL) {
 		t.Fatalf("second push: %+v %v (%d requests)", sum, err, ts.requests-n)
+	}
+	// The progress is the server's: the same file pushed to another server is
+	// sent in full.
+	ts2 := &ticketServer{tickets: map[string]retrieval.Ticket{}}
+	srv2 := httptest.NewServer(ts2)
+	defer srv2.Close()
+	cfg2 := cfg
+	cfg2.Server = srv2.URL
+	if sum, err := Push(context.Background(), cfg2, src); err != nil || sum.Seen != 123 || len(ts2.tickets) != len(want) {
+		t.Fatalf("push to a second server: %+v %v (%d tickets there)", sum, err, len(ts2.tickets))
 	}
 	// Two versions of one ticket in a batch go in separate requests, in order.
 	v2 := rows[7]
@@ -141,5 +161,43 @@ func TestPush(t *testing.T) {
 	cfg.Token = "wrong"
 	if _, err := Push(context.Background(), cfg, src); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("push with a bad token: %v", err)
+	}
+}
+
+// unreadSource fails the test when read: the credential check comes first.
+type unreadSource struct{ t *testing.T }
+
+func (s unreadSource) Name() string { return "unread" }
+
+func (s unreadSource) Read(context.Context, string) iter.Seq2[Batch, error] {
+	s.t.Error("the source was read before the credential was checked")
+	return func(func(Batch, error) bool) {}
+}
+
+// TestPushChecksCredentialFirst: a bad or read-only credential fails the push
+// with an error saying which, before the source is read or progress saved.
+func TestPushChecksCredentialFirst(t *testing.T) {
+	ts := &ticketServer{tickets: map[string]retrieval.Ticket{}}
+	srv := httptest.NewServer(ts)
+	defer srv.Close()
+	st, err := NewFileState(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		token string
+		want  error
+		text  string
+	}{
+		{"wrong", clearance.ErrUnauthenticated, "did not accept the token or key (401"},
+		{"read-only", clearance.ErrForbidden, "needs the clearance:index scope (403"},
+	} {
+		_, err := Push(context.Background(), PushConfig{Server: srv.URL, Token: c.token, State: st}, unreadSource{t})
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("token %s: %v, want %q", c.token, err, c.text)
+		}
+	}
+	if len(ts.tickets) != 0 {
+		t.Fatalf("the server got %d tickets", len(ts.tickets))
 	}
 }

@@ -40,6 +40,14 @@ func NewFileState(dataDir string) (*FileState, error) {
 	return &FileState{path: filepath.Join(dataDir, "indexer-state.json")}, nil
 }
 
+// Path is the state file, absolute when it can be made so.
+func (s *FileState) Path() string {
+	if abs, err := filepath.Abs(s.path); err == nil {
+		return abs
+	}
+	return s.path
+}
+
 func (s *FileState) read() (map[string]string, error) {
 	m := map[string]string{}
 	b, err := os.ReadFile(s.path)
