@@ -112,16 +112,17 @@ func (f *backendFlags) open(ctx context.Context, log *slog.Logger) (retrieval.Em
 
 func newIndexCommand() *cobra.Command {
 	var (
-		src      indexSourceFlags
-		be       backendFlags
-		server   string
-		token    string
-		full     bool
-		every    time.Duration
-		schedule string
-		workers  int
-		words    int
-		overlap  int
+		src       indexSourceFlags
+		be        backendFlags
+		server    string
+		token     string
+		full      bool
+		fromStart bool
+		every     time.Duration
+		schedule  string
+		workers   int
+		words     int
+		overlap   int
 	)
 	cmd := &cobra.Command{
 		Use:   "index",
@@ -133,7 +134,11 @@ source no longer has. The watermark of each source is saved after its rows are
 written, so an interrupted run resumes where it stopped.
 
 With --server the rows are validated here and sent to a running server's
-POST /v1/tickets instead. With --every or --schedule the command keeps running
+POST /v1/tickets instead. The credential is checked with the server before the
+source is read (a key without the clearance:index scope fails at once). The
+push's progress is kept in --data-dir per server URL and source, so pushing the
+same source to another server sends everything; --from-start sends everything
+again to the same server. With --every or --schedule the command keeps running
 and indexes on that schedule (overlapping runs are skipped; with --database-url
 a PostgreSQL advisory lock lets only one replica index at a time).
 
@@ -173,7 +178,12 @@ listed), 1 on any other error.`,
 				once = func(ctx context.Context) (indexer.Summary, error) {
 					bar := newProgress(cmd.ErrOrStderr(), tty, "pushing", log)
 					defer bar.finish()
-					return indexer.Push(ctx, indexer.PushConfig{Server: server, Token: token, State: state, Logger: log, Progress: bar.update}, source)
+					sum, err := indexer.Push(ctx, indexer.PushConfig{Server: server, Token: token, State: state, FromStart: fromStart,
+						Logger: log, Progress: bar.update}, source)
+					if sum.Note != "" {
+						sum.Note += fmt.Sprintf(" (progress in %s; --from-start sends every row again)", state.Path())
+					}
+					return sum, err
 				}
 			} else {
 				emb, store, err := be.open(ctx, log)
@@ -215,7 +225,11 @@ listed), 1 on any other error.`,
 			out := cmd.OutOrStdout()
 			job := func(ctx context.Context) error {
 				sum, err := once(ctx)
-				printSummary(out, sum, server != "")
+				if err == nil || sum.Seen > 0 {
+					// A run that failed before reading a row (a refused credential)
+					// has only its error to say.
+					printSummary(out, sum, server != "")
+				}
 				if err != nil {
 					return err
 				}
@@ -253,6 +267,7 @@ listed), 1 on any other error.`,
 	fl.StringVar(&server, "server", "", "push to this clearance server (POST /v1/tickets) instead of a local store")
 	fl.StringVar(&token, "token", "", "access token or API key for --server")
 	fl.BoolVar(&full, "full", false, "full sync: read the whole source and delete indexed tickets it no longer has")
+	fl.BoolVar(&fromStart, "from-start", false, "with --server: ignore the saved progress of this server and source and send every row")
 	fl.DurationVar(&every, "every", 0, "keep running and index at this interval (e.g. 5m)")
 	fl.StringVar(&schedule, "schedule", "", `keep running and index on this cron schedule (e.g. "*/5 * * * *", UTC)`)
 	fl.IntVar(&workers, "workers", 0, "concurrent embedding workers (default: number of CPUs)")
@@ -346,6 +361,9 @@ func printSummary(w io.Writer, s indexer.Summary, push bool) {
 	}
 	fmt.Fprintf(w, "%s %s: seen %d, embedded %d, unchanged %d, deleted %d, moved %d, failed %d, chunks %d (%.0f chunks/s) in %s\n",
 		verb, s.Source, s.Seen, s.Embedded, s.Unchanged, s.Deleted, s.Moved, s.Failed, s.Chunks, s.ChunksPerSecond(), s.Duration.Round(time.Millisecond))
+	if s.Note != "" {
+		fmt.Fprintf(w, "  %s\n", s.Note)
+	}
 	for _, f := range s.Failures {
 		fmt.Fprintf(w, "  failed %s\n", f)
 	}
