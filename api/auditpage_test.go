@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
 )
@@ -354,5 +356,51 @@ func TestAuditPageRedaction(t *testing.T) {
 	env.engine.failBatch.Store(true)
 	if resp, body := get(t, bob, srv.URL+search); resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "DOCS-") {
 		t.Fatalf("bob's record page with BatchCheck failing: %d\n%s", resp.StatusCode, body)
+	}
+}
+
+// downSessions is a session store that cannot be reached (fault injection).
+type downSessions struct{}
+
+func (downSessions) Put(context.Context, string, PageSession, time.Time) error {
+	return fmt.Errorf("sessions: %w", clearance.ErrUnavailable)
+}
+
+func (downSessions) Get(context.Context, string, time.Time) (PageSession, error) {
+	return PageSession{}, fmt.Errorf("sessions: %w", clearance.ErrUnavailable)
+}
+
+func (downSessions) Delete(context.Context, string) error {
+	return fmt.Errorf("sessions: %w", clearance.ErrUnavailable)
+}
+
+// TestAuditPageSessionStoreDown: when the shared session store cannot answer,
+// the page answers 503: no page without a checked session, no sign-in that
+// would not hold, no sign-out that did not happen.
+func TestAuditPageSessionStoreDown(t *testing.T) {
+	f := newAuditFixture(t)
+	tokens := staticAuth{"op-token": user("ops", "olga", ScopeAudit)}
+	page, err := NewAuditPage(AuditPageConfig{Reader: &AuditReader{Log: f.log, Engine: f.engine}, Authenticate: tokens.Authenticate, Sessions: downSessions{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Config{}, Deps{Auth: tokens, Pages: []Page{page}}).Handler())
+	defer srv.Close()
+	c := newClient(t)
+	if resp, _ := signIn(t, c, srv.URL, "op-token"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("sign-in with the store down: %d, want 503", resp.StatusCode)
+	}
+	u, _ := url.Parse(srv.URL + "/audit")
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "some-session", Path: "/audit"}})
+	if resp, _ := get(t, c, srv.URL+"/audit"); resp.StatusCode != http.StatusServiceUnavailable || resp.Request.URL.Path != "/audit" {
+		t.Fatalf("page with the store down: %d at %s, want 503", resp.StatusCode, resp.Request.URL.Path)
+	}
+	resp, err := c.PostForm(srv.URL+"/audit/logout", url.Values{"csrf": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("sign-out with the store down: %d, want 503", resp.StatusCode)
 	}
 }
