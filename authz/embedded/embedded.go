@@ -260,7 +260,7 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 		}
 		// OpenFGA's migrations take no lock: under clearance's schema lock,
 		// replicas starting together on an empty database apply them one at a time.
-		if err := pgschema.Locked(context.Background(), cc, func() error { return migrate.RunMigrations(mig) }); err != nil {
+		if err := pgschema.Locked(context.Background(), cc, cfg.StartupTimeout, func() error { return migrate.RunMigrations(mig) }); err != nil {
 			return nil, nil, "", fmt.Errorf("%w: migrate postgres datastore: %w", authz.ErrUnavailable, err)
 		}
 		ds, err := postgres.New(cfg.DatabaseURL, sqlCfg)

@@ -198,9 +198,11 @@ func (sessionLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
 // Locked runs fn while holding the schema lock on the database of cc, for
 // migrations clearance runs but does not own (OpenFGA's, for the embedded engine
 // on PostgreSQL, which take no lock of their own): replicas starting together
-// then apply them one after another.
-func Locked(ctx context.Context, cc *pgx.ConnConfig, fn func() error) error {
-	conn, err := pgx.ConnectConfig(ctx, cc)
+// then apply them one after another. Connecting is retried for up to
+// connectWait (a database still starting up), waiting for the lock for up to
+// five minutes.
+func Locked(ctx context.Context, cc *pgx.ConnConfig, connectWait time.Duration, fn func() error) error {
+	conn, err := connectRetry(ctx, cc, connectWait)
 	if err != nil {
 		return fmt.Errorf("schema lock: %w", err)
 	}
@@ -215,4 +217,25 @@ func Locked(ctx context.Context, cc *pgx.ConnConfig, fn func() error) error {
 	}
 	// Closing the connection releases the lock, also when fn panics.
 	return fn()
+}
+
+// connectRetry connects, retrying with backoff until wait has passed.
+func connectRetry(ctx context.Context, cc *pgx.ConnConfig, wait time.Duration) (*pgx.Conn, error) {
+	deadline := time.Now().Add(wait)
+	backoff := 250 * time.Millisecond
+	for {
+		conn, err := pgx.ConnectConfig(ctx, cc)
+		if err == nil {
+			return conn, nil
+		}
+		if time.Now().Add(backoff).After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 2*time.Second)
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -200,5 +201,44 @@ func TestNewerSchemaRefused(t *testing.T) {
 		if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v\nwant %q", c.table, err, want)
 		}
+	}
+}
+
+// TestLockedExcludes: functions run under Locked on one database never overlap
+// (a Migrate contending for the same lock meanwhile still succeeds).
+func TestLockedExcludes(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.EmptyDatabaseURL(t)
+	cc := connConfig(t, url)
+	var (
+		mu           sync.Mutex
+		inside, most int
+	)
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = Locked(ctx, cc.Copy(), time.Second, func() error {
+				mu.Lock()
+				inside++
+				most = max(most, inside)
+				mu.Unlock()
+				// Hold the lock across a migration attempt of another caller.
+				time.Sleep(50 * time.Millisecond)
+				mu.Lock()
+				inside--
+				mu.Unlock()
+				return nil
+			})
+		})
+	}
+	wg.Go(func() {
+		if err := Migrate(ctx, cc.Copy(), nil); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil || most != 1 {
+		t.Fatalf("%d holders at once, %v", most, err)
 	}
 }
