@@ -171,3 +171,16 @@ func (r Revision) String() string { return r.Source + ":" + r.Key }
 type Revisioned interface {
 	Revision(ctx context.Context) (Revision, error)
 }
+
+// UserLister is implemented by engines that can list who has a relation on one
+// object (OpenFGA's ListUsers). The flow check asks it for a destination's and
+// each source's audience; both backends implement it.
+type UserLister interface {
+	// ListUsers answers every user of userType ("user", "service_account") that
+	// has relation on object ("type:id"), as "type:id", sorted and without
+	// duplicates. Usersets (team#member) are expanded by the engine, exclusions
+	// (blocked) applied; a typed public wildcard comes back as "type:*". The answer
+	// is complete or an error: a listing cut short by a result cap or a deadline is
+	// an error wrapping ErrTruncated, an engine failure one wrapping ErrUnavailable.
+	ListUsers(ctx context.Context, q Query, object, relation, userType string) ([]string, error)
+}

@@ -1,7 +1,7 @@
 // Package authztest is the conformance suite every authz.Engine backend passes:
 // the demo org's assertions (testdata/org.fga.yaml), delegation through the
 // contextual active tuple, expiring grants, blocks over admins, complete listings
-// beyond OpenFGA's default caps, large ordered batch checks, revocation with higher
+// beyond OpenFGA's default caps (objects and users), large ordered batch checks, revocation with higher
 // consistency, refused writes, and failing closed when the engine is down.
 //
 //	func TestConformance(t *testing.T) {
@@ -85,6 +85,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Revocation", func(t *testing.T) { testRevocation(t, newEngine(t)) })
 	t.Run("InvalidTuple", func(t *testing.T) { testInvalid(t, newEngine(t)) })
 	t.Run("WriteIdempotentAndRead", func(t *testing.T) { testWriteRead(t, newEngine(t)) })
+	t.Run("ListUsers", func(t *testing.T) { testListUsers(t, newEngine(t)) })
 	t.Run("Unavailable", func(t *testing.T) {
 		if b.Break == nil {
 			t.Skip("backend has no fault injection")
@@ -593,6 +594,12 @@ func testUnavailable(t *testing.T, e authz.Engine, brk func(*testing.T, authz.En
 	}
 	if err := e.Write(ctx, []authz.Tuple{tuple("user:v", "viewer", "ticket:x")}, nil); !errors.Is(err, authz.ErrUnavailable) {
 		t.Errorf("write after fault = %v, want ErrUnavailable", err)
+	}
+	if l, ok := e.(authz.UserLister); ok {
+		users, err := l.ListUsers(ctx, authz.Query{Consistency: authz.HigherConsistency}, "ticket:x", authz.RelationCanView, "user")
+		if users != nil || !errors.Is(err, authz.ErrUnavailable) {
+			t.Errorf("list users after fault = %v, %v; want nil and ErrUnavailable", users, err)
+		}
 	}
 	var readErr error
 	for _, err := range e.Read(ctx, authz.TupleFilter{Object: "ticket:x"}) {

@@ -62,6 +62,7 @@ const (
 	DefaultBatchConcurrency        = 4
 	DefaultMaxTuplesPerWrite       = 10_000
 	DefaultListObjectsDeadline     = 30 * time.Second
+	DefaultListUsersDeadline       = 30 * time.Second
 	DefaultRequestTimeout          = 10 * time.Second
 	DefaultDatastorePingTimeout    = 5 * time.Second
 	DefaultDatastoreStartupTimeout = 30 * time.Second
@@ -101,6 +102,8 @@ type Config struct {
 	// ListObjectsDeadline bounds one ListObjects; reaching it ends the listing with
 	// authz.ErrTruncated.
 	ListObjectsDeadline time.Duration
+	// ListUsersDeadline bounds one ListUsers; reaching it is authz.ErrTruncated.
+	ListUsersDeadline time.Duration
 	// RequestTimeout bounds Check, BatchCheck, Write and each Read page.
 	RequestTimeout time.Duration
 	// StartupTimeout bounds waiting for the database at start (migrations and first
@@ -126,6 +129,7 @@ func (c *Config) defaults() {
 	c.BatchConcurrency = cmp.Or(c.BatchConcurrency, DefaultBatchConcurrency)
 	c.MaxTuplesPerWrite = cmp.Or(c.MaxTuplesPerWrite, DefaultMaxTuplesPerWrite)
 	c.ListObjectsDeadline = cmp.Or(c.ListObjectsDeadline, DefaultListObjectsDeadline)
+	c.ListUsersDeadline = cmp.Or(c.ListUsersDeadline, DefaultListUsersDeadline)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	c.StartupTimeout = cmp.Or(c.StartupTimeout, DefaultDatastoreStartupTimeout)
 	if c.Logger == nil {
@@ -171,6 +175,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		// caller; we lift both and enforce (and detect) our own deadline.
 		server.WithListObjectsMaxResults(0),
 		server.WithListObjectsDeadline(0),
+		// ListUsers has the same silent caps (1,000 users, 3 s): lifted too, and
+		// bounded by ListUsersDeadline, which is detected.
+		server.WithListUsersMaxResults(0),
+		server.WithListUsersDeadline(0),
 		server.WithMaxChecksPerBatchCheck(uint32(cfg.MaxChecksPerBatchCheck)),
 		server.WithMaxConcurrentChecksPerBatchCheck(uint32(cfg.MaxChecksPerBatchCheck)),
 		// `openfga run` enables the ListObjects pipeline through this experimental flag

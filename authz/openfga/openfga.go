@@ -44,6 +44,9 @@ const (
 	DefaultMaxTuplesPerWrite         = 100
 	DefaultListObjectsDeadline       = 30 * time.Second
 	DefaultServerListObjectsDeadline = 3 * time.Second
+	DefaultListUsersDeadline         = 30 * time.Second
+	DefaultServerListUsersDeadline   = 3 * time.Second
+	DefaultServerListUsersMaxResults = 1000
 	DefaultRequestTimeout            = 10 * time.Second
 	DefaultMaxRetries                = 3
 	DefaultMinRetryWait              = 50 * time.Millisecond
@@ -99,6 +102,16 @@ type Config struct {
 	// ChangelogPageSize must not exceed the server's
 	// --read-changes-max-page-size (100 by default).
 	ChangelogPageSize int
+	// ListUsersDeadline bounds one ListUsers on our side.
+	ListUsersDeadline time.Duration
+	// ServerListUsersDeadline is the server's --listUsers-deadline (3 s by
+	// default); a call lasting that long is reported as truncated. Negative: the
+	// server has none.
+	ServerListUsersDeadline time.Duration
+	// ServerListUsersMaxResults is the server's --listUsers-max-results (1,000 by
+	// default); an answer that large is reported as truncated. Negative: the server
+	// has no cap (--listUsers-max-results 0), the setting the flow check needs.
+	ServerListUsersMaxResults int
 	// HTTPClient overrides the HTTP client (its Timeout is left as is).
 	HTTPClient *http.Client
 	// Logger for setup messages. Nil: discard.
@@ -118,6 +131,9 @@ func (c *Config) defaults() {
 	c.MaxTuplesPerWrite = cmp.Or(c.MaxTuplesPerWrite, DefaultMaxTuplesPerWrite)
 	c.ListObjectsDeadline = cmp.Or(c.ListObjectsDeadline, DefaultListObjectsDeadline)
 	c.ServerListObjectsDeadline = cmp.Or(c.ServerListObjectsDeadline, DefaultServerListObjectsDeadline)
+	c.ListUsersDeadline = cmp.Or(c.ListUsersDeadline, DefaultListUsersDeadline)
+	c.ServerListUsersDeadline = cmp.Or(c.ServerListUsersDeadline, DefaultServerListUsersDeadline)
+	c.ServerListUsersMaxResults = cmp.Or(c.ServerListUsersMaxResults, DefaultServerListUsersMaxResults)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}
 	}

@@ -27,7 +27,8 @@ const token = "test-preshared-key"
 func startServer(t testing.TB, extra ...string) *testenv.OpenFGAServer {
 	t.Helper()
 	// The request timeout must not be lower than the listing deadline.
-	return testenv.StartOpenFGA(t, token, append([]string{"--listObjects-deadline", "60s", "--request-timeout", "90s"}, extra...)...)
+	return testenv.StartOpenFGA(t, token, append([]string{"--listObjects-deadline", "60s", "--request-timeout", "90s",
+		"--listUsers-deadline", "60s", "--listUsers-max-results", "0"}, extra...)...)
 }
 
 func newEngine(t testing.TB, cfg openfga.Config) *openfga.Engine {
@@ -37,6 +38,12 @@ func newEngine(t testing.TB, cfg openfga.Config) *openfga.Engine {
 	}
 	if cfg.ServerListObjectsDeadline == 0 {
 		cfg.ServerListObjectsDeadline = 60 * time.Second
+	}
+	if cfg.ServerListUsersDeadline == 0 {
+		cfg.ServerListUsersDeadline = 60 * time.Second
+	}
+	if cfg.ServerListUsersMaxResults == 0 {
+		cfg.ServerListUsersMaxResults = -1 // the server runs with --listUsers-max-results 0
 	}
 	if cfg.StoreName == "" {
 		// A store per engine: the suite expects an empty store each time.
@@ -157,4 +164,37 @@ func TestServerDeadlineIsTruncation(t *testing.T) {
 	if !errors.Is(err, authz.ErrTruncated) {
 		t.Fatalf("listing under a 1ms server deadline: %d ids, err %v; want ErrTruncated", len(ids), err)
 	}
+}
+
+// TestServerListUsersCapIsTruncation: a server that cuts ListUsers at its result
+// cap or its deadline answers a short list without saying so; the adapter
+// reports ErrTruncated instead of a short complete list.
+func TestServerListUsersCapIsTruncation(t *testing.T) {
+	ctx := context.Background()
+	ts := []authz.Tuple{{User: "tenant:t", Relation: "tenant", Object: "project:p"}}
+	for i := range 30 {
+		ts = append(ts, authz.Tuple{User: fmt.Sprintf("user:u%d", i), Relation: "member", Object: "project:p"})
+	}
+	t.Run("cap", func(t *testing.T) {
+		srv := startServer(t, "--listUsers-max-results", "10")
+		e := newEngine(t, openfga.Config{URL: srv.URL, ServerListUsersMaxResults: 10})
+		if err := e.Write(ctx, ts, nil); err != nil {
+			t.Fatal(err)
+		}
+		users, err := e.ListUsers(ctx, authz.Query{}, "project:p", "can_view", "user")
+		if !errors.Is(err, authz.ErrTruncated) {
+			t.Fatalf("ListUsers under a cap of 10: %d users, err %v; want ErrTruncated", len(users), err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		srv := startServer(t, "--listUsers-deadline", "1ms")
+		e := newEngine(t, openfga.Config{URL: srv.URL, ServerListUsersDeadline: time.Millisecond})
+		if err := e.Write(ctx, ts, nil); err != nil {
+			t.Fatal(err)
+		}
+		users, err := e.ListUsers(ctx, authz.Query{}, "project:p", "can_view", "user")
+		if !errors.Is(err, authz.ErrTruncated) {
+			t.Fatalf("ListUsers under a 1ms server deadline: %d users, err %v; want ErrTruncated", len(users), err)
+		}
+	})
 }
