@@ -23,6 +23,11 @@ const (
 	BeyondK Decision = "beyond_k"
 	// NotChecked: fetched from the store but not checked (budget or dedup).
 	NotChecked Decision = "not_checked"
+	// FlowSource: a source ticket of a flow check (kind "flow_check"): content
+	// derived from it was to be written somewhere.
+	FlowSource Decision = "flow_source"
+	// FlowDestination: the ticket a flow check's content was to be written to.
+	FlowDestination Decision = "flow_destination"
 )
 
 // Candidate is one store hit the planner considered. Never contains ticket text.
@@ -70,7 +75,7 @@ type Narrowing struct {
 type Record struct {
 	ID          string           `json:"id"` // sortable (ULID)
 	Time        time.Time        `json:"time"`
-	Kind        string           `json:"kind"` // "search", "ticket", "mcp_search", "mcp_ticket"
+	Kind        string           `json:"kind"` // "search", "ticket", "mcp_search", "mcp_ticket", "flow_check"
 	Tenant      string           `json:"tenant"`
 	Principal   authz.Principal  `json:"principal"`
 	RequestID   string           `json:"request_id,omitempty"`
@@ -87,6 +92,10 @@ type Record struct {
 	Latency     map[string]int64 `json:"latency_us"` // stage -> microseconds
 	// Grants are the delegation changes of a "grant" or "revoke" record.
 	Grants []GrantChange `json:"grants,omitempty"`
+	// Flow is the decision of a "flow_check" record. Its source and destination
+	// tickets are candidates (FlowSource, FlowDestination), so readers filter and
+	// withhold them like any other ticket; its reasons are Plan.Notes.
+	Flow *FlowDecision `json:"flow,omitempty"`
 	// Redacted is response-only: how many ticket references (candidates, and ids
 	// in notes or the error) the reader was not shown because it may not view
 	// those tickets (api.AuditReader, for tenant admins). Writers leave it zero,
@@ -105,6 +114,28 @@ type GrantChange struct {
 	Agent     string     `json:"agent"`
 	Project   string     `json:"project"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// FlowDecision is what a flow check decided: may content derived from the
+// sources go to the destination? It holds counts and the caller's own record ids,
+// never the names of principals.
+type FlowDecision struct {
+	Allowed bool `json:"allowed"`
+	// SourceAuditIDs are the caller's earlier records the sources came from.
+	SourceAuditIDs []string `json:"source_audit_ids,omitempty"`
+	// SourceTickets counts the distinct source tickets.
+	SourceTickets int `json:"source_tickets"`
+	// Destination is "project:<id>", "ticket" (the ticket is a FlowDestination
+	// candidate) or "principals".
+	Destination string `json:"destination"`
+	// Recipients counts the principals of a "principals" destination.
+	Recipients int `json:"recipients,omitempty"`
+	// Audience counts the principals who can view the destination; Excluded,
+	// those of them who cannot view every source.
+	Audience int `json:"audience"`
+	Excluded int `json:"excluded"`
+	// Explained: the answer named the excluded principals (explain=true).
+	Explained bool `json:"explained,omitempty"`
 }
 
 // Log stores records. Append must be durable when it returns (or fail, and then the

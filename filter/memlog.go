@@ -2,11 +2,13 @@ package filter
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 )
 
@@ -39,6 +41,16 @@ func (m *MemoryLog) Records() []audit.Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.records)
+}
+
+// Get returns the record with id, or an error wrapping clearance.ErrNotFound
+// (the flow check's FlowRecords).
+func (m *MemoryLog) Get(_ context.Context, id string) (*audit.Record, error) {
+	r, ok := m.Record(id)
+	if !ok {
+		return nil, fmt.Errorf("audit record %q: %w", id, clearance.ErrNotFound)
+	}
+	return &r, nil
 }
 
 // Record returns the record with id.

@@ -1,0 +1,661 @@
+package filter
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/indexer"
+)
+
+// KindFlowCheck is the audit record kind of a flow check.
+const KindFlowCheck = "flow_check"
+
+// FlowEngine is what the flow check asks the relationship engine: who can view
+// an object (ListUsers) and batched checks. Both authz backends satisfy it.
+type FlowEngine interface {
+	BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error)
+	ListUsers(ctx context.Context, q authz.Query, object, relation, userType string) ([]string, error)
+	ModelID() string
+}
+
+// FlowRecords reads the audit records a flow check cites (audit.Reader and
+// MemoryLog satisfy it). Get answers an error wrapping clearance.ErrNotFound for
+// an unknown id.
+type FlowRecords interface {
+	Get(ctx context.Context, id string) (*audit.Record, error)
+}
+
+// FlowConfig bounds flow checks. The zero value is usable.
+type FlowConfig struct {
+	// MaxAuditIDs, MaxTicketIDs and MaxPrincipals bound the request's lists
+	// (defaults 20, 100, 1000); MaxSourceTickets bounds the distinct source
+	// tickets after the audit records are resolved (default 500).
+	MaxAuditIDs, MaxTicketIDs, MaxPrincipals, MaxSourceTickets int
+	// Concurrency bounds the engine calls of one check in flight (default 4).
+	Concurrency int
+	// PairChecks: when audience × sources is at most this, one BatchCheck of the
+	// pairs answers instead of one ListUsers per source (default 200).
+	PairChecks int
+	// Deadline bounds one check (default 10s). Reaching it is an error (503).
+	Deadline time.Duration
+	// MaxNames bounds the principals an explained answer names (default 100).
+	MaxNames int
+	// Logger for debug lines (never ticket text). Nil discards.
+	Logger *slog.Logger
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults of FlowConfig.
+const (
+	DefaultFlowMaxAuditIDs      = 20
+	DefaultFlowMaxTicketIDs     = 100
+	DefaultFlowMaxPrincipals    = 1000
+	DefaultFlowMaxSourceTickets = 500
+	DefaultFlowConcurrency      = 4
+	DefaultFlowPairChecks       = 200
+	DefaultFlowDeadline         = 10 * time.Second
+	DefaultFlowMaxNames         = 100
+)
+
+func (c *FlowConfig) defaults() {
+	c.MaxAuditIDs = cmp.Or(c.MaxAuditIDs, DefaultFlowMaxAuditIDs)
+	c.MaxTicketIDs = cmp.Or(c.MaxTicketIDs, DefaultFlowMaxTicketIDs)
+	c.MaxPrincipals = cmp.Or(c.MaxPrincipals, DefaultFlowMaxPrincipals)
+	c.MaxSourceTickets = cmp.Or(c.MaxSourceTickets, DefaultFlowMaxSourceTickets)
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultFlowConcurrency)
+	c.PairChecks = cmp.Or(c.PairChecks, DefaultFlowPairChecks)
+	c.Deadline = cmp.Or(c.Deadline, DefaultFlowDeadline)
+	c.MaxNames = cmp.Or(c.MaxNames, DefaultFlowMaxNames)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// FlowSources are what the caller was given: its own earlier answers (audit
+// record ids: every ticket the record returned) and ticket ids it may view now.
+type FlowSources struct {
+	AuditIDs  []string
+	TicketIDs []string
+}
+
+// FlowDestination is where derived content would go: exactly one of a project,
+// a ticket, or an explicit list of principals ("user:<id>",
+// "service_account:<id>").
+type FlowDestination struct {
+	Project    string
+	Ticket     string
+	Principals []string
+}
+
+// FlowRequest is one flow check.
+type FlowRequest struct {
+	Sources     FlowSources
+	Destination FlowDestination
+	// Explain asks for the excluded principals by name; only the tenant's admins
+	// and operators may (Operator is set by the API for clearance:audit tokens).
+	Explain  bool
+	Operator bool
+	// RequestID correlates the audit record with the HTTP request.
+	RequestID string
+}
+
+// FlowExcluded is one principal who can view the destination but not every
+// source (explained answers only).
+type FlowExcluded struct {
+	Principal string `json:"principal"`
+	// CannotView counts the sources this principal cannot view; Tickets names
+	// those of them the caller may view.
+	CannotView int      `json:"cannot_view"`
+	Tickets    []string `json:"tickets,omitempty"`
+}
+
+// FlowResponse is a flow check's answer.
+type FlowResponse struct {
+	Allowed bool     `json:"allowed"`
+	Reasons []string `json:"reasons"`
+	AuditID string   `json:"audit_id"`
+	// Audience counts the principals who can view the destination; Excluded,
+	// those of them who cannot view every source; Sources, the distinct source
+	// tickets.
+	Audience int `json:"audience"`
+	Excluded int `json:"excluded"`
+	Sources  int `json:"sources"`
+	// Names is set only for explained answers.
+	Names     []FlowExcluded `json:"excluded_principals,omitempty"`
+	MoreNames int            `json:"more_excluded_principals,omitempty"`
+}
+
+// Flow answers "may content derived from these sources go to that
+// destination?" for verified principals (SPEC 13, invariant 10). It is safe
+// for concurrent use.
+type Flow struct {
+	cfg     FlowConfig
+	eng     FlowEngine
+	records FlowRecords
+	log     audit.Log
+}
+
+// NewFlow returns a flow checker over the engine, the audit records it cites and
+// the log its decisions go to.
+func NewFlow(cfg FlowConfig, eng FlowEngine, records FlowRecords, log audit.Log) *Flow {
+	cfg.defaults()
+	return &Flow{cfg: cfg, eng: eng, records: records, log: log}
+}
+
+// Check decides one flow for p. The rule, evaluated now: allowed only if every
+// principal (user or service account) who can view the destination can view
+// every source. A source that cannot be resolved (an unknown audit id, another
+// principal's record, a ticket p may not view: all answered alike), an unknown
+// destination, a wildcard audience or a listing cut short is a denial with its
+// reason; an engine failure is an error wrapping clearance.ErrUnavailable.
+// Invalid input is a *clearance.FieldError; asking for names without the right
+// is clearance.ErrForbidden. Every decision is one audit record.
+func (f *Flow) Check(ctx context.Context, p authz.Principal, req FlowRequest) (FlowResponse, error) {
+	if err := checkPrincipal(p); err != nil {
+		return FlowResponse{}, err
+	}
+	if err := f.validate(&req); err != nil {
+		return FlowResponse{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Deadline)
+	defer cancel()
+	rec := &audit.Record{
+		Time: f.cfg.Now(), Kind: KindFlowCheck, Tenant: p.Tenant, Principal: p, RequestID: req.RequestID,
+		ModelID: f.eng.ModelID(), Consistency: authz.HigherConsistency.String(), Latency: map[string]int64{},
+		Plan: audit.Plan{Path: "flow"},
+		Flow: &audit.FlowDecision{SourceAuditIDs: slices.Clone(req.Sources.AuditIDs), Recipients: len(req.Destination.Principals)},
+	}
+	start := time.Now()
+	var resp FlowResponse
+	err := f.explainAllowed(ctx, p, req)
+	if err == nil {
+		resp, err = f.decide(ctx, p, req, rec)
+	}
+	rec.Latency["total"] = since(start)
+	if errors.Is(err, clearance.ErrForbidden) {
+		return FlowResponse{}, err // refused before any decision: nothing to record
+	}
+	if err != nil {
+		rec.Status = "error"
+		rec.Error = err.Error()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if aerr := f.log.Append(actx, rec); aerr != nil {
+			f.cfg.Logger.Warn("flow: audit record of a failed check not written", "error", aerr)
+		}
+		return FlowResponse{}, err
+	}
+	rec.Status = "denied"
+	if resp.Allowed {
+		rec.Status = "allowed"
+	}
+	rec.Flow.Allowed, rec.Flow.Audience, rec.Flow.Excluded = resp.Allowed, resp.Audience, resp.Excluded
+	rec.Flow.SourceTickets, rec.Flow.Explained = resp.Sources, req.Explain
+	rec.Plan.Notes = append(rec.Plan.Notes, resp.Reasons...)
+	if aerr := f.log.Append(ctx, rec); aerr != nil {
+		return FlowResponse{}, unavailable("append audit record", aerr)
+	}
+	resp.AuditID = rec.ID
+	f.cfg.Logger.Debug("flow: decision", "audit_id", rec.ID, "principal", p.String(), "allowed", resp.Allowed,
+		"audience", resp.Audience, "excluded", resp.Excluded, "sources", resp.Sources, "total_us", rec.Latency["total"])
+	return resp, nil
+}
+
+// validate checks the request's shape and limits (nothing about who may see
+// what: that is a decision, recorded).
+func (f *Flow) validate(req *FlowRequest) error {
+	s, d := req.Sources, req.Destination
+	switch {
+	case len(s.AuditIDs) == 0 && len(s.TicketIDs) == 0:
+		return clearance.Invalid("sources", "name at least one audit_id or ticket_id")
+	case len(s.AuditIDs) > f.cfg.MaxAuditIDs:
+		return clearance.Invalid("sources.audit_ids", "names more than %d records", f.cfg.MaxAuditIDs)
+	case len(s.TicketIDs) > f.cfg.MaxTicketIDs:
+		return clearance.Invalid("sources.ticket_ids", "names more than %d tickets", f.cfg.MaxTicketIDs)
+	case len(d.Principals) > f.cfg.MaxPrincipals:
+		return clearance.Invalid("destination.principals", "names more than %d principals", f.cfg.MaxPrincipals)
+	}
+	n := 0
+	for _, set := range []bool{d.Project != "", d.Ticket != "", d.Principals != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return clearance.Invalid("destination", "give exactly one of project, ticket or principals")
+	}
+	switch {
+	case d.Project != "" && !indexer.ValidID(d.Project):
+		return clearance.Invalid("destination.project", "is not a valid project id")
+	case d.Ticket != "" && !indexer.ValidID(d.Ticket):
+		return clearance.Invalid("destination.ticket", "is not a valid ticket id")
+	case d.Principals != nil && len(d.Principals) == 0:
+		return clearance.Invalid("destination.principals", "name at least one principal")
+	}
+	for i, pr := range d.Principals {
+		typ, id, _ := strings.Cut(pr, ":")
+		if (typ != "user" && typ != "service_account") || !indexer.ValidID(id) {
+			return clearance.Invalid(fmt.Sprintf("destination.principals[%d]", i), `want "user:<id>" or "service_account:<id>"`)
+		}
+	}
+	return nil
+}
+
+// explainAllowed refuses Explain unless p is an operator or an admin of its
+// tenant (asked fresh).
+func (f *Flow) explainAllowed(ctx context.Context, p authz.Principal, req FlowRequest) error {
+	if !req.Explain || (req.Operator && p.Kind == authz.KindUser) {
+		return nil
+	}
+	refused := fmt.Errorf("explain=true is for the tenant's admins and operators: %w", clearance.ErrForbidden)
+	if p.Kind != authz.KindUser {
+		return refused
+	}
+	ok, err := f.eng.BatchCheck(ctx, authz.Query{Consistency: authz.HigherConsistency, Now: f.cfg.Now()},
+		[]authz.Check{{User: "user:" + p.User, Relation: "admin", Object: "tenant:" + p.Tenant}})
+	if err != nil {
+		return unavailable("explain: is the caller a tenant admin", err)
+	}
+	if len(ok) != 1 || !ok[0] {
+		return refused
+	}
+	return nil
+}
+
+// source is one distinct source ticket.
+type source struct {
+	id, project string
+	// viewable: the caller may view it now (then it may be named).
+	viewable bool
+}
+
+// decide resolves sources and destination and applies the rule.
+func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, rec *audit.Record) (FlowResponse, error) {
+	var unknown []string
+	// 1. The caller's own records: every ticket they returned.
+	var sources []*source
+	byID := map[string]*source{}
+	add := func(id, project string) {
+		if s, ok := byID[id]; ok {
+			s.project = cmp.Or(s.project, project)
+			return
+		}
+		s := &source{id: id, project: project}
+		byID[id] = s
+		sources = append(sources, s)
+	}
+	t := time.Now()
+	for _, id := range dedupe(req.Sources.AuditIDs) {
+		r, err := f.ownRecord(ctx, p, id)
+		if err != nil {
+			return FlowResponse{}, err
+		}
+		if r == nil {
+			unknown = append(unknown, fmt.Sprintf("source audit record %q is unknown", id))
+			continue
+		}
+		for _, c := range r.Results {
+			if c.Decision == audit.Returned {
+				add(c.TicketID, c.Project)
+			}
+		}
+	}
+	rec.Latency["records"] = since(t)
+	cited := map[string]bool{}
+	for _, id := range dedupe(req.Sources.TicketIDs) {
+		if !indexer.ValidID(id) {
+			unknown = append(unknown, fmt.Sprintf("source ticket %q is unknown", id))
+			continue
+		}
+		cited[id] = true
+		add(id, "")
+	}
+	if len(sources) > f.cfg.MaxSourceTickets {
+		return FlowResponse{}, clearance.Invalid("sources", "resolve to %d tickets; the limit is %d", len(sources), f.cfg.MaxSourceTickets)
+	}
+	for _, s := range sources {
+		rec.Results = append(rec.Results, audit.Candidate{TicketID: s.id, Project: s.project, Decision: audit.FlowSource})
+	}
+
+	// 2. One BatchCheck: may the caller view each source (cited ticket ids must
+	// be visible; others are named only if visible), and is the destination
+	// known to the caller?
+	d := req.Destination
+	checks := make([]authz.Check, 0, len(sources)+1)
+	for _, s := range sources {
+		checks = append(checks, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + s.id})
+	}
+	var dest string
+	switch {
+	case d.Project != "":
+		dest = "project:" + d.Project
+		rec.Flow.Destination = dest
+		// A project of the caller's tenant; its audience may be told in counts.
+		checks = append(checks, authz.Check{User: "tenant:" + p.Tenant, Relation: "tenant", Object: dest})
+	case d.Ticket != "":
+		dest = "ticket:" + d.Ticket
+		rec.Flow.Destination = "ticket"
+		rec.Results = append(rec.Results, audit.Candidate{TicketID: d.Ticket, Decision: audit.FlowDestination})
+		checks = append(checks, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: dest})
+	default:
+		rec.Flow.Destination = "principals"
+	}
+	t = time.Now()
+	ok, err := f.eng.BatchCheck(ctx, authz.Query{ContextualTuples: p.ContextualTuples(), Now: f.cfg.Now(), Consistency: authz.HigherConsistency}, checks)
+	rec.Latency["check"] = since(t)
+	rec.Plan.Checked += len(checks)
+	if err != nil {
+		return FlowResponse{}, unavailable("check sources", err)
+	}
+	if len(ok) != len(checks) {
+		return FlowResponse{}, unavailable("check sources", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
+	}
+	for i, s := range sources {
+		s.viewable = ok[i]
+		if cited[s.id] && !s.viewable {
+			unknown = append(unknown, fmt.Sprintf("source ticket %q is unknown", s.id))
+		}
+	}
+	if dest != "" && !ok[len(ok)-1] {
+		what := "project"
+		if d.Ticket != "" {
+			what = "ticket"
+		}
+		unknown = append(unknown, fmt.Sprintf("destination %s %q is unknown", what, cmp.Or(d.Project, d.Ticket)))
+	}
+	resp := FlowResponse{Sources: len(sources), Reasons: []string{}}
+	if len(unknown) > 0 {
+		resp.Reasons = append(unknown, "nothing may be written until every source and the destination are known")
+		return resp, nil
+	}
+
+	// 3. The destination's audience.
+	t = time.Now()
+	audience, truncated, err := f.audience(ctx, dest, d.Principals)
+	rec.Latency["audience"] = since(t)
+	if err != nil {
+		return FlowResponse{}, err
+	}
+	destName := destinationName(d)
+	switch {
+	case truncated != "":
+		rec.Plan.Truncated = true
+		resp.Reasons = append(resp.Reasons, fmt.Sprintf("who can view %s could not be listed completely (%s); denied to be safe", destName, truncated))
+		return resp, nil
+	case slices.ContainsFunc(audience, func(u string) bool { return strings.HasSuffix(u, ":*") }):
+		resp.Reasons = append(resp.Reasons, fmt.Sprintf("%s is public to every principal of a type; no source may go there", destName))
+		return resp, nil
+	}
+	resp.Audience = len(audience)
+	if len(sources) == 0 {
+		resp.Allowed = true
+		resp.Reasons = append(resp.Reasons, "the cited records returned no tickets: nothing to protect")
+		return resp, nil
+	}
+	if len(audience) == 0 {
+		resp.Allowed = true
+		resp.Reasons = append(resp.Reasons, fmt.Sprintf("nobody can view %s", destName))
+		return resp, nil
+	}
+
+	// 4. Which audience member cannot view which source.
+	t = time.Now()
+	missing, cut, err := f.missing(ctx, audience, sources)
+	rec.Latency["sources"] = since(t)
+	if err != nil {
+		return FlowResponse{}, err
+	}
+	if cut != "" {
+		rec.Plan.Truncated = true
+		resp.Reasons = append(resp.Reasons, fmt.Sprintf("who can view a source could not be listed completely (%s); denied to be safe", cut))
+		return resp, nil
+	}
+	bad := map[string]bool{}
+	for _, ss := range missing {
+		for _, s := range ss {
+			bad[s.id] = true
+		}
+	}
+	resp.Excluded = len(missing)
+	rec.Plan.Denied = len(bad)
+	if len(missing) == 0 {
+		resp.Allowed = true
+		resp.Reasons = append(resp.Reasons, fmt.Sprintf("all %d %s who can view %s can view all %d %s",
+			len(audience), plural(len(audience), "principal", "principals"), destName, len(sources), plural(len(sources), "source", "sources")))
+		return resp, nil
+	}
+	resp.Reasons = append(resp.Reasons, fmt.Sprintf("%d of the %d %s who can view %s cannot view %d of the %d %s",
+		len(missing), len(audience), plural(len(audience), "principal", "principals"), destName, len(bad), len(sources), plural(len(sources), "source", "sources")))
+	var named []string
+	hidden := 0
+	for _, s := range sources {
+		if !bad[s.id] {
+			continue
+		}
+		if s.viewable {
+			named = append(named, s.id)
+		} else {
+			hidden++
+		}
+	}
+	if len(named) > 0 {
+		r := "sources not everyone there may view: " + strings.Join(named, ", ")
+		if hidden > 0 {
+			r += fmt.Sprintf(" (and %d you may no longer view)", hidden)
+		}
+		resp.Reasons = append(resp.Reasons, r)
+	} else if hidden > 0 {
+		resp.Reasons = append(resp.Reasons, fmt.Sprintf("%d of those sources you may no longer view", hidden))
+	}
+	resp.Reasons = append(resp.Reasons, "write to a place whose audience can view every source, or leave those sources out")
+	if req.Explain {
+		names := make([]string, 0, len(missing))
+		for u := range missing {
+			names = append(names, u)
+		}
+		slices.Sort(names)
+		for i, u := range names {
+			if i == f.cfg.MaxNames {
+				resp.MoreNames = len(names) - i
+				break
+			}
+			ex := FlowExcluded{Principal: u, CannotView: len(missing[u])}
+			for _, s := range missing[u] {
+				if s.viewable {
+					ex.Tickets = append(ex.Tickets, s.id)
+				}
+			}
+			resp.Names = append(resp.Names, ex)
+		}
+	}
+	return resp, nil
+}
+
+// ownRecord returns the caller's own record id, or nil when the id is not a
+// record, not the caller's (exactly the same principal: a user, that user's
+// agent and a service account are three different callers), or of another
+// tenant: all alike.
+func (f *Flow) ownRecord(ctx context.Context, p authz.Principal, id string) (*audit.Record, error) {
+	if !audit.ValidID(id) {
+		return nil, nil
+	}
+	r, err := f.records.Get(ctx, id)
+	if errors.Is(err, clearance.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable("read cited audit record", err)
+	}
+	q := r.Principal
+	if r.Tenant != p.Tenant || q.Tenant != p.Tenant || q.Kind != p.Kind || q.User != p.User || q.Agent != p.Agent || q.ServiceAccount != p.ServiceAccount {
+		return nil, nil
+	}
+	return r, nil
+}
+
+// audience lists who can view dest (users and service accounts), or takes the
+// explicit principals. truncated is set (and the list nil) when a listing was
+// cut short.
+func (f *Flow) audience(ctx context.Context, dest string, principals []string) ([]string, string, error) {
+	if dest == "" {
+		return dedupe(principals), "", nil
+	}
+	lists, cut, err := f.listAll(ctx, []string{dest}, []string{"user", "service_account"})
+	if err != nil || cut != "" {
+		return nil, cut, err
+	}
+	return lists[0], "", nil
+}
+
+// listAll lists the can_view users of every object for every user type,
+// concurrently (bounded). Result i is objects[i]'s sorted audience.
+func (f *Flow) listAll(ctx context.Context, objects, types []string) ([][]string, string, error) {
+	q := authz.Query{Now: f.cfg.Now(), Consistency: authz.HigherConsistency}
+	out := make([][]string, len(objects))
+	var mu sync.Mutex
+	var firstErr error
+	cut := ""
+	sem := make(chan struct{}, f.cfg.Concurrency)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, obj := range objects {
+		for _, typ := range types {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					mu.Lock()
+					if firstErr == nil && cut == "" {
+						firstErr = unavailable("list users", ctx.Err())
+					}
+					mu.Unlock()
+					return
+				}
+				defer func() { <-sem }()
+				users, err := f.eng.ListUsers(ctx, q, obj, authz.RelationCanView, typ)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case errors.Is(err, authz.ErrTruncated) && firstErr == nil:
+					cut = err.Error()
+					cancel()
+				case err != nil && firstErr == nil && cut == "":
+					firstErr = unavailable("list users", err)
+					cancel()
+				case err == nil:
+					out[i] = append(out[i], users...)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if cut != "" {
+		return nil, cut, nil
+	}
+	if firstErr != nil {
+		return nil, "", firstErr
+	}
+	for i := range out {
+		slices.Sort(out[i])
+		out[i] = slices.Compact(out[i])
+	}
+	return out, "", nil
+}
+
+// missing answers, for every audience member who cannot view some source,
+// those sources. Small cases ask one BatchCheck of every pair; larger ones list
+// each source's audience.
+func (f *Flow) missing(ctx context.Context, audience []string, sources []*source) (map[string][]*source, string, error) {
+	out := map[string][]*source{}
+	if len(audience)*len(sources) <= f.cfg.PairChecks {
+		checks := make([]authz.Check, 0, len(audience)*len(sources))
+		for _, u := range audience {
+			for _, s := range sources {
+				checks = append(checks, authz.Check{User: u, Relation: authz.RelationCanView, Object: "ticket:" + s.id})
+			}
+		}
+		ok, err := f.eng.BatchCheck(ctx, authz.Query{Now: f.cfg.Now(), Consistency: authz.HigherConsistency}, checks)
+		if err != nil {
+			return nil, "", unavailable("check audience", err)
+		}
+		if len(ok) != len(checks) {
+			return nil, "", unavailable("check audience", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
+		}
+		for i, c := range checks {
+			if !ok[i] {
+				s := sources[i%len(sources)]
+				out[c.User] = append(out[c.User], s)
+			}
+		}
+		return out, "", nil
+	}
+	types := []string{"user"}
+	if slices.ContainsFunc(audience, func(u string) bool { return strings.HasPrefix(u, "service_account:") }) {
+		types = append(types, "service_account")
+	}
+	objects := make([]string, len(sources))
+	for i, s := range sources {
+		objects[i] = "ticket:" + s.id
+	}
+	lists, cut, err := f.listAll(ctx, objects, types)
+	if err != nil || cut != "" {
+		return nil, cut, err
+	}
+	for i, s := range sources {
+		for _, u := range audience {
+			typ, _, _ := strings.Cut(u, ":")
+			_, found := slices.BinarySearch(lists[i], u)
+			if _, public := slices.BinarySearch(lists[i], typ+":*"); !found && !public {
+				out[u] = append(out[u], s)
+			}
+		}
+	}
+	return out, "", nil
+}
+
+func destinationName(d FlowDestination) string {
+	switch {
+	case d.Project != "":
+		return "project " + d.Project
+	case d.Ticket != "":
+		return "ticket " + d.Ticket
+	}
+	return "the given principals"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// dedupe keeps the first of each value, in order.
+func dedupe(s []string) []string {
+	seen := make(map[string]bool, len(s))
+	out := make([]string, 0, len(s))
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,396 @@
+package filter_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/filter"
+)
+
+var flowDecisions = flag.Int("flow.decisions", 2400, "decisions of the differential flow test (spread over several random orgs)")
+
+// principalsOf is every user and service account of the world: the universe the
+// reference checks one by one.
+func (w *world) principalsOf() []string {
+	var out []string
+	for _, ten := range w.tenants {
+		for _, u := range w.users[ten] {
+			out = append(out, "user:"+u)
+		}
+		for _, s := range w.sas[ten] {
+			out = append(out, "service_account:"+s)
+		}
+	}
+	return out
+}
+
+// flowCase is one random (sources, destination) pair and how it was built.
+type flowCase struct {
+	p       authz.Principal
+	req     filter.FlowRequest
+	records []string // audit ids the request cites
+}
+
+// refFlow is the brute-force reference decision: resolve the sources as the
+// caller may (its own records' returned tickets, tickets it may view now),
+// then check every principal of the world against destination and sources with
+// the reference evaluator. known=false: a source or the destination is unknown.
+func (w *world) refFlow(log *filter.MemoryLog, c flowCase) (allowed, known bool, audience, excluded int) {
+	p := c.p
+	var sources []string
+	for _, id := range c.req.Sources.AuditIDs {
+		r, ok := log.Record(id)
+		if !ok || r.Principal.Kind != p.Kind || r.Principal.User != p.User || r.Principal.Agent != p.Agent ||
+			r.Principal.ServiceAccount != p.ServiceAccount || r.Tenant != p.Tenant {
+			return false, false, 0, 0
+		}
+		for _, cand := range r.Results {
+			if cand.Decision == audit.Returned {
+				sources = append(sources, cand.TicketID)
+			}
+		}
+	}
+	now := time.Now()
+	for _, id := range c.req.Sources.TicketIDs {
+		if !w.ref.visible(p, id, now) {
+			return false, false, 0, 0
+		}
+		sources = append(sources, id)
+	}
+	d := c.req.Destination
+	var can func(u string) bool
+	switch {
+	case d.Project != "":
+		if !slices.Contains(w.ref.users("project:"+d.Project, "tenant"), "tenant:"+p.Tenant) {
+			return false, false, 0, 0
+		}
+		can = func(u string) bool { return w.ref.projectCanView("project:"+d.Project, u) }
+	case d.Ticket != "":
+		if !w.ref.visible(p, d.Ticket, now) {
+			return false, false, 0, 0
+		}
+		can = func(u string) bool { return w.ref.ticketCanView("ticket:"+d.Ticket, u) }
+	default:
+		can = func(u string) bool { return slices.Contains(d.Principals, u) }
+	}
+	for _, u := range w.principalsOf() {
+		if !can(u) {
+			continue
+		}
+		audience++
+		for _, s := range sources {
+			if !w.ref.ticketCanView("ticket:"+s, u) {
+				excluded++
+				break
+			}
+		}
+	}
+	return excluded == 0, true, audience, excluded
+}
+
+// flowCase draws a principal, lets it search (its audit record is a source),
+// adds ticket ids (mostly ones it may view), sometimes cites a record of
+// someone else or a missing one, and picks a destination.
+func (w *world) flowCase(pl *filter.Planner, log *filter.MemoryLog, others []string) flowCase {
+	p := w.principal()
+	p.Narrowing = nil
+	c := flowCase{p: p}
+	if w.rng.IntN(4) != 0 {
+		resp, err := pl.Search(context.Background(), p, w.request())
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		c.req.Sources.AuditIDs = append(c.req.Sources.AuditIDs, resp.AuditID)
+	}
+	switch n := w.rng.IntN(20); {
+	case n == 0 && len(others) > 0:
+		c.req.Sources.AuditIDs = append(c.req.Sources.AuditIDs, pick(w.rng, others)) // someone's record
+	case n == 1:
+		c.req.Sources.AuditIDs = append(c.req.Sources.AuditIDs, "01JAAAAAAAAAAAAAAAAAAAAAAA") // missing
+	}
+	now := time.Now()
+	for range w.rng.IntN(4) {
+		tk := pick(w.rng, w.tickets)
+		if w.ref.visible(p, tk.id, now) || w.rng.IntN(8) == 0 {
+			c.req.Sources.TicketIDs = append(c.req.Sources.TicketIDs, tk.id)
+		}
+	}
+	if len(c.req.Sources.AuditIDs) == 0 && len(c.req.Sources.TicketIDs) == 0 {
+		c.req.Sources.TicketIDs = []string{pick(w.rng, w.tickets).id}
+	}
+	switch w.rng.IntN(3) {
+	case 0:
+		ten := p.Tenant
+		if w.rng.IntN(10) == 0 {
+			ten = pick(w.rng, w.tenants)
+		}
+		c.req.Destination.Project = pick(w.rng, w.projects[ten])
+	case 1:
+		// Mostly a ticket the caller may view (else it is unknown).
+		c.req.Destination.Ticket = pick(w.rng, w.tickets).id
+		for range 20 {
+			if w.ref.visible(p, c.req.Destination.Ticket, now) || w.rng.IntN(10) == 0 {
+				break
+			}
+			c.req.Destination.Ticket = pick(w.rng, w.tickets).id
+		}
+	default:
+		all := w.principalsOf()
+		for range 1 + w.rng.IntN(4) {
+			c.req.Destination.Principals = append(c.req.Destination.Principals, pick(w.rng, all))
+		}
+	}
+	return c
+}
+
+// TestDifferentialFlow compares every flow decision over random orgs (nested
+// teams, roles, shares, blocks, agents with grants, tuple changes between the
+// read and the check) with the brute-force reference. A wrong allow fails at
+// once; wrong denials are counted and must be zero too.
+func TestDifferentialFlow(t *testing.T) {
+	const orgs = 4
+	perOrg := max(1, *flowDecisions/orgs)
+	var decisions, allowed, unknown, wrongDenials, changed int
+	eng := memoryEngine(t)
+	for seed := range uint64(orgs) {
+		w := newWorld(t, eng, seed+101, 30)
+		log := &filter.MemoryLog{}
+		pl := filter.New(filter.Config{CacheSize: -1}, eng, w.store, w.emb, log)
+		// Both ways of finding who cannot view a source: pairs in one
+		// BatchCheck, and one ListUsers per source.
+		flows := []*filter.Flow{
+			filter.NewFlow(filter.FlowConfig{PairChecks: 1 << 30}, eng, log, log),
+			filter.NewFlow(filter.FlowConfig{PairChecks: -1}, eng, log, log),
+		}
+		var others []string
+		for i := range perOrg {
+			c := w.flowCase(pl, log, others)
+			others = append(others, c.req.Sources.AuditIDs...)
+			// Access changes between the read and the check: the rule is
+			// evaluated at check time.
+			if w.rng.IntN(3) == 0 {
+				changed++
+				for range 1 + w.rng.IntN(3) {
+					w.mutate()
+				}
+			}
+			resp, err := flows[i%2].Check(context.Background(), c.p, c.req)
+			if err != nil {
+				t.Fatalf("%s %+v: %v", c.p, c.req, err)
+			}
+			decisions++
+			want, known, audience, excluded := w.refFlow(log, c)
+			if resp.Allowed && !want {
+				t.Fatalf("WRONG ALLOW: %s %+v: got %+v; reference known=%v audience=%d excluded=%d", c.p, c.req, resp, known, audience, excluded)
+			}
+			if !resp.Allowed && want {
+				wrongDenials++
+				t.Errorf("wrong denial: %s %+v: got %+v; reference audience=%d", c.p, c.req, resp, audience)
+				continue
+			}
+			if !known {
+				unknown++
+				if !slices.ContainsFunc(resp.Reasons, func(r string) bool { return strings.Contains(r, "is unknown") }) {
+					t.Fatalf("%s %+v: unknown source or destination, reasons %q", c.p, c.req, resp.Reasons)
+				}
+				continue
+			}
+			if resp.Audience != audience || resp.Excluded != excluded {
+				t.Fatalf("%s %+v: audience %d excluded %d, reference %d and %d (%q)", c.p, c.req, resp.Audience, resp.Excluded, audience, excluded, resp.Reasons)
+			}
+			if resp.Allowed {
+				allowed++
+			}
+			r, ok := log.Record(resp.AuditID)
+			if !ok || r.Kind != filter.KindFlowCheck || r.Flow == nil || r.Flow.Allowed != resp.Allowed {
+				t.Fatalf("decision %s has no matching flow_check record: %+v", resp.AuditID, r)
+			}
+		}
+	}
+	t.Logf("%d flow decisions (%d allowed, %d with an unknown source or destination, %d after access changed since the read): 0 wrong allows, %d wrong denials",
+		decisions, allowed, unknown, changed, wrongDenials)
+	if decisions < 2000 && *flowDecisions >= 2000 {
+		t.Errorf("only %d decisions", decisions)
+	}
+}
+
+// TestFlowCitesOnlyOwnRecords: an agent cannot cite its user's records, a user
+// cannot cite another user's or the agent's, a service account cannot cite a
+// user's; each answers exactly like a missing record.
+func TestFlowCitesOnlyOwnRecords(t *testing.T) {
+	eng := memoryEngine(t)
+	w := newWorld(t, eng, 7, 20)
+	log := &filter.MemoryLog{}
+	pl := filter.New(filter.Config{}, eng, w.store, w.emb, log)
+	fl := filter.NewFlow(filter.FlowConfig{}, eng, log, log)
+	ten := w.tenants[0]
+	anne := authz.Principal{Kind: authz.KindUser, Tenant: ten, User: w.users[ten][0], AuthMethod: "dev"}
+	agent := anne
+	agent.Kind, agent.Agent = authz.KindAgent, "copilot"
+	bob := authz.Principal{Kind: authz.KindUser, Tenant: ten, User: w.users[ten][1], AuthMethod: "dev"}
+	sa := authz.Principal{Kind: authz.KindServiceAccount, Tenant: ten, ServiceAccount: w.sas[ten][0], AuthMethod: "dev"}
+	other := anne
+	other.Tenant = w.tenants[1]
+	search := func(p authz.Principal) string {
+		r, err := pl.Search(context.Background(), p, filter.Request{Query: "login timeout", TopK: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.AuditID
+	}
+	mine, agents := search(anne), search(agent)
+	const missing = "01JAAAAAAAAAAAAAAAAAAAAAAA"
+	dest := filter.FlowDestination{Project: w.projects[ten][0]}
+	reasons := func(p authz.Principal, id string) string {
+		resp, err := fl.Check(context.Background(), p, filter.FlowRequest{Sources: filter.FlowSources{AuditIDs: []string{id}}, Destination: dest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Allowed {
+			t.Fatalf("%s citing %s: allowed", p, id)
+		}
+		return strings.ReplaceAll(strings.Join(resp.Reasons, "|"), id, "ID")
+	}
+	for _, tc := range []struct {
+		name string
+		p    authz.Principal
+		id   string
+	}{
+		{"agent cites its user's record", agent, mine},
+		{"user cites its agent's record", anne, agents},
+		{"another user cites it", bob, mine},
+		{"a service account cites it", sa, mine},
+		{"the same user id in another tenant", other, mine},
+	} {
+		if got, want := reasons(tc.p, tc.id), reasons(tc.p, missing); got != want {
+			t.Errorf("%s: reasons %q, want exactly those of a missing record %q", tc.name, got, want)
+		}
+	}
+	// Their own records resolve.
+	for _, c := range []struct {
+		p  authz.Principal
+		id string
+	}{{anne, mine}, {agent, agents}} {
+		resp, err := fl.Check(context.Background(), c.p, filter.FlowRequest{Sources: filter.FlowSources{AuditIDs: []string{c.id}}, Destination: dest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(strings.Join(resp.Reasons, " "), "unknown") {
+			t.Errorf("%s cannot cite its own record: %q", c.p, resp.Reasons)
+		}
+	}
+}
+
+// TestFlowRevocationAfterRead: the rule is evaluated at check time, both ways.
+// A destination member who loses access to a source between the read and the
+// check turns an allow into a denial; one who gains it, a denial into an allow.
+func TestFlowRevocationAfterRead(t *testing.T) {
+	eng := memoryEngine(t)
+	log := &filter.MemoryLog{}
+	fl := filter.NewFlow(filter.FlowConfig{}, eng, log, log)
+	ten, u0, u1 := "rt", "ru0", "ru1"
+	write := func(ts []authz.Tuple) {
+		t.Helper()
+		if err := eng.Write(context.Background(), ts, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write([]authz.Tuple{
+		{User: "tenant:" + ten, Relation: "tenant", Object: "project:src"},
+		{User: "tenant:" + ten, Relation: "tenant", Object: "project:dst"},
+		{User: "project:src", Relation: "project", Object: "ticket:S-1"},
+		{User: "user:" + u0, Relation: "member", Object: "project:src"},
+		{User: "user:" + u0, Relation: "member", Object: "project:dst"},
+		{User: "user:" + u1, Relation: "member", Object: "project:dst"},
+	})
+	p := authz.Principal{Kind: authz.KindUser, Tenant: ten, User: u0, AuthMethod: "dev"}
+	req := filter.FlowRequest{Sources: filter.FlowSources{TicketIDs: []string{"S-1"}}, Destination: filter.FlowDestination{Project: "dst"}}
+	decide := func() filter.FlowResponse {
+		t.Helper()
+		resp, err := fl.Check(context.Background(), p, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := decide(); r.Allowed {
+		t.Fatalf("u1 cannot view S-1 yet the flow is allowed: %+v", r)
+	}
+	write([]authz.Tuple{{User: "user:" + u1, Relation: "viewer", Object: "ticket:S-1"}})
+	if r := decide(); !r.Allowed {
+		t.Fatalf("after u1 got S-1, still denied: %+v", r)
+	}
+	write([]authz.Tuple{{User: "user:" + u1, Relation: "blocked", Object: "ticket:S-1"}})
+	if r := decide(); r.Allowed || r.Excluded != 1 {
+		t.Fatalf("after u1 was blocked on S-1: %+v, want a denial excluding 1", r)
+	}
+}
+
+// TestFlowFailsClosed: an engine that cannot answer is an error, a listing cut
+// short is a denial, never an allow.
+func TestFlowFailsClosed(t *testing.T) {
+	eng := memoryEngine(t)
+	ten, u0 := "ft", "fu0"
+	if err := eng.Write(context.Background(), []authz.Tuple{
+		{User: "tenant:" + ten, Relation: "tenant", Object: "project:a"},
+		{User: "project:a", Relation: "project", Object: "ticket:A-1"},
+		{User: "user:" + u0, Relation: "member", Object: "project:a"},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := authz.Principal{Kind: authz.KindUser, Tenant: ten, User: u0, AuthMethod: "dev"}
+	req := filter.FlowRequest{Sources: filter.FlowSources{TicketIDs: []string{"A-1"}}, Destination: filter.FlowDestination{Project: "a"}}
+	log := &filter.MemoryLog{}
+	if r, err := filter.NewFlow(filter.FlowConfig{}, eng, log, log).Check(context.Background(), p, req); err != nil || !r.Allowed {
+		t.Fatalf("healthy engine: %+v %v, want allowed", r, err)
+	}
+	for _, tc := range []struct {
+		name string
+		eng  filter.FlowEngine
+		err  bool
+	}{
+		{"list users fails", &flowFault{FlowEngine: eng, listErr: fmt.Errorf("boom: %w", authz.ErrUnavailable)}, true},
+		{"list users truncated", &flowFault{FlowEngine: eng, listErr: fmt.Errorf("cut: %w", authz.ErrTruncated)}, false},
+		{"batch check fails", &flowFault{FlowEngine: eng, checkErr: fmt.Errorf("boom: %w", authz.ErrUnavailable)}, true},
+	} {
+		for _, pairs := range []int{1 << 30, -1} {
+			r, err := filter.NewFlow(filter.FlowConfig{PairChecks: pairs}, tc.eng, log, log).Check(context.Background(), p, req)
+			switch {
+			case r.Allowed:
+				t.Errorf("%s (pairs %d): allowed", tc.name, pairs)
+			case tc.err && !errors.Is(err, clearance.ErrUnavailable):
+				t.Errorf("%s (pairs %d): %+v %v, want ErrUnavailable", tc.name, pairs, r, err)
+			case !tc.err && (err != nil || !strings.Contains(strings.Join(r.Reasons, " "), "could not be listed completely")):
+				t.Errorf("%s (pairs %d): %+v %v, want a denial naming the cut-off", tc.name, pairs, r, err)
+			}
+		}
+	}
+}
+
+type flowFault struct {
+	filter.FlowEngine
+	listErr, checkErr error
+}
+
+func (f *flowFault) ListUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
+	return f.FlowEngine.ListUsers(ctx, q, object, relation, typ)
+}
+
+func (f *flowFault) BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error) {
+	if f.checkErr != nil {
+		return nil, f.checkErr
+	}
+	return f.FlowEngine.BatchCheck(ctx, q, checks)
+}
