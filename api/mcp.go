@@ -45,6 +45,8 @@ type MCPPlanner interface {
 // tool arguments.
 type MCP struct {
 	Planner MCPPlanner
+	// Flow, when set, adds the tool check_write (the flow check, SPEC 13).
+	Flow FlowChecker
 	// MaxTopK bounds top_k (default DefaultMaxTopK), as on /v1/search.
 	MaxTopK int
 	// Version is reported to clients in the initialize answer.
@@ -185,8 +187,12 @@ type GetTicketInput struct {
 // server builds the MCP server shared by all requests; each tool call acts for
 // the principal of the HTTP request that carried it.
 func (m *MCP) server(log *slog.Logger) *mcp.Server {
+	instructions := mcpInstructions
+	if m.Flow != nil {
+		instructions += flowInstructions
+	}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "clearance", Title: "clearance ticket search", Version: m.Version},
-		&mcp.ServerOptions{Instructions: mcpInstructions, Logger: log})
+		&mcp.ServerOptions{Instructions: instructions, Logger: log})
 	t := mcpTools{m: m, log: log}
 	closed := false
 	mcp.AddTool(srv, &mcp.Tool{
@@ -197,6 +203,14 @@ func (m *MCP) server(log *slog.Logger) *mcp.Server {
 		Name: "get_ticket", Title: "Get ticket", Description: getDescription,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &closed},
 	}, t.get)
+	if m.Flow != nil {
+		// Read-only: it writes nothing but its audit record, and asking twice
+		// gives the answer for that moment.
+		mcp.AddTool(srv, &mcp.Tool{
+			Name: "check_write", Title: "Check before writing", Description: checkWriteDescription,
+			Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: &closed},
+		}, t.checkWrite)
+	}
 	return srv
 }
 

@@ -253,6 +253,14 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		tickets.Engine = a.engine
 		search.Relationships = a.engine
 	}
+	// The flow check (SPEC 13): both engines list users; it cites this
+	// server's own audit records.
+	var flowAPI *api.FlowAPI
+	var flow *filter.Flow
+	if fe, ok := a.engine.(filter.FlowEngine); ok {
+		flow = filter.NewFlow(filter.FlowConfig{Logger: a.log.With("component", "flow")}, fe, a.audit, a.audit)
+		flowAPI = &api.FlowAPI{Flow: flow}
+	}
 	reader := &api.AuditReader{Log: a.audit, Engine: a.engine, Logger: a.log.With("component", "audit")}
 	page, err := api.NewAuditPage(api.AuditPageConfig{Reader: reader, Authenticate: authn.Authenticate, Sessions: a.sessions,
 		Logger: a.log.With("component", "audit-page")})
@@ -271,6 +279,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		Areas:       []api.Area{search, reader},
 		Pages:       []api.Page{page},
 	}
+	if flowAPI != nil {
+		deps.Areas = append(deps.Areas, flowAPI)
+	}
 	var issuers []string
 	if a.cfg.Issuer != "" {
 		issuers = append(issuers, a.cfg.Issuer)
@@ -279,7 +290,11 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		Addr: a.cfg.Addr, PublicURL: base, AuthorizationServers: issuers, BodyLimit: a.cfg.MaxBodyBytes,
 		ReadTimeout: a.cfg.RequestTimeout, WriteTimeout: a.cfg.RequestTimeout, Logger: a.log,
 	}, deps)
-	(&api.MCP{Planner: planner, MaxTopK: a.cfg.MaxTopK, Version: version}).Mount(srv)
+	mcpSrv := &api.MCP{Planner: planner, MaxTopK: a.cfg.MaxTopK, Version: version}
+	if flow != nil {
+		mcpSrv.Flow = flow
+	}
+	mcpSrv.Mount(srv)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
