@@ -198,6 +198,10 @@ func decisionReason(d audit.Decision) string {
 		return "not checked: budget ran out or duplicate of a returned ticket"
 	case audit.Returned:
 		return "returned"
+	case audit.FlowSource:
+		return "a source of the flow check"
+	case audit.FlowDestination:
+		return "the destination of the flow check"
 	}
 	return string(d)
 }
@@ -396,9 +400,12 @@ func (p *AuditPage) list(c echo.Context) error {
 			row.Query = "sha256 " + r.QueryHash[:min(12, len(r.QueryHash))] + "…"
 		}
 		for _, cand := range r.Results {
-			if cand.Decision == audit.Returned {
+			switch cand.Decision {
+			case audit.Returned:
 				row.Returned++
-			} else {
+			case audit.FlowSource, audit.FlowDestination:
+				// A flow check returns and withholds nothing.
+			default:
 				row.Withheld++
 			}
 		}
@@ -425,7 +432,9 @@ type recordData struct {
 	Record             *audit.Record
 	Time               string
 	Returned, Withheld []audit.Candidate
-	Latency            []latencyRow
+	// Flow holds a flow check's source and destination tickets.
+	Flow    []audit.Candidate
+	Latency []latencyRow
 }
 
 func (p *AuditPage) record(c echo.Context) error {
@@ -442,9 +451,12 @@ func (p *AuditPage) record(c echo.Context) error {
 	}
 	d := recordData{pageBase: s.base("Record " + r.ID), Record: r, Time: r.Time.UTC().Format(time.RFC3339Nano)}
 	for _, cand := range r.Results {
-		if cand.Decision == audit.Returned {
+		switch cand.Decision {
+		case audit.Returned:
 			d.Returned = append(d.Returned, cand)
-		} else {
+		case audit.FlowSource, audit.FlowDestination:
+			d.Flow = append(d.Flow, cand)
+		default:
 			d.Withheld = append(d.Withheld, cand)
 		}
 	}

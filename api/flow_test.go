@@ -247,3 +247,38 @@ func TestCheckWriteTool(t *testing.T) {
 		t.Errorf("check_write without a destination: not an error")
 	}
 }
+
+// TestAuditPageShowsFlowCheck: a flow_check record shows its decision, its
+// destination, its counts, links to its source records and its source tickets
+// on the /audit page.
+func TestAuditPageShowsFlowCheck(t *testing.T) {
+	f := newAuditFixture(t)
+	fl := filter.NewFlow(filter.FlowConfig{}, f.engine, f.log, f.log)
+	resp, err := fl.Check(context.Background(), user("acme", "alice", ScopeTicketsRead), filter.FlowRequest{
+		Sources:     filter.FlowSources{TicketIDs: []string{"T-acme-0", "T-acme-1"}},
+		Destination: filter.FlowDestination{Principals: []string{"user:bob"}},
+	})
+	if err != nil || resp.Allowed {
+		t.Fatalf("alice's tickets to bob: %+v %v, want a denial", resp, err)
+	}
+	tokens := staticAuth{"op-token": user("ops", "olga", ScopeAudit, ScopeTicketsRead)}
+	page, err := NewAuditPage(AuditPageConfig{Reader: &AuditReader{Log: f.log, Engine: f.engine}, Authenticate: tokens.Authenticate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := serveHandler(t, New(Config{}, Deps{Auth: tokens, Pages: []Page{page}}).Handler())
+	c := newClient(t)
+	signIn(t, c, base, "op-token")
+	r, body := get(t, c, base+"/audit/records/"+resp.AuditID)
+	if r.StatusCode != 200 {
+		t.Fatalf("record page: %d", r.StatusCode)
+	}
+	for _, want := range []string{"flow_check", "Flow check", "denied", "<code>principals</code> (1 recipients)", "1 / 1", "T-acme-0", "T-acme-1", "a source of the flow check"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("flow record page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `id="withheld"`) {
+		t.Error("a flow record shows a withheld table")
+	}
+}
