@@ -51,7 +51,7 @@ func fullServer(t *testing.T, cfg Config, deps Deps) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps.Areas = append(deps.Areas, &SearchAPI{}, &AuditReader{})
+	deps.Areas = append(deps.Areas, &SearchAPI{}, &AuditReader{}, &FlowAPI{})
 	deps.Pages = append(deps.Pages, page)
 	return New(cfg, deps)
 }
