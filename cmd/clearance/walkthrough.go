@@ -89,6 +89,10 @@ func walkthrough(ctx context.Context, w io.Writer, base string, mint tokenFunc) 
 		}
 	}
 
+	if err := flowWalkthrough(ctx, w, client, base, admin, tokens["anne+copilot"]); err != nil {
+		return err
+	}
+
 	fmt.Fprintf(w, "\nTry it yourself (tokens valid 12 h):\n\n")
 	for _, label := range []string{"anne", "anne+copilot"} {
 		env := "TOKEN_" + strings.ToUpper(strings.ReplaceAll(label, "+", "_"))
@@ -106,7 +110,7 @@ curl -s %[1]s/mcp -H "Authorization: Bearer $TOKEN_ANNE_COPILOT" -H 'Content-Typ
   -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_tickets","arguments":{"query":"login timeout","top_k":3}}}'
 
 More tokens: clearance token --data-dir DATA_DIR --sub dave --tenant acme [--act copilot]
-MCP (streamable HTTP, tools search_tickets and get_ticket, same bearer tokens): %[1]s/mcp
+MCP (streamable HTTP, tools search_tickets, get_ticket and check_write, same bearer tokens): %[1]s/mcp
 Serving on %[1]s; Ctrl-C stops.
 `, base)
 	return nil
