@@ -41,7 +41,7 @@ func newFlowEnv(t *testing.T) *flowEnv {
 	}
 	log := &filter.MemoryLog{}
 	planner := filter.New(filter.Config{}, f.engine, f.store, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), log)
-	flow := filter.NewFlow(filter.FlowConfig{}, f.engine.(filter.FlowEngine), log, log)
+	flow := filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL}, f.engine.(filter.FlowEngine), log, log)
 	srv := New(Config{}, Deps{Auth: flowTokens, Areas: []Area{&SearchAPI{Planner: planner}, &FlowAPI{Flow: flow}}})
 	(&MCP{Planner: planner, Flow: flow, Version: "test"}).Mount(srv)
 	return &flowEnv{fixture: f, base: serveHandler(t, srv.Handler()), log: log}

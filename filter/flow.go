@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 	"strings"
@@ -25,6 +26,7 @@ const KindFlowCheck = "flow_check"
 type FlowEngine interface {
 	BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error)
 	ListUsers(ctx context.Context, q authz.Query, object, relation, userType string) ([]string, error)
+	Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error]
 	ModelID() string
 }
 
@@ -43,9 +45,15 @@ type FlowConfig struct {
 	MaxAuditIDs, MaxTicketIDs, MaxPrincipals, MaxSourceTickets int
 	// Concurrency bounds the engine calls of one check in flight (default 4).
 	Concurrency int
-	// PairChecks: when audience × sources is at most this, one BatchCheck of the
-	// pairs answers instead of one ListUsers per source (default 200).
+	// PairChecks: when the principals of one type times the sources are at most
+	// this, one BatchCheck of the pairs answers instead of listing the sources'
+	// audiences (default 16; negative: never).
 	PairChecks int
+	// ModelDSL is the model the engine evaluates (authz.ModelDSL unless a remote
+	// store pins another). When its ticket#can_view has the shape clearance's
+	// model has, sources of one project share one listing (see ticketRule);
+	// empty: every source is listed whole.
+	ModelDSL string
 	// Deadline bounds one check (default 10s). Reaching it is an error (503).
 	Deadline time.Duration
 	// MaxNames bounds the principals an explained answer names (default 100).
@@ -63,7 +71,7 @@ const (
 	DefaultFlowMaxPrincipals    = 1000
 	DefaultFlowMaxSourceTickets = 500
 	DefaultFlowConcurrency      = 4
-	DefaultFlowPairChecks       = 200
+	DefaultFlowPairChecks       = 16
 	DefaultFlowDeadline         = 10 * time.Second
 	DefaultFlowMaxNames         = 100
 )
@@ -147,13 +155,14 @@ type Flow struct {
 	eng     FlowEngine
 	records FlowRecords
 	log     audit.Log
+	rule    *ticketRule
 }
 
 // NewFlow returns a flow checker over the engine, the audit records it cites and
 // the log its decisions go to.
 func NewFlow(cfg FlowConfig, eng FlowEngine, records FlowRecords, log audit.Log) *Flow {
 	cfg.defaults()
-	return &Flow{cfg: cfg, eng: eng, records: records, log: log}
+	return &Flow{cfg: cfg, eng: eng, records: records, log: log, rule: parseTicketRule(cfg.ModelDSL)}
 }
 
 // Check decides one flow for p. The rule, evaluated now: allowed only if every
@@ -514,63 +523,53 @@ func (f *Flow) audience(ctx context.Context, dest string, principals []string) (
 	if dest == "" {
 		return dedupe(principals), "", nil
 	}
-	lists, cut, err := f.listAll(ctx, []string{dest}, []string{"user", "service_account"})
+	lists, cut, err := f.listAll(ctx, []usersOf{{dest, authz.RelationCanView}}, []string{"user", "service_account"})
 	if err != nil || cut != "" {
 		return nil, cut, err
 	}
 	return lists[0], "", nil
 }
 
-// listAll lists the can_view users of every object for every user type,
-// concurrently (bounded). Result i is objects[i]'s sorted audience.
-func (f *Flow) listAll(ctx context.Context, objects, types []string) ([][]string, string, error) {
+// usersOf is one ListUsers question: who has relation on object.
+type usersOf struct{ object, relation string }
+
+// listAll asks every listing for every user type, concurrently (bounded).
+// Result i is jobs[i]'s sorted users of all types. cut is set (and the result
+// nil) when a listing was cut short.
+func (f *Flow) listAll(ctx context.Context, jobs []usersOf, types []string) ([][]string, string, error) {
 	q := authz.Query{Now: f.cfg.Now(), Consistency: authz.HigherConsistency}
-	out := make([][]string, len(objects))
-	var mu sync.Mutex
-	var firstErr error
-	cut := ""
-	sem := make(chan struct{}, f.cfg.Concurrency)
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for i, obj := range objects {
-		for _, typ := range types {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					mu.Lock()
-					if firstErr == nil && cut == "" {
-						firstErr = unavailable("list users", ctx.Err())
-					}
-					mu.Unlock()
-					return
-				}
-				defer func() { <-sem }()
-				users, err := f.eng.ListUsers(ctx, q, obj, authz.RelationCanView, typ)
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case errors.Is(err, authz.ErrTruncated) && firstErr == nil:
-					cut = err.Error()
-					cancel()
-				case err != nil && firstErr == nil && cut == "":
-					firstErr = unavailable("list users", err)
-					cancel()
-				case err == nil:
-					out[i] = append(out[i], users...)
-				}
-			}()
+	out := make([][]string, len(jobs))
+	type task struct{ job, typ int }
+	var tasks []task
+	for i := range jobs {
+		for t := range types {
+			tasks = append(tasks, task{i, t})
 		}
 	}
-	wg.Wait()
+	var mu sync.Mutex
+	cut := ""
+	err := f.parallel(ctx, len(tasks), func(ctx context.Context, k int) error {
+		j := jobs[tasks[k].job]
+		users, err := f.eng.ListUsers(ctx, q, j.object, j.relation, types[tasks[k].typ])
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, authz.ErrTruncated):
+			if cut == "" {
+				cut = err.Error()
+			}
+			return errCut
+		case err != nil:
+			return unavailable("list users", err)
+		}
+		out[tasks[k].job] = append(out[tasks[k].job], users...)
+		return nil
+	})
 	if cut != "" {
 		return nil, cut, nil
 	}
-	if firstErr != nil {
-		return nil, "", firstErr
+	if err != nil {
+		return nil, "", err
 	}
 	for i := range out {
 		slices.Sort(out[i])
@@ -579,14 +578,72 @@ func (f *Flow) listAll(ctx context.Context, objects, types []string) ([][]string
 	return out, "", nil
 }
 
+// errCut stops the other listings of a request once one was cut short.
+var errCut = errors.New("listing cut short")
+
+// parallel runs do(0..n-1) with at most Concurrency in flight; the first error
+// cancels the rest and is returned.
+func (f *Flow) parallel(ctx context.Context, n int, do func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, f.cfg.Concurrency)
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := do(ctx, i); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		// The caller's context ended before every task started.
+		firstErr = unavailable("flow check", ctx.Err())
+	}
+	return firstErr
+}
+
 // missing answers, for every audience member who cannot view some source,
-// those sources. Small cases ask one BatchCheck of every pair; larger ones list
-// each source's audience.
+// those sources. Per principal type: when few pairs, one BatchCheck of every
+// (principal, source); otherwise each source's audience of that type.
 func (f *Flow) missing(ctx context.Context, audience []string, sources []*source) (map[string][]*source, string, error) {
+	byType := map[string][]string{}
+	for _, u := range audience {
+		typ, _, _ := strings.Cut(u, ":")
+		byType[typ] = append(byType[typ], u)
+	}
+	var paired, listTypes []string
+	for typ, members := range byType {
+		if len(members)*len(sources) <= f.cfg.PairChecks {
+			paired = append(paired, members...)
+		} else {
+			listTypes = append(listTypes, typ)
+		}
+	}
+	slices.Sort(listTypes)
 	out := map[string][]*source{}
-	if len(audience)*len(sources) <= f.cfg.PairChecks {
-		checks := make([]authz.Check, 0, len(audience)*len(sources))
-		for _, u := range audience {
+	if len(paired) > 0 {
+		checks := make([]authz.Check, 0, len(paired)*len(sources))
+		for _, u := range paired {
 			for _, s := range sources {
 				checks = append(checks, authz.Check{User: u, Relation: authz.RelationCanView, Object: "ticket:" + s.id})
 			}
@@ -600,30 +657,26 @@ func (f *Flow) missing(ctx context.Context, audience []string, sources []*source
 		}
 		for i, c := range checks {
 			if !ok[i] {
-				s := sources[i%len(sources)]
-				out[c.User] = append(out[c.User], s)
+				out[c.User] = append(out[c.User], sources[i%len(sources)])
 			}
 		}
+	}
+	if len(listTypes) == 0 {
 		return out, "", nil
 	}
-	types := []string{"user"}
-	if slices.ContainsFunc(audience, func(u string) bool { return strings.HasPrefix(u, "service_account:") }) {
-		types = append(types, "service_account")
-	}
-	objects := make([]string, len(sources))
-	for i, s := range sources {
-		objects[i] = "ticket:" + s.id
-	}
-	lists, cut, err := f.listAll(ctx, objects, types)
+	lists, cut, err := f.sourceAudiences(ctx, sources, listTypes)
 	if err != nil || cut != "" {
 		return nil, cut, err
 	}
 	for i, s := range sources {
-		for _, u := range audience {
-			typ, _, _ := strings.Cut(u, ":")
-			_, found := slices.BinarySearch(lists[i], u)
-			if _, public := slices.BinarySearch(lists[i], typ+":*"); !found && !public {
-				out[u] = append(out[u], s)
+		for _, typ := range listTypes {
+			if _, public := slices.BinarySearch(lists[i], typ+":*"); public {
+				continue
+			}
+			for _, u := range byType[typ] {
+				if _, found := slices.BinarySearch(lists[i], u); !found {
+					out[u] = append(out[u], s)
+				}
 			}
 		}
 	}

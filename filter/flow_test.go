@@ -165,11 +165,14 @@ func TestDifferentialFlow(t *testing.T) {
 		w := newWorld(t, eng, seed+101, 30)
 		log := &filter.MemoryLog{}
 		pl := filter.New(filter.Config{CacheSize: -1}, eng, w.store, w.emb, log)
-		// Both ways of finding who cannot view a source: pairs in one
-		// BatchCheck, and one ListUsers per source.
+		// Every way of finding who cannot view a source: pairs in one
+		// BatchCheck, one ListUsers per source, the sources' projects listed
+		// once (the model's rule), and the default mix.
 		flows := []*filter.Flow{
 			filter.NewFlow(filter.FlowConfig{PairChecks: 1 << 30}, eng, log, log),
 			filter.NewFlow(filter.FlowConfig{PairChecks: -1}, eng, log, log),
+			filter.NewFlow(filter.FlowConfig{PairChecks: -1, ModelDSL: authz.ModelDSL}, eng, log, log),
+			filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL}, eng, log, log),
 		}
 		var others []string
 		for i := range perOrg {
@@ -183,7 +186,7 @@ func TestDifferentialFlow(t *testing.T) {
 					w.mutate()
 				}
 			}
-			resp, err := flows[i%2].Check(context.Background(), c.p, c.req)
+			resp, err := flows[i%len(flows)].Check(context.Background(), c.p, c.req)
 			if err != nil {
 				t.Fatalf("%s %+v: %v", c.p, c.req, err)
 			}
@@ -362,8 +365,9 @@ func TestFlowFailsClosed(t *testing.T) {
 		{"list users truncated", &flowFault{FlowEngine: eng, listErr: fmt.Errorf("cut: %w", authz.ErrTruncated)}, false},
 		{"batch check fails", &flowFault{FlowEngine: eng, checkErr: fmt.Errorf("boom: %w", authz.ErrUnavailable)}, true},
 	} {
-		for _, pairs := range []int{1 << 30, -1} {
-			r, err := filter.NewFlow(filter.FlowConfig{PairChecks: pairs}, tc.eng, log, log).Check(context.Background(), p, req)
+		for _, cfg := range []filter.FlowConfig{{PairChecks: 1 << 30}, {PairChecks: -1}, {PairChecks: -1, ModelDSL: authz.ModelDSL}} {
+			pairs := cfg.PairChecks
+			r, err := filter.NewFlow(cfg, tc.eng, log, log).Check(context.Background(), p, req)
 			switch {
 			case r.Allowed:
 				t.Errorf("%s (pairs %d): allowed", tc.name, pairs)

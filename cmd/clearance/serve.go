@@ -258,7 +258,13 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	var flowAPI *api.FlowAPI
 	var flow *filter.Flow
 	if fe, ok := a.engine.(filter.FlowEngine); ok {
-		flow = filter.NewFlow(filter.FlowConfig{Logger: a.log.With("component", "flow")}, fe, a.audit, a.audit)
+		fc := filter.FlowConfig{Logger: a.log.With("component", "flow")}
+		if a.cfg.OpenFGAModelID == "" {
+			// The engine evaluates clearance's own model (a pinned remote model
+			// may differ: then every source is listed whole).
+			fc.ModelDSL = authz.ModelDSL
+		}
+		flow = filter.NewFlow(fc, fe, a.audit, a.audit)
 		flowAPI = &api.FlowAPI{Flow: flow}
 	}
 	reader := &api.AuditReader{Log: a.audit, Engine: a.engine, Logger: a.log.With("component", "audit")}
