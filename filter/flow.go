@@ -290,6 +290,9 @@ type source struct {
 	id, project string
 	// viewable: the caller may view it now (then it may be named).
 	viewable bool
+	// plan: how its audience is assembled (the model's rule), read once.
+	plan    sourcePlan
+	planned bool
 }
 
 // decide resolves sources and destination and applies the rule.
@@ -340,13 +343,18 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		rec.Results = append(rec.Results, audit.Candidate{TicketID: s.id, Project: s.project, Decision: audit.FlowSource})
 	}
 
-	// 2. One BatchCheck: may the caller view each source (cited ticket ids must
-	// be visible; others are named only if visible), and is the destination
-	// known to the caller?
+	// 2. One BatchCheck: may the caller view each cited ticket (it must), and
+	// is the destination known to the caller? Tickets of the caller's own
+	// records are sources whatever the caller may view now; whether they may
+	// be named is asked later, for a denial's reasons only.
 	d := req.Destination
-	checks := make([]authz.Check, 0, len(sources)+1)
+	var checks []authz.Check
+	var checked []*source
 	for _, s := range sources {
-		checks = append(checks, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + s.id})
+		if cited[s.id] {
+			checks = append(checks, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + s.id})
+			checked = append(checked, s)
+		}
 	}
 	var dest string
 	switch {
@@ -364,18 +372,15 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		rec.Flow.Destination = "principals"
 	}
 	t = time.Now()
-	ok, err := f.eng.BatchCheck(ctx, authz.Query{ContextualTuples: p.ContextualTuples(), Now: f.cfg.Now(), Consistency: authz.HigherConsistency}, checks)
+	ok, err := f.callerChecks(ctx, p, checks)
 	rec.Latency["check"] = since(t)
 	rec.Plan.Checked += len(checks)
 	if err != nil {
-		return FlowResponse{}, unavailable("check sources", err)
+		return FlowResponse{}, err
 	}
-	if len(ok) != len(checks) {
-		return FlowResponse{}, unavailable("check sources", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
-	}
-	for i, s := range sources {
+	for i, s := range checked {
 		s.viewable = ok[i]
-		if cited[s.id] && !s.viewable {
+		if !s.viewable {
 			unknown = append(unknown, fmt.Sprintf("source ticket %q is unknown", s.id))
 		}
 	}
@@ -392,30 +397,48 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		return resp, nil
 	}
 
-	// 3. The destination's audience.
+	// 3. The destination's audience and, at the same time, the sources' user
+	// audiences (users are most of any listed audience; other types are
+	// decided once the audience is known).
 	t = time.Now()
-	audience, truncated, err := f.audience(ctx, dest, d.Principals)
+	var (
+		members        []string
+		userLists      [][]string
+		truncated, cut string
+	)
+	err = f.parallel(ctx, 2, func(ctx context.Context, i int) error {
+		var err error
+		if i == 0 {
+			members, truncated, err = f.audience(ctx, dest, d.Principals)
+		} else if dest != "" && len(sources) > 0 {
+			userLists, cut, err = f.sourceAudiences(ctx, sources, []string{"user"})
+		}
+		return err
+	})
 	rec.Latency["audience"] = since(t)
 	if err != nil {
 		return FlowResponse{}, err
+	}
+	if truncated == "" {
+		truncated = cut
 	}
 	destName := destinationName(d)
 	switch {
 	case truncated != "":
 		rec.Plan.Truncated = true
-		resp.Reasons = append(resp.Reasons, fmt.Sprintf("who can view %s could not be listed completely (%s); denied to be safe", destName, truncated))
+		resp.Reasons = append(resp.Reasons, fmt.Sprintf("who can view %s or a source could not be listed completely (%s); denied to be safe", destName, truncated))
 		return resp, nil
-	case slices.ContainsFunc(audience, func(u string) bool { return strings.HasSuffix(u, ":*") }):
+	case slices.ContainsFunc(members, func(u string) bool { return strings.HasSuffix(u, ":*") }):
 		resp.Reasons = append(resp.Reasons, fmt.Sprintf("%s is public to every principal of a type; no source may go there", destName))
 		return resp, nil
 	}
-	resp.Audience = len(audience)
+	resp.Audience = len(members)
 	if len(sources) == 0 {
 		resp.Allowed = true
 		resp.Reasons = append(resp.Reasons, "the cited records returned no tickets: nothing to protect")
 		return resp, nil
 	}
-	if len(audience) == 0 {
+	if len(members) == 0 {
 		resp.Allowed = true
 		resp.Reasons = append(resp.Reasons, fmt.Sprintf("nobody can view %s", destName))
 		return resp, nil
@@ -423,7 +446,7 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 
 	// 4. Which audience member cannot view which source.
 	t = time.Now()
-	missing, cut, err := f.missing(ctx, audience, sources)
+	missing, lists, listed, cut, err := f.missing(ctx, members, sources, userLists)
 	rec.Latency["sources"] = since(t)
 	if err != nil {
 		return FlowResponse{}, err
@@ -444,11 +467,38 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 	if len(missing) == 0 {
 		resp.Allowed = true
 		resp.Reasons = append(resp.Reasons, fmt.Sprintf("all %d %s who can view %s can view all %d %s",
-			len(audience), plural(len(audience), "principal", "principals"), destName, len(sources), plural(len(sources), "source", "sources")))
+			len(members), plural(len(members), "principal", "principals"), destName, len(sources), plural(len(sources), "source", "sources")))
 		return resp, nil
 	}
 	resp.Reasons = append(resp.Reasons, fmt.Sprintf("%d of the %d %s who can view %s cannot view %d of the %d %s",
-		len(missing), len(audience), plural(len(audience), "principal", "principals"), destName, len(bad), len(sources), plural(len(sources), "source", "sources")))
+		len(missing), len(members), plural(len(members), "principal", "principals"), destName, len(bad), len(sources), plural(len(sources), "source", "sources")))
+	// Name only the sources the caller may view now: ask for those of its
+	// records (cited tickets were asked already).
+	var ask []authz.Check
+	var asked []*source
+	subjType, _, _ := strings.Cut(p.Subject(), ":")
+	for i, s := range sources {
+		if !bad[s.id] || cited[s.id] {
+			continue
+		}
+		if listed[subjType] && p.Kind != authz.KindAgent {
+			// The source's audience was listed: the caller is in it or not.
+			_, s.viewable = slices.BinarySearch(lists[i], p.Subject())
+			continue
+		}
+		ask = append(ask, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + s.id})
+		asked = append(asked, s)
+	}
+	if len(ask) > 0 {
+		ok, err := f.callerChecks(ctx, p, ask)
+		if err != nil {
+			return FlowResponse{}, err
+		}
+		for i, s := range asked {
+			s.viewable = ok[i]
+		}
+		rec.Plan.Checked += len(ask)
+	}
 	var named []string
 	hidden := 0
 	for _, s := range sources {
@@ -492,6 +542,22 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		}
 	}
 	return resp, nil
+}
+
+// callerChecks asks the engine about the caller (its contextual tuples,
+// HIGHER_CONSISTENCY); an empty list costs nothing.
+func (f *Flow) callerChecks(ctx context.Context, p authz.Principal, checks []authz.Check) ([]bool, error) {
+	if len(checks) == 0 {
+		return nil, nil
+	}
+	ok, err := f.eng.BatchCheck(ctx, authz.Query{ContextualTuples: p.ContextualTuples(), Now: f.cfg.Now(), Consistency: authz.HigherConsistency}, checks)
+	if err != nil {
+		return nil, unavailable("check what the caller may view", err)
+	}
+	if len(ok) != len(checks) {
+		return nil, unavailable("check what the caller may view", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
+	}
+	return ok, nil
 }
 
 // ownRecord returns the caller's own record id, or nil when the id is not a
@@ -625,14 +691,25 @@ func (f *Flow) parallel(ctx context.Context, n int, do func(ctx context.Context,
 // missing answers, for every audience member who cannot view some source,
 // those sources. Per principal type: when few pairs, one BatchCheck of every
 // (principal, source); otherwise each source's audience of that type.
-func (f *Flow) missing(ctx context.Context, audience []string, sources []*source) (map[string][]*source, string, error) {
+//
+// It also answers the sources' listed audiences (lists[i], sorted) and which
+// principal types they hold (listed).
+func (f *Flow) missing(ctx context.Context, audience []string, sources []*source, userLists [][]string) (out map[string][]*source, lists [][]string, listed map[string]bool, cut string, err error) {
 	byType := map[string][]string{}
 	for _, u := range audience {
 		typ, _, _ := strings.Cut(u, ":")
 		byType[typ] = append(byType[typ], u)
 	}
 	var paired, listTypes []string
+	known := map[string][][]string{}
+	if userLists != nil {
+		known["user"] = userLists // listed while the audience was
+	}
 	for typ, members := range byType {
+		if known[typ] != nil {
+			listTypes = append(listTypes, typ)
+			continue
+		}
 		if len(members)*len(sources) <= f.cfg.PairChecks {
 			paired = append(paired, members...)
 		} else {
@@ -640,7 +717,7 @@ func (f *Flow) missing(ctx context.Context, audience []string, sources []*source
 		}
 	}
 	slices.Sort(listTypes)
-	out := map[string][]*source{}
+	out = map[string][]*source{}
 	if len(paired) > 0 {
 		checks := make([]authz.Check, 0, len(paired)*len(sources))
 		for _, u := range paired {
@@ -650,10 +727,10 @@ func (f *Flow) missing(ctx context.Context, audience []string, sources []*source
 		}
 		ok, err := f.eng.BatchCheck(ctx, authz.Query{Now: f.cfg.Now(), Consistency: authz.HigherConsistency}, checks)
 		if err != nil {
-			return nil, "", unavailable("check audience", err)
+			return nil, nil, nil, "", unavailable("check audience", err)
 		}
 		if len(ok) != len(checks) {
-			return nil, "", unavailable("check audience", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
+			return nil, nil, nil, "", unavailable("check audience", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
 		}
 		for i, c := range checks {
 			if !ok[i] {
@@ -662,11 +739,31 @@ func (f *Flow) missing(ctx context.Context, audience []string, sources []*source
 		}
 	}
 	if len(listTypes) == 0 {
-		return out, "", nil
+		return out, nil, nil, "", nil
 	}
-	lists, cut, err := f.sourceAudiences(ctx, sources, listTypes)
-	if err != nil || cut != "" {
-		return nil, cut, err
+	listed = map[string]bool{}
+	for _, typ := range listTypes {
+		listed[typ] = true
+	}
+	lists = make([][]string, len(sources))
+	var ask []string
+	for _, typ := range listTypes {
+		if known[typ] == nil {
+			ask = append(ask, typ)
+		}
+	}
+	if len(ask) > 0 {
+		more, cut, err := f.sourceAudiences(ctx, sources, ask)
+		if err != nil || cut != "" {
+			return nil, nil, nil, cut, err
+		}
+		copy(lists, more)
+	}
+	for i := range sources {
+		for _, k := range known {
+			lists[i] = append(lists[i], k[i]...)
+		}
+		slices.Sort(lists[i])
 	}
 	for i, s := range sources {
 		for _, typ := range listTypes {
@@ -680,7 +777,7 @@ func (f *Flow) missing(ctx context.Context, audience []string, sources []*source
 			}
 		}
 	}
-	return out, "", nil
+	return out, lists, listed, "", nil
 }
 
 func destinationName(d FlowDestination) string {

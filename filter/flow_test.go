@@ -159,7 +159,7 @@ func (w *world) flowCase(pl *filter.Planner, log *filter.MemoryLog, others []str
 func TestDifferentialFlow(t *testing.T) {
 	const orgs = 4
 	perOrg := max(1, *flowDecisions/orgs)
-	var decisions, allowed, unknown, wrongDenials, changed int
+	var decisions, allowed, unknown, wrongDenials, changed, named int
 	eng := memoryEngine(t)
 	for seed := range uint64(orgs) {
 		w := newWorld(t, eng, seed+101, 30)
@@ -213,14 +213,28 @@ func TestDifferentialFlow(t *testing.T) {
 			if resp.Allowed {
 				allowed++
 			}
+			// Reasons name only tickets the caller may view now.
+			for _, reason := range resp.Reasons {
+				list, found := strings.CutPrefix(reason, "sources not everyone there may view: ")
+				if !found {
+					continue
+				}
+				list, _, _ = strings.Cut(list, " (")
+				for _, id := range strings.Split(list, ", ") {
+					named++
+					if !w.ref.visible(c.p, id, time.Now()) {
+						t.Fatalf("%s: reason names %s, which it may not view: %q", c.p, id, reason)
+					}
+				}
+			}
 			r, ok := log.Record(resp.AuditID)
 			if !ok || r.Kind != filter.KindFlowCheck || r.Flow == nil || r.Flow.Allowed != resp.Allowed {
 				t.Fatalf("decision %s has no matching flow_check record: %+v", resp.AuditID, r)
 			}
 		}
 	}
-	t.Logf("%d flow decisions (%d allowed, %d with an unknown source or destination, %d after access changed since the read): 0 wrong allows, %d wrong denials",
-		decisions, allowed, unknown, changed, wrongDenials)
+	t.Logf("%d flow decisions (%d allowed, %d with an unknown source or destination, %d after access changed since the read; %d tickets named in reasons, each visible to the caller): 0 wrong allows, %d wrong denials",
+		decisions, allowed, unknown, changed, named, wrongDenials)
 	if decisions < 2000 && *flowDecisions >= 2000 {
 		t.Errorf("only %d decisions", decisions)
 	}

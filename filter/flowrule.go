@@ -134,10 +134,15 @@ func (f *Flow) sourceAudiences(ctx context.Context, sources []*source, types []s
 		return f.listAll(ctx, jobs, types)
 	}
 	r := f.rule
-	plans := make([]sourcePlan, len(sources))
-	err := f.parallel(ctx, len(sources), func(ctx context.Context, i int) error {
-		p := &plans[i]
-		for t, err := range f.eng.Read(ctx, authz.TupleFilter{Object: "ticket:" + sources[i].id}) {
+	var todo []*source
+	for _, s := range sources {
+		if !s.planned {
+			todo = append(todo, s)
+		}
+	}
+	err := f.parallel(ctx, len(todo), func(ctx context.Context, i int) error {
+		p := &todo[i].plan
+		for t, err := range f.eng.Read(ctx, authz.TupleFilter{Object: "ticket:" + todo[i].id}) {
 			if err != nil {
 				return unavailable("read source tuples", err)
 			}
@@ -153,6 +158,7 @@ func (f *Flow) sourceAudiences(ctx context.Context, sources []*source, types []s
 				}
 			}
 		}
+		todo[i].planned = true
 		return nil
 	})
 	if err != nil {
@@ -175,7 +181,7 @@ func (f *Flow) sourceAudiences(ctx context.Context, sources []*source, types []s
 	}
 	ps := make([]parts, len(sources))
 	for i, s := range sources {
-		p := plans[i]
+		p := s.plan
 		ps[i].blocked = -1
 		for _, t := range p.targets {
 			obj, rel, _ := strings.Cut(t, "#")
