@@ -35,9 +35,8 @@ func (w *world) principalsOf() []string {
 
 // flowCase is one random (sources, destination) pair and how it was built.
 type flowCase struct {
-	p       authz.Principal
-	req     filter.FlowRequest
-	records []string // audit ids the request cites
+	p   authz.Principal
+	req filter.FlowRequest
 }
 
 // refFlow is the brute-force reference decision: resolve the sources as the
