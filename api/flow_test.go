@@ -163,7 +163,7 @@ func TestFlowCheckPrincipals(t *testing.T) {
 	for _, tc := range []struct {
 		to    []string
 		allow bool
-	}{{[]string{"user:dave"}, true}, {[]string{"user:dave", "user:frank"}, false}} {
+	}{{[]string{"user:dave"}, true}, {[]string{"user:dave", "user:frank"}, false}, {[]string{"user:auth0|x@y.z"}, false}} {
 		a := do(t, "POST", e.base+"/v1/flow/check", "bob", map[string]any{"sources": map[string]any{"ticket_ids": []string{"SEC-2"}}, "destination": map[string]any{"principals": tc.to}})
 		if a.code != 200 || a.body["allowed"] != tc.allow {
 			t.Errorf("to %v: %d %s, want allowed %v", tc.to, a.code, a.raw, tc.allow)

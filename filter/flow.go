@@ -257,11 +257,27 @@ func (f *Flow) validate(req *FlowRequest) error {
 	}
 	for i, pr := range d.Principals {
 		typ, id, _ := strings.Cut(pr, ":")
-		if (typ != "user" && typ != "service_account") || !indexer.ValidID(id) {
+		ok := (typ == "user" && validSubject(id)) || (typ == "service_account" && indexer.ValidID(id))
+		if !ok {
 			return clearance.Invalid(fmt.Sprintf("destination.principals[%d]", i), `want "user:<id>" or "service_account:<id>"`)
 		}
 	}
 	return nil
+}
+
+// validSubject accepts what a token's sub may be as an engine user id
+// (identity providers use '|', '@' and ':'), as api/auth does: nothing that
+// would break a tuple or a delegation id.
+func validSubject(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || r == '#' || r == '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // explainAllowed refuses Explain unless p is an operator or an admin of its
