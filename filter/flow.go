@@ -413,6 +413,7 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		return resp, nil
 	}
 
+	ctx = context.WithValue(ctx, memoCtxKey{}, &listMemo{m: map[memoKey]*memoEntry{}})
 	// 3. The destination's audience and, at the same time, the sources' user
 	// audiences (users are most of any listed audience; other types are
 	// decided once the audience is known).
@@ -632,7 +633,7 @@ func (f *Flow) listAll(ctx context.Context, jobs []usersOf, types []string) ([][
 	cut := ""
 	err := f.parallel(ctx, len(tasks), func(ctx context.Context, k int) error {
 		j := jobs[tasks[k].job]
-		users, err := f.eng.ListUsers(ctx, q, j.object, j.relation, types[tasks[k].typ])
+		users, err := f.listUsers(ctx, q, j.object, j.relation, types[tasks[k].typ])
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
@@ -658,6 +659,50 @@ func (f *Flow) listAll(ctx context.Context, jobs []usersOf, types []string) ([][
 		out[i] = slices.Compact(out[i])
 	}
 	return out, "", nil
+}
+
+// listMemo shares the listings of one flow check: the destination project is
+// often a source's project too, and its listing runs once. Request-scoped (a
+// context value set by decide), never shared between checks.
+type listMemo struct {
+	mu sync.Mutex
+	m  map[memoKey]*memoEntry
+}
+
+type memoKey struct{ object, relation, typ string }
+
+type memoEntry struct {
+	done  chan struct{}
+	users []string
+	err   error
+}
+
+type memoCtxKey struct{}
+
+// listUsers is the engine's ListUsers through the request's memo.
+func (f *Flow) listUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
+	m, _ := ctx.Value(memoCtxKey{}).(*listMemo)
+	if m == nil {
+		return f.eng.ListUsers(ctx, q, object, relation, typ)
+	}
+	k := memoKey{object, relation, typ}
+	m.mu.Lock()
+	e, ok := m.m[k]
+	if !ok {
+		e = &memoEntry{done: make(chan struct{})}
+		m.m[k] = e
+		m.mu.Unlock()
+		e.users, e.err = f.eng.ListUsers(ctx, q, object, relation, typ)
+		close(e.done)
+		return e.users, e.err
+	}
+	m.mu.Unlock()
+	select {
+	case <-e.done:
+		return e.users, e.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: list %s users of %s#%s: %w", authz.ErrTruncated, typ, object, relation, ctx.Err())
+	}
 }
 
 // errCut stops the other listings of a request once one was cut short.
