@@ -70,6 +70,9 @@ func (f *FlowAPI) Register(g *echo.Group, principal func(echo.Context) (authz.Pr
 		if body.Destination == nil {
 			return clearance.Invalid("destination", "is required")
 		}
+		if f.Flow == nil {
+			return fmt.Errorf("flow check: not configured: %w", clearance.ErrUnavailable)
+		}
 		req := flowRequestOf(p, *body.Sources, *body.Destination, explain, requestID(c))
 		resp, err := f.Flow.Check(c.Request().Context(), p, req)
 		if err != nil {
