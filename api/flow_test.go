@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
@@ -41,7 +42,11 @@ func newFlowEnv(t *testing.T) *flowEnv {
 	}
 	log := &filter.MemoryLog{}
 	planner := filter.New(filter.Config{}, f.engine, f.store, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), log)
-	flow := filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL}, f.engine.(filter.FlowEngine), log, log)
+	// The model the engine evaluates, as serve passes it.
+	model := f.engine.(interface {
+		Model() *openfgav1.AuthorizationModel
+	}).Model()
+	flow := filter.NewFlow(filter.FlowConfig{Model: model}, f.engine.(filter.FlowEngine), log, log)
 	srv := New(Config{}, Deps{Auth: flowTokens, Areas: []Area{&SearchAPI{Planner: planner}, &FlowAPI{Flow: flow}}})
 	(&MCP{Planner: planner, Flow: flow, Version: "test"}).Mount(srv)
 	return &flowEnv{fixture: f, base: serveHandler(t, srv.Handler()), log: log}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	openfgav1 "github.com/openfga/api/proto/openfga/v1"
+
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
@@ -49,10 +51,12 @@ type FlowConfig struct {
 	// this, one BatchCheck of the pairs answers instead of listing the sources'
 	// audiences (default 16; negative: never).
 	PairChecks int
-	// ModelDSL is the model the engine evaluates (authz.ModelDSL unless a remote
-	// store pins another). When its ticket#can_view has the shape clearance's
-	// model has, sources of one project share one listing (see ticketRule);
-	// empty: every source is listed whole.
+	// Model is the authorization model the engine evaluates (the engines'
+	// Model method). When its ticket#can_view has the shape clearance's model
+	// has, sources of one project share one listing (see ticketRule); nil (and
+	// no ModelDSL): every source is listed whole.
+	Model *openfgav1.AuthorizationModel
+	// ModelDSL is Model in OpenFGA's DSL, for tests; Model wins.
 	ModelDSL string
 	// Deadline bounds one check (default 10s). Reaching it is an error (503).
 	Deadline time.Duration
@@ -162,7 +166,11 @@ type Flow struct {
 // the log its decisions go to.
 func NewFlow(cfg FlowConfig, eng FlowEngine, records FlowRecords, log audit.Log) *Flow {
 	cfg.defaults()
-	return &Flow{cfg: cfg, eng: eng, records: records, log: log, rule: parseTicketRule(cfg.ModelDSL)}
+	rule := ticketRuleOf(cfg.Model)
+	if cfg.Model == nil {
+		rule = parseTicketRule(cfg.ModelDSL)
+	}
+	return &Flow{cfg: cfg, eng: eng, records: records, log: log, rule: rule}
 }
 
 // Check decides one flow for p. The rule, evaluated now: allowed only if every

@@ -44,6 +44,14 @@ func parseTicketRule(dsl string) *ticketRule {
 	if err != nil {
 		return nil
 	}
+	return ticketRuleOf(m)
+}
+
+// ticketRuleOf finds the rule in a model; nil when it does not have that shape.
+func ticketRuleOf(m *openfgav1.AuthorizationModel) *ticketRule {
+	if m == nil {
+		return nil
+	}
 	var rels map[string]*openfgav1.Userset
 	for _, td := range m.GetTypeDefinitions() {
 		if td.GetType() == "ticket" {

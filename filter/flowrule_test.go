@@ -16,6 +16,13 @@ func TestTicketRuleFromModel(t *testing.T) {
 	if r == nil {
 		t.Fatal("clearance's model does not decompose")
 	}
+	m, err := authz.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ticketRuleOf(m) == nil || ticketRuleOf(nil) != nil {
+		t.Error("ticketRuleOf disagrees with parseTicketRule")
+	}
 	if !slices.Equal(r.shared, []string{"shared"}) || r.blocked != "blocked" || len(r.ttus) != 1 || r.ttus[0] != (ttu{"project", "can_view"}) ||
 		!r.direct["viewer"] || !r.direct["editor"] || !r.bDirect["blocked"] {
 		t.Errorf("rule %+v", r)

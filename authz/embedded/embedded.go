@@ -149,6 +149,7 @@ type Engine struct {
 	revision   atomic.Uint64
 	changelog  *fga.Changelog // nil: the datastore admits only this process
 	closeOnce  sync.Once
+	model      *openfgav1.AuthorizationModel
 }
 
 var (
@@ -346,9 +347,14 @@ func (e *Engine) setup(ctx context.Context) error {
 				"store", e.storeID, "model", e.modelID, "defined_differently", fga.Differing(want, latest))
 		}
 	}
+	e.model = use
 	e.validator, err = fga.NewValidator(use)
 	return err
 }
+
+// Model is the authorization model this engine evaluates (clearance's, or a
+// foreign one that has what clearance needs). Callers must not change it.
+func (e *Engine) Model() *openfgav1.AuthorizationModel { return e.model }
 
 // SQLitePath is the sqlite file in use ("" for other datastores).
 func (e *Engine) SQLitePath() string { return e.sqlitePath }

@@ -151,6 +151,7 @@ type Engine struct {
 	validator *fga.Validator
 	changelog *fga.Changelog
 	closed    atomic.Bool
+	model     *openfgav1.AuthorizationModel
 }
 
 var (
@@ -285,9 +286,13 @@ func (e *Engine) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.validator = v
+	e.validator, e.model = v, model
 	return nil
 }
+
+// Model is the authorization model this engine evaluates (clearance's, or a
+// pinned or foreign one that has what clearance needs). Callers must not change it.
+func (e *Engine) Model() *openfgav1.AuthorizationModel { return e.model }
 
 // toProto converts the SDK's model to OpenFGA's protobuf through JSON.
 func toProto(m any) (*openfgav1.AuthorizationModel, error) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/clearance-dev/clearance/api"
@@ -259,10 +260,12 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	var flow *filter.Flow
 	if fe, ok := a.engine.(filter.FlowEngine); ok {
 		fc := filter.FlowConfig{Logger: a.log.With("component", "flow")}
-		if a.cfg.OpenFGAModelID == "" {
-			// The engine evaluates clearance's own model (a pinned remote model
-			// may differ: then every source is listed whole).
-			fc.ModelDSL = authz.ModelDSL
+		if m, ok := a.engine.(interface {
+			Model() *openfgav1.AuthorizationModel
+		}); ok {
+			// The model the engine evaluates (a pinned or foreign one may differ
+			// from clearance's: then every source is listed whole).
+			fc.Model = m.Model()
 		}
 		flow = filter.NewFlow(fc, fe, a.audit, a.audit)
 		flowAPI = &api.FlowAPI{Flow: flow}
