@@ -193,6 +193,8 @@ func TestFlowCheckInput(t *testing.T) {
 		{"two destinations", map[string]any{"sources": src, "destination": map[string]any{"project": "acme-web", "ticket": "WEB-1"}}, "destination"},
 		{"bad principal", map[string]any{"sources": src, "destination": map[string]any{"principals": []string{"team:x#member"}}}, "destination.principals[0]"},
 		{"bad project", map[string]any{"sources": src, "destination": map[string]any{"project": "../x"}}, "destination.project"},
+		{"bad audit id", map[string]any{"sources": map[string]any{"audit_ids": []string{"not-an-id"}}, "destination": map[string]any{"project": "acme-web"}}, "sources.audit_ids[0]"},
+		{"bad ticket id", map[string]any{"sources": map[string]any{"ticket_ids": []string{"WEB-1", "a b"}}, "destination": map[string]any{"project": "acme-web"}}, "sources.ticket_ids[1]"},
 		{"wrong type", map[string]any{"sources": map[string]any{"ticket_ids": "WEB-1"}, "destination": map[string]any{"project": "acme-web"}}, "sources.ticket_ids"},
 	} {
 		a := do(t, "POST", e.base+"/v1/flow/check", "anne", tc.body)

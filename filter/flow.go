@@ -246,6 +246,18 @@ func (f *Flow) validate(req *FlowRequest) error {
 	case len(d.Principals) > f.cfg.MaxPrincipals:
 		return clearance.Invalid("destination.principals", "names more than %d principals", f.cfg.MaxPrincipals)
 	}
+	// Ids that cannot be ids are bad input (their syntax is public); well-formed
+	// ones that name nothing the caller may use are decided as unknown.
+	for i, id := range s.AuditIDs {
+		if !audit.ValidID(id) {
+			return clearance.Invalid(fmt.Sprintf("sources.audit_ids[%d]", i), "is not an audit record id")
+		}
+	}
+	for i, id := range s.TicketIDs {
+		if !indexer.ValidID(id) {
+			return clearance.Invalid(fmt.Sprintf("sources.ticket_ids[%d]", i), "is not a valid ticket id")
+		}
+	}
 	n := 0
 	for _, set := range []bool{d.Project != "", d.Ticket != "", d.Principals != nil} {
 		if set {
@@ -353,10 +365,6 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 	rec.Latency["records"] = since(t)
 	cited := map[string]bool{}
 	for _, id := range dedupe(req.Sources.TicketIDs) {
-		if !indexer.ValidID(id) {
-			unknown = append(unknown, fmt.Sprintf("source ticket %q is unknown", id))
-			continue
-		}
 		cited[id] = true
 		add(id, "")
 	}
@@ -590,9 +598,6 @@ func (f *Flow) callerChecks(ctx context.Context, p authz.Principal, checks []aut
 // agent and a service account are three different callers), or of another
 // tenant: all alike.
 func (f *Flow) ownRecord(ctx context.Context, p authz.Principal, id string) (*audit.Record, error) {
-	if !audit.ValidID(id) {
-		return nil, nil
-	}
 	r, err := f.records.Get(ctx, id)
 	if errors.Is(err, clearance.ErrNotFound) {
 		return nil, nil
