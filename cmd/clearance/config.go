@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,10 @@ type serveConfig struct {
 	OpenFGAWriteModel bool
 	// ChangelogWindow: how far back the revision probe re-reads the change log.
 	ChangelogWindow time.Duration
+	// OpenFGAListUsersMaxResults and OpenFGAListUsersDeadline are the remote
+	// server's ListUsers caps (0: none), so a capped answer counts as truncated.
+	OpenFGAListUsersMaxResults int
+	OpenFGAListUsersDeadline   time.Duration
 
 	// Vector store and embedder.
 	Store        string // embedded | pgvector | qdrant
@@ -150,6 +155,8 @@ func (c *serveConfig) registerEngine(fl *pflag.FlagSet) {
 	fl.StringVar(&c.OpenFGAModelID, "openfga-model-id", "", "pin an OpenFGA authorization model id, checked at start for every type and relation clearance needs (default: the store's latest model; clearance writes its own only into a store it created)")
 	fl.StringVar(&c.OpenFGAToken, "openfga-token", "", "API token for the OpenFGA server")
 	fl.BoolVar(&c.OpenFGAWriteModel, "openfga-write-model", false, "write clearance's authorization model as the latest of a store clearance did not create (remote OpenFGA, or the embedded engine on a shared PostgreSQL); never with --openfga-model-id")
+	fl.IntVar(&c.OpenFGAListUsersMaxResults, "openfga-listusers-max-results", openfga.DefaultServerListUsersMaxResults, "the OpenFGA server's --listUsers-max-results (0: no cap, what the flow check needs for large audiences); an answer this large counts as truncated and the flow check denies")
+	fl.DurationVar(&c.OpenFGAListUsersDeadline, "openfga-listusers-deadline", openfga.DefaultServerListUsersDeadline, "the OpenFGA server's --listUsers-deadline (0: none); a ListUsers lasting this long counts as truncated and the flow check denies")
 	fl.DurationVar(&c.ChangelogWindow, "openfga-changelog-window", 30*time.Second, "how far back each revision probe re-reads OpenFGA's change log to see writes of other replicas that committed out of order: at least the longest tuple write (OpenFGA's --request-timeout, clearance's engine timeout) plus clock skew")
 }
 
@@ -229,6 +236,9 @@ func (c *serveConfig) resolve() error {
 		bad("--engine %q: want embedded or openfga", c.Engine)
 	}
 
+	if c.OpenFGAListUsersMaxResults < 0 || c.OpenFGAListUsersDeadline < 0 {
+		bad("--openfga-listusers-max-results and --openfga-listusers-deadline must not be negative (0: the server has none)")
+	}
 	if c.OpenFGAWriteModel && c.OpenFGAModelID != "" {
 		bad("--openfga-write-model and --openfga-model-id exclude each other: a pinned model is never replaced")
 	}
@@ -352,7 +362,10 @@ func (c *serveConfig) openEngine(ctx context.Context, log *slog.Logger) (authz.E
 			APIToken:        c.OpenFGAToken,
 			WriteModel:      c.OpenFGAWriteModel,
 			ChangelogWindow: c.ChangelogWindow,
-			Logger:          log.With("component", "openfga"),
+			// The adapter's "none" is negative; the flags' is 0, like the server's.
+			ServerListUsersMaxResults: cmp.Or(c.OpenFGAListUsersMaxResults, -1),
+			ServerListUsersDeadline:   cmp.Or(c.OpenFGAListUsersDeadline, -1),
+			Logger:                    log.With("component", "openfga"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("openfga at %s: %w", c.OpenFGAURL, err)

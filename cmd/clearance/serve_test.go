@@ -39,6 +39,7 @@ func TestServeFlagValidation(t *testing.T) {
 		{[]string{"--log-level", "loud"}, nil, []string{`--log-level "loud"`}},
 		{[]string{"--openfga-url", "http://fga:8080", "--openfga-model-id", "01J", "--openfga-write-model"}, nil, []string{"--openfga-write-model and --openfga-model-id exclude each other"}},
 		{[]string{"--openfga-changelog-window", "10ms"}, nil, []string{"--openfga-changelog-window 10ms: want at least 1s"}},
+		{[]string{"--openfga-listusers-max-results", "-1"}, nil, []string{"--openfga-listusers-max-results and --openfga-listusers-deadline must not be negative"}},
 		// Environment fallbacks are validated the same way.
 		{nil, map[string]string{"CLEARANCE_STORE": "pgvector"}, []string{"--store pgvector needs --database-url"}},
 		{nil, map[string]string{"CLEARANCE_OPENFGA_URL": "ftp://fga"}, []string{`--openfga-url "ftp://fga": want an http(s) URL`}},
