@@ -236,9 +236,11 @@ func printRecord(w io.Writer, r *audit.Record, asJSON bool) {
 	}
 	var returned, withheld int
 	for _, c := range r.Results {
-		if c.Decision == audit.Returned {
+		switch c.Decision {
+		case audit.Returned:
 			returned++
-		} else {
+		case audit.FlowSource, audit.FlowDestination:
+		default:
 			withheld++
 		}
 	}
@@ -252,6 +254,10 @@ func printRecord(w io.Writer, r *audit.Record, asJSON bool) {
 	q := strconv.Quote(r.Query)
 	if r.Query == "" && r.QueryHash != "" {
 		q = "sha256:" + r.QueryHash[:min(12, len(r.QueryHash))]
+	}
+	if f := r.Flow; f != nil {
+		// A flow check: where to, and how many of its readers were excluded.
+		q = fmt.Sprintf("to=%s sources=%d audience=%d excluded=%d", f.Destination, f.SourceTickets, f.Audience, f.Excluded)
 	}
 	fmt.Fprintf(w, "%s %s %-10s %-10s %-24s %-9s returned=%d withheld=%d %s\n",
 		r.ID, r.Time.UTC().Format(time.RFC3339), r.Kind, r.Tenant, who, r.Status, returned, withheld, q)
