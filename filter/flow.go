@@ -404,14 +404,21 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		rec.Flow.Destination = "principals"
 	}
 	t = time.Now()
-	ok, err := f.callerChecks(ctx, p, checks)
+	q, exists, err := f.parity(ctx, p, checked, d.Ticket)
+	if err != nil {
+		return FlowResponse{}, err
+	}
+	ok, err := f.callerChecksQ(ctx, q, checks)
 	rec.Latency["check"] = since(t)
 	rec.Plan.Checked += len(checks)
 	if err != nil {
 		return FlowResponse{}, err
 	}
+	if d.Ticket != "" {
+		ok[len(ok)-1] = ok[len(ok)-1] && exists[d.Ticket]
+	}
 	for i, s := range checked {
-		s.viewable = ok[i]
+		s.viewable = ok[i] && exists[s.id]
 		if !s.viewable {
 			unknown = append(unknown, fmt.Sprintf("source ticket %q is unknown", s.id))
 		}
@@ -577,13 +584,74 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 	return resp, nil
 }
 
+// parity reads the stored tuples of the cited tickets (and of a destination
+// ticket) and answers the query for the caller's checks: a ticket without a
+// project in the engine (missing, deleted) is checked against the decoy project
+// of the caller's tenant, as ticket reads are (get.go), so a missing id costs
+// the engine what an existing invisible one does, and the answer does not tell
+// them apart by its latency either. exists says which ids have a project; the
+// caller's answer counts only for those. The reads also give the sources' plans
+// (the model's rule), so they are not read twice.
+func (f *Flow) parity(ctx context.Context, p authz.Principal, cited []*source, destTicket string) (authz.Query, map[string]bool, error) {
+	q := authz.Query{ContextualTuples: p.ContextualTuples(), Now: f.cfg.Now(), Consistency: authz.HigherConsistency}
+	ids := make([]string, 0, len(cited)+1)
+	for _, s := range cited {
+		ids = append(ids, s.id)
+	}
+	if destTicket != "" {
+		ids = append(ids, destTicket)
+	}
+	found := make([]bool, len(ids))
+	err := f.parallel(ctx, len(ids), func(ctx context.Context, i int) error {
+		var plan sourcePlan
+		for t, err := range f.eng.Read(ctx, authz.TupleFilter{Object: "ticket:" + ids[i]}) {
+			if err != nil {
+				return unavailable("read cited tickets", err)
+			}
+			if t.Relation == "project" {
+				found[i] = true
+			}
+			if f.rule != nil {
+				f.rule.note(&plan, t)
+			}
+		}
+		if i < len(cited) && f.rule != nil {
+			cited[i].plan, cited[i].planned = plan, true
+		}
+		return nil
+	})
+	if err != nil {
+		return q, nil, err
+	}
+	exists := make(map[string]bool, len(ids))
+	decoys := 0
+	for i, id := range ids {
+		exists[id] = exists[id] || found[i]
+	}
+	for id, ok := range exists {
+		if !ok {
+			q.ContextualTuples = append(q.ContextualTuples, authz.Tuple{User: decoyProject, Relation: "project", Object: "ticket:" + id})
+			decoys++
+		}
+	}
+	if decoys > 0 {
+		q.ContextualTuples = append(q.ContextualTuples, authz.Tuple{User: "tenant:" + p.Tenant, Relation: "tenant", Object: decoyProject})
+	}
+	return q, exists, nil
+}
+
 // callerChecks asks the engine about the caller (its contextual tuples,
 // HIGHER_CONSISTENCY); an empty list costs nothing.
 func (f *Flow) callerChecks(ctx context.Context, p authz.Principal, checks []authz.Check) ([]bool, error) {
+	return f.callerChecksQ(ctx, authz.Query{ContextualTuples: p.ContextualTuples(), Now: f.cfg.Now(), Consistency: authz.HigherConsistency}, checks)
+}
+
+// callerChecksQ is callerChecks with the query given.
+func (f *Flow) callerChecksQ(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error) {
 	if len(checks) == 0 {
 		return nil, nil
 	}
-	ok, err := f.eng.BatchCheck(ctx, authz.Query{ContextualTuples: p.ContextualTuples(), Now: f.cfg.Now(), Consistency: authz.HigherConsistency}, checks)
+	ok, err := f.eng.BatchCheck(ctx, q, checks)
 	if err != nil {
 		return nil, unavailable("check what the caller may view", err)
 	}

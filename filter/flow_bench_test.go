@@ -27,23 +27,23 @@ var (
 	flowBenchDS    = flag.String("flow.bench.datastore", authzembedded.SQLite, "engine datastore of the flow benchmark (sqlite or postgres with DATABASE_URL)")
 )
 
-// countingEngine counts the engine calls of the flow check.
-type countingEngine struct {
+// flowCounter counts the engine calls of the flow check.
+type flowCounter struct {
 	filter.FlowEngine
 	list, batch, read atomic.Int64
 }
 
-func (c *countingEngine) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error] {
+func (c *flowCounter) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error] {
 	c.read.Add(1)
 	return c.FlowEngine.Read(ctx, f)
 }
 
-func (c *countingEngine) ListUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
+func (c *flowCounter) ListUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
 	c.list.Add(1)
 	return c.FlowEngine.ListUsers(ctx, q, object, relation, typ)
 }
 
-func (c *countingEngine) BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error) {
+func (c *flowCounter) BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error) {
 	c.batch.Add(1)
 	return c.FlowEngine.BatchCheck(ctx, q, checks)
 }
@@ -197,7 +197,7 @@ func TestFlowBenchmark(t *testing.T) {
 	}{{"per project", authz.ModelDSL}, {"per ticket", ""}} {
 		for _, dest := range []string{o.wide, o.projects[0], "same"} {
 			for _, n := range []int{1, 10, 50} {
-				ce := &countingEngine{FlowEngine: eng}
+				ce := &flowCounter{FlowEngine: eng}
 				sl := &statLog{}
 				records := &filter.MemoryLog{}
 				fl := filter.NewFlow(filter.FlowConfig{ModelDSL: mode.model, Deadline: time.Minute}, ce, records, sl)

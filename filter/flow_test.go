@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,6 +125,9 @@ func (w *world) flowCase(pl *filter.Planner, log *filter.MemoryLog, others []str
 			c.req.Sources.TicketIDs = append(c.req.Sources.TicketIDs, tk.id)
 		}
 	}
+	if w.rng.IntN(15) == 0 {
+		c.req.Sources.TicketIDs = append(c.req.Sources.TicketIDs, fmt.Sprintf("%s-missing%d", p.Tenant, w.rng.IntN(3))) // no such ticket
+	}
 	if len(c.req.Sources.AuditIDs) == 0 && len(c.req.Sources.TicketIDs) == 0 {
 		c.req.Sources.TicketIDs = []string{pick(w.rng, w.tickets).id}
 	}
@@ -141,6 +146,9 @@ func (w *world) flowCase(pl *filter.Planner, log *filter.MemoryLog, others []str
 				break
 			}
 			c.req.Destination.Ticket = pick(w.rng, w.tickets).id
+		}
+		if w.rng.IntN(20) == 0 {
+			c.req.Destination.Ticket = p.Tenant + "-missing-dest"
 		}
 	default:
 		all := w.principalsOf()
@@ -410,4 +418,88 @@ func (f *flowFault) BatchCheck(ctx context.Context, q authz.Query, checks []auth
 		return nil, f.checkErr
 	}
 	return f.FlowEngine.BatchCheck(ctx, q, checks)
+}
+
+// flowSpy is the real engine with the flow check's calls recorded.
+type flowSpy struct {
+	filter.FlowEngine
+	mu      sync.Mutex
+	batches []checkCall
+	reads   int
+	lists   int
+}
+
+func (e *flowSpy) BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error) {
+	e.mu.Lock()
+	e.batches = append(e.batches, checkCall{q: q, checks: append([]authz.Check(nil), checks...)})
+	e.mu.Unlock()
+	return e.FlowEngine.BatchCheck(ctx, q, checks)
+}
+
+func (e *flowSpy) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error] {
+	e.mu.Lock()
+	e.reads++
+	e.mu.Unlock()
+	return e.FlowEngine.Read(ctx, f)
+}
+
+func (e *flowSpy) ListUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
+	e.mu.Lock()
+	e.lists++
+	e.mu.Unlock()
+	return e.FlowEngine.ListUsers(ctx, q, object, relation, typ)
+}
+
+// TestFlowUnknownTicketsCostTheSame: citing a ticket the caller may not view,
+// another tenant's, or no ticket at all answers the same denial after the same
+// engine calls; a missing id is checked against the decoy project of the
+// caller's own tenant (as ticket reads are), and the decoy never makes it a
+// source, even for a tenant admin whom the decoy allows.
+func TestFlowUnknownTicketsCostTheSame(t *testing.T) {
+	eng := memoryEngine(t)
+	if err := eng.Write(context.Background(), []authz.Tuple{
+		{User: "tenant:pa", Relation: "tenant", Object: "project:pa-1"},
+		{User: "tenant:pb", Relation: "tenant", Object: "project:pb-1"},
+		{User: "project:pa-1", Relation: "project", Object: "ticket:PA-1"},
+		{User: "project:pa-1", Relation: "project", Object: "ticket:PA-2"},
+		{User: "project:pb-1", Relation: "project", Object: "ticket:PB-1"},
+		{User: "user:ada", Relation: "admin", Object: "tenant:pa"},
+		{User: "user:ada", Relation: "blocked", Object: "ticket:PA-2"},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	spy := &flowSpy{FlowEngine: eng}
+	log := &filter.MemoryLog{}
+	fl := filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL}, spy, log, log)
+	ada := authz.Principal{Kind: authz.KindUser, Tenant: "pa", User: "ada", AuthMethod: "dev"}
+	type cost struct{ reads, batches, lists int }
+	ask := func(id string) (string, cost, []checkCall) {
+		t.Helper()
+		spy.mu.Lock()
+		spy.batches, spy.reads, spy.lists = nil, 0, 0
+		spy.mu.Unlock()
+		resp, err := fl.Check(context.Background(), ada, filter.FlowRequest{
+			Sources: filter.FlowSources{TicketIDs: []string{id}}, Destination: filter.FlowDestination{Project: "pa-1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Allowed {
+			t.Fatalf("citing %s: allowed", id)
+		}
+		return strings.ReplaceAll(strings.Join(resp.Reasons, "|"), id, "ID"), cost{spy.reads, len(spy.batches), spy.lists}, spy.batches
+	}
+	blocked, c0, _ := ask("PA-2")
+	for _, id := range []string{"PB-1", "PA-404"} {
+		got, c, batches := ask(id)
+		if got != blocked || c != c0 {
+			t.Errorf("%s: %q after %+v engine calls; an invisible ticket: %q after %+v", id, got, c, blocked, c0)
+		}
+		if id == "PA-404" {
+			q := batches[0].q
+			if !slices.Contains(q.ContextualTuples, authz.Tuple{User: "project:clearance~decoy", Relation: "project", Object: "ticket:PA-404"}) ||
+				!slices.Contains(q.ContextualTuples, authz.Tuple{User: "tenant:pa", Relation: "tenant", Object: "project:clearance~decoy"}) {
+				t.Errorf("missing ticket checked without the decoy of the caller's tenant: %+v", q.ContextualTuples)
+			}
+		}
+	}
 }

@@ -123,6 +123,21 @@ func directRelations(rels map[string]*openfgav1.Userset, rel string, out map[str
 	return false
 }
 
+// note adds one of a ticket's stored tuples to its plan.
+func (r *ticketRule) note(p *sourcePlan, t authz.Tuple) {
+	if r.direct[t.Relation] {
+		p.shared = true
+	}
+	if r.bDirect[t.Relation] {
+		p.blocked = true
+	}
+	for _, x := range r.ttus {
+		if t.Relation == x.tupleset {
+			p.targets = append(p.targets, t.User+"#"+x.computed)
+		}
+	}
+}
+
 // plan is how one source's audience is assembled.
 type sourcePlan struct {
 	targets []string // objects of the tuplesets, as "type:id#relation" listings
@@ -154,17 +169,7 @@ func (f *Flow) sourceAudiences(ctx context.Context, sources []*source, types []s
 			if err != nil {
 				return unavailable("read source tuples", err)
 			}
-			if r.direct[t.Relation] {
-				p.shared = true
-			}
-			if r.bDirect[t.Relation] {
-				p.blocked = true
-			}
-			for _, x := range r.ttus {
-				if t.Relation == x.tupleset {
-					p.targets = append(p.targets, t.User+"#"+x.computed)
-				}
-			}
+			r.note(p, t)
 		}
 		todo[i].planned = true
 		return nil
