@@ -14,7 +14,7 @@ import (
 
 // KeyManager manages service-account API keys (auth.Keys).
 type KeyManager interface {
-	Create(ctx context.Context, tenant, serviceAccount, name string, scopes []string) (auth.KeyInfo, string, error)
+	Create(ctx context.Context, tenant, serviceAccount, name string, scopes []string, by auth.Creator) (auth.KeyInfo, string, error)
 	List(ctx context.Context, tenant string) ([]auth.KeyInfo, error)
 	Revoke(ctx context.Context, tenant, id string) error
 }
@@ -91,13 +91,45 @@ func (s *Server) createAPIKey(c echo.Context) error {
 	if err := decodeStrict(c.Request().Body, &req); err != nil {
 		return err
 	}
-	info, key, err := keys.Create(c.Request().Context(), tenant, req.ServiceAccount, req.Name, req.Scopes)
+	ctx := c.Request().Context()
+	if err := s.serviceAccountOf(ctx, tenant, req.ServiceAccount); err != nil {
+		return err
+	}
+	// The key records its minter: a tenant admin's key is bounded by that
+	// admin's own access from now on (SPEC invariant 9); an operator's is not.
+	by := auth.Creator{Kind: auth.CreatorTenantAdmin, User: p.User}
+	if p.HasScope(ScopeAdmin) {
+		by.Kind = auth.CreatorOperator
+	}
+	info, key, err := keys.Create(ctx, tenant, req.ServiceAccount, req.Name, req.Scopes, by)
 	if err != nil {
 		return err
 	}
-	s.log.Info("api key created", "by", p.String(), "tenant", tenant, "service_account", info.ServiceAccount, "key_id", info.ID)
+	s.log.Info("api key created", "by", p.String(), "tenant", tenant, "service_account", info.ServiceAccount, "key_id", info.ID, "created_by", by.Kind)
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusCreated, createKeyResponse{KeyInfo: info, Key: key})
+}
+
+// serviceAccountOf refuses a service account that the engine does not place in
+// tenant (service_account:<sa>#tenant@tenant:<tenant>). A missing account and
+// another tenant's account get the same answer, so the check tells a tenant
+// admin nothing about other tenants.
+func (s *Server) serviceAccountOf(ctx context.Context, tenant, sa string) error {
+	if !auth.ValidID(sa) {
+		return clearance.Invalid("service_account", "is required and must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+	}
+	if s.deps.Engine == nil {
+		return fmt.Errorf("no engine to check the service account's tenant: %w", clearance.ErrUnavailable)
+	}
+	ok, err := s.deps.Engine.Check(ctx, authz.Query{Consistency: authz.HigherConsistency},
+		authz.Check{User: "tenant:" + tenant, Relation: "tenant", Object: "service_account:" + sa})
+	if err != nil {
+		return fmt.Errorf("service account tenant check: %w", err)
+	}
+	if !ok {
+		return clearance.Invalid("service_account", "is not a service account of tenant %q", tenant)
+	}
+	return nil
 }
 
 func (s *Server) listAPIKeys(c echo.Context) error {

@@ -172,6 +172,9 @@ func TestGrants(t *testing.T) {
 // stops working on the next request after revocation (also by another process).
 func TestAPIKeys(t *testing.T) {
 	e := demoEngine(t)
+	if err := e.Write(context.Background(), []authz.Tuple{{User: "tenant:globex", Relation: "tenant", Object: "service_account:globex-sync"}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	env := newIdentityEnv(t, e)
 	bob := env.bearer(t, "bob", "acme", nil)
 	resp, body := hsend(t, http.MethodPost, env.url+"/v1/tenants/acme/api-keys", `{"service_account":"acme-ingest","name":"nightly sync"}`, bob...)
@@ -210,7 +213,7 @@ func TestAPIKeys(t *testing.T) {
 	if resp.StatusCode != 201 {
 		t.Fatalf("operator create: %d %s", resp.StatusCode, body)
 	}
-	resp, body = hsend(t, http.MethodPost, env.url+"/v1/tenants/acme/api-keys", `{"service_account":"x","scopes":["clearance:admin"]}`, bob...)
+	resp, body = hsend(t, http.MethodPost, env.url+"/v1/tenants/acme/api-keys", `{"service_account":"acme-ingest","scopes":["clearance:admin"]}`, bob...)
 	if p := problem(t, resp, body, 400); p.Errors[0].Field != "scopes[0]" {
 		t.Fatalf("operator scope on a key: %s", body)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/clearance-dev/clearance/api/auth"
 	"github.com/clearance-dev/clearance/authz"
+	"github.com/clearance-dev/clearance/filter"
 )
 
 const (
@@ -157,6 +158,13 @@ func (whoami) Register(g *echo.Group, principal func(echo.Context) (authz.Princi
 
 func newIdentityEnv(t *testing.T, engine authz.Engine) *identityEnv {
 	t.Helper()
+	return newIdentityEnvWith(t, engine, nil)
+}
+
+// newIdentityEnvWith also serves the search API and MCP over planner (nil: no
+// search side).
+func newIdentityEnvWith(t *testing.T, engine authz.Engine, planner *filter.Planner) *identityEnv {
+	t.Helper()
 	env := &identityEnv{jwks: newJWKSServer(t), key: rsaKey(t, "k1")}
 	env.jwks.add(env.key)
 	v, err := auth.NewJWTVerifier(context.Background(), auth.JWTConfig{
@@ -172,12 +180,19 @@ func newIdentityEnv(t *testing.T, engine authz.Engine) *identityEnv {
 		t.Fatal(err)
 	}
 	env.keys = auth.NewKeys(fk, nil)
+	areas := []Area{whoami{}}
+	if planner != nil {
+		areas = append(areas, &SearchAPI{Planner: planner})
+	}
 	s := New(Config{PublicURL: testResource}, Deps{
 		Auth:    &auth.Authenticator{Verifiers: []*auth.JWTVerifier{v}, Keys: env.keys},
 		Engine:  engine,
 		APIKeys: env.keys,
-		Areas:   []Area{whoami{}},
+		Areas:   areas,
 	})
+	if planner != nil {
+		(&MCP{Planner: planner, Version: "test"}).Mount(s)
+	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	env.url = srv.URL

@@ -590,7 +590,7 @@ func TestMCPAPIKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := auth.NewKeys(fk, nil)
-	_, key, err := keys.Create(context.Background(), "acme", "acme-ingest", "mcp test", []string{ScopeTicketsRead})
+	_, key, err := keys.Create(context.Background(), "acme", "acme-ingest", "mcp test", []string{ScopeTicketsRead}, auth.Creator{Kind: auth.CreatorOperator})
 	if err != nil {
 		t.Fatal(err)
 	}

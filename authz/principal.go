@@ -51,6 +51,11 @@ type Principal struct {
 	ServiceAccount string `json:"service_account,omitempty"`
 	// APIKeyID identifies the API key that authenticated a service account.
 	APIKeyID string `json:"api_key_id,omitempty"`
+	// KeyMinter is the user (token sub) who minted the API key of a service
+	// account, when that user was a tenant admin rather than an operator. The
+	// key then sees only what the service account AND this user may view right
+	// now (SPEC invariant 9: nothing a principal creates sees more than it can).
+	KeyMinter string `json:"key_minter,omitempty"`
 	// AuthMethod is "jwt", "api_key" or "dev".
 	AuthMethod string `json:"auth_method"`
 	// Scopes granted by the credential.
@@ -74,6 +79,26 @@ func (p Principal) ViewRelation() string {
 		return RelationAgentCanView
 	}
 	return RelationCanView
+}
+
+// ViewChecks are the checks that must all allow for p to view object: the
+// principal's own, and for a key minted by a tenant admin also the minter's
+// can_view, so a key is never wider than the user who made it.
+func (p Principal) ViewChecks(object string) []Check {
+	cs := []Check{{User: p.Subject(), Relation: p.ViewRelation(), Object: object}}
+	if m, ok := p.Minter(); ok {
+		cs = append(cs, Check{User: m.Subject(), Relation: m.ViewRelation(), Object: object})
+	}
+	return cs
+}
+
+// Minter is the user principal that bounds p (a service account whose key a
+// tenant admin minted), and whether there is one.
+func (p Principal) Minter() (Principal, bool) {
+	if p.Kind != KindServiceAccount || p.KeyMinter == "" {
+		return Principal{}, false
+	}
+	return Principal{Kind: KindUser, Tenant: p.Tenant, User: p.KeyMinter}, true
 }
 
 // DelegationID is "<user>~<agent>", the delegation object id of an agent principal.
@@ -106,6 +131,9 @@ func (p Principal) String() string {
 	switch p.Kind {
 	case KindServiceAccount:
 		b.WriteString(p.ServiceAccount)
+		if p.KeyMinter != "" {
+			b.WriteString("(minted by " + p.KeyMinter + ")")
+		}
 	case KindAgent:
 		b.WriteString(p.User + "~" + p.Agent)
 	default:

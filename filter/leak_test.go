@@ -2,6 +2,7 @@ package filter_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"testing"
@@ -68,6 +69,7 @@ func TestDifferentialLeak(t *testing.T) {
 				}
 			}
 			results += len(resp.Results)
+			checkGet(t, w, pl, p)
 			checkShape(t, p, req, resp)
 			checkAudit(t, log, resp)
 			if resp.Status == filter.Partial {
@@ -105,6 +107,21 @@ func TestDifferentialLeak(t *testing.T) {
 		queries, drifted, results, recall, compared, partial)
 	if recall != 1 {
 		t.Errorf("recall@k %.4f, want 1", recall)
+	}
+}
+
+// checkGet: a single-ticket read of a random ticket answers what the reference
+// says (tenant, token narrowing, and every check: a minted key's minter too).
+func checkGet(t *testing.T, w *world, pl *filter.Planner, p authz.Principal) {
+	t.Helper()
+	tk := pick(w.rng, w.tickets)
+	_, err := pl.Get(context.Background(), p, tk.id)
+	if err != nil && !errors.Is(err, filter.ErrNotFound) {
+		t.Fatalf("get %s as %s: %v", tk.id, p, err)
+	}
+	want := tk.tenant == p.Tenant && (p.Narrowing == nil || contains(p.Narrowing.Projects, tk.project)) && w.ref.visible(p, tk.id, time.Now())
+	if got := err == nil; got && !want || got != want && !w.drift[tk.id] {
+		t.Fatalf("get %s as %s: visible %v, reference %v", tk.id, p, got, want)
 	}
 }
 

@@ -180,7 +180,7 @@ func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.P
 }
 
 // cacheKey identifies what a listing depends on: the principal (kind, tenant,
-// subject, agent), the model and the engine's tuple revision read before the
+// subject, agent, key minter), the model and the engine's tuple revision read before the
 // listing (a write during the listing moves the revision, so the entry is never
 // served for the new state). A revision that every replica shares (OpenFGA's
 // change log) makes a write through any replica visible on the next request;
@@ -191,7 +191,7 @@ func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.
 	if !pl.cache.enabled() {
 		return "", 0, false
 	}
-	key = fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s", p.Kind, p.Tenant, p.Subject(), p.Agent, pl.eng.ModelID())
+	key = fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%s", p.Kind, p.Tenant, p.Subject(), p.Agent, p.KeyMinter, pl.eng.ModelID())
 	r, revisioned := pl.eng.(authz.Revisioned)
 	if !revisioned {
 		plan.CacheTTL = pl.cfg.CacheTTL.String()
@@ -207,10 +207,61 @@ func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.
 	return key + "\x00" + rev.String(), 0, true
 }
 
-// list asks the engine. Users may take the tenant-admin shortcut; agents never do
-// (their access is the intersection with their grants, which only the per-project
-// listing of agent_can_view knows), and service accounts cannot be admins.
+// list asks the engine about p and, for a key bounded by its minter, about the
+// minter too, and narrows by both: the projects both may view whole, and the
+// tickets shared with either (a share only one of them has may still lie in a
+// project the other views; the post-filter checks both on every candidate).
 func (pl *Planner) list(ctx context.Context, p authz.Principal) (listing, error) {
+	m, bounded := p.Minter()
+	if !bounded {
+		return pl.listOne(ctx, p)
+	}
+	var own, mint listing
+	var ownErr, mintErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { own, ownErr = pl.listOne(ctx, p) })
+	wg.Go(func() { mint, mintErr = pl.listOne(ctx, m) })
+	wg.Wait()
+	if err := errors.Join(ownErr, mintErr); err != nil {
+		return listing{}, err
+	}
+	return intersect(own, mint), nil
+}
+
+// intersect narrows a service account's listing by its key minter's.
+func intersect(own, mint listing) listing {
+	out := listing{truncated: own.truncated || mint.truncated}
+	if mint.admin {
+		// The minter sees the whole tenant: the service account's own listing
+		// is the narrower one.
+		out.projects, out.tickets = own.projects, own.tickets
+		return out
+	}
+	in := map[string]bool{}
+	for _, id := range mint.projects {
+		in[id] = true
+	}
+	for _, id := range own.projects {
+		if in[id] {
+			out.projects = append(out.projects, id)
+		}
+	}
+	shared := map[string]bool{}
+	for _, id := range own.tickets {
+		shared[id] = true
+	}
+	for _, id := range mint.tickets {
+		shared[id] = true
+	}
+	out.tickets = sortedKeys(shared)
+	return out
+}
+
+// listOne asks the engine about one principal. Users may take the tenant-admin
+// shortcut; agents never do (their access is the intersection with their grants,
+// which only the per-project listing of agent_can_view knows), and service
+// accounts cannot be admins.
+func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, error) {
 	var l listing
 	q := pl.query(p, authz.MinimizeLatency)
 	if p.Kind == authz.KindUser {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -59,6 +60,8 @@ func checkPrincipal(p authz.Principal) error {
 	default:
 		ok = false
 	}
+	// Only a service account's key has a minter to bound it.
+	ok = ok && (p.KeyMinter == "" || p.Kind == authz.KindServiceAccount)
 	if !ok {
 		return fmt.Errorf("filter: incomplete principal %s: %w", p, clearance.ErrUnauthenticated)
 	}
@@ -275,9 +278,12 @@ func (r *run) check(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	checks := make([]authz.Check, len(ids))
-	for i, id := range ids {
-		checks[i] = authz.Check{User: r.p.Subject(), Relation: r.p.ViewRelation(), Object: "ticket:" + id}
+	// Each ticket needs every one of the principal's view checks (one, or two
+	// for a key bounded by its minter); they are laid out ticket by ticket.
+	per := len(r.p.ViewChecks(""))
+	checks := make([]authz.Check, 0, len(ids)*per)
+	for _, id := range ids {
+		checks = append(checks, r.p.ViewChecks("ticket:"+id)...)
 	}
 	t := time.Now()
 	ok, err := r.pl.eng.BatchCheck(ctx, r.pl.query(r.p, authz.HigherConsistency), checks)
@@ -285,12 +291,13 @@ func (r *run) check(ctx context.Context, ids []string) error {
 	if err != nil {
 		return unavailable("check tickets", err)
 	}
-	if len(ok) != len(ids) {
-		return unavailable("check tickets", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(ids)))
+	if len(ok) != len(checks) {
+		return unavailable("check tickets", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
 	}
 	for i, id := range ids {
-		r.decided[id] = ok[i]
-		if ok[i] {
+		allowed := !slices.Contains(ok[i*per:(i+1)*per], false)
+		r.decided[id] = allowed
+		if allowed {
 			r.allowed++
 		}
 	}

@@ -111,6 +111,10 @@ func (r *ref) visible(p authz.Principal, ticketID string, now time.Time) bool {
 	if !r.ticketCanView(obj, p.Subject()) {
 		return false
 	}
+	// A key minted by a tenant admin sees only what its minter sees too.
+	if p.KeyMinter != "" && !r.ticketCanView(obj, "user:"+p.KeyMinter) {
+		return false
+	}
 	if p.Kind != authz.KindAgent {
 		return true
 	}
@@ -375,6 +379,11 @@ func (w *world) principal() authz.Principal {
 		p = authz.Principal{Kind: authz.KindAgent, Tenant: ten, User: pick(w.rng, w.users[ten]), Agent: pick(w.rng, w.agents)}
 	default:
 		p = authz.Principal{Kind: authz.KindServiceAccount, Tenant: ten, ServiceAccount: pick(w.rng, w.sas[ten])}
+		if w.rng.IntN(2) == 0 {
+			// A key minted by one of the tenant's users (admin or not: the
+			// bound is whatever that user may view when the key is used).
+			p.KeyMinter = pick(w.rng, w.users[ten])
+		}
 	}
 	p.AuthMethod = "dev"
 	if w.rng.IntN(6) == 0 {

@@ -84,7 +84,7 @@ func BenchmarkAPIKey(b *testing.B) {
 	k := NewKeys(fk, nil)
 	var key string
 	for range 100 {
-		if _, key, err = k.Create(context.Background(), "acme", "sa", "", nil); err != nil {
+		if _, key, err = k.Create(context.Background(), "acme", "sa", "", nil, Creator{Kind: CreatorOperator}); err != nil {
 			b.Fatal(err)
 		}
 	}

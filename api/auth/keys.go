@@ -34,6 +34,41 @@ type KeyInfo struct {
 	Scopes         []string   `json:"scopes"`
 	CreatedAt      time.Time  `json:"created_at"`
 	LastUsedAt     *time.Time `json:"last_used_at,omitempty"`
+	// CreatedBy is who minted the key. A key without it (made before clearance
+	// recorded minters) is refused: its minter, and so its bound, is unknown.
+	CreatedBy *Creator `json:"created_by,omitempty"`
+}
+
+// Kinds of key creators.
+const (
+	// CreatorTenantAdmin: a tenant admin minted the key over the API. The key
+	// sees only what both its service account and that admin may view now.
+	CreatorTenantAdmin = "tenant_admin"
+	// CreatorOperator: an operator (clearance:admin token, or the keys command
+	// with direct access to the key store) minted the key. It is bounded by its
+	// service account's tuples only: operators already administer every tenant.
+	CreatorOperator = "operator"
+)
+
+// Creator is who minted a key.
+type Creator struct {
+	// Kind is CreatorTenantAdmin or CreatorOperator.
+	Kind string `json:"kind"`
+	// User is the minter's token sub; required for a tenant admin, empty when
+	// an operator used the keys command.
+	User string `json:"user,omitempty"`
+}
+
+func (c *Creator) validate() error {
+	switch {
+	case c == nil:
+		return errors.New("api key: the creator is required")
+	case c.Kind == CreatorTenantAdmin && c.User == "":
+		return errors.New("api key: a tenant admin creator needs the user")
+	case c.Kind != CreatorTenantAdmin && c.Kind != CreatorOperator:
+		return fmt.Errorf("api key: unknown creator kind %q", c.Kind)
+	}
+	return nil
 }
 
 // KeyRecord is what a backend stores: the info plus a per-key salt and the
@@ -97,9 +132,13 @@ func hashSecret(salt []byte, secret string) []byte {
 	return m.Sum(nil)
 }
 
-// Create makes a key for serviceAccount of tenant and returns it; the full key
-// is only ever in this return value.
-func (k *Keys) Create(ctx context.Context, tenant, serviceAccount, name string, scopes []string) (KeyInfo, string, error) {
+// Create makes a key for serviceAccount of tenant, minted by by, and returns
+// it; the full key is only ever in this return value. The caller has checked
+// that by may manage the tenant and that the service account belongs to it.
+func (k *Keys) Create(ctx context.Context, tenant, serviceAccount, name string, scopes []string, by Creator) (KeyInfo, string, error) {
+	if err := by.validate(); err != nil {
+		return KeyInfo{}, "", err
+	}
 	switch {
 	case !ValidID(tenant):
 		return KeyInfo{}, "", clearance.Invalid("tenant", "must be an id")
@@ -123,11 +162,11 @@ func (k *Keys) Create(ctx context.Context, tenant, serviceAccount, name string, 
 	id, secret := randomHex(keyIDLen/2), randomHex(keySecretLen/2)
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt)
-	info := KeyInfo{ID: id, Tenant: tenant, ServiceAccount: serviceAccount, Name: name, Scopes: scopes, CreatedAt: k.now().UTC().Truncate(time.Microsecond)}
+	info := KeyInfo{ID: id, Tenant: tenant, ServiceAccount: serviceAccount, Name: name, Scopes: scopes, CreatedAt: k.now().UTC().Truncate(time.Microsecond), CreatedBy: &by}
 	if err := k.backend.Insert(ctx, KeyRecord{KeyInfo: info, Salt: salt, Hash: hashSecret(salt, secret)}); err != nil {
 		return KeyInfo{}, "", fmt.Errorf("create api key: %w", err)
 	}
-	k.log.Info("api key created", "tenant", tenant, "service_account", serviceAccount, "key_id", id)
+	k.log.Info("api key created", "tenant", tenant, "service_account", serviceAccount, "key_id", id, "created_by", by.Kind, "creator", by.User)
 	return info, KeyPrefix + id + "_" + secret, nil
 }
 
@@ -173,11 +212,21 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (authz.Principal, e
 	if subtle.ConstantTimeCompare(hashSecret(r.Salt, secret), r.Hash) != 1 {
 		return authz.Principal{}, refused
 	}
+	// A key's reach is bounded by who minted it; without a known minter there
+	// is no known bound, so the key is refused (fail closed) until re-created.
+	if err := r.CreatedBy.validate(); err != nil {
+		k.log.Warn("api key refused: no valid creator recorded; re-create the key", "key_id", id, "tenant", r.Tenant, "err", err)
+		return authz.Principal{}, refused
+	}
 	k.touch(ctx, id)
-	return authz.Principal{
+	p := authz.Principal{
 		Kind: authz.KindServiceAccount, Tenant: r.Tenant, ServiceAccount: r.ServiceAccount,
 		APIKeyID: r.ID, AuthMethod: "api_key", Scopes: r.Scopes,
-	}, nil
+	}
+	if r.CreatedBy.Kind == CreatorTenantAdmin {
+		p.KeyMinter = r.CreatedBy.User
+	}
+	return p, nil
 }
 
 func (k *Keys) touch(ctx context.Context, id string) {

@@ -34,19 +34,30 @@ func OpenPGKeys(ctx context.Context, databaseURL string) (*PGKeys, error) {
 
 // Insert adds a record.
 func (p *PGKeys) Insert(ctx context.Context, r KeyRecord) error {
-	_, err := p.pool.Exec(ctx, `INSERT INTO clearance_api_keys (id, tenant, service_account, name, scopes, salt, hash, created_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, r.ID, r.Tenant, r.ServiceAccount, r.Name, r.Scopes, r.Salt, r.Hash, r.CreatedAt)
+	var kind, user *string
+	if r.CreatedBy != nil {
+		kind, user = &r.CreatedBy.Kind, &r.CreatedBy.User
+	}
+	_, err := p.pool.Exec(ctx, `INSERT INTO clearance_api_keys (id, tenant, service_account, name, scopes, salt, hash, created_at, created_by_kind, created_by_user)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`, r.ID, r.Tenant, r.ServiceAccount, r.Name, r.Scopes, r.Salt, r.Hash, r.CreatedAt, kind, user)
 	if err != nil {
 		return fmt.Errorf("api keys insert: %w", err)
 	}
 	return nil
 }
 
-const pgKeyCols = `id, tenant, service_account, name, scopes, salt, hash, created_at, last_used_at`
+const pgKeyCols = `id, tenant, service_account, name, scopes, salt, hash, created_at, last_used_at, created_by_kind, created_by_user`
 
 func scanKey(row pgx.Row) (KeyRecord, error) {
 	var r KeyRecord
-	err := row.Scan(&r.ID, &r.Tenant, &r.ServiceAccount, &r.Name, &r.Scopes, &r.Salt, &r.Hash, &r.CreatedAt, &r.LastUsedAt)
+	var kind, user *string
+	err := row.Scan(&r.ID, &r.Tenant, &r.ServiceAccount, &r.Name, &r.Scopes, &r.Salt, &r.Hash, &r.CreatedAt, &r.LastUsedAt, &kind, &user)
+	if kind != nil {
+		r.CreatedBy = &Creator{Kind: *kind}
+		if user != nil {
+			r.CreatedBy.User = *user
+		}
+	}
 	r.CreatedAt = r.CreatedAt.UTC()
 	if r.LastUsedAt != nil {
 		t := r.LastUsedAt.UTC()

@@ -43,7 +43,7 @@ POST/GET/DELETE /v1/tenants/{tenant}/api-keys instead.`,
 				return err
 			}
 			defer k.Close()
-			info, key, err := k.Create(cmd.Context(), tenant, sa, name, scopes)
+			info, key, err := k.Create(cmd.Context(), tenant, sa, name, scopes, auth.Creator{Kind: auth.CreatorOperator})
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-dev/clearance/api/auth"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/indexer"
 	"github.com/clearance-dev/clearance/testdata"
@@ -38,7 +39,7 @@ func BenchmarkServeSearch(b *testing.B) {
 	if _, err := a.indexer.Run(ctx, indexer.NewJSONLData("demo", testdata.Tickets, 256)); err != nil {
 		b.Fatal(err)
 	}
-	_, key, err := a.keys.Create(ctx, "acme", "acme-ingest", "bench", []string{"tickets:read"})
+	_, key, err := a.keys.Create(ctx, "acme", "acme-ingest", "bench", []string{"tickets:read"}, auth.Creator{Kind: auth.CreatorOperator})
 	if err != nil {
 		b.Fatal(err)
 	}
