@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"iter"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -41,15 +42,77 @@ type Config struct {
 	// counted and logged.
 	MaxFailures int
 	// Tuples, when set, keeps each ticket's ticket#project tuple in step with the
-	// index: written before a new or moved ticket reaches the index, deleted after
-	// a ticket leaves it. Set it when clearance owns the tuples (the embedded
-	// engine); with a remote engine the source system writes them.
+	// index: written before a new or moved ticket reaches the index; on a delete
+	// every tuple whose object is the ticket is removed before the ticket leaves
+	// the index (PurgeTicket). Set it when clearance owns the tuples (the
+	// embedded engine); with a remote engine the source system writes them.
 	Tuples TupleWriter
 }
 
-// TupleWriter writes relationship tuples (authz.Engine's Write).
+// TupleWriter reads and writes relationship tuples (authz.Engine's Read and
+// Write).
 type TupleWriter interface {
 	Write(ctx context.Context, writes, deletes []authz.Tuple) error
+	Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error]
+}
+
+// PurgePage bounds the tuples one PurgeTicket write deletes (OpenFGA's default
+// per-write limit is 100).
+const PurgePage = 100
+
+// PurgeTicket deletes every stored tuple whose object is ticket:<id> (its
+// project, shares, blocks and any relation a model adds), in pages of at most
+// PurgePage, so that a later ticket with the same id starts with no audience
+// (SPEC invariant 9). Blocks go last: until the other tuples are gone a block
+// still holds, so a purge cut short by a crash only ever narrows access. It
+// returns how many tuples were deleted; run it again to finish a cut-short purge.
+func PurgeTicket(ctx context.Context, e TupleWriter, id string) (int, error) {
+	object := "ticket:" + id
+	deleted := 0
+	for _, blocks := range []bool{false, true} {
+		for {
+			page, err := readPage(ctx, e, object, blocks)
+			if err != nil {
+				return deleted, err
+			}
+			if len(page) == 0 {
+				break
+			}
+			if err := e.Write(ctx, nil, page); err != nil {
+				return deleted, fmt.Errorf("purge %s tuples: %w", object, err)
+			}
+			deleted += len(page)
+		}
+	}
+	return deleted, nil
+}
+
+// readPage reads up to PurgePage tuples of object: the blocks, or all others.
+func readPage(ctx context.Context, e TupleWriter, object string, blocks bool) ([]authz.Tuple, error) {
+	var page []authz.Tuple
+	for t, err := range e.Read(ctx, authz.TupleFilter{Object: object}) {
+		if err != nil {
+			return nil, fmt.Errorf("read %s tuples: %w", object, err)
+		}
+		if t.Object != object || (t.Relation == "blocked") != blocks {
+			continue
+		}
+		// Deletes match by user, relation and object; the condition is not part of the key.
+		page = append(page, authz.Tuple{User: t.User, Relation: t.Relation, Object: t.Object})
+		if len(page) == PurgePage {
+			break
+		}
+	}
+	return page, nil
+}
+
+// purge removes a ticket's tuples (no-op without a TupleWriter).
+func (ix *Indexer) purge(ctx context.Context, id string) error {
+	if ix.cfg.Tuples == nil {
+		return nil
+	}
+	_, err := PurgeTicket(ctx, ix.cfg.Tuples, id)
+	return err
 }
 
 // projectTuple is the ticket#project tuple of a ticket in a project.
@@ -383,15 +446,17 @@ func (ix *Indexer) commit(ctx context.Context, source, watermark string) error {
 
 // deleteMissing removes the tickets a full sync did not see.
 func (ix *Indexer) deleteMissing(ctx context.Context, known *refs, seen map[string]bool, t *tally) error {
-	for id, ref := range known.m {
+	for id := range known.m {
 		if seen[id] {
 			continue
 		}
+		// Tuples first: a crash in between leaves an indexed ticket nobody may
+		// view, never tuples that a reused id would inherit.
+		if err := ix.purge(ctx, id); err != nil {
+			return err
+		}
 		if err := ix.cfg.Store.Delete(ctx, id); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
-		}
-		if err := ix.writeTuples(ctx, nil, []authz.Tuple{projectTuple(id, ref.Project)}); err != nil {
-			return err
 		}
 		t.add(func(s *Summary) { s.Deleted++ })
 	}
@@ -459,15 +524,18 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 		}
 		switch {
 		case r.Deleted:
+			// The source says the ticket is gone: its tuples go first, also when
+			// it is not indexed (an earlier delete cut short after the index,
+			// or tuples written ahead of a ticket that never came).
+			if err := ix.purge(ctx, r.ID); err != nil {
+				return err
+			}
 			if !found {
 				t.add(func(s *Summary) { s.Unchanged++ })
 				continue
 			}
 			if err := ix.cfg.Store.Delete(ctx, r.ID); err != nil {
 				return fmt.Errorf("delete %s: %w", r.ID, err)
-			}
-			if err := ix.writeTuples(ctx, nil, []authz.Tuple{projectTuple(r.ID, old.Project)}); err != nil {
-				return err
 			}
 			known.del(r.ID)
 			t.add(func(s *Summary) { s.Deleted++ })
