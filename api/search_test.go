@@ -34,6 +34,8 @@ var searchPrincipals = map[string]authz.Principal{
 	"gina":         {Kind: authz.KindUser, Tenant: "globex", User: "gina", Scopes: []string{ScopeTicketsRead}},
 	"ingest":       {Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "acme-ingest", Scopes: []string{ScopeTicketsRead}},
 	"anne-noscope": {Kind: authz.KindUser, Tenant: "acme", User: "anne"},
+	"erin":         {Kind: authz.KindUser, Tenant: "acme", User: "erin", Scopes: []string{ScopeTicketsRead}},
+	"acme-index":   {Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "acme-ingest", Scopes: []string{ScopeIndex}},
 }
 
 // demoVisible is who sees what in the demo org, written from the store file's

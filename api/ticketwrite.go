@@ -22,7 +22,8 @@ import (
 // Order of writes, chosen so that a crash in between never lets a ticket through
 // to someone who may not see it: on upsert the tuple is written first (a stale
 // index entry is then denied by the post-filter, and a missing one is merely not
-// found); on delete the index entry goes first, then the tuple.
+// found); on delete every tuple of the ticket goes first (blocks last), then the
+// index entry, so no tuple outlives its ticket for a reused id to inherit.
 type TicketWriter struct {
 	Store   retrieval.Store
 	Indexer *indexer.Indexer
@@ -67,49 +68,60 @@ func (w *TicketWriter) Apply(ctx context.Context, p authz.Principal, rows []inde
 		}
 	}
 	// Ids are global: a tenant-bound caller must not overwrite or delete another
-	// tenant's ticket.
+	// tenant's ticket. Its delete of one is answered like the delete of a missing
+	// id (nothing happens), so deletes reveal no other tenant's ids.
+	kept := make([]indexer.Row, 0, len(rows))
 	for i, r := range rows {
-		if err := w.checkOwner(ctx, p, r.ID, fmt.Sprintf("tickets[%d].id", i)); err != nil {
+		ok, err := w.checkOwner(ctx, p, r, fmt.Sprintf("tickets[%d].id", i))
+		if err != nil {
+			return indexer.Summary{}, err
+		}
+		if ok {
+			kept = append(kept, r)
+		}
+	}
+	ignored := len(rows) - len(kept)
+	sum, err := w.write(ctx, kept)
+	// Counted like the deletion of a ticket that is not indexed.
+	sum.Seen += ignored
+	sum.Unchanged += ignored
+	return sum, err
+}
+
+// write applies validated rows the caller may write.
+func (w *TicketWriter) write(ctx context.Context, rows []indexer.Row) (indexer.Summary, error) {
+	if w.Engine == nil {
+		return w.index(ctx, rows)
+	}
+	if err := w.checkProjects(ctx, rows); err != nil {
+		return indexer.Summary{}, err
+	}
+	writes, deletes, err := w.tupleChanges(ctx, rows)
+	if err != nil {
+		return indexer.Summary{}, err
+	}
+	// Deletes: every tuple of the ticket goes before the index entry, so a
+	// crash in between leaves an indexed ticket nobody may view (a retried
+	// DELETE finishes it), never tuples that a new ticket with the same id
+	// would inherit.
+	for _, r := range rows {
+		if !r.Deleted {
+			continue
+		}
+		if _, err := indexer.PurgeTicket(ctx, w.Engine, r.ID); err != nil {
 			return indexer.Summary{}, err
 		}
 	}
-	if w.Engine != nil {
-		if err := w.checkProjects(ctx, rows); err != nil {
-			return indexer.Summary{}, err
+	// Upserts: tuples first, then the index.
+	if len(writes) > 0 || len(deletes) > 0 {
+		if err := w.Engine.Write(ctx, writes, deletes); err != nil {
+			return indexer.Summary{}, fmt.Errorf("write ticket#project tuples: %w", err)
 		}
-		writes, deletes, err := w.tupleChanges(ctx, rows)
-		if err != nil {
-			return indexer.Summary{}, err
-		}
-		// Upserts: tuples first. Deleted rows' tuples go after the index below.
-		var upsertDeletes, laterDeletes []authz.Tuple
-		for _, d := range deletes {
-			if d.del {
-				laterDeletes = append(laterDeletes, d.t)
-			} else {
-				upsertDeletes = append(upsertDeletes, d.t)
-			}
-		}
-		if len(writes) > 0 || len(upsertDeletes) > 0 {
-			if err := w.Engine.Write(ctx, writes, upsertDeletes); err != nil {
-				return indexer.Summary{}, fmt.Errorf("write ticket#project tuples: %w", err)
-			}
-		}
-		sum, err := w.index(ctx, rows)
-		if err != nil {
-			return sum, err
-		}
-		if len(laterDeletes) > 0 {
-			if err := w.Engine.Write(ctx, nil, laterDeletes); err != nil {
-				return sum, fmt.Errorf("delete ticket#project tuples: %w", err)
-			}
-		}
-		return sum, nil
 	}
 	return w.index(ctx, rows)
 }
 
-// Delete removes one ticket from the index and then its tuples.
+// Delete removes one ticket: its tuples, then its index entry.
 func (w *TicketWriter) Delete(ctx context.Context, p authz.Principal, id string) error {
 	if err := indexer.ValidateDelete(id, ""); err != nil {
 		return err
@@ -123,20 +135,56 @@ func (w *TicketWriter) Delete(ctx context.Context, p authz.Principal, id string)
 	return err
 }
 
-func (w *TicketWriter) checkOwner(ctx context.Context, p authz.Principal, id, field string) error {
+// checkOwner decides whether p may write row r. Callers that are not
+// tenant-bound (operators, the indexing token) may write any id. A tenant-bound
+// caller may upsert an id that is missing or its tenant's; an id indexed for
+// another tenant is refused: ids are global, so a create necessarily says that
+// an id is taken (docs/decisions/global-ticket-ids.md), and nothing more. A
+// tenant-bound caller's delete is kept (true) only for its own ticket: indexed
+// in its tenant or, when not indexed, whose ticket#project tuple names one of its
+// tenant's projects (tuples left by an interrupted delete). Any other delete is
+// dropped (false) and answered like the delete of a missing id.
+func (w *TicketWriter) checkOwner(ctx context.Context, p authz.Principal, r indexer.Row, field string) (bool, error) {
 	if !tenantBound(p) {
-		return nil
+		return true, nil
 	}
-	t, err := w.Store.Get(ctx, id)
+	t, err := w.Store.Get(ctx, r.ID)
 	switch {
 	case errors.Is(err, clearance.ErrNotFound):
-		return nil
+		if !r.Deleted {
+			return true, nil
+		}
+		return w.ownedByTuples(ctx, p.Tenant, r.ID)
 	case err != nil:
-		return fmt.Errorf("look up ticket: %w", err)
-	case t.Tenant != p.Tenant:
-		return clearance.Invalid(field, "is used by another tenant (ticket ids are global)")
+		return false, fmt.Errorf("look up ticket: %w", err)
+	case t.Tenant == p.Tenant:
+		return true, nil
+	case r.Deleted:
+		return false, nil
 	}
-	return nil
+	return false, clearance.Invalid(field, "is taken (ticket ids are global across tenants; choose another id)")
+}
+
+// ownedByTuples reports whether the engine places ticket id in a project of
+// tenant (no engine: nothing to purge, and the index has no such ticket).
+func (w *TicketWriter) ownedByTuples(ctx context.Context, tenant, id string) (bool, error) {
+	if w.Engine == nil {
+		return true, nil
+	}
+	for t, err := range w.Engine.Read(ctx, authz.TupleFilter{Object: "ticket:" + id, Relation: "project"}) {
+		if err != nil {
+			return false, fmt.Errorf("read ticket#project: %w", err)
+		}
+		for pt, err := range w.Engine.Read(ctx, authz.TupleFilter{Object: t.User, Relation: "tenant"}) {
+			if err != nil {
+				return false, fmt.Errorf("read project#tenant: %w", err)
+			}
+			if pt.User == "tenant:"+tenant {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // checkProjects refuses a row whose project the engine places in another tenant.
@@ -166,27 +214,26 @@ func (w *TicketWriter) checkProjects(ctx context.Context, rows []indexer.Row) er
 	return nil
 }
 
-type tupleDelete struct {
-	t   authz.Tuple
-	del bool // of a deleted row (applied after the index)
-}
-
-// tupleChanges compares each row with the ticket's stored ticket#project tuples.
-func (w *TicketWriter) tupleChanges(ctx context.Context, rows []indexer.Row) (writes []authz.Tuple, deletes []tupleDelete, err error) {
+// tupleChanges compares each upserted row with the ticket's stored
+// ticket#project tuples (deleted rows are purged whole instead).
+func (w *TicketWriter) tupleChanges(ctx context.Context, rows []indexer.Row) (writes, deletes []authz.Tuple, err error) {
 	for _, r := range rows {
+		if r.Deleted {
+			continue
+		}
 		have := false
 		for t, err := range w.Engine.Read(ctx, authz.TupleFilter{Object: "ticket:" + r.ID, Relation: "project"}) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("read ticket#project: %w", err)
 			}
-			if !r.Deleted && t.User == "project:"+r.Project {
+			if t.User == "project:"+r.Project {
 				have = true
 				continue
 			}
-			// A move (or a delete): the old project must stop granting access.
-			deletes = append(deletes, tupleDelete{t: authz.Tuple{User: t.User, Relation: t.Relation, Object: t.Object}, del: r.Deleted})
+			// A move: the old project must stop granting access.
+			deletes = append(deletes, authz.Tuple{User: t.User, Relation: t.Relation, Object: t.Object})
 		}
-		if !r.Deleted && !have {
+		if !have {
 			writes = append(writes, ticketTuple(r.ID, r.Project))
 		}
 	}
