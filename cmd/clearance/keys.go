@@ -35,7 +35,7 @@ POST/GET/DELETE /v1/tenants/{tenant}/api-keys instead.`,
 	var scopes []string
 	create := &cobra.Command{
 		Use:   "create --tenant T --service-account S [--name N] [--scope tickets:read]",
-		Short: "Create a key; it is printed once and only its salted hash is kept",
+		Short: "Create a key as an operator; it is printed once and only its salted hash is kept",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			k, err := open(cmd.Context())
@@ -78,13 +78,21 @@ POST/GET/DELETE /v1/tenants/{tenant}/api-keys instead.`,
 				return enc.Encode(keys)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tTENANT\tSERVICE ACCOUNT\tNAME\tSCOPES\tCREATED\tLAST USED")
+			fmt.Fprintln(w, "ID\tTENANT\tSERVICE ACCOUNT\tNAME\tSCOPES\tCREATED\tCREATED BY\tLAST USED")
 			for _, k := range keys {
 				last := "never"
 				if k.LastUsedAt != nil {
 					last = k.LastUsedAt.Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\t%s\t%s\n", k.ID, k.Tenant, k.ServiceAccount, k.Name, k.Scopes, k.CreatedAt.Format(time.RFC3339), last)
+				// Keys without a recorded minter are refused by the server.
+				by := "unknown (refused: re-create)"
+				if k.CreatedBy != nil {
+					by = k.CreatedBy.Kind
+					if k.CreatedBy.User != "" {
+						by += ":" + k.CreatedBy.User
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.Tenant, k.ServiceAccount, k.Name, k.Scopes, k.CreatedAt.Format(time.RFC3339), by, last)
 			}
 			return w.Flush()
 		},

@@ -35,7 +35,7 @@ func TestKeysAndTokenCLI(t *testing.T) {
 	}
 	id := p.APIKeyID
 	out, err = runCLI(t, "keys", "list", "--data-dir", dir)
-	if err != nil || !strings.Contains(out, id) || strings.Contains(out, key[len(key)-20:]) {
+	if err != nil || !strings.Contains(out, id) || strings.Contains(out, key[len(key)-20:]) || !strings.Contains(out, "operator") || p.KeyMinter != "" {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	if out, err := runCLI(t, "keys", "revoke", "--data-dir", dir, "--tenant", "globex", id); err == nil {
