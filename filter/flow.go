@@ -380,11 +380,11 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 	// records are sources whatever the caller may view now; whether they may
 	// be named is asked later, for a denial's reasons only.
 	d := req.Destination
-	var checks []authz.Check
+	var checks viewChecks
 	var checked []*source
 	for _, s := range sources {
 		if cited[s.id] {
-			checks = append(checks, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + s.id})
+			checks.add(p.ViewChecks("ticket:" + s.id)...)
 			checked = append(checked, s)
 		}
 	}
@@ -394,12 +394,12 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		dest = "project:" + d.Project
 		rec.Flow.Destination = dest
 		// A project of the caller's tenant; its audience may be told in counts.
-		checks = append(checks, authz.Check{User: "tenant:" + p.Tenant, Relation: "tenant", Object: dest})
+		checks.add(authz.Check{User: "tenant:" + p.Tenant, Relation: "tenant", Object: dest})
 	case d.Ticket != "":
 		dest = "ticket:" + d.Ticket
 		rec.Flow.Destination = "ticket"
 		rec.Results = append(rec.Results, audit.Candidate{TicketID: d.Ticket, Decision: audit.FlowDestination})
-		checks = append(checks, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: dest})
+		checks.add(p.ViewChecks(dest)...)
 	default:
 		rec.Flow.Destination = "principals"
 	}
@@ -408,12 +408,13 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 	if err != nil {
 		return FlowResponse{}, err
 	}
-	ok, err := f.callerChecksQ(ctx, q, checks)
+	answers, err := f.callerChecksQ(ctx, q, checks.all)
 	rec.Latency["check"] = since(t)
-	rec.Plan.Checked += len(checks)
+	rec.Plan.Checked += len(checks.all)
 	if err != nil {
 		return FlowResponse{}, err
 	}
+	ok := checks.allowed(answers)
 	if d.Ticket != "" {
 		ok[len(ok)-1] = ok[len(ok)-1] && exists[d.Ticket]
 	}
@@ -514,30 +515,31 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		len(missing), len(members), plural(len(members), "principal", "principals"), destName, len(bad), len(sources), plural(len(sources), "source", "sources")))
 	// Name only the sources the caller may view now: ask for those of its
 	// records (cited tickets were asked already).
-	var ask []authz.Check
+	var ask viewChecks
 	var asked []*source
 	subjType, _, _ := strings.Cut(p.Subject(), ":")
 	for i, s := range sources {
 		if !bad[s.id] || cited[s.id] {
 			continue
 		}
-		if listed[subjType] && p.Kind != authz.KindAgent {
+		if _, bounded := p.Minter(); listed[subjType] && p.Kind != authz.KindAgent && !bounded {
 			// The source's audience was listed: the caller is in it or not.
 			_, s.viewable = slices.BinarySearch(lists[i], p.Subject())
 			continue
 		}
-		ask = append(ask, authz.Check{User: p.Subject(), Relation: p.ViewRelation(), Object: "ticket:" + s.id})
+		ask.add(p.ViewChecks("ticket:" + s.id)...)
 		asked = append(asked, s)
 	}
-	if len(ask) > 0 {
-		ok, err := f.callerChecks(ctx, p, ask)
+	if len(ask.all) > 0 {
+		answers, err := f.callerChecks(ctx, p, ask.all)
 		if err != nil {
 			return FlowResponse{}, err
 		}
+		ok := ask.allowed(answers)
 		for i, s := range asked {
 			s.viewable = ok[i]
 		}
-		rec.Plan.Checked += len(ask)
+		rec.Plan.Checked += len(ask.all)
 	}
 	var named []string
 	hidden := 0
@@ -948,6 +950,31 @@ func dedupe(s []string) []string {
 			seen[v] = true
 			out = append(out, v)
 		}
+	}
+	return out
+}
+
+// viewChecks lays out the checks of several questions, each of which may take
+// more than one check (a key bounded by its minter needs both to allow).
+type viewChecks struct {
+	all   []authz.Check
+	sizes []int
+}
+
+// add appends one question answered by all of cs.
+func (v *viewChecks) add(cs ...authz.Check) {
+	v.all = append(v.all, cs...)
+	v.sizes = append(v.sizes, len(cs))
+}
+
+// allowed folds the engine's answers to v.all into one answer per question:
+// true only when every one of its checks allowed.
+func (v *viewChecks) allowed(answers []bool) []bool {
+	out := make([]bool, len(v.sizes))
+	i := 0
+	for q, n := range v.sizes {
+		out[q] = !slices.Contains(answers[i:i+n], false)
+		i += n
 	}
 	return out
 }
