@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clearance-dev/clearance/api/auth"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -36,11 +37,11 @@ func startPushServer(t *testing.T) pushServer {
 	if _, err := loadDemoOrg(ctx, a.engine); err != nil {
 		t.Fatal(err)
 	}
-	_, indexKey, err := a.keys.Create(ctx, "acme", "acme-ingest", "push", []string{"clearance:index"})
+	_, indexKey, err := a.keys.Create(ctx, "acme", "acme-ingest", "push", []string{"clearance:index"}, auth.Creator{Kind: auth.CreatorOperator})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, reader, err := a.keys.Create(ctx, "acme", "acme-bot", "read", []string{"tickets:read"})
+	_, reader, err := a.keys.Create(ctx, "acme", "acme-bot", "read", []string{"tickets:read"}, auth.Creator{Kind: auth.CreatorOperator})
 	if err != nil {
 		t.Fatal(err)
 	}
