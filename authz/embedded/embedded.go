@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,9 +67,23 @@ const (
 	DefaultRequestTimeout          = 10 * time.Second
 	DefaultDatastorePingTimeout    = 5 * time.Second
 	DefaultDatastoreStartupTimeout = 30 * time.Second
+	DefaultConnMaxIdleTime         = 30 * time.Second
+	DefaultMaxConcurrentReads      = 8
 	sqliteFile                     = "openfga.db"
 	changelogPageSize              = 1000
 )
+
+// DefaultMaxOpenConns is the datastore pool size when Config.MaxOpenConns is
+// zero: 8 per core, at least 16. Each sqlite connection holds three
+// descriptors (the file, its WAL and its shared-memory index); sqlite in WAL
+// mode runs any number of readers next to one writer, and its queries are CPU
+// work in this process, so more connections than a few per core only queue
+// inside sqlite instead of in the pool.
+func DefaultMaxOpenConns() int { return max(16, 8*runtime.GOMAXPROCS(0)) }
+
+// DefaultMaxConcurrentChecks bounds the checks one BatchCheck call runs at
+// once when Config.MaxConcurrentChecks is zero: 4 per core, at least 8.
+func DefaultMaxConcurrentChecks() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
 // Config configures the embedded engine.
 type Config struct {
@@ -114,6 +129,23 @@ type Config struct {
 	// committed out of id order: at least the longest write (RequestTimeout of
 	// every replica) plus clock skew. Default 30s.
 	ChangelogWindow time.Duration
+	// MaxOpenConns bounds the datastore's connection pool (sqlite and
+	// postgres; default DefaultMaxOpenConns). A query that finds the pool full
+	// waits for a connection until its deadline. Without a bound, 100
+	// concurrent searches opened 20,000 sqlite descriptors (issue 14).
+	MaxOpenConns int
+	// MaxIdleConns is how many idle connections the pool keeps (default a
+	// quarter of MaxOpenConns, at least 2); ConnMaxIdleTime closes idle ones
+	// after that long (default 30 s), so a burst's connections are given back.
+	MaxIdleConns    int
+	ConnMaxIdleTime time.Duration
+	// MaxConcurrentChecks bounds the checks one BatchCheck call runs at once
+	// (default DefaultMaxConcurrentChecks); BatchConcurrency of them run at
+	// once per call, so one call runs at most their product.
+	MaxConcurrentChecks int
+	// MaxConcurrentReads bounds the datastore reads one Check or ListObjects
+	// call has in flight (default 8; OpenFGA's own default is unbounded).
+	MaxConcurrentReads int
 	// SQLiteUnpinnedStatistics leaves sqlite's planner without the tuple
 	// statistics the engine pins (benchmarks and tests that compare plans only).
 	SQLiteUnpinnedStatistics bool
@@ -132,6 +164,12 @@ func (c *Config) defaults() {
 	c.ListUsersDeadline = cmp.Or(c.ListUsersDeadline, DefaultListUsersDeadline)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	c.StartupTimeout = cmp.Or(c.StartupTimeout, DefaultDatastoreStartupTimeout)
+	c.MaxOpenConns = cmp.Or(c.MaxOpenConns, DefaultMaxOpenConns())
+	c.MaxIdleConns = cmp.Or(c.MaxIdleConns, max(2, c.MaxOpenConns/4))
+	c.MaxIdleConns = min(c.MaxIdleConns, c.MaxOpenConns)
+	c.ConnMaxIdleTime = cmp.Or(c.ConnMaxIdleTime, DefaultConnMaxIdleTime)
+	c.MaxConcurrentChecks = cmp.Or(c.MaxConcurrentChecks, DefaultMaxConcurrentChecks())
+	c.MaxConcurrentReads = cmp.Or(c.MaxConcurrentReads, DefaultMaxConcurrentReads)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -160,8 +198,9 @@ var (
 // New opens the datastore (running its migrations), starts the OpenFGA server in
 // process, and makes sure the store and the current model exist.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
-	if cfg.MaxChecksPerBatchCheck < 0 || cfg.BatchConcurrency < 0 || cfg.MaxTuplesPerWrite < 0 {
-		return nil, clearance.Invalid("authz.limits", "batch and write limits must not be negative")
+	if cfg.MaxChecksPerBatchCheck < 0 || cfg.BatchConcurrency < 0 || cfg.MaxTuplesPerWrite < 0 ||
+		cfg.MaxOpenConns < 0 || cfg.MaxIdleConns < 0 || cfg.ConnMaxIdleTime < 0 || cfg.MaxConcurrentChecks < 0 || cfg.MaxConcurrentReads < 0 {
+		return nil, clearance.Invalid("authz.limits", "batch, write, pool and concurrency limits must not be negative")
 	}
 	cfg.defaults()
 	ds, tokens, path, err := openDatastore(cfg)
@@ -181,7 +220,15 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		server.WithListUsersMaxResults(0),
 		server.WithListUsersDeadline(0),
 		server.WithMaxChecksPerBatchCheck(uint32(cfg.MaxChecksPerBatchCheck)),
-		server.WithMaxConcurrentChecksPerBatchCheck(uint32(cfg.MaxChecksPerBatchCheck)),
+		// `openfga run` leaves both of these as NewServerWithOpts does: 50 checks
+		// of a batch at once and no bound on one call's concurrent datastore
+		// reads. Every check in flight holds pool connections and dispatches
+		// goroutines, so one top_k 100 search made thousands of both (issue 14:
+		// 350,000 goroutines); bounded here, the pool bound is rarely reached.
+		server.WithMaxConcurrentChecksPerBatchCheck(uint32(min(cfg.MaxConcurrentChecks, cfg.MaxChecksPerBatchCheck))),
+		server.WithMaxConcurrentReadsForCheck(uint32(cfg.MaxConcurrentReads)),
+		server.WithMaxConcurrentReadsForListObjects(uint32(cfg.MaxConcurrentReads)),
+		server.WithMaxConcurrentReadsForListUsers(uint32(cfg.MaxConcurrentReads)),
 		// `openfga run` enables the ListObjects pipeline through this experimental flag
 		// by default; NewServerWithOpts does not, and without it listing a tenant's
 		// tickets was 12x slower on the demo org.
@@ -219,6 +266,11 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 		sqlcommon.WithMaxTypesPerAuthorizationModel(100),
 		sqlcommon.WithPingTimeout(DefaultDatastorePingTimeout),
 		sqlcommon.WithPingRetryMaxElapsedTime(cfg.StartupTimeout),
+		// Used by the postgres datastore's pgxpool (whose own default is
+		// max(4, cores) connections); the sqlite *sql.DB is bounded below.
+		sqlcommon.WithMaxOpenConns(cfg.MaxOpenConns),
+		sqlcommon.WithMaxIdleConns(cfg.MaxIdleConns),
+		sqlcommon.WithConnMaxIdleTime(cfg.ConnMaxIdleTime),
 	)
 	mig := migrate.MigrationConfig{
 		Engine:      cfg.Datastore,
@@ -252,6 +304,11 @@ func openDatastore(cfg Config) (storage.OpenFGADatastore, encoder.ContinuationTo
 			return nil, nil, "", fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
 		}
 		db := sql.OpenDB(&stmtCachingConnector{dsn: dsn, drv: &sqlitedriver.Driver{}, size: defaultStmtCacheSize})
+		// OpenFGA's sqlite datastore sets no pool limits (database/sql's
+		// default is unbounded): every concurrent query opened a connection.
+		db.SetMaxOpenConns(cfg.MaxOpenConns)
+		db.SetMaxIdleConns(cfg.MaxIdleConns)
+		db.SetConnMaxIdleTime(cfg.ConnMaxIdleTime)
 		ds, err := sqlite.NewWithDB(db, sqlCfg)
 		if err != nil {
 			db.Close()
