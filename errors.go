@@ -33,6 +33,12 @@ var (
 	// ErrRequestTimeout: the client stopped sending its request (the body did not
 	// arrive before the server's read deadline). The client's doing, not ours.
 	ErrRequestTimeout = errors.New("request timeout")
+	// ErrRateLimited: the caller (one principal of one tenant) sent more requests
+	// than its rate allows; it may retry later.
+	ErrRateLimited = errors.New("rate limit exceeded")
+	// ErrOverloaded: the server is saturated (every slot busy and the wait queue
+	// full or its wait over); anyone may retry later.
+	ErrOverloaded = errors.New("server saturated")
 )
 
 // FieldError says which field of the input is wrong and why. It is an ErrInvalid.

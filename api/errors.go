@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -27,6 +29,8 @@ var errorTable = []struct {
 	{clearance.ErrConflict, http.StatusConflict, "conflict"},
 	{clearance.ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
 	{clearance.ErrRequestTimeout, http.StatusRequestTimeout, "request-timeout"},
+	{clearance.ErrRateLimited, http.StatusTooManyRequests, "rate-limited"},
+	{clearance.ErrOverloaded, http.StatusServiceUnavailable, "overloaded"},
 	{clearance.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 }
 
@@ -65,6 +69,28 @@ type ProblemField struct {
 	Reason string `json:"reason"`
 }
 
+// RetryAfterError is an overload answer (429 or 503 by the kind it wraps):
+// the error table sets Retry-After from After and uses Detail as the problem's
+// detail.
+type RetryAfterError struct {
+	Kind   error // clearance.ErrRateLimited or clearance.ErrOverloaded
+	After  time.Duration
+	Detail string
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%s: %s (retry after %ds)", e.Kind, e.Detail, e.seconds())
+}
+
+// Unwrap makes the error its kind for the table.
+func (e *RetryAfterError) Unwrap() error { return e.Kind }
+
+// seconds is After rounded up to whole seconds, at least 1 (Retry-After has no
+// fractions, and 0 would invite an immediate retry).
+func (e *RetryAfterError) seconds() int {
+	return max(1, int((e.After+time.Second-1)/time.Second))
+}
+
 // ScopeError is a missing scope: 403 with WWW-Authenticate error="insufficient_scope".
 type ScopeError struct{ Scopes []string }
 
@@ -98,15 +124,20 @@ func problemFor(err error) Problem {
 	}
 	status, typ := classify(err)
 	p := Problem{Type: problemBase + typ, Title: http.StatusText(status), Status: status}
-	switch status {
-	case http.StatusInternalServerError:
+	var ra *RetryAfterError
+	switch {
+	case errors.As(err, &ra):
+		// Overload answers say what was exceeded and when to come back; the text
+		// is the server's own (limits, never request data).
+		p.Detail = ra.Detail
+	case status == http.StatusInternalServerError:
 		p.Detail = "internal error"
-	case http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable:
 		p.Detail = "a backend is unavailable; try again shortly"
-	case http.StatusUnauthorized:
+	case status == http.StatusUnauthorized:
 		// Never say which check failed: that helps forgers, not callers.
 		p.Detail = "missing or invalid credential"
-	case http.StatusRequestTimeout:
+	case status == http.StatusRequestTimeout:
 		p.Detail = "the request body did not arrive before the server's read deadline"
 	default:
 		p.Detail = err.Error()
@@ -134,7 +165,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	p := problemFor(err)
 	p.RequestID = c.Response().Header().Get(echo.HeaderXRequestID)
+	var overload *RetryAfterError
 	switch {
+	case errors.As(err, &overload):
+		// Refused by a limit: the access log has the line; an ERROR per refusal
+		// would flood the log exactly when the server is busiest.
 	case p.Status >= 500:
 		s.log.Error("http: request failed", "request_id", p.RequestID, "method", c.Request().Method,
 			"route", c.Path(), "status", p.Status, "err", err)
@@ -145,6 +180,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Info("http: request body timed out", "request_id", p.RequestID, "route", c.Path(), "status", p.Status, "err", err)
 	}
 	h := c.Response().Header()
+	if overload != nil {
+		h.Set("Retry-After", strconv.Itoa(overload.seconds()))
+	}
 	switch p.Status {
 	case http.StatusUnauthorized:
 		v := fmt.Sprintf(`Bearer resource_metadata=%q`, s.resourceMetadataURL(c))
