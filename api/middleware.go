@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -63,7 +65,8 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			attrs = append(attrs, "principal", p.p.String())
 		}
 		level := slog.LevelInfo
-		if status >= 500 {
+		var overload *RetryAfterError
+		if status >= 500 && !errors.As(err, &overload) {
 			level = slog.LevelWarn
 		}
 		s.log.Log(c.Request().Context(), level, "http: request", attrs...)
@@ -82,6 +85,45 @@ func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(c.Response(), r.Body, s.cfg.BodyLimit)
 		}
+		return next(c)
+	}
+}
+
+// deadline gives every request's context the request timeout: whatever a
+// handler starts (engine calls, store scans, queue waits) ends with it.
+func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+// readRoutes are the /v1 routes behind admission control (method and route
+// pattern); /mcp admits its tools/call requests itself.
+var readRoutes = map[string]bool{
+	http.MethodPost + " /v1/search":     true,
+	http.MethodGet + " /v1/tickets/:id": true,
+}
+
+// admitReads runs the read routes through the principal's rate limit and a
+// concurrency slot, under the read-path deadline.
+func (s *Server) admitReads(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !readRoutes[c.Request().Method+" "+c.Path()] {
+			return next(c)
+		}
+		p, err := PrincipalFrom(c)
+		if err != nil {
+			return err
+		}
+		ctx, release, err := s.adm.admit(c.Request().Context(), p)
+		if err != nil {
+			return err
+		}
+		defer release()
+		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
 	}
 }

@@ -33,6 +33,10 @@ const (
 	DefaultWriteTimeout    = 60 * time.Second
 	DefaultIdleTimeout     = 2 * time.Minute
 	DefaultShutdownTimeout = 15 * time.Second
+	DefaultRequestTimeout  = 30 * time.Second
+	// writeGrace is how much longer the connection's write deadline is than
+	// the request's: time to write the 503 of a request cut at its deadline.
+	writeGrace = 5 * time.Second
 )
 
 // Config is the server's plain configuration (filled from flags in cmd/clearance).
@@ -50,6 +54,13 @@ type Config struct {
 	BodyLimit int64
 	// Timeouts of the http.Server and of the graceful shutdown.
 	ReadTimeout, WriteTimeout, IdleTimeout, ShutdownTimeout time.Duration
+	// RequestTimeout is the deadline of every request's context (default
+	// DefaultRequestTimeout); the read path has the shorter Limits.Timeout.
+	// WriteTimeout defaults to it plus a few seconds, so the answer to a
+	// request cut at its deadline still reaches the client.
+	RequestTimeout time.Duration
+	// Limits bound the read path (search, ticket fetch, MCP tool calls).
+	Limits Limits
 	// Logger receives the access log and internal errors (default: discard).
 	Logger *slog.Logger
 }
@@ -99,6 +110,7 @@ type Server struct {
 	v1   *echo.Group
 	reg  *prometheus.Registry
 	http *prometheus.HistogramVec
+	adm  *admission
 }
 
 // New builds the server and registers every route.
@@ -109,8 +121,11 @@ func New(cfg Config, deps Deps) *Server {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
+		cfg.WriteTimeout = max(DefaultWriteTimeout, cfg.RequestTimeout+writeGrace)
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
@@ -125,7 +140,7 @@ func New(cfg Config, deps Deps) *Server {
 	if deps.Metrics == nil {
 		deps.Metrics = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, e: echo.New(), reg: deps.Metrics}
+	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, e: echo.New(), reg: deps.Metrics, adm: newAdmission(cfg.Limits)}
 	s.http = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "clearance_http_request_duration_seconds",
 		Help:    "HTTP request latency by method, route and status.",
@@ -140,7 +155,7 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
-	s.e.Use(s.requestID, s.accessLog, s.bodyLimit)
+	s.e.Use(s.requestID, s.accessLog, s.bodyLimit, s.deadline)
 	s.routes()
 	return s
 }
@@ -157,7 +172,7 @@ func (s *Server) routes() {
 			return c.Blob(http.StatusOK, "application/jwk-set+json", s.deps.DevJWKS)
 		})
 	}
-	s.v1 = s.e.Group("/v1", s.authenticate)
+	s.v1 = s.e.Group("/v1", s.authenticate, s.admitReads)
 	s.registerGrants(s.v1)
 	s.registerAPIKeys(s.v1)
 	for _, a := range s.deps.Areas {
