@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,7 +97,27 @@ func (m *MCP) Mount(s *Server) {
 		if err := strictBody(r); err != nil {
 			return err
 		}
-		r = r.Clone(context.WithValue(r.Context(), mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c)}))
+		ctx := r.Context()
+		if r.Method == http.MethodPost {
+			body, call, err := readMCPMessage(r.Body)
+			if err != nil {
+				if errors.Is(err, clearance.ErrInvalid) {
+					return writeRPCError(c, err)
+				}
+				return err
+			}
+			if call {
+				// A tool call is a search or a ticket read: the same rate limit,
+				// slot and deadline as on /v1.
+				var release func()
+				if ctx, release, err = s.adm.admit(ctx, p); err != nil {
+					return err
+				}
+				defer release()
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
+		r = r.Clone(context.WithValue(ctx, mcpCallerKey{}, mcpCaller{p: p, requestID: requestID(c), ctx: ctx}))
 		// The credential stops here: the SDK (and the tools, which see the
 		// request headers) get a placeholder the handover accepts, also when
 		// the credential came as X-API-Key.
@@ -143,7 +164,67 @@ const (
 type mcpCaller struct {
 	p         authz.Principal
 	requestID string
+	// ctx is the HTTP request's context: its deadline and cancellation bound
+	// the tool call, whatever context the SDK hands the tool.
+	ctx context.Context
 }
+
+// bound returns ctx limited by the HTTP request's deadline and ended with it.
+func (c mcpCaller) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.ctx == nil {
+		return context.WithCancel(ctx)
+	}
+	var cancelDeadline context.CancelFunc = func() {}
+	if d, ok := c.ctx.Deadline(); ok {
+		ctx, cancelDeadline = context.WithDeadline(ctx, d)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		cancelDeadline()
+	}
+}
+
+// readMCPMessage reads one POST body (bounded by the server's body limit) and
+// reports whether it is a tools/call. A JSON-RPC batch is refused before
+// anything in it runs: MCP 2025-06-18 removed batching, and the SDK still
+// runs a batch's calls concurrently for older protocol versions, so one
+// request of 300 searches exhausted the process (issue 14).
+func readMCPMessage(body io.Reader) ([]byte, bool, error) {
+	b, err := readBody(body)
+	if err != nil {
+		return nil, false, err
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		return nil, false, clearance.Invalid("body", "JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per request")
+	}
+	var msg struct {
+		Method string `json:"method"`
+	}
+	// A body that does not parse is the SDK's to refuse; it is not a call.
+	_ = json.Unmarshal(b, &msg)
+	return b, msg.Method == "tools/call", nil
+}
+
+// writeRPCError answers an MCP request the SDK never saw with one JSON-RPC
+// error (id null: the request's id is not trusted) and the error table's status.
+func writeRPCError(c echo.Context, err error) error {
+	msg := problemFor(err).Detail
+	var fe *clearance.FieldError
+	if errors.As(err, &fe) {
+		msg = fe.Reason
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(Status(err), map[string]any{
+		"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": rpcInvalidRequest, "message": msg},
+	})
+}
+
+// rpcInvalidRequest is JSON-RPC 2.0's "Invalid Request" error code.
+const rpcInvalidRequest = -32600
 
 // caller is the verified principal of the HTTP request that carried req. Without
 // one the call is refused: fail closed.
@@ -231,6 +312,8 @@ func (t mcpTools) search(ctx context.Context, creq *mcp.CallToolRequest, in Sear
 	if err != nil {
 		return nil, filter.Response{}, t.toolError(c, err)
 	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	// The same validation as POST /v1/search.
 	req := searchRequest{Query: in.Query}
 	if in.TopK != 0 {
@@ -274,6 +357,8 @@ func (t mcpTools) get(ctx context.Context, creq *mcp.CallToolRequest, in GetTick
 	if err != nil {
 		return nil, ticketResponse{}, t.toolError(c, err)
 	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	if !indexer.ValidID(in.ID) {
 		// Same answer as an invisible or missing ticket, as on GET /v1/tickets.
 		return nil, ticketResponse{}, errTicketNotFound

@@ -645,3 +645,43 @@ func TestMCPProtectedResourceDiscovery(t *testing.T) {
 		t.Fatalf("%+v", prm)
 	}
 }
+
+// TestMCPBatchRefused: a JSON-RPC batch is refused as a whole with 400 and one
+// JSON-RPC error before any tool runs (no audit record), whatever protocol
+// version the client claims: the SDK still runs batches for versions before
+// 2025-06-18, and one batch of 300 searches exhausted the process (issue 14).
+func TestMCPBatchRefused(t *testing.T) {
+	e := newMCPEnv(t)
+	call := `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"search_tickets","arguments":{"query":"login timeout","top_k":100}}}`
+	batch := " \n[" + fmt.Sprintf(call, 1) + "," + fmt.Sprintf(call, 2) + "]"
+	for _, version := range []string{"", "2025-03-26", "2025-06-18"} {
+		before := len(e.log.Records())
+		hdr := []string{"Content-Type", "application/json", "Accept", "application/json, text/event-stream",
+			"Authorization", "Bearer " + e.readToken(t, "anne", "acme")}
+		if version != "" {
+			hdr = append(hdr, "Mcp-Protocol-Version", version)
+		}
+		resp, body := hsend(t, http.MethodPost, e.base+MCPPath, batch, hdr...)
+		var out struct {
+			JSONRPC string          `json:"jsonrpc"`
+			ID      json.RawMessage `json:"id"`
+			Error   struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &out); err != nil || resp.StatusCode != http.StatusBadRequest ||
+			out.JSONRPC != "2.0" || string(out.ID) != "null" || out.Error.Code != -32600 || !strings.Contains(out.Error.Message, "batch") {
+			t.Errorf("version %q: %d %s", version, resp.StatusCode, body)
+		}
+		if n := len(e.log.Records()) - before; n != 0 {
+			t.Errorf("version %q: %d tool calls ran", version, n)
+		}
+	}
+	// One call per request still works.
+	resp, body := hsend(t, http.MethodPost, e.base+MCPPath, fmt.Sprintf(call, 3), "Content-Type", "application/json",
+		"Accept", "application/json, text/event-stream", "Authorization", "Bearer "+e.readToken(t, "anne", "acme"))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"structuredContent"`) {
+		t.Fatalf("single call: %d %s", resp.StatusCode, body)
+	}
+}
