@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/clearance-dev/clearance/api"
 	"github.com/clearance-dev/clearance/authz"
 	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/authz/openfga"
@@ -90,6 +91,20 @@ type serveConfig struct {
 	MaxBodyBytes   int64
 	RequestTimeout time.Duration
 	SearchTimeout  time.Duration
+	// Read-path admission (search, ticket fetch, MCP tool calls).
+	MaxConcurrentSearches int
+	MaxPerPrincipal       int
+	SearchQueue           int
+	SearchQueueTimeout    time.Duration
+	RateLimit             float64 // per principal and second; 0: off
+	RateBurst             int
+	RateLimitPrincipals   int
+
+	// Embedded engine pool and concurrency.
+	EngineMaxConns         int
+	EngineMaxIdleConns     int
+	EngineConnIdleTime     time.Duration
+	EngineConcurrentChecks int
 
 	// Audit.
 	AuditHashQueries bool
@@ -128,7 +143,15 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.IntVar(&c.MaxTopK, "max-top-k", 100, "largest top_k a search may ask for")
 	fl.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body in bytes (POST /v1/tickets batches included)")
 	fl.DurationVar(&c.RequestTimeout, "request-timeout", 30*time.Second, "deadline of one HTTP request")
-	fl.DurationVar(&c.SearchTimeout, "search-timeout", 10*time.Second, "deadline of one search (engine calls included); past it the answer is 503 or partial")
+	fl.DurationVar(&c.SearchTimeout, "search-timeout", 10*time.Second, "deadline of one search, ticket fetch or MCP tool call, queueing included: no new search round starts after half of it (status partial) and the work is cut at it (503)")
+	d := defaultLimits()
+	fl.IntVar(&c.MaxConcurrentSearches, "max-concurrent-searches", d.MaxConcurrentSearches, "searches, ticket fetches and MCP tool calls running at once (default 2 per core, at least 4)")
+	fl.IntVar(&c.MaxPerPrincipal, "max-concurrent-per-principal", d.MaxPerPrincipal, "read-path requests one principal may have running or waiting at once (0 turns the limit off); past it the answer is 429 with Retry-After")
+	fl.IntVar(&c.SearchQueue, "search-queue", d.SearchQueue, "how many more may wait for a slot; past it the answer is 503 with Retry-After")
+	fl.DurationVar(&c.SearchQueueTimeout, "search-queue-timeout", d.SearchQueueTimeout, "longest wait for a slot; then 503 with Retry-After")
+	fl.Float64Var(&c.RateLimit, "rate-limit", d.RateLimit, "read-path requests per second per principal (token bucket; 0 turns the limit off); past it the answer is 429 with Retry-After")
+	fl.IntVar(&c.RateBurst, "rate-burst", d.RateBurst, "read-path requests a principal may send at once (the bucket size)")
+	fl.IntVar(&c.RateLimitPrincipals, "rate-limit-principals", d.RateLimitPrincipals, "rate-limit buckets kept in memory; the least recently seen principal's is dropped first")
 
 	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
 	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")
@@ -158,6 +181,35 @@ func (c *serveConfig) registerEngine(fl *pflag.FlagSet) {
 	fl.IntVar(&c.OpenFGAListUsersMaxResults, "openfga-listusers-max-results", openfga.DefaultServerListUsersMaxResults, "the OpenFGA server's --listUsers-max-results (0: no cap, what the flow check needs for large audiences); an answer this large counts as truncated and the flow check denies")
 	fl.DurationVar(&c.OpenFGAListUsersDeadline, "openfga-listusers-deadline", openfga.DefaultServerListUsersDeadline, "the OpenFGA server's --listUsers-deadline (0: none); a ListUsers lasting this long counts as truncated and the flow check denies")
 	fl.DurationVar(&c.ChangelogWindow, "openfga-changelog-window", 30*time.Second, "how far back each revision probe re-reads OpenFGA's change log to see writes of other replicas that committed out of order: at least the longest tuple write (OpenFGA's --request-timeout, clearance's engine timeout) plus clock skew")
+	fl.IntVar(&c.EngineMaxConns, "engine-max-conns", fgaembedded.DefaultMaxOpenConns(), "embedded engine: datastore connections open at most (sqlite: 3 descriptors each; default 8 per core, at least 16)")
+	fl.IntVar(&c.EngineMaxIdleConns, "engine-max-idle-conns", 0, "embedded engine: idle datastore connections kept (default a quarter of --engine-max-conns, at least 2)")
+	fl.DurationVar(&c.EngineConnIdleTime, "engine-conn-idle-time", fgaembedded.DefaultConnMaxIdleTime, "embedded engine: close a datastore connection idle this long")
+	fl.IntVar(&c.EngineConcurrentChecks, "engine-concurrent-checks", fgaembedded.DefaultMaxConcurrentChecks(), "embedded engine: checks of one batch run at once (default 4 per core, at least 8)")
+}
+
+// limitDefaults are the read-path limits' defaults on this machine.
+type limitDefaults struct {
+	MaxConcurrentSearches, SearchQueue int
+	MaxPerPrincipal                    int
+	SearchQueueTimeout                 time.Duration
+	RateLimit                          float64
+	RateBurst, RateLimitPrincipals     int
+}
+
+func defaultLimits() limitDefaults {
+	n := api.DefaultMaxConcurrent()
+	return limitDefaults{MaxConcurrentSearches: n, SearchQueue: 8 * n, MaxPerPrincipal: max(1, n/2), SearchQueueTimeout: api.DefaultQueueTimeout,
+		RateLimit: api.DefaultRate, RateBurst: 2 * api.DefaultRate, RateLimitPrincipals: api.DefaultMaxPrincipals}
+}
+
+// apiLimits is the read path's admission configuration.
+func (c *serveConfig) apiLimits() api.Limits {
+	l := api.Limits{MaxConcurrent: c.MaxConcurrentSearches, PerPrincipal: c.MaxPerPrincipal, MaxQueue: c.SearchQueue, QueueTimeout: c.SearchQueueTimeout,
+		Rate: c.RateLimit, Burst: c.RateBurst, MaxPrincipals: c.RateLimitPrincipals, Timeout: c.SearchTimeout}
+	if c.SearchQueue == 0 {
+		l.MaxQueue = -1 // api's zero means its default; the flag's means none
+	}
+	return l
 }
 
 // registerIndex binds the vector-store and embedder flags (serve, index,
@@ -312,6 +364,33 @@ func (c *serveConfig) resolve() error {
 	} else if c.SearchTimeout > c.RequestTimeout {
 		bad("--search-timeout (%s) must not exceed --request-timeout (%s)", c.SearchTimeout, c.RequestTimeout)
 	}
+	if c.MaxConcurrentSearches < 1 {
+		bad("--max-concurrent-searches %d: want at least 1", c.MaxConcurrentSearches)
+	}
+	if c.MaxPerPrincipal < 0 {
+		bad("--max-concurrent-per-principal %d: must not be negative (0 turns it off)", c.MaxPerPrincipal)
+	}
+	if c.SearchQueue < 0 {
+		bad("--search-queue %d: must not be negative", c.SearchQueue)
+	}
+	if c.SearchQueueTimeout <= 0 || c.SearchQueueTimeout >= c.SearchTimeout {
+		bad("--search-queue-timeout %s: want positive and below --search-timeout (%s)", c.SearchQueueTimeout, c.SearchTimeout)
+	}
+	if c.RateLimit < 0 {
+		bad("--rate-limit %g: must not be negative (0 turns it off)", c.RateLimit)
+	}
+	if c.RateLimit > 0 && c.RateBurst < 1 {
+		bad("--rate-burst %d: want at least 1", c.RateBurst)
+	}
+	if c.RateLimitPrincipals < 1 {
+		bad("--rate-limit-principals %d: want at least 1", c.RateLimitPrincipals)
+	}
+	if c.EngineMaxConns < 1 || c.EngineMaxIdleConns < 0 || c.EngineMaxIdleConns > c.EngineMaxConns {
+		bad("--engine-max-conns %d / --engine-max-idle-conns %d: want at least 1 connection, and idle ones at most that many", c.EngineMaxConns, c.EngineMaxIdleConns)
+	}
+	if c.EngineConnIdleTime <= 0 || c.EngineConcurrentChecks < 1 {
+		bad("--engine-conn-idle-time must be positive and --engine-concurrent-checks at least 1")
+	}
 	if (c.IndexEvery != 0 || c.IndexSchedule != "") && c.IndexSource == "" {
 		bad("--index-every/--index-schedule need --index-source")
 	}
@@ -349,6 +428,12 @@ func (c *serveConfig) openEngine(ctx context.Context, log *slog.Logger) (authz.E
 			WriteModel:      c.OpenFGAWriteModel,
 			ChangelogWindow: c.ChangelogWindow,
 			Logger:          log.With("component", "openfga"),
+			// Each connection holds descriptors (3 on sqlite); the pool
+			// bound is what keeps a burst from exhausting them (issue 14).
+			MaxOpenConns:        c.EngineMaxConns,
+			MaxIdleConns:        c.EngineMaxIdleConns,
+			ConnMaxIdleTime:     c.EngineConnIdleTime,
+			MaxConcurrentChecks: c.EngineConcurrentChecks,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded engine (%s): %w", c.EngineDatastore, err)

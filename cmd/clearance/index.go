@@ -96,6 +96,9 @@ func (f *backendFlags) open(ctx context.Context, log *slog.Logger) (retrieval.Em
 	c := &f.cfg
 	c.Addr, c.MaxTopK, c.MaxBodyBytes, c.TenantClaim = "127.0.0.1:0", 100, 1<<20, "tenant"
 	c.RequestTimeout, c.SearchTimeout, c.LogLevel, c.LogFormat = 30*time.Second, 10*time.Second, "info", "text"
+	d := defaultLimits()
+	c.MaxConcurrentSearches, c.MaxPerPrincipal, c.SearchQueue, c.SearchQueueTimeout = d.MaxConcurrentSearches, d.MaxPerPrincipal, d.SearchQueue, d.SearchQueueTimeout
+	c.RateLimit, c.RateBurst, c.RateLimitPrincipals = d.RateLimit, d.RateBurst, d.RateLimitPrincipals
 	if err := c.resolve(); err != nil {
 		return nil, nil, err
 	}

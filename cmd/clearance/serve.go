@@ -246,7 +246,10 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		ln.Close()
 		return err
 	}
-	planner := filter.New(filter.Config{Deadline: a.cfg.SearchTimeout, HashQueries: a.cfg.AuditHashQueries,
+	// The planner starts no new round after half the search timeout (status
+	// partial), so a slow search answers what it found before the read
+	// path's deadline (Limits.Timeout) cuts it with a 503.
+	planner := filter.New(filter.Config{Deadline: a.cfg.SearchTimeout / 2, HashQueries: a.cfg.AuditHashQueries,
 		Logger: a.log.With("component", "filter")}, a.engine, a.store, a.embedder, a.audit)
 	tickets := &api.TicketWriter{Store: a.store, Indexer: a.indexer, Logger: a.log.With("component", "tickets")}
 	search := &api.SearchAPI{Planner: planner, Tickets: tickets, MaxTopK: a.cfg.MaxTopK}
@@ -297,7 +300,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	}
 	srv := api.New(api.Config{
 		Addr: a.cfg.Addr, PublicURL: base, AuthorizationServers: issuers, BodyLimit: a.cfg.MaxBodyBytes,
-		ReadTimeout: a.cfg.RequestTimeout, WriteTimeout: a.cfg.RequestTimeout, Logger: a.log,
+		ReadTimeout: a.cfg.RequestTimeout, RequestTimeout: a.cfg.RequestTimeout, Limits: a.cfg.apiLimits(), Logger: a.log,
 	}, deps)
 	mcpSrv := &api.MCP{Planner: planner, MaxTopK: a.cfg.MaxTopK, Version: version}
 	if flow != nil {
