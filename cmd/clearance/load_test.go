@@ -32,13 +32,41 @@ import (
 type loadEnv struct {
 	a      *app
 	base   string
-	tokens map[string]string // demo label -> bearer token
+	tokens map[string]string // principal label -> bearer token
 	client *http.Client
+	// queries are the texts searches cycle through (default loadQueries).
+	queries []string
 }
 
 // startLoadServer starts serve's stack on the demo org; mutate adjusts the
 // configuration before start (limits under test).
 func startLoadServer(t testing.TB, mutate func(*serveConfig)) *loadEnv {
+	t.Helper()
+	return startServer(t, mutate, func(ctx context.Context, a *app) (map[string]string, error) {
+		if _, err := loadDemoOrg(ctx, a.engine); err != nil {
+			return nil, err
+		}
+		if _, err := a.indexer.Run(ctx, indexer.NewJSONLData("demo", testdata.Tickets, 256)); err != nil {
+			return nil, err
+		}
+		tokens := map[string]string{}
+		for _, c := range []struct{ label, sub, act string }{
+			{"anne", "anne", ""}, {"bob", "bob", ""}, {"copilot", "anne", "copilot"},
+			{"dave", "dave", ""}, {"erin", "erin", ""}, {"frank", "frank", ""},
+		} {
+			tok, err := a.devToken(c.sub, "acme", c.act, "tickets:read", time.Hour)
+			if err != nil {
+				return nil, err
+			}
+			tokens[c.label] = tok
+		}
+		return tokens, nil
+	})
+}
+
+// startServer starts serve's stack; load fills its backends and returns the
+// bearer tokens of the principals to search as, by label.
+func startServer(t testing.TB, mutate func(*serveConfig), load func(context.Context, *app) (map[string]string, error)) *loadEnv {
 	t.Helper()
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("counting descriptors needs /proc")
@@ -58,14 +86,15 @@ func startLoadServer(t testing.TB, mutate func(*serveConfig)) *loadEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadDemoOrg(ctx, a.engine); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.indexer.Run(ctx, indexer.NewJSONLData("demo", testdata.Tickets, 256)); err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		t.Fatal(err)
+	}
+	a.base = a.publicURL(ln) // the tokens' audience
+	tokens, err := load(ctx, a)
+	if err != nil {
+		ln.Close()
+		a.Close()
 		t.Fatal(err)
 	}
 	up := make(chan string, 1)
@@ -77,7 +106,7 @@ func startLoadServer(t testing.TB, mutate func(*serveConfig)) *loadEnv {
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	}
-	env := &loadEnv{a: a, base: base, tokens: map[string]string{},
+	env := &loadEnv{a: a, base: base, tokens: tokens,
 		client: &http.Client{Timeout: 2 * cfg.RequestTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	t.Cleanup(func() {
 		env.client.CloseIdleConnections()
@@ -85,16 +114,6 @@ func startLoadServer(t testing.TB, mutate func(*serveConfig)) *loadEnv {
 		<-done
 		a.Close()
 	})
-	for _, c := range []struct{ label, sub, act string }{
-		{"anne", "anne", ""}, {"bob", "bob", ""}, {"copilot", "anne", "copilot"},
-		{"dave", "dave", ""}, {"erin", "erin", ""}, {"frank", "frank", ""},
-	} {
-		tok, err := a.devToken(c.sub, "acme", c.act, "tickets:read", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env.tokens[c.label] = tok
-	}
 	return env
 }
 
@@ -130,7 +149,11 @@ func (e *loadEnv) do(ctx context.Context, method, path, token, contentType strin
 var loadQueries = []string{"login timeout", "invoice dispute overage", "webhook retries backoff", "certificate expired", "memory leak worker", "dashboard slow"}
 
 func (e *loadEnv) search(ctx context.Context, who string, topK, i int) answer {
-	body := fmt.Sprintf(`{"query":%q,"top_k":%d}`, loadQueries[i%len(loadQueries)], topK)
+	qs := e.queries
+	if len(qs) == 0 {
+		qs = loadQueries
+	}
+	body := fmt.Sprintf(`{"query":%q,"top_k":%d}`, qs[i%len(qs)], topK)
 	return e.do(ctx, http.MethodPost, "/v1/search", e.tokens[who], "application/json", []byte(body))
 }
 

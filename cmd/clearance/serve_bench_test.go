@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,9 @@ import (
 
 	"github.com/clearance-dev/clearance/api/auth"
 	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/indexer"
+	"github.com/clearance-dev/clearance/internal/bench"
 	"github.com/clearance-dev/clearance/testdata"
 )
 
@@ -111,11 +114,48 @@ func BenchmarkServeSearch(b *testing.B) {
 // answers (503: the queue wait ran out), which are not errors here.
 //
 //	go test ./cmd/clearance -run '^$' -bench ServeConcurrency -benchtime 400x
+//
+// CLEARANCE_BENCH_SCALE=100k runs it on `clearance bench`'s generated org of
+// that many chunks instead (loading takes minutes), searching as its user and
+// agent principals with its queries.
 func BenchmarkServeConcurrency(b *testing.B) {
-	e := startLoadServer(b, func(c *serveConfig) {
-		c.RateLimit, c.MaxPerPrincipal = 0, 0
-	})
+	noPolicies := func(c *serveConfig) { c.RateLimit, c.MaxPerPrincipal = 0, 0 }
+	var e *loadEnv
 	who := []string{"anne", "bob", "copilot", "dave", "erin", "frank"}
+	if scale := os.Getenv("CLEARANCE_BENCH_SCALE"); scale != "" {
+		chunks, err := parseScale(scale)
+		if err != nil {
+			b.Fatal(err)
+		}
+		org := bench.GenerateOrg(bench.DefaultOrgConfig(chunks))
+		who = who[:0]
+		e = startServer(b, noPolicies, func(ctx context.Context, a *app) (map[string]string, error) {
+			start := time.Now()
+			if _, _, err := bench.Load(ctx, org, a.engine, a.store, a.embedder, 10_000, nil); err != nil {
+				return nil, err
+			}
+			st := org.Stats()
+			b.Logf("org of %d chunks, %d tickets, %d tuples loaded in %s", st.Chunks, st.Tickets, st.Tuples, time.Since(start).Round(time.Second))
+			tokens := map[string]string{}
+			for i, v := range org.Viewers {
+				p := v.Principal
+				if p.Kind == authz.KindServiceAccount {
+					continue
+				}
+				tok, err := a.devToken(p.User, p.Tenant, p.Agent, "tickets:read", 24*time.Hour)
+				if err != nil {
+					return nil, err
+				}
+				label := fmt.Sprint("viewer-", i)
+				tokens[label] = tok
+				who = append(who, label)
+			}
+			return tokens, nil
+		})
+		e.queries = org.Queries(64, 7)
+	} else {
+		e = startLoadServer(b, noPolicies)
+	}
 	for _, clients := range []int{1, 2, 4, 8, 32} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			var next atomic.Int64
