@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,14 +107,17 @@ func BenchmarkServeSearch(b *testing.B) {
 }
 
 // BenchmarkServeConcurrency: throughput and latency of POST /v1/search (top_k
-// 10, six demo principals in turn) at 1, 2, 4, 8 and 32 concurrent clients,
-// through the whole server with its admission control at the defaults
-// (concurrency limit and queue) and the per-principal policies off, so the
-// numbers are the server's capacity, not one principal's allowance. Reports
-// ok answers per second, p50 and p99 of every answer, and the overload
-// answers (503: the queue wait ran out), which are not errors here.
+// 10, the principals in turn) at 1, 2, 4, 8 and 32 concurrent clients, through
+// the whole server with its admission control at the defaults (concurrency
+// limit and queue) and the per-principal policies off, so the numbers are the
+// server's capacity, not one principal's allowance. The client counts take
+// turns in rounds of a few seconds each (CLEARANCE_BENCH_ROUNDS, default 3;
+// CLEARANCE_BENCH_ROUND, default 5s), so a shared machine's changing load
+// spreads over all of them instead of skewing one. Reports per client count:
+// ok answers per second, p50 and p99 of every answer, and overload answers
+// (503: the queue wait ran out), which are not errors here.
 //
-//	go test ./cmd/clearance -run '^$' -bench ServeConcurrency -benchtime 400x
+//	go test ./cmd/clearance -run '^$' -bench ServeConcurrency -benchtime 1x
 //
 // CLEARANCE_BENCH_SCALE=100k runs it on `clearance bench`'s generated org of
 // that many chunks instead (loading takes minutes), searching as its user and
@@ -156,44 +160,75 @@ func BenchmarkServeConcurrency(b *testing.B) {
 	} else {
 		e = startLoadServer(b, noPolicies)
 	}
-	for _, clients := range []int{1, 2, 4, 8, 32} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			var next atomic.Int64
+	rounds, round := 3, 5*time.Second
+	if v := os.Getenv("CLEARANCE_BENCH_ROUNDS"); v != "" {
+		if _, err := fmt.Sscan(v, &rounds); err != nil || rounds < 1 {
+			b.Fatalf("CLEARANCE_BENCH_ROUNDS=%q", v)
+		}
+	}
+	if v := os.Getenv("CLEARANCE_BENCH_ROUND"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("CLEARANCE_BENCH_ROUND=%q: %v", v, err)
+		}
+		round = d
+	}
+	counts := []int{1, 2, 4, 8, 32}
+	type result struct {
+		lat           []time.Duration
+		ok, over, bad int
+		elapsed       time.Duration
+		loadBefore    []string
+	}
+	res := make([]result, len(counts))
+	var i atomic.Int64
+	for range rounds {
+		for ci, clients := range counts {
+			if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+				res[ci].loadBefore = append(res[ci].loadBefore, strings.Fields(string(la))[0])
+			}
 			var mu sync.Mutex
-			var lat []time.Duration
-			var ok, over, bad int
 			var wg sync.WaitGroup
+			end := time.Now().Add(round)
 			start := time.Now()
 			for c := range clients {
 				wg.Go(func() {
-					for i := int(next.Add(1)); i <= b.N; i = int(next.Add(1)) {
+					for time.Now().Before(end) {
+						n := int(i.Add(1))
 						t0 := time.Now()
-						a := e.search(context.Background(), who[(c+i)%len(who)], 10, i)
+						a := e.search(context.Background(), who[(c+n)%len(who)], 10, n)
 						d := time.Since(t0)
 						mu.Lock()
-						lat = append(lat, d)
+						res[ci].lat = append(res[ci].lat, d)
 						switch {
 						case a.err == nil && a.status == http.StatusOK:
-							ok++
+							res[ci].ok++
 						case a.err == nil && overload(a):
-							over++
+							res[ci].over++
 						default:
-							bad++
+							res[ci].bad++
 						}
 						mu.Unlock()
 					}
 				})
 			}
 			wg.Wait()
-			elapsed := time.Since(start)
-			if bad > 0 {
-				b.Fatalf("%d answers neither 200 nor an overload answer", bad)
-			}
-			slices.Sort(lat)
-			b.ReportMetric(float64(ok)/elapsed.Seconds(), "ok/s")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "p99-ms")
-			b.ReportMetric(float64(over), "overload")
-		})
+			res[ci].elapsed += time.Since(start)
+		}
+	}
+	for ci, clients := range counts {
+		rs := res[ci]
+		if rs.bad > 0 {
+			b.Errorf("%d clients: %d answers neither 200 nor an overload answer", clients, rs.bad)
+		}
+		slices.Sort(rs.lat)
+		p50 := float64(rs.lat[len(rs.lat)/2].Microseconds()) / 1000
+		p99 := float64(rs.lat[min(len(rs.lat)-1, len(rs.lat)*99/100)].Microseconds()) / 1000
+		okps := float64(rs.ok) / rs.elapsed.Seconds()
+		b.ReportMetric(okps, fmt.Sprintf("c%d-ok/s", clients))
+		b.ReportMetric(p50, fmt.Sprintf("c%d-p50-ms", clients))
+		b.ReportMetric(p99, fmt.Sprintf("c%d-p99-ms", clients))
+		b.Logf("clients %2d: %6.1f ok/s  p50 %7.1f ms  p99 %7.1f ms  %d answers, %d overload (load avg before each round: %s)",
+			clients, okps, p50, p99, len(rs.lat), rs.over, strings.Join(rs.loadBefore, " "))
 	}
 }
