@@ -202,3 +202,25 @@ func TestRateLimiterBounded(t *testing.T) {
 		t.Fatal("principal-99's bucket was dropped")
 	}
 }
+
+// TestMayCallTool: only a message that names one other method, exactly, skips
+// admission; case variants and duplicates of "method" count as calls.
+func TestMayCallTool(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}`:           true,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`:           false,
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`:               false,
+		`{"jsonrpc":"2.0","id":1,"method":"tools\/call"}`:                      true,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"initialize"}`: true,
+		`{"jsonrpc":"2.0","id":1,"METHOD":"initialize"}`:                       true,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","method":"tools/call"}`: true,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","method":"tools/list"}`: true,
+		`{"jsonrpc":"2.0","id":1,"result":{}}`:                                 true,
+		`not json`:                                                             true,
+		`{"jsonrpc":"2.0","id":1,"method":7}`:                                  true,
+	} {
+		if got := mayCallTool([]byte(body)); got != want {
+			t.Errorf("mayCallTool(%s) = %v, want %v", body, got, want)
+		}
+	}
+}

@@ -200,12 +200,39 @@ func readMCPMessage(body io.Reader) ([]byte, bool, error) {
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && t[0] == '[' {
 		return nil, false, clearance.Invalid("body", "JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per request")
 	}
-	var msg struct {
-		Method string `json:"method"`
+	return b, mayCallTool(b), nil
+}
+
+// mayCallTool reports whether a message may be a tools/call, and so must be
+// admitted. Only a JSON object with exactly one member named "method" (exact
+// case) whose value is another method is not: encoding/json matches names
+// case-insensitively and keeps the last duplicate, and a reader that differs
+// from the SDK's on either would let a call pass unadmitted.
+func mayCallTool(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return true // not an object: the SDK refuses it, admitted or not
 	}
-	// A body that does not parse is the SDK's to refuse; it is not a call.
-	_ = json.Unmarshal(b, &msg)
-	return b, msg.Method == "tools/call", nil
+	var methods []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return true
+		}
+		key, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return true
+		}
+		if strings.EqualFold(key, "method") {
+			var m string
+			if key != "method" || json.Unmarshal(v, &m) != nil {
+				return true
+			}
+			methods = append(methods, m)
+		}
+	}
+	return len(methods) != 1 || methods[0] == "tools/call"
 }
 
 // writeRPCError answers an MCP request the SDK never saw with one JSON-RPC
