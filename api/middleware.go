@@ -101,10 +101,12 @@ func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // readRoutes are the /v1 routes behind admission control (method and route
-// pattern); /mcp admits its tools/call requests itself.
+// pattern): each costs engine checks or listings per request. /mcp admits its
+// tools/call requests itself (search_tickets, get_ticket, check_write).
 var readRoutes = map[string]bool{
 	http.MethodPost + " /v1/search":     true,
 	http.MethodGet + " /v1/tickets/:id": true,
+	http.MethodPost + " /v1/flow/check": true,
 }
 
 // admitReads runs the read routes through the principal's rate limit and a
