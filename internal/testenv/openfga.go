@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -37,22 +38,49 @@ func FreeAddr(t testing.TB) string {
 // ends.
 func StartOpenFGA(t testing.TB, key string, extra ...string) *OpenFGAServer {
 	t.Helper()
+	return startOpenFGA(t, key, []string{"--datastore-engine", "memory"}, extra)
+}
+
+// MigrateOpenFGAPostgres runs `openfga migrate` on the PostgreSQL database at
+// uri, which StartOpenFGAPostgres needs first. Run it once: several servers then
+// share the migrated database.
+func MigrateOpenFGAPostgres(t testing.TB, uri string) {
+	t.Helper()
+	bin := OpenFGABinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "migrate", "--datastore-engine", "postgres", "--datastore-uri", uri).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openfga migrate: %v\n%s", err, out)
+	}
+}
+
+// StartOpenFGAPostgres runs the OpenFGA binary like StartOpenFGA, on the
+// PostgreSQL datastore at uri (migrated by MigrateOpenFGAPostgres). Servers
+// started on one uri are one OpenFGA cluster: they share stores and tuples.
+func StartOpenFGAPostgres(t testing.TB, uri, key string, extra ...string) *OpenFGAServer {
+	t.Helper()
+	return startOpenFGA(t, key, []string{"--datastore-engine", "postgres", "--datastore-uri", uri}, extra)
+}
+
+func startOpenFGA(t testing.TB, key string, datastore, extra []string) *OpenFGAServer {
+	t.Helper()
 	bin := OpenFGABinary(t)
 	httpAddr := FreeAddr(t)
-	args := []string{"run",
-		"--datastore-engine", "memory",
+	args := append([]string{"run"}, datastore...)
+	args = append(args,
 		"--http-addr", httpAddr,
 		"--grpc-addr", FreeAddr(t),
 		"--metrics-enabled=false",
 		"--playground-enabled=false",
 		"--log-level", "warn",
-	}
+	)
 	if key != "" {
 		args = append(args, "--authn-method", "preshared", "--authn-preshared-keys", key)
 	}
 	cmd := exec.Command(bin, append(args, extra...)...)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncBuilder{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start openfga: %v", err)
 	}
@@ -80,8 +108,28 @@ func StartOpenFGA(t testing.TB, key string, extra ...string) *OpenFGAServer {
 	}
 }
 
-// Stop kills the server (tests of an engine that went away) and waits for it.
+// Stop kills the server with SIGKILL (kill -9: tests of an engine that went
+// away, no graceful shutdown) and waits for it.
 func (s *OpenFGAServer) Stop() {
 	s.once.Do(func() { _ = s.cmd.Process.Kill() })
 	<-s.exited
+}
+
+// syncBuilder collects a process's output; the process writes it from the
+// goroutines exec starts while the test may read it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncBuilder) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuilder) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
