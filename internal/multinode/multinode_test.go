@@ -210,7 +210,11 @@ func TestMultiNode(t *testing.T) {
 	// both running the scheduled indexer on the shared source.
 	common := []string{"--database-url", db, "--store", "pgvector",
 		"--openfga-store-id", app.store, "--openfga-model-id", app.model,
-		"--dev", "--audience", audience, "--index-source", src, "--index-every", "1s"}
+		"--dev", "--audience", audience, "--index-source", src, "--index-every", "1s",
+		// A few principals stand for many clients here, and the check phase
+		// fetches every written ticket as one member: the per-principal rate
+		// limit (10/s by default) would turn this into a test of the limiter.
+		"--rate-limit", "1000", "--rate-burst", "1000", "--max-concurrent-per-principal", "16"}
 	a := startReplica(t, bin, "a", testenv.FreeAddr(t), dir, append([]string{"--data-dir", dataA, "--openfga-url", fga1.URL}, common...))
 	b := startReplica(t, bin, "b", testenv.FreeAddr(t), dir, append([]string{"--data-dir", dataB, "--openfga-url", fga2.URL}, common...))
 	a.waitReady(t, time.Minute)
@@ -712,10 +716,10 @@ func isConnErr(err error) bool {
 // a few times.
 func fetch(t *testing.T, c *client, r *replica, cred string, tk ticketJSON) bool {
 	t.Helper()
-	for range 5 {
+	for range 10 {
 		res := c.once(context.Background(), r, http.MethodGet, "/v1/tickets/"+tk.ID, cred, nil)
-		if res.status == http.StatusServiceUnavailable {
-			time.Sleep(200 * time.Millisecond)
+		if res.status == http.StatusServiceUnavailable || res.status == http.StatusTooManyRequests {
+			time.Sleep(500 * time.Millisecond)
 			continue
 		}
 		var got ticketJSON
@@ -725,7 +729,7 @@ func fetch(t *testing.T, c *client, r *replica, cred string, tk ticketJSON) bool
 		t.Errorf("GET /v1/tickets/%s on %s: %d %s", tk.ID, r.name, res.status, res.body)
 		return false
 	}
-	t.Errorf("GET /v1/tickets/%s on %s: still 503", tk.ID, r.name)
+	t.Errorf("GET /v1/tickets/%s on %s: still 503 or 429", tk.ID, r.name)
 	return false
 }
 
