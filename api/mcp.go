@@ -272,7 +272,7 @@ const mcpInstructions = `clearance searches a company's support and engineering 
 const searchDescription = `Semantic search over the tickets the current user may see (results are already permission-filtered; nothing else exists for you). ` +
 	`Returns the best-matching chunks, best first: ticket_id, project_id, tenant_id, title, a snippet of the matching text, the chunk number and a similarity score. ` +
 	`status says whether the list is "complete" (top_k results found), "exhausted" (fewer visible matches exist: all were returned) ` +
-	`or "partial" (the search budget ran out; retry with a narrower query or projects to find more). ` +
+	`or "partial" (the search budget ran out, or exact is false because the index answered approximately; retry with a narrower query or projects to find more). ` +
 	`Several results can come from one ticket. Snippets are short: call get_ticket with a ticket_id for the full text. ` +
 	`audit_id identifies the audit record of this search.`
 
@@ -372,7 +372,11 @@ func (t mcpTools) search(ctx context.Context, creq *mcp.CallToolRequest, in Sear
 // not read structured content.
 func searchText(r filter.Response) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d results, status %s (audit %s)", len(r.Results), r.Status, r.AuditID)
+	fmt.Fprintf(&b, "%d results, status %s", len(r.Results), r.Status)
+	if !r.Exact {
+		b.WriteString(", approximate")
+	}
+	fmt.Fprintf(&b, " (audit %s)", r.AuditID)
 	for _, h := range r.Results {
 		fmt.Fprintf(&b, "\n- %s [%s] %s (score %.3f): %s", h.TicketID, h.ProjectID, h.Title, h.Score, h.Snippet)
 	}

@@ -158,8 +158,8 @@ func mcpSearch(t *testing.T, s *mcp.ClientSession, args map[string]any) searchAn
 	if res.IsError {
 		t.Fatalf("search_tickets %v: tool error %q", args, text(res))
 	}
-	if r.AuditID == "" || r.Status == "" {
-		t.Fatalf("search_tickets %v: no audit id or status: %+v", args, r)
+	if r.AuditID == "" || r.Status == "" || r.Exact == nil {
+		t.Fatalf("search_tickets %v: no audit id, status or exact: %+v", args, r)
 	}
 	return r
 }
@@ -173,6 +173,10 @@ func (e *mcpEnv) httpSearch(t *testing.T, token string, body map[string]any) sea
 	var r searchAnswer
 	if err := json.Unmarshal([]byte(a.raw), &r); err != nil {
 		t.Fatal(err)
+	}
+	// The embedded store is exact: /v1/search says so.
+	if r.Exact == nil || !*r.Exact {
+		t.Fatalf("/v1/search: exact missing or false on the embedded store: %s", a.raw)
 	}
 	return r
 }

@@ -123,9 +123,9 @@ type faultyStore struct {
 	down atomic.Bool
 }
 
-func (f *faultyStore) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
+func (f *faultyStore) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
 	if f.down.Load() {
-		return nil, fmt.Errorf("injected: %w", retrieval.ErrUnavailable)
+		return retrieval.SearchResult{}, fmt.Errorf("injected: %w", retrieval.ErrUnavailable)
 	}
 	return f.Store.Search(ctx, r)
 }
@@ -173,7 +173,9 @@ func newSearchEnv(t *testing.T) *searchEnv {
 type searchAnswer struct {
 	Results []filter.Result `json:"results"`
 	Status  string          `json:"status"`
-	AuditID string          `json:"audit_id"`
+	// Exact is always present (a pointer, so a missing field fails the tests).
+	Exact   *bool  `json:"exact"`
+	AuditID string `json:"audit_id"`
 }
 
 func (e *searchEnv) search(t *testing.T, token string, body map[string]any) searchAnswer {

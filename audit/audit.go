@@ -54,12 +54,18 @@ type Plan struct {
 	Revision string `json:"revision,omitempty"`
 	// CacheTTL is set instead when the engine has no revision: a cached
 	// pre-filter may be this old (the post-filter still decides).
-	CacheTTL string   `json:"cache_ttl,omitempty"`
-	Rounds   int      `json:"rounds"`
-	Fetched  int      `json:"fetched"`
-	Checked  int      `json:"checked"`
-	Denied   int      `json:"denied"`
-	Notes    []string `json:"notes,omitempty"`
+	CacheTTL string `json:"cache_ttl,omitempty"`
+	Rounds   int    `json:"rounds"`
+	Fetched  int    `json:"fetched"`
+	Checked  int    `json:"checked"`
+	Denied   int    `json:"denied"`
+	// StorePlans names the vector store's plans of this search's pages, in the
+	// order first used ("exact", "hnsw").
+	StorePlans []string `json:"store_plans,omitempty"`
+	// Exact is false when a page came from an approximate store plan (the
+	// status is then never complete or exhausted); nil where no store was read.
+	Exact *bool    `json:"exact,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Narrowing records every restriction applied on top of the engine's answer.

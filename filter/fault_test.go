@@ -77,8 +77,8 @@ type faultStore struct {
 	err error
 }
 
-func (s faultStore) Search(context.Context, retrieval.SearchRequest) ([]retrieval.Hit, error) {
-	return nil, s.err
+func (s faultStore) Search(context.Context, retrieval.SearchRequest) (retrieval.SearchResult, error) {
+	return retrieval.SearchResult{}, s.err
 }
 
 func (s faultStore) Get(context.Context, string) (retrieval.Ticket, error) {

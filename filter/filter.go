@@ -31,7 +31,7 @@ type Engine interface {
 // Store is what the planner reads from the vector store. retrieval.Store
 // satisfies it.
 type Store interface {
-	Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error)
+	Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error)
 	Get(ctx context.Context, ticketID string) (retrieval.Ticket, error)
 }
 
@@ -136,12 +136,16 @@ type Request struct {
 type Status string
 
 const (
-	// Complete: k results.
+	// Complete: the exact visible top k (every store page came from an exact
+	// plan).
 	Complete Status = "complete"
-	// Exhausted: fewer than k visible matches exist; all of them are returned.
+	// Exhausted: fewer than k visible matches exist; all of them are returned
+	// (proved by exact store plans only).
 	Exhausted Status = "exhausted"
-	// Partial: the budget (rounds, candidates, deadline) ran out before k were
-	// found; the results are checked but more visible matches may exist.
+	// Partial: the results are checked but closer or more visible matches may
+	// exist: the budget (rounds, candidates, deadline) ran out before k were
+	// found, or the store answered from an approximate plan (Response.Exact is
+	// then false). docs/decisions/search-status-exactness.md.
 	Partial Status = "partial"
 )
 
@@ -160,7 +164,11 @@ type Result struct {
 type Response struct {
 	Results []Result `json:"results"`
 	Status  Status   `json:"status"`
-	AuditID string   `json:"audit_id"`
+	// Exact is false when any store page of this answer came from an approximate
+	// plan (pgvector's HNSW walk, Qdrant's HNSW): the results are all visible,
+	// but they may not be the closest visible ones.
+	Exact   bool   `json:"exact"`
+	AuditID string `json:"audit_id"`
 }
 
 // TicketResponse is a single visible ticket and the id of its audit record.

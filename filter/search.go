@@ -127,7 +127,7 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 	}
 	if pf.path == PathEmpty {
 		rec.Status = string(Exhausted)
-		return Response{Results: []Result{}, Status: Exhausted}, nil
+		return Response{Results: []Result{}, Status: Exhausted, Exact: true}, nil
 	}
 
 	t := time.Now()
@@ -140,7 +140,7 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 		return Response{}, unavailable("embed query", fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs)))
 	}
 
-	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, vec: vecs[0], start: start, decided: map[string]bool{}, returned: map[string]bool{}}
+	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, vec: vecs[0], start: start, decided: map[string]bool{}, returned: map[string]bool{}, exact: true}
 	status, err := r.loop(ctx)
 	rec.Plan = r.pf.plan
 	rec.Plan.Path = pf.path
@@ -149,8 +149,16 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 	if err != nil {
 		return Response{}, err
 	}
+	if !r.exact && status != Partial {
+		// complete and exhausted are claims about the exact visible ranking,
+		// which an approximate page cannot support.
+		r.pf.plan.Notes = append(r.pf.plan.Notes, "store: approximate plan, "+string(status)+" reported as partial")
+		rec.Plan.Notes = r.pf.plan.Notes
+		status = Partial
+	}
+	rec.Plan.Exact = &r.exact
 	rec.Status = string(status)
-	return Response{Results: r.results, Status: status}, nil
+	return Response{Results: r.results, Status: status, Exact: r.exact}, nil
 }
 
 // run is the state of one search's over-fetch loop.
@@ -169,6 +177,7 @@ type run struct {
 	checked  int // tickets checked
 	allowed  int // of them allowed
 	offset   int
+	exact    bool // every store page so far came from an exact plan
 	searchUS int64
 	checkUS  int64
 }
@@ -195,10 +204,15 @@ func (r *run) loop(ctx context.Context) (Status, error) {
 		}
 		n := min(fetch, cfg.MaxCandidates-r.pf.plan.Fetched)
 		t := time.Now()
-		hits, err := r.pl.store.Search(ctx, retrieval.SearchRequest{Vector: r.vec, Filter: r.pf.filter, K: n, Offset: r.offset})
+		res, err := r.pl.store.Search(ctx, retrieval.SearchRequest{Vector: r.vec, Filter: r.pf.filter, K: n, Offset: r.offset})
 		r.searchUS += since(t)
 		if err != nil {
 			return "", unavailable("search store", err)
+		}
+		hits := res.Hits
+		r.exact = r.exact && res.Exact
+		if !slices.Contains(r.pf.plan.StorePlans, res.Plan) {
+			r.pf.plan.StorePlans = append(r.pf.plan.StorePlans, res.Plan)
 		}
 		r.pf.plan.Rounds++
 		r.pf.plan.Fetched += len(hits)

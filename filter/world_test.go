@@ -421,10 +421,11 @@ func (w *world) expected(p authz.Principal, req filter.Request) []filter.Result 
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	all, err := w.store.Search(ctx, retrieval.SearchRequest{Vector: vec[0], Filter: retrieval.Filter{Tenant: p.Tenant, AllProjects: true}, K: 1 << 20})
+	res, err := w.store.Search(ctx, retrieval.SearchRequest{Vector: vec[0], Filter: retrieval.Filter{Tenant: p.Tenant, AllProjects: true}, K: 1 << 20})
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	all := res.Hits
 	admits := func(list []string, proj string) bool { return len(list) == 0 || slices.Contains(list, proj) }
 	now := time.Now()
 	var out []filter.Result

@@ -82,6 +82,27 @@ type Hit struct {
 	Score    float32
 }
 
+// SearchResult is a ranking and how the store computed it.
+type SearchResult struct {
+	Hits []Hit
+	// Plan names how the store read its index for this search ("exact": every
+	// allowed chunk scored; "hnsw": an approximate graph walk). It goes into the
+	// audit record.
+	Plan string
+	// Exact is true when Hits are exactly the filter's top chunks from Offset on
+	// (recall 1, ties by id). An approximate plan sets it false: closer allowed
+	// chunks may exist, and fewer than K hits no longer proves there are no more.
+	// The zero value claims nothing, so a store that forgets to set it is
+	// reported as approximate, never as exact.
+	Exact bool
+}
+
+// Plans stores report in SearchResult.Plan.
+const (
+	PlanExact = "exact"
+	PlanHNSW  = "hnsw"
+)
+
 // TicketRef is the metadata of an indexed ticket, for sync and reconciliation.
 type TicketRef struct {
 	ID          string
@@ -121,9 +142,10 @@ type Store interface {
 	Move(ctx context.Context, ticketID, project string) error
 	// Get returns a ticket (ErrNotFound if missing).
 	Get(ctx context.Context, ticketID string) (Ticket, error)
-	// Search returns up to K hits ranked by score. Fewer than K means the filter has
-	// no more matching chunks beyond Offset.
-	Search(ctx context.Context, r SearchRequest) ([]Hit, error)
+	// Search returns up to K hits ranked by score and the plan that produced them.
+	// On an exact plan, fewer than K hits means the filter has no more matching
+	// chunks beyond Offset; an approximate plan (Exact false) promises neither.
+	Search(ctx context.Context, r SearchRequest) (SearchResult, error)
 	// Count returns the number of chunks matching a filter.
 	Count(ctx context.Context, f Filter) (int, error)
 	// Tickets yields every indexed ticket's metadata (order unspecified).

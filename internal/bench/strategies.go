@@ -19,10 +19,11 @@ const batchLimit = 50
 // and BatchCheck all of them, keeping the first k allowed.
 func NaivePostFilter(store retrieval.Store, eng Engine, n int) Strategy {
 	return Strategy{Name: fmt.Sprintf("naive post-filter (top-%d)", n), Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
-		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: retrieval.Filter{Tenant: p.Tenant, AllProjects: true}, K: n})
+		res, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: retrieval.Filter{Tenant: p.Tenant, AllProjects: true}, K: n})
 		if err != nil {
 			return Outcome{}, err
 		}
+		hits := res.Hits
 		allowed, calls, err := checkHits(ctx, eng, p, hits)
 		if err != nil {
 			return Outcome{}, err
@@ -53,16 +54,19 @@ func ListObjectsOverTickets(store retrieval.Store, eng Engine) Strategy {
 			}
 			ids = append(ids, id)
 		}
-		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: retrieval.Filter{Tenant: p.Tenant, Tickets: ids}, K: k})
+		res, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: retrieval.Filter{Tenant: p.Tenant, Tickets: ids}, K: k})
 		if err != nil {
 			return Outcome{}, err
 		}
 		out := Outcome{EngineCalls: 1, Candidates: len(ids), Status: "exhausted"}
-		for _, h := range hits {
+		for _, h := range res.Hits {
 			out.Results = append(out.Results, Result{h.TicketID, h.Ordinal, h.Score})
 		}
 		if len(out.Results) == k {
 			out.Status = "complete"
+		}
+		if !res.Exact {
+			out.Status = "partial" // an approximate plan proves neither
 		}
 		return out, nil
 	}}
@@ -91,8 +95,8 @@ func FloorScan(store retrieval.Store, eng Engine) Strategy {
 			return Outcome{}, err
 		}
 		start := time.Now()
-		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: f, K: k})
-		return Outcome{Candidates: len(hits), Status: "n/a", Elapsed: time.Since(start)}, err
+		res, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: f, K: k})
+		return Outcome{Candidates: len(res.Hits), Status: "n/a", Elapsed: time.Since(start)}, err
 	}}
 }
 
@@ -105,10 +109,11 @@ func FloorBatchCheck(store retrieval.Store, eng Engine) Strategy {
 		if err != nil {
 			return Outcome{}, err
 		}
-		hits, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: f, K: k})
+		res, err := store.Search(ctx, retrieval.SearchRequest{Vector: vec, Filter: f, K: k})
 		if err != nil {
 			return Outcome{}, err
 		}
+		hits := res.Hits
 		start := time.Now()
 		_, calls, err := checkHits(ctx, eng, p, hits)
 		return Outcome{EngineCalls: calls, Candidates: len(hits), Status: "n/a", Elapsed: time.Since(start)}, err

@@ -146,10 +146,10 @@ func benchSearchAt(b *testing.B, rows int, pct float64) {
 			i := 0
 			for b.Loop() {
 				t0 := time.Now()
-				hits, err := s.Search(context.Background(), retrieval.SearchRequest{Vector: queries[i%len(queries)], Filter: flt, K: 10})
+				res, err := s.Search(context.Background(), retrieval.SearchRequest{Vector: queries[i%len(queries)], Filter: flt, K: 10})
 				lat = append(lat, time.Since(t0))
-				if err != nil || len(hits) != 10 {
-					b.Fatalf("search: %d hits, %v", len(hits), err)
+				if err != nil || len(res.Hits) != 10 {
+					b.Fatalf("search: %d hits, %v", len(res.Hits), err)
 				}
 				i++
 			}

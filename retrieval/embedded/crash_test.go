@@ -44,11 +44,11 @@ func fingerprint(t *testing.T, s *Store) string {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "%s %s %s %q|", tk.ID, tk.Tenant, tk.Project, tk.Title)
-		hits, err := s.Search(ctx, retrieval.SearchRequest{Vector: q, Filter: retrieval.Filter{Tenant: tk.Tenant, Tickets: []string{id}}, K: 1000})
+		res, err := s.Search(ctx, retrieval.SearchRequest{Vector: q, Filter: retrieval.Filter{Tenant: tk.Tenant, Tickets: []string{id}}, K: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, h := range hits {
+		for _, h := range res.Hits {
 			fmt.Fprintf(&b, "%d:%s:%s:%.6f ", h.Ordinal, h.Project, h.Text, h.Score)
 		}
 		b.WriteString("\n")
@@ -266,10 +266,11 @@ func verifyCrashState(t *testing.T, dir string, acked map[string]int, round int)
 		if g < ack && id != "gone" {
 			t.Fatalf("round %d: %s at generation %d, but %d was acknowledged", round, id, g, ack)
 		}
-		hits, err := s.Search(t.Context(), retrieval.SearchRequest{Vector: q, Filter: retrieval.Filter{Tenant: "acme", AllProjects: true, Tickets: []string{id}}, K: 1000})
+		res, err := s.Search(t.Context(), retrieval.SearchRequest{Vector: q, Filter: retrieval.Filter{Tenant: "acme", AllProjects: true, Tickets: []string{id}}, K: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
+		hits := res.Hits
 		n := 0
 		for _, h := range hits {
 			if h.TicketID != id {

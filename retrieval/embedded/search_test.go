@@ -130,8 +130,8 @@ func TestParallelAndQuantizedEqualSerialExact(t *testing.T) {
 	for i := range 60 {
 		q := randUnit(rng, dim)
 		if i%3 == 0 { // a stored vector: exact ties with its duplicates
-			hits, _ := serial.Search(t.Context(), retrieval.SearchRequest{Vector: q, Filter: retrieval.Filter{Tenant: "acme", AllProjects: true}, K: 1})
-			tk, _ := serial.Get(t.Context(), hits[0].TicketID)
+			res, _ := serial.Search(t.Context(), retrieval.SearchRequest{Vector: q, Filter: retrieval.Filter{Tenant: "acme", AllProjects: true}, K: 1})
+			tk, _ := serial.Get(t.Context(), res.Hits[0].TicketID)
 			st := serial.ix.tickets[tk.ID]
 			q = slices.Clone(st.part.vecs[int(st.rows[0])*dim : int(st.rows[0]+1)*dim])
 		}
@@ -149,7 +149,7 @@ func TestParallelAndQuantizedEqualSerialExact(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(got, want) {
+			if !slices.Equal(got.Hits, want.Hits) || !got.Exact {
 				t.Fatalf("%s search %d differs from the serial float scan:\n got %v\nwant %v", name, i, got, want)
 			}
 		}

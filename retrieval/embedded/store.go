@@ -264,7 +264,17 @@ func (s *Store) Get(ctx context.Context, ticketID string) (retrieval.Ticket, err
 }
 
 // Search implements retrieval.Store.
-func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
+func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
+	hits, err := s.search(ctx, r)
+	if err != nil {
+		return retrieval.SearchResult{}, err
+	}
+	// Every allowed row is scored (the int8 pass only skips rows its error bound
+	// proves cannot enter the top k), so every answer is exact.
+	return retrieval.SearchResult{Hits: hits, Plan: retrieval.PlanExact, Exact: true}, nil
+}
+
+func (s *Store) search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
 	if err := checkVector("vector", r.Vector, s.cfg.Meta.Dim); err != nil {
 		return nil, err
 	}

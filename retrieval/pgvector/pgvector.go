@@ -47,9 +47,9 @@ const (
 func (p Plan) String() string {
 	switch p {
 	case PlanExact:
-		return "exact"
+		return retrieval.PlanExact
 	case PlanHNSW:
-		return "hnsw"
+		return retrieval.PlanHNSW
 	}
 	return "auto"
 }
@@ -323,9 +323,15 @@ FROM (SELECT c.chunks FROM clearance_vector_tickets c WHERE %s LIMIT %d) x`, con
 }
 
 // Search implements retrieval.Store.
-func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
-	hits, _, err := s.search(ctx, r, s.cfg.Plan)
-	return hits, err
+func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
+	hits, plan, err := s.search(ctx, r, s.cfg.Plan)
+	if err != nil {
+		return retrieval.SearchResult{}, err
+	}
+	// The plan is reported as it ran: an HNSW walk is approximate even when it
+	// happens to find the exact answer, since nothing proves it did.
+	res := retrieval.SearchResult{Hits: hits, Plan: plan.String(), Exact: plan == PlanExact}
+	return res, nil
 }
 
 // search runs r with plan (PlanAuto resolves by counting) and says which ran.
@@ -334,7 +340,7 @@ func (s *Store) search(ctx context.Context, r retrieval.SearchRequest, plan Plan
 		return nil, plan, err
 	}
 	if r.Filter.Empty() {
-		return nil, plan, nil
+		return nil, PlanExact, nil // nothing allowed: the empty answer is exact
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()

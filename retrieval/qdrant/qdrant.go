@@ -439,7 +439,20 @@ func (s *Store) Count(ctx context.Context, f retrieval.Filter) (int, error) {
 const tieSlack = 16
 
 // Search implements retrieval.Store.
-func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
+func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
+	hits, err := s.search(ctx, r)
+	if err != nil {
+		return retrieval.SearchResult{}, err
+	}
+	// Qdrant may answer a selective filter from its payload index by full scan,
+	// but it does not say which it did: only a search forced exact claims it.
+	if s.cfg.Exact {
+		return retrieval.SearchResult{Hits: hits, Plan: retrieval.PlanExact, Exact: true}, nil
+	}
+	return retrieval.SearchResult{Hits: hits, Plan: retrieval.PlanHNSW}, nil
+}
+
+func (s *Store) search(ctx context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
 	if err := retrieval.CheckSearch(r, s.cfg.Meta.Dim); err != nil {
 		return nil, err
 	}

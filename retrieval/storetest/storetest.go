@@ -285,11 +285,20 @@ func (f *fixture) populate(tenants []string, projects, tickets int) {
 
 func (f *fixture) search(r retrieval.SearchRequest) []retrieval.Hit {
 	f.t.Helper()
-	hits, err := f.s.Search(f.ctx, r)
+	res, err := f.s.Search(f.ctx, r)
 	if err != nil {
 		f.t.Fatalf("Search(filter %+v, k %d, offset %d): %v", r.Filter, r.K, r.Offset, err)
 	}
-	return hits
+	// Every answer names its plan; the audit record and the response's exact
+	// flag come from it. (The ranking itself is compared with the exact
+	// reference by the callers, whatever the store claims.)
+	if res.Plan == "" {
+		f.t.Fatalf("Search(filter %+v, k %d, offset %d): no plan reported", r.Filter, r.K, r.Offset)
+	}
+	if (res.Plan == retrieval.PlanExact && !res.Exact) || (res.Plan == retrieval.PlanHNSW && res.Exact) {
+		f.t.Fatalf("Search(filter %+v): plan %q with exact %v", r.Filter, res.Plan, res.Exact)
+	}
+	return res.Hits
 }
 
 // checkSearch runs a search and compares it with the reference.
@@ -977,7 +986,8 @@ func testConcurrent(t *testing.T, f *fixture) {
 				default:
 					flt = retrieval.Filter{Tenant: "acme", AllProjects: true}
 				}
-				hits, err := f.s.Search(ctx, retrieval.SearchRequest{Vector: q, Filter: flt, K: 50})
+				res, err := f.s.Search(ctx, retrieval.SearchRequest{Vector: q, Filter: flt, K: 50})
+				hits := res.Hits
 				if err == nil {
 					err = check(hits, project)
 				}

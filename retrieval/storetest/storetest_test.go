@@ -25,16 +25,18 @@ func TestSuiteOnBruteForceStore(t *testing.T) {
 
 // bugs are deliberate defects; the suite must catch each one.
 var bugs = map[string]string{
-	"tie-order":       "TiesOrderedByTicketAndOrdinal",
-	"keep-old-chunks": "UpsertReplacesChunks",
-	"torn-upsert":     "ConcurrentReadersSeeWholeTickets",
-	"ignore-tenant":   "TenantIsolation",
-	"empty-matches":   "EmptyFilterMatchesNothing",
-	"offset-off":      "PagingWithoutGapsOrDuplicates",
-	"forget-on-close": "ReopenAfterClose",
-	"accept-any-meta": "ReopenWithOtherModelOrDim",
-	"no-dim-check":    "InvalidInputWritesNothing",
-	"move-keeps-old":  "Move",
+	"tie-order":         "TiesOrderedByTicketAndOrdinal",
+	"keep-old-chunks":   "UpsertReplacesChunks",
+	"torn-upsert":       "ConcurrentReadersSeeWholeTickets",
+	"ignore-tenant":     "TenantIsolation",
+	"empty-matches":     "EmptyFilterMatchesNothing",
+	"offset-off":        "PagingWithoutGapsOrDuplicates",
+	"forget-on-close":   "ReopenAfterClose",
+	"accept-any-meta":   "ReopenWithOtherModelOrDim",
+	"no-dim-check":      "InvalidInputWritesNothing",
+	"move-keeps-old":    "Move",
+	"no-plan":           "TopKMatchesBruteForce",
+	"hnsw-claims-exact": "TopKMatchesBruteForce",
 }
 
 // TestSuiteCatchesBrokenStores runs the suite in a child process against stores
@@ -171,7 +173,18 @@ func (s *bruteStore) matches(t retrieval.Ticket, f retrieval.Filter) bool {
 		(f.AllProjects || slices.Contains(f.Projects, t.Project) || slices.Contains(f.Tickets, t.ID))
 }
 
-func (s *bruteStore) Search(_ context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
+func (s *bruteStore) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
+	hits, err := s.search(ctx, r)
+	switch s.bug {
+	case "no-plan":
+		return retrieval.SearchResult{Hits: hits, Exact: true}, err
+	case "hnsw-claims-exact":
+		return retrieval.SearchResult{Hits: hits, Plan: retrieval.PlanHNSW, Exact: true}, err
+	}
+	return retrieval.SearchResult{Hits: hits, Plan: retrieval.PlanExact, Exact: true}, err
+}
+
+func (s *bruteStore) search(_ context.Context, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
 	if len(r.Vector) != s.meta.Dim {
 		return nil, clearance.Invalid("vector", "dimension %d, index has %d", len(r.Vector), s.meta.Dim)
 	}
