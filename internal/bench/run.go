@@ -170,7 +170,11 @@ func Load(ctx context.Context, o *Org, eng Engine, store retrieval.Store, emb re
 				c.tickets[t.ID] = &t.Ticket
 				done += len(t.Chunks)
 			}
-			if err := upsertAll(ctx, store, o.Tickets[e.i:hi], chunks, workers); err != nil && firstErr == nil {
+			// As many upserts in flight as the batch has tickets, like the
+			// indexer: a store with group commit (embedded, pgvector) writes them
+			// together; with one per core, pgvector wrote one ticket per
+			// transaction.
+			if err := upsertAll(ctx, store, o.Tickets[e.i:hi], chunks, batch); err != nil && firstErr == nil {
 				firstErr = err
 			}
 			storeTime += time.Since(s)
@@ -190,8 +194,8 @@ func Load(ctx context.Context, o *Org, eng Engine, store retrieval.Store, emb re
 }
 
 // upsertAll writes the tickets with up to workers upserts in flight: a database
-// store spends most of an upsert waiting on its server (one transaction and an
-// HNSW insert per ticket), so one at a time leaves the cores idle.
+// store spends most of an upsert waiting on its server, so one at a time leaves
+// the cores idle, and concurrent upserts share transactions.
 func upsertAll(ctx context.Context, store retrieval.Store, tickets []Ticket, chunks [][]retrieval.Chunk, workers int) error {
 	errs := make([]error, len(tickets))
 	next := make(chan int)
