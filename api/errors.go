@@ -166,6 +166,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	p := problemFor(err)
 	p.RequestID = c.Response().Header().Get(echo.HeaderXRequestID)
 	var overload *RetryAfterError
+	if p.Status == http.StatusUnauthorized && s.cfg.ExplainUnauthenticated {
+		p.Detail = "dev mode: " + strings.TrimSuffix(err.Error(), ": "+clearance.ErrUnauthenticated.Error())
+	}
 	switch {
 	case errors.As(err, &overload):
 		// Refused by a limit: the access log has the line; an ERROR per refusal

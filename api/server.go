@@ -63,6 +63,11 @@ type Config struct {
 	Limits Limits
 	// Logger receives the access log and internal errors (default: discard).
 	Logger *slog.Logger
+	// ExplainUnauthenticated puts the reason of a 401 (wrong audience, expired,
+	// unknown issuer) in the problem's detail. Only serve --dev sets it: in
+	// production the reason helps forgers more than callers, so it stays in the
+	// log.
+	ExplainUnauthenticated bool
 }
 
 // Area is a group of endpoints under /v1 (search, audit, ...). Register adds its

@@ -301,7 +301,14 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	srv := api.New(api.Config{
 		Addr: a.cfg.Addr, PublicURL: base, AuthorizationServers: issuers, BodyLimit: a.cfg.MaxBodyBytes,
 		ReadTimeout: a.cfg.RequestTimeout, RequestTimeout: a.cfg.RequestTimeout, Limits: a.cfg.apiLimits(), Logger: a.log,
+		ExplainUnauthenticated: a.cfg.Dev,
 	}, deps)
+	if a.cfg.Dev {
+		if err := writeDevServer(a.cfg.DataDir, devServer{URL: base, Audience: a.audience(base)}); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	mcpSrv := &api.MCP{Planner: planner, MaxTopK: a.cfg.MaxTopK, Version: version}
 	if flow != nil {
 		mcpSrv.Flow = flow

@@ -25,7 +25,8 @@ func newTokenCommand() *cobra.Command {
 		Short: "Print an access token from the dev issuer in a data dir",
 		Long: `token mints an at+jwt access token signed with the dev issuer's key in
 --data-dir (created on first use). Only a server started with --dev on the same
-data dir trusts it. With --act the token is an agent's acting for --sub (RFC 8693
+data dir trusts it; its audience defaults to that server's URL, which serve --dev
+records in the data dir (dev-server.json). With --act the token is an agent's acting for --sub (RFC 8693
 act.sub); --projects narrows it (RFC 9396 authorization_details ticket_access).
 
   clearance token --sub anne --tenant acme --act copilot --scope tickets:read`,
@@ -37,6 +38,16 @@ act.sub); --projects narrows it (RFC 9396 authorization_details ticket_access).
 			dk, err := auth.LoadOrCreateDevKey(dataDir)
 			if err != nil {
 				return err
+			}
+			if audience == "" {
+				d, ok, err := readDevServer(dataDir)
+				if err != nil {
+					return err
+				}
+				audience = defaultDevAudience
+				if ok {
+					audience = d.Audience
+				}
 			}
 			var sc []string
 			for _, s := range scopes {
@@ -61,6 +72,6 @@ act.sub); --projects narrows it (RFC 9396 authorization_details ticket_access).
 	fl.StringSliceVar(&scopes, "scope", []string{"tickets:read"}, "scopes (repeat or space-separate): tickets:read, clearance:index, clearance:admin, clearance:audit")
 	fl.StringSliceVar(&projects, "projects", nil, "narrow the token to these projects (comma-separated)")
 	fl.DurationVar(&ttl, "ttl", time.Hour, "lifetime of the token")
-	fl.StringVar(&audience, "audience", defaultDevAudience, "aud: the server's --public-url")
+	fl.StringVar(&audience, "audience", "", "aud: the server's --public-url (default: the URL the last serve --dev on --data-dir recorded, else "+defaultDevAudience+")")
 	return cmd
 }
