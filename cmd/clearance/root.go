@@ -37,6 +37,7 @@ fallback (--data-dir is CLEARANCE_DATA_DIR).`,
 		newGrantsCommand(),
 		newAuditCommand(),
 		newReconcileCommand(),
+		newRelationshipsCommand(),
 		newBenchCommand(),
 	)
 	return root

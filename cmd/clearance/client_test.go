@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/client"
+)
+
+// TestGoClientAgainstServe drives the Go client against a real `serve --dev`:
+// the demo org loaded with `relationships write --server`, tickets upserted,
+// search and get filtered per user (an invisible ticket is ErrNotFound, like a
+// missing one), grants created, used by an agent and revoked, a ticket
+// deleted, and a bad tuple refused as ErrInvalid naming its field.
+func TestGoClientAgainstServe(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	base := startServe(t, data)
+	adminTok := mint(t, data, "operator", "acme", "--scope", "clearance:admin")
+	if out, stderr, err := run(t, "", "relationships", "write", "--server", base, "--token", adminTok,
+		"--data-dir", filepath.Join(t.TempDir(), "cli"), "../../testdata/org.fga.yaml"); err != nil {
+		t.Fatalf("load org: %v\n%s%s", err, out, stderr)
+	}
+	admin, err := client.New(client.Config{Server: base, Credential: adminTok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("../../testdata/tickets.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tickets []client.Ticket
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var tk client.Ticket
+		if err := json.Unmarshal(sc.Bytes(), &tk); err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	f.Close()
+	res, err := admin.UpsertTickets(ctx, tickets)
+	if err != nil || res.Received != len(tickets) || res.Indexed != len(tickets) {
+		t.Fatalf("upsert: %+v %v", res, err)
+	}
+
+	anne, _ := client.New(client.Config{Server: base, Credential: mint(t, data, "anne", "acme")})
+	sr, err := anne.Search(ctx, client.SearchRequest{Query: "login timeout", TopK: 20})
+	if err != nil || len(sr.Results) == 0 || sr.AuditID == "" {
+		t.Fatalf("search: %+v %v", sr, err)
+	}
+	for _, r := range sr.Results {
+		if !strings.HasPrefix(r.TicketID, "WEB-") && !strings.HasPrefix(r.TicketID, "API-") && r.TicketID != "DOCS-1" {
+			t.Errorf("anne got %s", r.TicketID)
+		}
+	}
+	if tk, err := anne.Ticket(ctx, "WEB-1"); err != nil || tk.Project != "acme-web" || tk.AuditID == "" {
+		t.Fatalf("get WEB-1: %+v %v", tk, err)
+	}
+	for _, id := range []string{"SEC-1", "NOPE-1"} {
+		if _, err := anne.Ticket(ctx, id); !errors.Is(err, clearance.ErrNotFound) {
+			t.Errorf("get %s: %v, want ErrNotFound", id, err)
+		}
+	}
+
+	// Grants: anne lets "helper" read acme-api; the agent sees only API-; revoked, nothing.
+	if g, err := anne.CreateGrants(ctx, client.GrantRequest{Agent: "helper", Projects: []string{"acme-api"}}); err != nil || len(g) != 1 {
+		t.Fatalf("grant: %+v %v", g, err)
+	}
+	if g, err := anne.ListGrants(ctx, ""); err != nil || !hasGrant(g, "helper", "acme-api") {
+		t.Fatalf("list grants: %+v %v", g, err)
+	}
+	agent, _ := client.New(client.Config{Server: base, Credential: mint(t, data, "anne", "acme", "--act", "helper")})
+	sr, err = agent.Search(ctx, client.SearchRequest{Query: "api rate limit error", TopK: 20})
+	if err != nil || len(sr.Results) == 0 {
+		t.Fatalf("agent search: %+v %v", sr, err)
+	}
+	for _, r := range sr.Results {
+		if !strings.HasPrefix(r.TicketID, "API-") {
+			t.Errorf("agent got %s", r.TicketID)
+		}
+	}
+	if rev, err := anne.RevokeGrants(ctx, "helper", "", ""); err != nil || len(rev) != 1 {
+		t.Fatalf("revoke: %+v %v", rev, err)
+	}
+	if sr, err = agent.Search(ctx, client.SearchRequest{Query: "api rate limit error"}); err != nil || len(sr.Results) != 0 {
+		t.Fatalf("agent after revoke: %+v %v", sr, err)
+	}
+
+	if err := admin.DeleteTicket(ctx, "WEB-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anne.Ticket(ctx, "WEB-1"); !errors.Is(err, clearance.ErrNotFound) {
+		t.Errorf("deleted ticket: %v", err)
+	}
+
+	_, err = admin.WriteRelationships(ctx, []client.Tuple{{User: "user:anne", Relation: "viewer", Object: "project"}}, nil)
+	var fe *clearance.FieldError
+	if !errors.Is(err, clearance.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "writes[0].object" {
+		t.Errorf("bad tuple: %v (field %+v)", err, fe)
+	}
+	// Scopes: a tickets:read token may not write relationships.
+	if _, err := anne.WriteRelationships(ctx, []client.Tuple{{User: "user:anne", Relation: "viewer", Object: "project:acme-secret"}}, nil); !errors.Is(err, clearance.ErrForbidden) {
+		t.Errorf("anne writing tuples: %v, want ErrForbidden", err)
+	}
+}
+
+func hasGrant(gs []client.Grant, agent, project string) bool {
+	for _, g := range gs {
+		if g.Agent == agent && g.Project == project {
+			return true
+		}
+	}
+	return false
+}
