@@ -30,6 +30,9 @@ type JSONLConfig struct {
 	Path string
 	// BatchSize is the number of lines per batch (default 256).
 	BatchSize int
+	// Map renames the members of each line to ticket fields (nil: the lines
+	// use the ticket fields' names).
+	Map *FieldMap
 }
 
 // JSONL reads tickets from JSONL files, one object per line (SPEC 10).
@@ -61,7 +64,14 @@ func NewJSONL(cfg JSONLConfig) (*JSONL, error) {
 }
 
 // Name implements Source.
-func (s *JSONL) Name() string { return "jsonl:" + s.root }
+// With a field map the name carries it: another mapping reads the files again
+// instead of resuming the previous mapping's watermark.
+func (s *JSONL) Name() string {
+	if s.cfg.Map != nil {
+		return "jsonl:" + s.root + "?map=" + s.cfg.Map.String()
+	}
+	return "jsonl:" + s.root
+}
 
 // jsonlMark is the watermark of one file.
 type jsonlMark struct {
@@ -211,7 +221,7 @@ func (s *JSONL) readLines(ctx context.Context, in io.Reader, name string, mark j
 		case len(bytes.TrimSpace(line)) == 0:
 			// Blank lines carry nothing; they still advance the watermark.
 		default:
-			row, derr := DecodeRow(line, "")
+			row, derr := DecodeMapped(line, s.cfg.Map)
 			rows = append(rows, SourceRow{Row: row, Ref: ref, Err: derr})
 		}
 		if len(rows) >= s.cfg.BatchSize {
