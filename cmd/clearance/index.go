@@ -32,6 +32,7 @@ type indexSourceFlags struct {
 	pgColumns string
 	pgLag     time.Duration
 	batch     int
+	fieldMap  string
 }
 
 func (f *indexSourceFlags) register(cmd *cobra.Command) {
@@ -42,6 +43,7 @@ func (f *indexSourceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.pgQuery, "pg-query", "", "source query (a SELECT used as a subquery), instead of --pg-table")
 	fl.StringVar(&f.pgColumns, "pg-columns", "", "column mapping, e.g. id=ticket_id,tenant=org,project=proj,deleted=is_deleted")
 	fl.DurationVar(&f.pgLag, "pg-lag", 0, "re-read rows updated this long before the watermark (late-committing writers)")
+	fl.StringVar(&f.fieldMap, "map", "", "JSONL field mapping, ticket field=source member, e.g. id=ticket_id,title=summary,body=description; -=member ignores a member")
 	fl.IntVar(&f.batch, "batch", 256, "rows per batch (JSONL lines or PostgreSQL page size)")
 }
 
@@ -50,8 +52,14 @@ func (f *indexSourceFlags) open(ctx context.Context) (indexer.Source, func(), er
 	switch {
 	case f.source != "" && f.pgURL != "":
 		return nil, nil, errors.New("set either --source or --pg-url, not both")
+	case f.fieldMap != "" && f.source == "":
+		return nil, nil, errors.New("--map applies to --source (JSONL); a PostgreSQL source maps with --pg-columns")
 	case f.source != "":
-		src, err := indexer.NewJSONL(indexer.JSONLConfig{Path: f.source, BatchSize: f.batch})
+		m, err := indexer.ParseFieldMap(f.fieldMap)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--map: %w", err)
+		}
+		src, err := indexer.NewJSONL(indexer.JSONLConfig{Path: f.source, BatchSize: f.batch, Map: m})
 		return src, func() {}, err
 	case f.pgURL != "":
 		cols, err := indexer.ParseColumns(f.pgColumns)
@@ -151,7 +159,9 @@ listed), 1 on any other error.`,
   clearance index --store pgvector --database-url $DATABASE_URL \
       --pg-url $TICKETS_DB --pg-table tickets --pg-columns id=ticket_id,tenant=org \
       --schedule "*/5 * * * *"
-  clearance index --server https://clearance.internal --token $TOKEN --source export/`,
+  clearance index --server https://clearance.internal --token $TOKEN --source export/
+  clearance index --data-dir data --source export.jsonl \
+      --map id=ticket_id,tenant=org,project=proj,title=summary,body=description,-=priority`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

@@ -170,3 +170,51 @@ func TestIndexCommandSchedule(t *testing.T) {
 		t.Fatalf("output:\n%s", out.String())
 	}
 }
+
+// TestIndexCommandMap: an export with its own member names is indexed with
+// --map (the demo tickets renamed, plus a member the map drops); a bad line
+// is reported with its file line in the export's names, and a member neither
+// mapped nor dropped is still an unknown field.
+func TestIndexCommandMap(t *testing.T) {
+	dir := t.TempDir()
+	demo, err := os.ReadFile("../../testdata/tickets.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rename := strings.NewReplacer(`"id":`, `"ticket_id":`, `"project":`, `"proj":`, `"title":`, `"summary":`, `"tenant":`, `"org":`)
+	var b strings.Builder
+	n := 0
+	for line := range strings.Lines(string(demo)) {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		n++
+		b.WriteString(strings.Replace(rename.Replace(line), "{", `{"priority":"p2",`, 1))
+	}
+	b.WriteString(`{"ticket_id":"X-1","org":"acme","proj":"acme-web","summary":42,"priority":"p1"}` + "\n")
+	b.WriteString(`{"ticket_id":"X-2","org":"acme","proj":"acme-web","summary":"ok","assignee":"anne"}` + "\n")
+	src := filepath.Join(dir, "export.jsonl")
+	if err := os.WriteFile(src, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"index", "--data-dir", dir, "--source", src, "--embedding-dim", "64",
+		"--map", "id=ticket_id,tenant=org,project=proj,title=summary,-=priority"}
+	out, err := runCLI(t, args...)
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != exitRowsFailed {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"embedded " + strconv.Itoa(n) + ",",
+		"failed 2",
+		"export.jsonl:" + strconv.Itoa(n+1) + ": summary (title): must be a JSON string",
+		"export.jsonl:" + strconv.Itoa(n+2) + ": assignee: unknown field",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := runCLI(t, "index", "--data-dir", dir, "--pg-url", "postgres://x/y", "--pg-table", "t", "--map", "id=x"); err == nil || !strings.Contains(err.Error(), "--map applies to --source") {
+		t.Errorf("--map with --pg-url: %v\n%s", err, out)
+	}
+}
