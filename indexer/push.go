@@ -1,12 +1,9 @@
 package indexer
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/client"
 )
 
 // PushConfig configures Push.
@@ -68,7 +66,11 @@ func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
 		return Summary{}, clearance.Invalid("server", "must be an http(s) URL")
 	}
-	p := &pusher{cfg: cfg, base: base.String(), t: &tally{s: Summary{Source: src.Name()}, max: cfg.MaxFailures, log: log}}
+	c, err := client.New(client.Config{Server: base.String(), Credential: cfg.Token, HTTPClient: cfg.Client})
+	if err != nil {
+		return Summary{}, err
+	}
+	p := &pusher{cfg: cfg, base: base.String(), c: c, t: &tally{s: Summary{Source: src.Name()}, max: cfg.MaxFailures, log: log}}
 	// A key that cannot index fails here, before the source is read or any
 	// progress is touched.
 	if err := p.preflight(ctx); err != nil {
@@ -113,6 +115,7 @@ func Push(ctx context.Context, cfg PushConfig, src Source) (Summary, error) {
 type pusher struct {
 	cfg  PushConfig
 	base string
+	c    *client.Client
 	t    *tally
 }
 
@@ -164,12 +167,17 @@ func (p *pusher) batch(ctx context.Context, rows []SourceRow) error {
 // before it reads a body, so a key that may index gets 400 ("tickets is
 // empty") and writes nothing, a bad one 401 and one without the scope 403.
 func (p *pusher) preflight(ctx context.Context) error {
-	status, detail, err := p.do(ctx, http.MethodPost, p.base+"/v1/tickets", []byte(`{"tickets":[]}`))
-	if err != nil {
+	_, err := p.c.UpsertRaw(ctx, []Row{})
+	var apiErr *client.Error
+	if err == nil {
+		return nil
+	}
+	if !errors.As(err, &apiErr) {
 		return fmt.Errorf("check the credential with %s: %w", p.base, err)
 	}
+	status, detail := apiErr.Status, problemText(apiErr)
 	switch {
-	case status == http.StatusBadRequest || status/100 == 2:
+	case status == http.StatusBadRequest:
 		return nil
 	case status == http.StatusUnauthorized:
 		return fmt.Errorf("%s did not accept the token or key (401 %s): %w", p.base, detail, clearance.ErrUnauthenticated)
@@ -181,14 +189,9 @@ func (p *pusher) preflight(ctx context.Context) error {
 	return fmt.Errorf("check the credential with %s: %d %s", p.base, status, detail)
 }
 
-// pushResponse is the server's account of one POST /v1/tickets.
-type pushResponse struct {
-	Received  int `json:"received"`
-	Indexed   int `json:"indexed"`
-	Unchanged int `json:"unchanged"`
-	Moved     int `json:"moved"`
-	Deleted   int `json:"deleted"`
-	Chunks    int `json:"chunks"`
+// problemText is the problem's title and detail, as push reports them.
+func problemText(e *client.Error) string {
+	return strings.TrimSpace(e.Problem.Title + ": " + e.Problem.Detail)
 }
 
 func (p *pusher) post(ctx context.Context, rows []SourceRow) error {
@@ -196,20 +199,13 @@ func (p *pusher) post(ctx context.Context, rows []SourceRow) error {
 	for i, r := range rows {
 		tickets[i] = r.Row
 	}
-	body, err := json.Marshal(map[string]any{"tickets": tickets})
-	if err != nil {
-		return err
-	}
-	status, resp, err := p.do(ctx, http.MethodPost, p.base+"/v1/tickets", body)
-	if err != nil {
-		return err
-	}
+	r, err := p.c.UpsertRaw(ctx, tickets)
+	var apiErr *client.Error
 	switch {
-	case status/100 == 2:
-		var r pushResponse
-		if json.Unmarshal([]byte(resp), &r) != nil || r.Received != len(rows) {
+	case err == nil:
+		if r.Received != len(rows) {
 			// A server that does not count: count what was sent.
-			r = pushResponse{}
+			*r = client.UpsertResult{}
 			for _, row := range rows {
 				if row.Deleted {
 					r.Deleted++
@@ -225,71 +221,15 @@ func (p *pusher) post(ctx context.Context, rows []SourceRow) error {
 			s.Deleted += r.Deleted
 			s.Chunks += r.Chunks
 		})
-	case status == http.StatusBadRequest || status == http.StatusUnprocessableEntity || status == http.StatusRequestEntityTooLarge:
+	case errors.As(err, &apiErr) && (apiErr.Status == http.StatusBadRequest || apiErr.Status == http.StatusUnprocessableEntity || apiErr.Status == http.StatusRequestEntityTooLarge):
 		// The server refused the request (and wrote none of it) for a reason
 		// the local checks do not know (a project of another tenant, an id
 		// owned by another tenant): report its rows, go on.
 		for _, r := range rows {
-			p.t.fail(Failure{Ref: r.Ref, ID: r.ID, Reason: fmt.Sprintf("server refused the request (%d): %s", status, resp)})
+			p.t.fail(Failure{Ref: r.Ref, ID: r.ID, Reason: fmt.Sprintf("server refused the request (%d): %s", apiErr.Status, problemText(apiErr))})
 		}
 	default:
-		return fmt.Errorf("POST /v1/tickets: %d %s", status, resp)
+		return err
 	}
 	return nil
-}
-
-// do sends a request, retrying transient failures (network errors, 429, 502,
-// 503, 504) with backoff. It returns the status and the response body, or for
-// errors the problem's title and detail.
-func (p *pusher) do(ctx context.Context, method, u string, body []byte) (int, string, error) {
-	backoff := 500 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
-		if err != nil {
-			return 0, "", err
-		}
-		req.Header.Set("Authorization", "Bearer "+p.cfg.Token)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		status, detail, err := p.roundTrip(req)
-		transient := err != nil || status == http.StatusTooManyRequests || status == http.StatusBadGateway ||
-			status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
-		if !transient || attempt == 4 || ctx.Err() != nil {
-			if err != nil {
-				return 0, "", fmt.Errorf("%s %s: %w: %w", method, u, clearance.ErrUnavailable, err)
-			}
-			return status, detail, nil
-		}
-		select {
-		case <-time.After(backoff):
-			backoff *= 2
-		case <-ctx.Done():
-			return 0, "", ctx.Err()
-		}
-	}
-}
-
-func (p *pusher) roundTrip(req *http.Request) (int, string, error) {
-	resp, err := p.cfg.Client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, "", err
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp.StatusCode, string(b), nil
-	}
-	var problem struct {
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-	}
-	detail := strings.TrimSpace(string(b))
-	if json.Unmarshal(b, &problem) == nil && (problem.Detail != "" || problem.Title != "") {
-		detail = strings.TrimSpace(problem.Title + ": " + problem.Detail)
-	}
-	return resp.StatusCode, detail, nil
 }

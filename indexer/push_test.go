@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/client"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -72,7 +73,7 @@ func (s *ticketServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ids[t.ID] = true
 	}
-	var resp pushResponse
+	var resp client.UpsertResult
 	resp.Received = len(req.Tickets)
 	for _, t := range req.Tickets {
 		old, ok := s.tickets[t.ID]
