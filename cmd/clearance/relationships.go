@@ -22,8 +22,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/clearance-dev/clearance/authz"
+	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/authz/tuplefile"
 	"github.com/clearance-dev/clearance/client"
+	"github.com/clearance-dev/clearance/internal/dirlock"
 )
 
 // engineFlags are the data and engine flags of serve, for commands that open
@@ -39,16 +41,37 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	c.registerEngine(fl)
 }
 
-// open validates the flags with serve's rules and opens the engine.
-func (f *engineFlags) open(ctx context.Context, log *slog.Logger) (authz.Engine, error) {
+// open validates the flags with serve's rules and opens the engine. With the
+// embedded engine on sqlite it first takes the data dir's lock (the one a
+// serve on the embedded store holds): the sqlite file itself would admit a
+// second process, but a running server counts only its own writes in its
+// revision (authz.RevisionProcess), so its caches would not see these.
+func (f *engineFlags) open(ctx context.Context, log *slog.Logger) (authz.Engine, func(), error) {
 	c := &f.cfg
 	c.Addr, c.MaxTopK, c.MaxBodyBytes, c.TenantClaim = "127.0.0.1:0", 100, 1<<20, "tenant"
 	c.RequestTimeout, c.SearchTimeout, c.LogLevel, c.LogFormat = 30*time.Second, 10*time.Second, "info", "text"
 	c.Store, c.Embedder, c.EmbeddingDim = storeEmbedded, embedderHashing, 384
 	if err := c.resolve(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c.openEngine(ctx, log)
+	release := func() {}
+	if c.Engine == engineEmbedded && c.EngineDatastore == fgaembedded.SQLite {
+		dir := filepath.Join(c.DataDir, "index")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, nil, err
+		}
+		lock, err := dirlock.Acquire(filepath.Join(dir, "LOCK"), "data dir")
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w; while a server runs on it, use --server URL --token T", err)
+		}
+		release = func() { lock.Close() }
+	}
+	e, err := c.openEngine(ctx, log)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return e, func() { e.Close(); release() }, nil
 }
 
 // target names where tuples go, for the progress key and the summary: the
@@ -242,11 +265,11 @@ func runLoad(cmd *cobra.Command, opt loadOptions, ef *engineFlags, name string) 
 		}
 		w = serverWriter{c}
 	} else {
-		engine, err := ef.open(ctx, log)
+		engine, closeEngine, err := ef.open(ctx, log)
 		if err != nil {
 			return err
 		}
-		defer engine.Close()
+		defer closeEngine()
 		w = engine
 	}
 	target := ef.target(opt.server)
@@ -564,11 +587,11 @@ API has no tuple listing.`,
 				return fmt.Errorf("--output %q: want jsonl or csv", output)
 			}
 			log := newIndexLogger(cmd.ErrOrStderr(), term.IsTerminal(int(os.Stderr.Fd())))
-			engine, err := ef.open(cmd.Context(), log)
+			engine, closeEngine, err := ef.open(cmd.Context(), log)
 			if err != nil {
 				return err
 			}
-			defer engine.Close()
+			defer closeEngine()
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
 			cw := csv.NewWriter(out)

@@ -175,3 +175,16 @@ func TestRelationshipsServerRefusesBadFileWithoutCalls(t *testing.T) {
 		t.Errorf("%d calls to the server for a refused file", calls.Load())
 	}
 }
+
+// TestRelationshipsRefusesDataDirOfRunningServer: writing to the sqlite
+// engine of a data dir a server runs on is refused (the server's caches count
+// only its own writes) and points to --server.
+func TestRelationshipsRefusesDataDirOfRunningServer(t *testing.T) {
+	data := t.TempDir()
+	startServe(t, data)
+	in := `{"user":"user:a","relation":"viewer","object":"project:x"}` + "\n"
+	_, _, err := run(t, in, "relationships", "write", "--data-dir", data, "-")
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") || !strings.Contains(err.Error(), "--server") {
+		t.Fatalf("write to a served data dir: %v", err)
+	}
+}
