@@ -331,6 +331,11 @@ func runLoad(cmd *cobra.Command, opt loadOptions, ef *engineFlags, name string) 
 		if seen <= done {
 			continue
 		}
+		// Checked again: a file changed between the passes must not slip an
+		// unchecked tuple in (cheap next to the write).
+		if err := check(e.Tuple); err != nil {
+			return fmt.Errorf("%s:%d changed while loading: %w (rerun to check it again)", src.name, e.Line, err)
+		}
 		t := e.Tuple
 		if opt.op == "delete" {
 			t = tuplefile.ForDelete(t)
