@@ -1,86 +1,43 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/clearance-dev/clearance/client"
 )
 
-// grantsClient calls a server's /v1/grants with a user's token.
+// grantsClient calls a server's /v1/grants with a user's token, through the
+// Go client.
 type grantsClient struct {
 	server, token string
-	http          *http.Client
 }
 
-func (c *grantsClient) do(cmd *cobra.Command, method, path string, q url.Values, body, out any) error {
+func (c *grantsClient) client() (*client.Client, error) {
 	if c.server == "" || c.token == "" {
-		return errors.New("--server and --token are required")
+		return nil, errors.New("--server and --token are required")
 	}
-	u := strings.TrimRight(c.server, "/") + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(cmd.Context(), method, u, r)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		var p struct {
-			Title, Detail string
-			Errors        []struct{ Field, Reason string }
-		}
-		_ = json.Unmarshal(b, &p)
-		msg := fmt.Sprintf("%s: %s", resp.Status, p.Detail)
-		for _, e := range p.Errors {
-			msg += fmt.Sprintf("; %s: %s", e.Field, e.Reason)
-		}
-		return errors.New(msg)
-	}
-	return json.Unmarshal(b, out)
+	return client.New(client.Config{Server: c.server, Credential: c.token, HTTPClient: &http.Client{Timeout: 30 * time.Second}})
 }
 
-type grantRow struct {
-	User      string     `json:"user"`
-	Agent     string     `json:"agent"`
-	Project   string     `json:"project"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-}
-
-func printGrants(cmd *cobra.Command, gs []grantRow) error {
+// printGrants lists grants; one whose expiry has passed says so (it no longer
+// lets the agent read anything, but it is still stored until revoked).
+func printGrants(cmd *cobra.Command, gs []client.Grant) error {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "USER\tAGENT\tPROJECT\tEXPIRES")
+	now := time.Now()
 	for _, g := range gs {
 		exp := "never"
 		if g.ExpiresAt != nil {
 			exp = g.ExpiresAt.Format(time.RFC3339)
+			if !g.ExpiresAt.After(now) {
+				exp += " (expired)"
+			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.User, g.Agent, g.Project, exp)
 	}
@@ -88,7 +45,7 @@ func printGrants(cmd *cobra.Command, gs []grantRow) error {
 }
 
 func newGrantsCommand() *cobra.Command {
-	c := &grantsClient{http: &http.Client{Timeout: 30 * time.Second}}
+	c := &grantsClient{}
 	var user string
 	cmd := &cobra.Command{
 		Use:   "grants",
@@ -108,15 +65,20 @@ operators list and revoke other users' grants in their tenant with --user.`,
 		Short: "Let AGENT read these projects on your behalf",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body := map[string]any{"agent": args[0], "projects": projects}
-			if expires > 0 {
-				body["expires_at"] = time.Now().Add(expires).UTC().Format(time.RFC3339)
-			}
-			var out struct{ Grants []grantRow }
-			if err := c.do(cmd, http.MethodPost, "/v1/grants", nil, body, &out); err != nil {
+			cl, err := c.client()
+			if err != nil {
 				return err
 			}
-			return printGrants(cmd, out.Grants)
+			req := client.GrantRequest{Agent: args[0], Projects: projects}
+			if expires > 0 {
+				at := time.Now().Add(expires).UTC().Truncate(time.Second)
+				req.ExpiresAt = &at
+			}
+			gs, err := cl.CreateGrants(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return printGrants(cmd, gs)
 		},
 	}
 	create.Flags().StringSliceVar(&projects, "projects", nil, "projects to grant (comma-separated)")
@@ -127,15 +89,15 @@ operators list and revoke other users' grants in their tenant with --user.`,
 		Short: "List grants",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := url.Values{}
-			if user != "" {
-				q.Set("user", user)
-			}
-			var out struct{ Grants []grantRow }
-			if err := c.do(cmd, http.MethodGet, "/v1/grants", q, nil, &out); err != nil {
+			cl, err := c.client()
+			if err != nil {
 				return err
 			}
-			return printGrants(cmd, out.Grants)
+			gs, err := cl.ListGrants(cmd.Context(), user)
+			if err != nil {
+				return err
+			}
+			return printGrants(cmd, gs)
 		},
 	}
 	var project string
@@ -144,19 +106,16 @@ operators list and revoke other users' grants in their tenant with --user.`,
 		Short: "Revoke an agent's grants (effective on its next request)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := url.Values{}
-			if user != "" {
-				q.Set("user", user)
+			cl, err := c.client()
+			if err != nil {
+				return err
 			}
-			if project != "" {
-				q.Set("project", project)
-			}
-			var out struct{ Revoked []grantRow }
-			if err := c.do(cmd, http.MethodDelete, "/v1/grants/"+url.PathEscape(args[0]), q, nil, &out); err != nil {
+			revoked, err := cl.RevokeGrants(cmd.Context(), args[0], project, user)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "revoked:")
-			return printGrants(cmd, out.Revoked)
+			return printGrants(cmd, revoked)
 		},
 	}
 	revoke.Flags().StringVar(&project, "project", "", "revoke only this project")
