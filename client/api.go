@@ -231,3 +231,58 @@ func (c *Client) RevokeGrants(ctx context.Context, agent, project, user string) 
 	}
 	return out.Revoked, nil
 }
+
+// FlowRequest asks whether content derived from Sources may be written to
+// Destination (POST /v1/flow/check).
+type FlowRequest struct {
+	Sources     FlowSources     `json:"sources"`
+	Destination FlowDestination `json:"destination"`
+	// Explain asks for the excluded principals by name (tenant admins and
+	// operators only).
+	Explain bool `json:"explain,omitempty"`
+}
+
+// FlowSources are the caller's earlier answers (audit ids) and tickets it may
+// view.
+type FlowSources struct {
+	AuditIDs  []string `json:"audit_ids,omitempty"`
+	TicketIDs []string `json:"ticket_ids,omitempty"`
+}
+
+// FlowDestination is where the content would go: a project, a ticket, or
+// recipients ("user:<id>", "service_account:<id>").
+type FlowDestination struct {
+	Project    string   `json:"project,omitempty"`
+	Ticket     string   `json:"ticket,omitempty"`
+	Principals []string `json:"principals,omitempty"`
+}
+
+// FlowExcluded is one principal who can view the destination but not every
+// source (explained answers only).
+type FlowExcluded struct {
+	Principal  string   `json:"principal"`
+	CannotView int      `json:"cannot_view"`
+	Tickets    []string `json:"tickets,omitempty"`
+}
+
+// FlowResponse is the flow check's answer; Allowed false means do not write.
+type FlowResponse struct {
+	Allowed   bool           `json:"allowed"`
+	Reasons   []string       `json:"reasons"`
+	AuditID   string         `json:"audit_id"`
+	Audience  int            `json:"audience"`
+	Excluded  int            `json:"excluded"`
+	Sources   int            `json:"sources"`
+	Names     []FlowExcluded `json:"excluded_principals,omitempty"`
+	MoreNames int            `json:"more_excluded_principals,omitempty"`
+}
+
+// FlowCheck asks, before a write, whether everyone who can view the
+// destination can view every source (scope tickets:read).
+func (c *Client) FlowCheck(ctx context.Context, r FlowRequest) (*FlowResponse, error) {
+	var out FlowResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/flow/check", nil, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

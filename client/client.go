@@ -1,5 +1,5 @@
 // Package client is a Go client of clearance's HTTP API (/v1): search, tickets,
-// relationships and grants. Errors are typed: an answer that is not 2xx is an
+// relationships, grants and the flow check. Errors are typed: an answer that is not 2xx is an
 // *Error carrying the server's problem+json (RFC 9457), and it matches the
 // shared kinds of package clearance with errors.Is (a 404 is
 // clearance.ErrNotFound, a 400 clearance.ErrInvalid with the field named), so

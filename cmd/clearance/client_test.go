@@ -18,7 +18,8 @@ import (
 // the demo org loaded with `relationships write --server`, tickets upserted,
 // search and get filtered per user (an invisible ticket is ErrNotFound, like a
 // missing one), grants created, used by an agent and revoked, a ticket
-// deleted, and a bad tuple refused as ErrInvalid naming its field.
+// deleted, a flow check denied and allowed, and a bad tuple refused as
+// ErrInvalid naming its field.
 func TestGoClientAgainstServe(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
@@ -93,6 +94,21 @@ func TestGoClientAgainstServe(t *testing.T) {
 	}
 	if sr, err = agent.Search(ctx, client.SearchRequest{Query: "api rate limit error"}); err != nil || len(sr.Results) != 0 {
 		t.Fatalf("agent after revoke: %+v %v", sr, err)
+	}
+
+	// Flow check: bob (tenant admin) may not put SEC-1 into acme-docs, whose
+	// members cannot view it; into acme-secret he may.
+	bob, _ := client.New(client.Config{Server: base, Credential: mint(t, data, "bob", "acme")})
+	fr, err := bob.FlowCheck(ctx, client.FlowRequest{Sources: client.FlowSources{TicketIDs: []string{"SEC-1"}}, Destination: client.FlowDestination{Project: "acme-docs"}})
+	if err != nil || fr.Allowed || fr.Excluded == 0 || fr.AuditID == "" {
+		t.Errorf("flow SEC-1 -> acme-docs: %+v %v, want denied", fr, err)
+	}
+	fr, err = bob.FlowCheck(ctx, client.FlowRequest{Sources: client.FlowSources{TicketIDs: []string{"SEC-1"}}, Destination: client.FlowDestination{Project: "acme-secret"}})
+	if err != nil || !fr.Allowed {
+		t.Errorf("flow SEC-1 -> acme-secret: %+v %v, want allowed", fr, err)
+	}
+	if _, err := bob.FlowCheck(ctx, client.FlowRequest{Destination: client.FlowDestination{Project: "acme-docs"}}); !errors.Is(err, clearance.ErrInvalid) {
+		t.Errorf("flow without sources: %v, want ErrInvalid", err)
 	}
 
 	if err := admin.DeleteTicket(ctx, "WEB-1"); err != nil {
