@@ -96,17 +96,24 @@ func (f *backendFlags) register(cmd *cobra.Command) {
 	c.registerEngine(fl)
 }
 
+// serveDefaults sets the serve-only settings that commands opening backends
+// outside serve (index, reconcile, relationships) do not have to serve's
+// defaults, so serve's validation (resolve) applies unchanged to the rest.
+func (c *serveConfig) serveDefaults() {
+	c.Addr, c.MaxTopK, c.MaxBodyBytes, c.TenantClaim = "127.0.0.1:0", 100, 1<<20, "tenant"
+	c.RequestTimeout, c.SearchTimeout, c.LogLevel, c.LogFormat = 30*time.Second, 10*time.Second, "info", "text"
+	d := defaultLimits()
+	c.MaxConcurrentSearches, c.MaxPerPrincipal, c.SearchQueue, c.SearchQueueTimeout = d.MaxConcurrentSearches, d.MaxPerPrincipal, d.SearchQueue, d.SearchQueueTimeout
+	c.RateLimit, c.RateBurst, c.RateLimitPrincipals = d.RateLimit, d.RateBurst, d.RateLimitPrincipals
+}
+
 // open validates the flags with serve's rules and opens the embedder and the
 // index.
 func (f *backendFlags) open(ctx context.Context, log *slog.Logger) (retrieval.Embedder, retrieval.Store, error) {
 	// The settings index and reconcile do not have take serve's defaults, so
 	// serve's validation (resolve) applies unchanged to the rest.
 	c := &f.cfg
-	c.Addr, c.MaxTopK, c.MaxBodyBytes, c.TenantClaim = "127.0.0.1:0", 100, 1<<20, "tenant"
-	c.RequestTimeout, c.SearchTimeout, c.LogLevel, c.LogFormat = 30*time.Second, 10*time.Second, "info", "text"
-	d := defaultLimits()
-	c.MaxConcurrentSearches, c.MaxPerPrincipal, c.SearchQueue, c.SearchQueueTimeout = d.MaxConcurrentSearches, d.MaxPerPrincipal, d.SearchQueue, d.SearchQueueTimeout
-	c.RateLimit, c.RateBurst, c.RateLimitPrincipals = d.RateLimit, d.RateBurst, d.RateLimitPrincipals
+	c.serveDefaults()
 	if err := c.resolve(); err != nil {
 		return nil, nil, err
 	}

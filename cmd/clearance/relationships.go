@@ -48,8 +48,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 // revision (authz.RevisionProcess), so its caches would not see these.
 func (f *engineFlags) open(ctx context.Context, log *slog.Logger) (authz.Engine, func(), error) {
 	c := &f.cfg
-	c.Addr, c.MaxTopK, c.MaxBodyBytes, c.TenantClaim = "127.0.0.1:0", 100, 1<<20, "tenant"
-	c.RequestTimeout, c.SearchTimeout, c.LogLevel, c.LogFormat = 30*time.Second, 10*time.Second, "info", "text"
+	c.serveDefaults()
 	c.Store, c.Embedder, c.EmbeddingDim = storeEmbedded, embedderHashing, 384
 	if err := c.resolve(); err != nil {
 		return nil, nil, err
