@@ -557,13 +557,16 @@ func (e *Engine) Write(ctx context.Context, writes, deletes []authz.Tuple) error
 			}
 			req.Deletes = &openfgav1.WriteRequestDeletes{TupleKeys: dk, OnMissing: "ignore"}
 		}
-		if err := e.call(ctx, func(ctx context.Context) error {
+		err := e.call(ctx, func(ctx context.Context) error {
 			_, err := e.srv.Write(ctx, req)
 			return err
-		}); err != nil {
+		})
+		// Moved on failure too: a write that timed out may still have committed,
+		// and a cache keyed by the revision must not outlive it.
+		e.revision.Add(1)
+		if err != nil {
 			return mapErr("write", err)
 		}
-		e.revision.Add(1)
 	}
 	return nil
 }
