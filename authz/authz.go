@@ -184,3 +184,13 @@ type UserLister interface {
 	// an error wrapping ErrTruncated, an engine failure one wrapping ErrUnavailable.
 	ListUsers(ctx context.Context, q Query, object, relation, userType string) ([]string, error)
 }
+
+// ClearanceModeled is implemented by engines that can tell whether the model
+// they evaluate is clearance's own (ModelDSL, equal apart from ids) rather than
+// another application's model that merely has the types and relations
+// clearance uses. Caches whose exactness rests on properties of ModelDSL (the
+// planner's decision cache: which relations depend on the time) stay off
+// otherwise.
+type ClearanceModeled interface {
+	ClearanceModel() bool
+}

@@ -188,11 +188,14 @@ type Engine struct {
 	changelog  *fga.Changelog // nil: the datastore admits only this process
 	closeOnce  sync.Once
 	model      *openfgav1.AuthorizationModel
+	// clearanceModel: the model in use is authz.ModelDSL.
+	clearanceModel bool
 }
 
 var (
-	_ authz.Engine     = (*Engine)(nil)
-	_ authz.Revisioned = (*Engine)(nil)
+	_ authz.Engine           = (*Engine)(nil)
+	_ authz.Revisioned       = (*Engine)(nil)
+	_ authz.ClearanceModeled = (*Engine)(nil)
 )
 
 // New opens the datastore (running its migrations), starts the OpenFGA server in
@@ -405,6 +408,9 @@ func (e *Engine) setup(ctx context.Context) error {
 		}
 	}
 	e.model = use
+	if std, err := authz.Model(); err == nil {
+		e.clearanceModel = fga.SameModel(use, std)
+	}
 	e.validator, err = fga.NewValidator(use)
 	return err
 }
@@ -412,6 +418,9 @@ func (e *Engine) setup(ctx context.Context) error {
 // Model is the authorization model this engine evaluates (clearance's, or a
 // foreign one that has what clearance needs). Callers must not change it.
 func (e *Engine) Model() *openfgav1.AuthorizationModel { return e.model }
+
+// ClearanceModel implements authz.ClearanceModeled.
+func (e *Engine) ClearanceModel() bool { return e.clearanceModel }
 
 // SQLitePath is the sqlite file in use ("" for other datastores).
 func (e *Engine) SQLitePath() string { return e.sqlitePath }

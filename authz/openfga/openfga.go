@@ -152,11 +152,14 @@ type Engine struct {
 	changelog *fga.Changelog
 	closed    atomic.Bool
 	model     *openfgav1.AuthorizationModel
+	// clearanceModel: the model in use is authz.ModelDSL.
+	clearanceModel bool
 }
 
 var (
-	_ authz.Engine     = (*Engine)(nil)
-	_ authz.Revisioned = (*Engine)(nil)
+	_ authz.Engine           = (*Engine)(nil)
+	_ authz.Revisioned       = (*Engine)(nil)
+	_ authz.ClearanceModeled = (*Engine)(nil)
 )
 
 // New connects to the server and settles store and model.
@@ -282,6 +285,9 @@ func (e *Engine) setup(ctx context.Context) error {
 		e.cfg.Logger.Warn("using a model that is not clearance's: it has every type and relation clearance needs",
 			"store", e.storeID, "model", e.modelID, "defined_differently", fga.Differing(want, model))
 	}
+	if std, err := authz.Model(); err == nil {
+		e.clearanceModel = fga.SameModel(model, std)
+	}
 	v, err := fga.NewValidator(model)
 	if err != nil {
 		return err
@@ -293,6 +299,9 @@ func (e *Engine) setup(ctx context.Context) error {
 // Model is the authorization model this engine evaluates (clearance's, or a
 // pinned or foreign one that has what clearance needs). Callers must not change it.
 func (e *Engine) Model() *openfgav1.AuthorizationModel { return e.model }
+
+// ClearanceModel implements authz.ClearanceModeled.
+func (e *Engine) ClearanceModel() bool { return e.clearanceModel }
 
 // toProto converts the SDK's model to OpenFGA's protobuf through JSON.
 func toProto(m any) (*openfgav1.AuthorizationModel, error) {
