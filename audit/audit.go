@@ -59,6 +59,10 @@ type Plan struct {
 	Fetched  int    `json:"fetched"`
 	Checked  int    `json:"checked"`
 	Denied   int    `json:"denied"`
+	// CachedDecisions of the Checked tickets were answered by the decision
+	// cache: the engine's answer at the same revision (Revision), still valid
+	// at the request's time.
+	CachedDecisions int `json:"cached_decisions,omitempty"`
 	// StorePlans names the vector store's plans of this search's pages, in the
 	// order first used ("exact", "hnsw").
 	StorePlans []string `json:"store_plans,omitempty"`

@@ -60,6 +60,11 @@ type Config struct {
 	// CacheSize bounds the pre-filter cache in entries, least recently used out
 	// first (default 1024; negative disables the cache).
 	CacheSize int
+	// DecisionCacheSize bounds the post-filter's decision cache in entries (one
+	// per principal and ticket), least recently used out first (default 65,536;
+	// negative disables it). Only engines with revisions (authz.Revisioned) use
+	// it; see docs/decisions/decision-cache.md.
+	DecisionCacheSize int
 	// CacheTTL is how long a cached pre-filter lives when the engine does not
 	// report revisions (neither clearance engine: both do). Default 5s. With a
 	// revisioned engine entries are keyed by the revision and never served
@@ -85,6 +90,7 @@ const (
 	DefaultMinFetch             = 20
 	DefaultPostFilterOnlyFactor = 4
 	DefaultCacheSize            = 1024
+	DefaultDecisionCacheSize    = 65536
 	DefaultCacheTTL             = 5 * time.Second
 	DefaultSnippetChars         = 300
 )
@@ -96,6 +102,7 @@ func (c *Config) defaults() {
 	c.MinFetch = cmp.Or(c.MinFetch, DefaultMinFetch)
 	c.PostFilterOnlyFactor = cmp.Or(c.PostFilterOnlyFactor, DefaultPostFilterOnlyFactor)
 	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)
+	c.DecisionCacheSize = cmp.Or(c.DecisionCacheSize, DefaultDecisionCacheSize)
 	c.CacheTTL = cmp.Or(c.CacheTTL, DefaultCacheTTL)
 	c.SnippetChars = cmp.Or(c.SnippetChars, DefaultSnippetChars)
 	if c.Logger == nil {
@@ -186,10 +193,19 @@ type Planner struct {
 	emb   Embedder
 	log   audit.Log
 	cache *cache
+	// decisions holds post-filter answers by revision.
+	decisions *decisionCache
 }
 
 // New returns a planner over eng, store, emb and the audit log.
 func New(cfg Config, eng Engine, store Store, emb Embedder, log audit.Log) *Planner {
 	cfg.defaults()
-	return &Planner{cfg: cfg, eng: eng, store: store, emb: emb, log: log, cache: newCache(cfg.CacheSize)}
+	size := cfg.DecisionCacheSize
+	// The decision cache's time bounds are proven for clearance's own model
+	// only (docs/decisions/decision-cache.md).
+	if m, ok := eng.(authz.ClearanceModeled); size > 0 && (!ok || !m.ClearanceModel()) {
+		cfg.Logger.Info("filter: decision cache off: the engine does not evaluate clearance's own model")
+		size = -1
+	}
+	return &Planner{cfg: cfg, eng: eng, store: store, emb: emb, log: log, cache: newCache(cfg.CacheSize), decisions: newDecisionCache(size)}
 }

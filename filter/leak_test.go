@@ -34,6 +34,7 @@ func TestDifferentialLeak(t *testing.T) {
 	const orgs = 4
 	perOrg := max(1, *leakQueries/orgs)
 	var queries, compared, hitSum, wantSum, partial, results, drifted int
+	var cachedHits, cachedMisses uint64
 	eng := memoryEngine(t)
 	for seed := range uint64(orgs) {
 		w := newWorld(t, eng, seed+1, 40)
@@ -43,11 +44,13 @@ func TestDifferentialLeak(t *testing.T) {
 		// (partial answers, many rounds).
 		planners := []*filter.Planner{
 			filter.New(filter.Config{}, eng, w.store, w.emb, log),
-			filter.New(filter.Config{}, &faultEngine{Engine: eng, truncate: map[string]bool{"can_view": true, "agent_can_view": true}}, w.store, w.emb, log),
+			filter.New(filter.Config{}, revFault{&faultEngine{Engine: eng, truncate: map[string]bool{"can_view": true, "agent_can_view": true}}, eng}, w.store, w.emb, log),
 			filter.New(filter.Config{MinFetch: 1, MaxRounds: 3, MaxCandidates: 12}, eng, w.store, w.emb, log),
 		}
+		var last authz.Principal
+		lastPlanner := 0
 		for q := range perOrg {
-			pl := planners[q%len(planners)]
+			pi := q % len(planners)
 			if w.rng.IntN(2) == 0 {
 				for range 1 + w.rng.IntN(3) {
 					w.mutate()
@@ -56,7 +59,17 @@ func TestDifferentialLeak(t *testing.T) {
 			if w.rng.IntN(3) == 0 {
 				w.repair()
 			}
-			p, req := w.principal(), w.request()
+			// Half the time the previous principal asks again, so that the
+			// decision cache answers (when nothing was written in between) or is
+			// invalidated (when something was).
+			p, req := last, w.request()
+			if q == 0 || w.rng.IntN(2) == 0 {
+				p = w.principal()
+			} else {
+				pi = lastPlanner
+			}
+			last, lastPlanner = p, pi
+			pl := planners[pi]
 			resp, err := pl.Search(context.Background(), p, req)
 			queries++
 			if err != nil {
@@ -88,7 +101,7 @@ func TestDifferentialLeak(t *testing.T) {
 			if resp.Status != filter.Partial && !sameRanking(resp.Results, want) {
 				t.Fatalf("%s %+v (%s): got %s, reference %s", p, req, resp.Status, describe(resp.Results), describe(want))
 			}
-			if q%len(planners) == 2 {
+			if pi == 2 {
 				continue // the tiny budget is expected to lose recall
 			}
 			compared++
@@ -98,6 +111,11 @@ func TestDifferentialLeak(t *testing.T) {
 				t.Fatalf("%s: exhausted with %d results but the reference has %d", p, len(resp.Results), len(want))
 			}
 		}
+		for _, pl := range planners {
+			s := pl.DecisionCacheStats()
+			cachedHits += s.Hits
+			cachedMisses += s.Misses
+		}
 	}
 	recall := 1.0
 	if wantSum > 0 {
@@ -105,8 +123,12 @@ func TestDifferentialLeak(t *testing.T) {
 	}
 	t.Logf("%d queries (%d with index drift, leak-checked only), %d results, recall@k %.4f over %d compared queries (default and post-filter-only planners), %d partial (tiny-budget planner)",
 		queries, drifted, results, recall, compared, partial)
+	t.Logf("decision cache: %d of %d checked tickets answered from the cache", cachedHits, cachedHits+cachedMisses)
 	if recall != 1 {
 		t.Errorf("recall@k %.4f, want 1", recall)
+	}
+	if cachedHits == 0 {
+		t.Errorf("the decision cache was never used")
 	}
 }
 

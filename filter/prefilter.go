@@ -41,6 +41,9 @@ type prefilter struct {
 	narrow    map[string]bool
 	narrowing audit.Narrowing
 	plan      audit.Plan
+	// rev is the engine revision probed before the first engine call ("" when
+	// unknown or not asked): the decision cache's key.
+	rev string
 }
 
 // unavailable wraps a backend failure as clearance.ErrUnavailable, keeping the
@@ -110,7 +113,7 @@ func (pl *Planner) query(p authz.Principal, c authz.Consistency) authz.Query {
 func (pl *Planner) prefilter(ctx context.Context, p authz.Principal, req Request) (prefilter, error) {
 	narrow, rec := narrowing(p, req)
 	pf := prefilter{narrow: narrow, narrowing: rec}
-	l, hit, err := pl.listing(ctx, p, &pf.plan)
+	l, hit, err := pl.listing(ctx, p, &pf.plan, &pf.rev)
 	if err != nil {
 		return pf, err
 	}
@@ -161,8 +164,8 @@ func (pl *Planner) prefilter(ctx context.Context, p authz.Principal, req Request
 
 // listing answers from the cache or asks the engine. It records in plan what
 // the cache was keyed by.
-func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.Plan) (listing, bool, error) {
-	key, ttl, cacheable := pl.cacheKey(ctx, p, plan)
+func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.Plan, rev *string) (listing, bool, error) {
+	key, ttl, cacheable := pl.cacheKey(ctx, p, plan, rev)
 	if cacheable {
 		if l, ok := pl.cache.get(key, pl.cfg.Now()); ok {
 			return l, true, nil
@@ -186,25 +189,30 @@ func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.P
 // change log) makes a write through any replica visible on the next request;
 // only an engine without revisions falls back to a TTL, and the plan says which.
 // cacheable is false when the cache is off or the revision is unknown: the
-// listing is then asked afresh and not kept.
-func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.Plan) (key string, ttl time.Duration, cacheable bool) {
-	if !pl.cache.enabled() {
+// listing is then asked afresh and not kept. The same probe keys the decision
+// cache: *revOut is set to the revision when one was read.
+func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.Plan, revOut *string) (key string, ttl time.Duration, cacheable bool) {
+	if !pl.cache.enabled() && !pl.decisions.enabled() {
 		return "", 0, false
 	}
 	key = fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%s", p.Kind, p.Tenant, p.Subject(), p.Agent, p.KeyMinter, pl.eng.ModelID())
 	r, revisioned := pl.eng.(authz.Revisioned)
 	if !revisioned {
+		if !pl.cache.enabled() {
+			return "", 0, false
+		}
 		plan.CacheTTL = pl.cfg.CacheTTL.String()
 		return key, pl.cfg.CacheTTL, true
 	}
 	rev, err := r.Revision(ctx)
 	if err != nil || rev.Key == "" {
-		pl.cfg.Logger.Debug("engine revision unknown: pre-filter not cached", "err", err)
-		plan.Notes = append(plan.Notes, "engine revision unknown: pre-filter listed afresh, not cached")
+		pl.cfg.Logger.Debug("engine revision unknown: pre-filter and decisions not cached", "err", err)
+		plan.Notes = append(plan.Notes, "engine revision unknown: pre-filter listed afresh, decisions checked afresh, neither cached")
 		return "", 0, false
 	}
 	plan.Revision = rev.String()
-	return key + "\x00" + rev.String(), 0, true
+	*revOut = rev.String()
+	return key + "\x00" + rev.String(), 0, pl.cache.enabled()
 }
 
 // list asks the engine about p and, for a key bounded by its minter, about the

@@ -140,7 +140,11 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 		return Response{}, unavailable("embed query", fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs)))
 	}
 
-	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, vec: vecs[0], start: start, decided: map[string]bool{}, returned: map[string]bool{}, exact: true}
+	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, vec: vecs[0], start: start, now: pl.cfg.Now(), decided: map[string]bool{}, returned: map[string]bool{}, exact: true}
+	if pl.decisions.enabled() {
+		r.decisionState = decisionState(pl.eng.ModelID(), pf.rev)
+		r.decisionPrefix = decisionPrefix(p)
+	}
 	status, err := r.loop(ctx)
 	rec.Plan = r.pf.plan
 	rec.Plan.Path = pf.path
@@ -170,6 +174,18 @@ type run struct {
 	rec   *audit.Record
 	vec   []float32
 	start time.Time
+	// now is the request time every check is evaluated at (current_time), and
+	// the time cached decisions are valid for.
+	now time.Time
+
+	// The decision cache: the state (model and revision) this request reads at,
+	// "" for none, and the key prefix of this principal's decisions.
+	decisionState, decisionPrefix string
+	cachedN                       int
+	// The time bound of this principal's allowed decisions, read once.
+	bound     time.Time
+	boundErr  error
+	boundRead bool
 
 	decided  map[string]bool // ticket id -> allowed, for this request only
 	returned map[string]bool // tickets with a result (group_by_ticket)
@@ -286,21 +302,33 @@ func (r *run) take(ctx context.Context, hits []retrieval.Hit) error {
 	return nil
 }
 
-// check asks the engine about tickets with HIGHER_CONSISTENCY (revocation shows
-// at once) and remembers the answers for this request.
+// check decides tickets: from the decision cache when it holds the engine's
+// answer at this request's revision and time, otherwise by asking the engine
+// with HIGHER_CONSISTENCY (revocation shows at once). It remembers the answers
+// for this request.
 func (r *run) check(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
+		return nil
+	}
+	r.checked += len(ids)
+	r.pf.plan.Checked += len(ids)
+	before := r.cachedN
+	ask := r.cachedChecks(ids)
+	r.pf.plan.CachedDecisions += r.cachedN - before
+	if len(ask) == 0 {
 		return nil
 	}
 	// Each ticket needs every one of the principal's view checks (one, or two
 	// for a key bounded by its minter); they are laid out ticket by ticket.
 	per := len(r.p.ViewChecks(""))
-	checks := make([]authz.Check, 0, len(ids)*per)
-	for _, id := range ids {
+	checks := make([]authz.Check, 0, len(ask)*per)
+	for _, id := range ask {
 		checks = append(checks, r.p.ViewChecks("ticket:"+id)...)
 	}
+	q := r.pl.query(r.p, authz.HigherConsistency)
+	q.Now = r.now
 	t := time.Now()
-	ok, err := r.pl.eng.BatchCheck(ctx, r.pl.query(r.p, authz.HigherConsistency), checks)
+	ok, err := r.pl.eng.BatchCheck(ctx, q, checks)
 	r.checkUS += since(t)
 	if err != nil {
 		return unavailable("check tickets", err)
@@ -308,15 +336,16 @@ func (r *run) check(ctx context.Context, ids []string) error {
 	if len(ok) != len(checks) {
 		return unavailable("check tickets", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
 	}
-	for i, id := range ids {
+	decided := make([]bool, len(ask))
+	for i, id := range ask {
 		allowed := !slices.Contains(ok[i*per:(i+1)*per], false)
+		decided[i] = allowed
 		r.decided[id] = allowed
 		if allowed {
 			r.allowed++
 		}
 	}
-	r.checked += len(ids)
-	r.pf.plan.Checked += len(ids)
+	r.keepChecks(ctx, ask, decided)
 	return nil
 }
 
