@@ -19,6 +19,7 @@ import (
 	"github.com/clearance-dev/clearance/authz"
 	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/authz/openfga"
+	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
 	"github.com/clearance-dev/clearance/retrieval/openai"
@@ -105,6 +106,8 @@ type serveConfig struct {
 	EngineMaxIdleConns     int
 	EngineConnIdleTime     time.Duration
 	EngineConcurrentChecks int
+	// DecisionCacheSize bounds the post-filter's decision cache (entries).
+	DecisionCacheSize int
 
 	// Audit.
 	AuditHashQueries bool
@@ -152,6 +155,7 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.Float64Var(&c.RateLimit, "rate-limit", d.RateLimit, "read-path requests per second per principal (token bucket; 0 turns the limit off); past it the answer is 429 with Retry-After")
 	fl.IntVar(&c.RateBurst, "rate-burst", d.RateBurst, "read-path requests a principal may send at once (the bucket size)")
 	fl.IntVar(&c.RateLimitPrincipals, "rate-limit-principals", d.RateLimitPrincipals, "rate-limit buckets kept in memory; the least recently seen principal's is dropped first")
+	fl.IntVar(&c.DecisionCacheSize, "decision-cache-size", filter.DefaultDecisionCacheSize, "entries of the post-filter's decision cache (one per principal and ticket, about 200 bytes each; exact: keyed by the engine's shared revision); 0 disables it")
 
 	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
 	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")
@@ -358,6 +362,9 @@ func (c *serveConfig) resolve() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("--max-body-bytes %d: want at least 1024", c.MaxBodyBytes)
+	}
+	if c.DecisionCacheSize < 0 || c.DecisionCacheSize > 100_000_000 {
+		bad("--decision-cache-size %d: want 0 (off) .. 100000000", c.DecisionCacheSize)
 	}
 	if c.RequestTimeout <= 0 || c.SearchTimeout <= 0 {
 		bad("--request-timeout and --search-timeout must be positive")

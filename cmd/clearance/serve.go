@@ -12,6 +12,7 @@ import (
 	"time"
 
 	openfgav1 "github.com/openfga/api/proto/openfga/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/clearance-dev/clearance/api"
@@ -246,11 +247,17 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		ln.Close()
 		return err
 	}
+	decisions := a.cfg.DecisionCacheSize
+	if decisions == 0 {
+		decisions = -1
+	}
 	// The planner starts no new round after half the search timeout (status
 	// partial), so a slow search answers what it found before the read
 	// path's deadline (Limits.Timeout) cuts it with a 503.
-	planner := filter.New(filter.Config{Deadline: a.cfg.SearchTimeout / 2, HashQueries: a.cfg.AuditHashQueries,
+	planner := filter.New(filter.Config{Deadline: a.cfg.SearchTimeout / 2, HashQueries: a.cfg.AuditHashQueries, DecisionCacheSize: decisions,
 		Logger: a.log.With("component", "filter")}, a.engine, a.store, a.embedder, a.audit)
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(decisionCacheMetrics(planner)...)
 	tickets := &api.TicketWriter{Store: a.store, Indexer: a.indexer, Logger: a.log.With("component", "tickets")}
 	search := &api.SearchAPI{Planner: planner, Tickets: tickets, MaxTopK: a.cfg.MaxTopK}
 	if a.ownsTuples() {
@@ -281,6 +288,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		return err
 	}
 	deps := api.Deps{
+		Metrics: metrics,
 		Auth:    authn,
 		Engine:  a.engine,
 		APIKeys: a.keys,
@@ -337,4 +345,23 @@ func (a *app) devToken(sub, tenant, act, scope string, ttl time.Duration) (strin
 	}
 	return a.dev.Mint(auth.TokenRequest{Subject: sub, Tenant: tenant, Actor: act, Scopes: strings.Fields(scope),
 		Audience: a.audience(a.base), TTL: ttl})
+}
+
+// decisionCacheMetrics exposes the planner's decision-cache counters.
+func decisionCacheMetrics(pl *filter.Planner) []prometheus.Collector {
+	stat := func(f func(filter.DecisionCacheStats) uint64) func() float64 {
+		return func() float64 { return float64(f(pl.DecisionCacheStats())) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_hits_total",
+			Help: "Post-filter decisions answered from the decision cache."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Hits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_misses_total",
+			Help: "Post-filter decisions the cache did not hold (asked the engine), while the cache was usable."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Misses })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_invalidations_total",
+			Help: "Cached decisions dropped because the engine's revision moved or their time bound passed."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Invalidations })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_evictions_total",
+			Help: "Cached decisions dropped for space (least recently used)."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Evictions })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "clearance_decision_cache_entries",
+			Help: "Decisions held by the decision cache."}, func() float64 { return float64(pl.DecisionCacheStats().Entries) }),
+	}
 }

@@ -33,6 +33,7 @@ func TestServeFlagValidation(t *testing.T) {
 		{[]string{"--openai-model", "nomic-embed-text"}, nil, []string{"need --embedder openai"}},
 		{[]string{"--embedding-dim", "0"}, nil, []string{"--embedding-dim 0: want 8..8192"}},
 		{[]string{"--max-top-k", "0"}, nil, []string{"--max-top-k 0: want 1..1000"}},
+		{[]string{"--decision-cache-size", "-1"}, nil, []string{"--decision-cache-size -1: want 0 (off) .. 100000000"}},
 		{[]string{"--search-timeout", "1m", "--request-timeout", "30s"}, nil, []string{"--search-timeout (1m0s) must not exceed --request-timeout (30s)"}},
 		{[]string{"--addr", "8080"}, nil, []string{`--addr "8080": want host:port`}},
 		{[]string{"--max-concurrent-searches", "0"}, nil, []string{"--max-concurrent-searches 0: want at least 1"}},
