@@ -492,16 +492,20 @@ func (b *benchOpenFGA) deleteStore(ctx context.Context) error {
 	return nil
 }
 
-// plannerStrategies returns clearance's planner with the pre-filter cache off
-// (every query lists projects) and warm (each principal's pre-filter cached by
-// an untimed first query).
+// plannerStrategies returns clearance's planner with both caches off (every
+// query lists projects and checks every candidate), with a warm pre-filter
+// cache (each principal's listing cached by an untimed first query; decisions
+// still checked), and with warm decisions too (the same first query also fills
+// the decision cache, so a repeated query at the same revision checks nothing).
 func plannerStrategies(eng authz.Engine, store retrieval.Store, emb retrieval.Embedder, log *slog.Logger) []bench.Strategy {
-	coldLog, warmLog := &filter.MemoryLog{}, &filter.MemoryLog{}
-	cold := filter.New(filter.Config{CacheSize: -1, Logger: log}, eng, store, emb, coldLog)
-	warm := filter.New(filter.Config{Logger: log}, eng, store, emb, warmLog)
+	coldLog, warmLog, decLog := &filter.MemoryLog{}, &filter.MemoryLog{}, &filter.MemoryLog{}
+	cold := filter.New(filter.Config{CacheSize: -1, DecisionCacheSize: -1, Logger: log}, eng, store, emb, coldLog)
+	warm := filter.New(filter.Config{DecisionCacheSize: -1, Logger: log}, eng, store, emb, warmLog)
+	dec := filter.New(filter.Config{Logger: log}, eng, store, emb, decLog)
 	return []bench.Strategy{
 		bench.Planner("clearance (cold cache)", cold, coldLog, false),
 		bench.Planner("clearance (warm cache)", warm, warmLog, true),
+		bench.Planner("clearance (warm decisions)", dec, decLog, true),
 	}
 }
 

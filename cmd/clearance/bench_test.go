@@ -135,7 +135,7 @@ func runBenchCLI(t *testing.T, args ...string) (*bench.Report, string) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	exact := map[string]bool{"ListObjects over tickets": true, "clearance (cold cache)": true, "clearance (warm cache)": true}
+	exact := map[string]bool{"ListObjects over tickets": true, "clearance (cold cache)": true, "clearance (warm cache)": true, "clearance (warm decisions)": true}
 	seen := map[string]int{}
 	for _, r := range rep.Rows {
 		if r.Leaks != 0 || r.Errors != 0 {

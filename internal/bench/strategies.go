@@ -231,6 +231,12 @@ func Planner(name string, pl *filter.Planner, log *filter.MemoryLog, prewarm boo
 // plus one BatchCheck per round, more when a round checked more than a batch.
 func plannerCalls(p authz.Principal, plan audit.Plan) int {
 	calls := max(plan.Rounds, (plan.Checked+batchLimit-1)/batchLimit)
+	if plan.CachedDecisions > 0 {
+		// Decisions the cache answered cost no call; a round that still needed
+		// the engine costs at least one.
+		asked := plan.Checked - plan.CachedDecisions
+		calls = max(min(plan.Rounds, asked), (asked+batchLimit-1)/batchLimit)
+	}
 	if plan.CacheHit {
 		return calls
 	}
