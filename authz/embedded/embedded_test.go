@@ -83,6 +83,10 @@ func TestRestartIsIdempotent(t *testing.T) {
 	if e3.ModelID() == model {
 		t.Error("changed model was not written")
 	}
+	// Caches proven for clearance's model are told apart from another one.
+	if !e2.ClearanceModel() || e3.ClearanceModel() {
+		t.Errorf("ClearanceModel: clearance's %v, changed %v", e2.ClearanceModel(), e3.ClearanceModel())
+	}
 	e4 := open(t, cfg)
 	defer e4.Close()
 	if e4.ModelID() != e3.ModelID() {
