@@ -56,17 +56,18 @@ var benchQueries = []string{
 
 // BenchmarkSearch: search latency on the demo org (embedded engine on sqlite,
 // embedded store, hashing embedder, top_k 10) by principal kind, with the
-// pre-filter cache warm (the default) and cold (disabled: every search lists).
+// pre-filter cache warm and decisions checked ("warm"), both caches warm (the
+// default, "decisions") and both off ("cold": every search lists and checks).
 // Reports p50 and p99 in ms besides ns/op.
 func BenchmarkSearch(b *testing.B) {
 	d := loadDemo(b)
 	ctx := context.Background()
 	for _, cache := range []struct {
-		name string
-		size int
-	}{{"warm", 0}, {"cold", -1}} {
+		name            string
+		size, decisions int
+	}{{"warm", 0, -1}, {"decisions", 0, 0}, {"cold", -1, -1}} {
 		log := &statLog{}
-		pl := filter.New(filter.Config{CacheSize: cache.size}, d.eng, d.store, d.emb, log)
+		pl := filter.New(filter.Config{CacheSize: cache.size, DecisionCacheSize: cache.decisions}, d.eng, d.store, d.emb, log)
 		// The four kinds, and a service account's key bounded by its minter.
 		for _, c := range append(demoPrincipals[:4:4], demoPrincipals[len(demoPrincipals)-1]) {
 			b.Run(c.name+"/"+cache.name, func(b *testing.B) {
