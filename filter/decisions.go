@@ -258,7 +258,7 @@ func (r *run) cachedChecks(ids []string) []string {
 	}
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = r.decisionPrefix + id
+		keys[i] = r.decisionPrefix + "t:" + id
 	}
 	allowed, found := r.pl.decisions.get(r.decisionState, keys, r.now)
 	var ask []string
@@ -298,7 +298,7 @@ func (r *run) keepChecks(ctx context.Context, ids []string, ok []bool) {
 		if ok[i] && !boundKnown {
 			continue
 		}
-		e := decisionEntry{key: r.decisionPrefix + id, allowed: ok[i], from: r.now}
+		e := decisionEntry{key: r.decisionPrefix + "t:" + id, allowed: ok[i], from: r.now}
 		if ok[i] {
 			e.until = until
 		}
@@ -315,7 +315,7 @@ func (r *run) decisionBounds(ctx context.Context) (time.Time, error) {
 	if r.p.Kind != authz.KindAgent {
 		return time.Time{}, nil
 	}
-	key := r.decisionPrefix + "\x01grants"
+	key := r.decisionPrefix + "grants"
 	if e, ok := r.pl.decisions.entry(r.decisionState, key, r.now); ok {
 		return e.until, nil
 	}
