@@ -185,6 +185,14 @@ type UserLister interface {
 	ListUsers(ctx context.Context, q Query, object, relation, userType string) ([]string, error)
 }
 
+// ChangeLister is implemented by engines that can say which objects the tuple
+// writes between two of their revisions touched, so that caches keyed by the
+// revision can drop only what those objects can affect. ok false means it
+// cannot say: assume anything changed.
+type ChangeLister interface {
+	ChangedObjects(from, to Revision) (objects []string, ok bool)
+}
+
 // ClearanceModeled is implemented by engines that can tell whether the model
 // they evaluate is clearance's own (ModelDSL, equal apart from ids) rather than
 // another application's model that merely has the types and relations

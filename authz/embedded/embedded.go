@@ -185,6 +185,7 @@ type Engine struct {
 	modelID    string
 	validator  *fga.Validator
 	revision   atomic.Uint64
+	changes    changeLog      // what moved revision, for ChangedObjects
 	changelog  *fga.Changelog // nil: the datastore admits only this process
 	closeOnce  sync.Once
 	model      *openfgav1.AuthorizationModel
@@ -196,6 +197,7 @@ var (
 	_ authz.Engine           = (*Engine)(nil)
 	_ authz.Revisioned       = (*Engine)(nil)
 	_ authz.ClearanceModeled = (*Engine)(nil)
+	_ authz.ChangeLister     = (*Engine)(nil)
 )
 
 // New opens the datastore (running its migrations), starts the OpenFGA server in
@@ -572,7 +574,7 @@ func (e *Engine) Write(ctx context.Context, writes, deletes []authz.Tuple) error
 		})
 		// Moved on failure too: a write that timed out may still have committed,
 		// and a cache keyed by the revision must not outlive it.
-		e.revision.Add(1)
+		e.moved(c.Writes, c.Deletes)
 		if err != nil {
 			return mapErr("write", err)
 		}
