@@ -20,10 +20,9 @@ import (
 // An entry is one answer of the engine for (model, principal kind, subject,
 // relation, contextual tuples, ticket), computed at the tuple revision the
 // request read before its first engine call. The cache holds the entries of one
-// revision only: a request that reads a different revision drops every entry
-// first (a change to any tuple can alter decisions on many tickets in our model,
-// so nothing finer is exact without the change's tuples). Equal revisions mean
-// no write committed in between, through any replica (authz.Revisioned), so an
+// revision only: a request that reads a different revision first drops every
+// entry the writes in between may have changed (at). Equal revisions mean no
+// write committed in between, through any replica (authz.Revisioned), so an
 // entry answers exactly what a HIGHER_CONSISTENCY check would at that
 // revision, except for time: an entry also carries the interval of request
 // times over which the answer cannot change (see decisionBounds).
@@ -41,44 +40,110 @@ type DecisionCacheStats struct {
 
 type decisionCache struct {
 	max int // entries; < 0 disables
+	// changes, when the engine has it, names what changed between two
+	// revisions, so that a move drops only the tickets changed.
+	changes authz.ChangeLister
 
 	mu    sync.Mutex
-	state string // revision and model every entry was computed at
+	state decisionState // every entry was computed at it
 	order *list.List
 	items map[string]*list.Element
+	// byTicket indexes the entries of each ticket (targeted invalidation).
+	byTicket map[string]map[*list.Element]struct{}
 
 	hits, misses, invalidations, evictions atomic.Uint64
 }
 
+// decisionState is what a request reads at: the model and the revision it
+// probed before its first engine call. The zero value means no caching.
+type decisionState struct {
+	model string
+	rev   authz.Revision
+}
+
+func (s decisionState) ok() bool { return s.rev.Key != "" }
+
 type decisionEntry struct {
 	key     string
+	ticket  string // "" for the agent grants' bound
 	allowed bool
 	// The answer holds for request times in [from, until); a zero until is no
 	// bound.
 	from, until time.Time
 }
 
-func newDecisionCache(max int) *decisionCache {
-	return &decisionCache{max: max, order: list.New(), items: map[string]*list.Element{}}
+func newDecisionCache(max int, changes authz.ChangeLister) *decisionCache {
+	return &decisionCache{max: max, changes: changes, order: list.New(), items: map[string]*list.Element{}, byTicket: map[string]map[*list.Element]struct{}{}}
 }
 
 func (c *decisionCache) enabled() bool { return c.max > 0 }
 
-// at makes state the cache's revision, dropping every entry of another one.
-// Called with c.mu held.
-func (c *decisionCache) at(state string) {
+// at makes state the cache's state. Called with c.mu held.
+//
+// Moving to another revision of the same model keeps the entries of every
+// ticket the writes in between did not touch, when the engine can name those
+// writes' objects and all of them are tickets: in our model no relation of any
+// type reads a ticket's tuples but the ticket's own (ticket is no type's user
+// type, directly or in a tupleset; TestModelConditions checks it), so a
+// change to ticket:X can alter decisions on X only. Anything else (a change to
+// a project, team, tenant, delegation or service account, which can alter
+// decisions on any ticket; writes the engine cannot name; another model; an
+// older revision) drops every entry.
+func (c *decisionCache) at(state decisionState) {
 	if c.state == state {
 		return
+	}
+	prev := c.state
+	c.state = state
+	if prev.ok() && prev.model == state.model && c.changes != nil {
+		if objs, ok := c.changes.ChangedObjects(prev.rev, state.rev); ok && allTickets(objs) {
+			for _, o := range objs {
+				c.dropTicket(strings.TrimPrefix(o, "ticket:"))
+			}
+			return
+		}
 	}
 	c.invalidations.Add(uint64(c.order.Len()))
 	c.order.Init()
 	clear(c.items)
-	c.state = state
+	clear(c.byTicket)
+}
+
+func allTickets(objs []string) bool {
+	for _, o := range objs {
+		if !strings.HasPrefix(o, "ticket:") {
+			return false
+		}
+	}
+	return true
+}
+
+// dropTicket removes every entry of ticket id. Called with c.mu held.
+func (c *decisionCache) dropTicket(id string) {
+	for e := range c.byTicket[id] {
+		c.order.Remove(e)
+		delete(c.items, e.Value.(*decisionEntry).key)
+		c.invalidations.Add(1)
+	}
+	delete(c.byTicket, id)
+}
+
+// remove drops one element. Called with c.mu held.
+func (c *decisionCache) remove(e *list.Element) {
+	ent := e.Value.(*decisionEntry)
+	c.order.Remove(e)
+	delete(c.items, ent.key)
+	if set := c.byTicket[ent.ticket]; set != nil {
+		delete(set, e)
+		if len(set) == 0 {
+			delete(c.byTicket, ent.ticket)
+		}
+	}
 }
 
 // get answers the keys it holds for state at time now; found[i] says whether
 // allowed[i] is an answer.
-func (c *decisionCache) get(state string, keys []string, now time.Time) (allowed, found []bool) {
+func (c *decisionCache) get(state decisionState, keys []string, now time.Time) (allowed, found []bool) {
 	allowed, found = make([]bool, len(keys)), make([]bool, len(keys))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -95,14 +160,14 @@ func (c *decisionCache) get(state string, keys []string, now time.Time) (allowed
 }
 
 // entry is get for one key, without counting it.
-func (c *decisionCache) entry(state, key string, now time.Time) (decisionEntry, bool) {
+func (c *decisionCache) entry(state decisionState, key string, now time.Time) (decisionEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lookup(state, key, now)
 }
 
 // lookup finds key's entry at state, valid at now. Called with c.mu held.
-func (c *decisionCache) lookup(state, key string, now time.Time) (decisionEntry, bool) {
+func (c *decisionCache) lookup(state decisionState, key string, now time.Time) (decisionEntry, bool) {
 	c.at(state)
 	e, ok := c.items[key]
 	if !ok {
@@ -111,8 +176,7 @@ func (c *decisionCache) lookup(state, key string, now time.Time) (decisionEntry,
 	ent := e.Value.(*decisionEntry)
 	if now.Before(ent.from) || (!ent.until.IsZero() && !now.Before(ent.until)) {
 		// Outside the interval the answer was proven for: ask again.
-		c.order.Remove(e)
-		delete(c.items, key)
+		c.remove(e)
 		c.invalidations.Add(1)
 		return decisionEntry{}, false
 	}
@@ -120,9 +184,9 @@ func (c *decisionCache) lookup(state, key string, now time.Time) (decisionEntry,
 	return *ent, true
 }
 
-// put keeps entries computed at state. Entries of a revision the cache has
-// moved past (a slower request) are dropped.
-func (c *decisionCache) put(state string, ents []decisionEntry) {
+// put keeps entries computed at state. Entries of a state the cache has moved
+// past (a slower request) are dropped.
+func (c *decisionCache) put(state decisionState, ents []decisionEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != state {
@@ -131,16 +195,21 @@ func (c *decisionCache) put(state string, ents []decisionEntry) {
 	for _, ent := range ents {
 		ent := ent
 		if e, ok := c.items[ent.key]; ok {
-			e.Value = &ent
-			c.order.MoveToFront(e)
-			continue
+			c.remove(e)
 		}
-		c.items[ent.key] = c.order.PushFront(&ent)
+		e := c.order.PushFront(&ent)
+		c.items[ent.key] = e
+		if ent.ticket != "" {
+			set := c.byTicket[ent.ticket]
+			if set == nil {
+				set = map[*list.Element]struct{}{}
+				c.byTicket[ent.ticket] = set
+			}
+			set[e] = struct{}{}
+		}
 	}
 	for c.order.Len() > c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.items, last.Value.(*decisionEntry).key)
+		c.remove(c.order.Back())
 		c.evictions.Add(1)
 	}
 }
@@ -241,19 +310,10 @@ func (pl *Planner) decisionBounds(ctx context.Context, p authz.Principal, now ti
 	return until, nil
 }
 
-// decisionState is the cache state a request reads at: the model and the
-// revision it probed before its first engine call. Empty means no caching.
-func decisionState(modelID string, rev string) string {
-	if rev == "" {
-		return ""
-	}
-	return modelID + "\x00" + rev
-}
-
 // cachedChecks splits ids into those the cache answers (recorded in decided)
 // and those still to ask the engine.
 func (r *run) cachedChecks(ids []string) []string {
-	if r.decisionState == "" {
+	if !r.decisionState.ok() {
 		return ids
 	}
 	keys := make([]string, len(ids))
@@ -278,7 +338,7 @@ func (r *run) cachedChecks(ids []string) []string {
 
 // keepChecks stores the engine's answers for ids.
 func (r *run) keepChecks(ctx context.Context, ids []string, ok []bool) {
-	if r.decisionState == "" {
+	if !r.decisionState.ok() {
 		return
 	}
 	var until time.Time
@@ -298,7 +358,7 @@ func (r *run) keepChecks(ctx context.Context, ids []string, ok []bool) {
 		if ok[i] && !boundKnown {
 			continue
 		}
-		e := decisionEntry{key: r.decisionPrefix + "t:" + id, allowed: ok[i], from: r.now}
+		e := decisionEntry{key: r.decisionPrefix + "t:" + id, ticket: id, allowed: ok[i], from: r.now}
 		if ok[i] {
 			e.until = until
 		}

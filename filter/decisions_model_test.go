@@ -118,7 +118,20 @@ func TestModelConditions(t *testing.T) {
 	if got := reachConditions(m, "ticket", authz.RelationAgentCanView); !slices.Equal(slices.Compact(got), want) {
 		t.Errorf("ticket#agent_can_view reaches %+v, want %+v", got, want)
 	}
-	// 5. The delegation a grant counts for is the agent's own: activated needs
+	// 5. No relation reads another object's ticket tuples: ticket is no
+	// relation's user type (directly, as a userset, or through a tupleset,
+	// whose targets are its relation's user types). So a change to ticket:X can
+	// alter decisions on ticket:X only (the cache's targeted invalidation).
+	for _, td := range m.GetTypeDefinitions() {
+		for rel, md := range td.GetMetadata().GetRelations() {
+			for _, d := range md.GetDirectlyRelatedUserTypes() {
+				if d.GetType() == "ticket" {
+					t.Errorf("%s#%s admits ticket as its user: a ticket change could alter other objects' decisions", td.GetType(), rel)
+				}
+			}
+		}
+	}
+	// 6. The delegation a grant counts for is the agent's own: activated needs
 	// the active tuple, which is only ever contextual (stored ones are refused,
 	// authz/internal/fga), and the planner adds it for (user, agent) only.
 	act := relations(m, "delegation")["activated"].GetIntersection().GetChild()

@@ -207,5 +207,6 @@ func New(cfg Config, eng Engine, store Store, emb Embedder, log audit.Log) *Plan
 		cfg.Logger.Info("filter: decision cache off: the engine does not evaluate clearance's own model")
 		size = -1
 	}
-	return &Planner{cfg: cfg, eng: eng, store: store, emb: emb, log: log, cache: newCache(cfg.CacheSize), decisions: newDecisionCache(size)}
+	changes, _ := eng.(authz.ChangeLister)
+	return &Planner{cfg: cfg, eng: eng, store: store, emb: emb, log: log, cache: newCache(cfg.CacheSize), decisions: newDecisionCache(size, changes)}
 }

@@ -43,7 +43,7 @@ type prefilter struct {
 	plan      audit.Plan
 	// rev is the engine revision probed before the first engine call ("" when
 	// unknown or not asked): the decision cache's key.
-	rev string
+	rev authz.Revision
 }
 
 // unavailable wraps a backend failure as clearance.ErrUnavailable, keeping the
@@ -164,7 +164,7 @@ func (pl *Planner) prefilter(ctx context.Context, p authz.Principal, req Request
 
 // listing answers from the cache or asks the engine. It records in plan what
 // the cache was keyed by.
-func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.Plan, rev *string) (listing, bool, error) {
+func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.Plan, rev *authz.Revision) (listing, bool, error) {
 	key, ttl, cacheable := pl.cacheKey(ctx, p, plan, rev)
 	if cacheable {
 		if l, ok := pl.cache.get(key, pl.cfg.Now()); ok {
@@ -191,7 +191,7 @@ func (pl *Planner) listing(ctx context.Context, p authz.Principal, plan *audit.P
 // cacheable is false when the cache is off or the revision is unknown: the
 // listing is then asked afresh and not kept. The same probe keys the decision
 // cache: *revOut is set to the revision when one was read.
-func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.Plan, revOut *string) (key string, ttl time.Duration, cacheable bool) {
+func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.Plan, revOut *authz.Revision) (key string, ttl time.Duration, cacheable bool) {
 	if !pl.cache.enabled() && !pl.decisions.enabled() {
 		return "", 0, false
 	}
@@ -211,7 +211,7 @@ func (pl *Planner) cacheKey(ctx context.Context, p authz.Principal, plan *audit.
 		return "", 0, false
 	}
 	plan.Revision = rev.String()
-	*revOut = rev.String()
+	*revOut = rev
 	return key + "\x00" + rev.String(), 0, pl.cache.enabled()
 }
 

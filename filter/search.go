@@ -142,7 +142,9 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 
 	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, vec: vecs[0], start: start, now: pl.cfg.Now(), decided: map[string]bool{}, returned: map[string]bool{}, exact: true}
 	if pl.decisions.enabled() {
-		r.decisionState = decisionState(pl.eng.ModelID(), pf.rev)
+		if pf.rev.Key != "" {
+			r.decisionState = decisionState{model: pl.eng.ModelID(), rev: pf.rev}
+		}
 		r.decisionPrefix = decisionPrefix(p)
 	}
 	status, err := r.loop(ctx)
@@ -180,8 +182,9 @@ type run struct {
 
 	// The decision cache: the state (model and revision) this request reads at,
 	// "" for none, and the key prefix of this principal's decisions.
-	decisionState, decisionPrefix string
-	cachedN                       int
+	decisionState  decisionState
+	decisionPrefix string
+	cachedN        int
 	// The time bound of this principal's allowed decisions, read once.
 	bound     time.Time
 	boundErr  error
