@@ -478,3 +478,23 @@ func TestDecisionCacheInterleavedRemote(t *testing.T) {
 	}
 	testInterleaved(t, open(), open())
 }
+
+// TestDecisionCacheKeyedByMinter: a service account's key bounded by its
+// minter is checked on both; keys of the same account minted by different
+// users never share decisions.
+func TestDecisionCacheKeyedByMinter(t *testing.T) {
+	f := newFixture(t)
+	eng := revFault{&faultEngine{Engine: f.eng, truncate: map[string]bool{"can_view": true, "agent_can_view": true}}, f.eng}
+	pl := filter.New(filter.Config{}, eng, f.store, f.emb, f.log)
+	sa := func(minter string) authz.Principal {
+		return authz.Principal{Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "sa-ci", KeyMinter: minter, AuthMethod: "api_key"}
+	}
+	for range 2 {
+		if got := ids(search(t, pl, sa("bob"), filter.Request{})); !slices.Equal(got, []string{"T-3", "T-5"}) {
+			t.Fatalf("minted by bob: %v", got)
+		}
+	}
+	if got := ids(search(t, pl, sa("carl"), filter.Request{})); !slices.Equal(got, []string{"T-3"}) {
+		t.Fatalf("minted by carl: %v", got)
+	}
+}
