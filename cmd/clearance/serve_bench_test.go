@@ -31,21 +31,7 @@ import (
 func BenchmarkServeSearch(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg := demoConfig("127.0.0.1:0", b.TempDir())
-	if err := cfg.resolve(); err != nil {
-		b.Fatal(err)
-	}
-	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	if _, err := loadDemoOrg(ctx, a.engine); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := a.indexer.Run(ctx, indexer.NewJSONLData("demo", testdata.Tickets, 256)); err != nil {
-		b.Fatal(err)
-	}
+	cfg, a := openDemoApp(ctx, b)
 	_, key, err := a.keys.Create(ctx, "acme", "acme-ingest", "bench", []string{"tickets:read"}, auth.Creator{Kind: auth.CreatorOperator})
 	if err != nil {
 		b.Fatal(err)
@@ -231,4 +217,29 @@ func BenchmarkServeConcurrency(b *testing.B) {
 		b.Logf("clients %2d: %6.1f ok/s  p50 %7.1f ms  p99 %7.1f ms  %d answers, %d overload (load avg before each round: %s)",
 			clients, okps, p50, p99, len(rs.lat), rs.over, strings.Join(rs.loadBefore, " "))
 	}
+}
+
+// openDemoApp opens serve's stack as demo configures it, in a fresh data dir,
+// with the demo org's tuples and tickets loaded; it closes when tb ends. The
+// per-principal rate limit is off: a benchmark sends as few principals as fast
+// as they are answered.
+func openDemoApp(ctx context.Context, tb testing.TB) (serveConfig, *app) {
+	tb.Helper()
+	cfg := demoConfig("127.0.0.1:0", tb.TempDir())
+	cfg.RateLimit, cfg.MaxPerPrincipal = 0, 0
+	if err := cfg.resolve(); err != nil {
+		tb.Fatal(err)
+	}
+	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { a.Close() })
+	if _, err := loadDemoOrg(ctx, a.engine); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := a.indexer.Run(ctx, indexer.NewJSONLData("demo", testdata.Tickets, 256)); err != nil {
+		tb.Fatal(err)
+	}
+	return cfg, a
 }

@@ -5,16 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/clearance-dev/clearance/indexer"
-	"github.com/clearance-dev/clearance/testdata"
 )
 
 // BenchmarkServeTicketTiming measures whether a ticket read tells an invisible
@@ -30,21 +26,7 @@ import (
 func BenchmarkServeTicketTiming(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg := demoConfig("127.0.0.1:0", b.TempDir())
-	if err := cfg.resolve(); err != nil {
-		b.Fatal(err)
-	}
-	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	if _, err := loadDemoOrg(ctx, a.engine); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := a.indexer.Run(ctx, indexer.NewJSONLData("demo", testdata.Tickets, 256)); err != nil {
-		b.Fatal(err)
-	}
+	cfg, a := openDemoApp(ctx, b)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		b.Fatal(err)
