@@ -14,10 +14,7 @@ import (
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
-	authzembedded "github.com/clearance-dev/clearance/authz/embedded"
-	"github.com/clearance-dev/clearance/authz/openfga"
 	"github.com/clearance-dev/clearance/filter"
-	"github.com/clearance-dev/clearance/internal/testenv"
 )
 
 // decisionEngine counts the post-filter's checks (not the tenant-admin check)
@@ -452,31 +449,15 @@ func testInterleaved(t *testing.T, a, b authz.Engine) {
 // TestDecisionCacheInterleavedPostgres: the same with two replicas, embedded
 // engines on one PostgreSQL datastore.
 func TestDecisionCacheInterleavedPostgres(t *testing.T) {
-	dbURL := testenv.DatabaseURL(t)
-	open := func() authz.Engine {
-		e, err := authzembedded.New(context.Background(), authzembedded.Config{Datastore: authzembedded.Postgres, DatabaseURL: dbURL})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	testInterleaved(t, open(), open())
+	a, b := postgresReplicas(t)
+	testInterleaved(t, a, b)
 }
 
 // TestDecisionCacheInterleavedRemote: the same with two remote adapters on one
 // `openfga run`.
 func TestDecisionCacheInterleavedRemote(t *testing.T) {
-	srv := testenv.StartOpenFGA(t, "")
-	open := func() authz.Engine {
-		e, err := openfga.New(context.Background(), openfga.Config{URL: srv.URL, StoreName: "interleaved"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	testInterleaved(t, open(), open())
+	a, b := remoteReplicas(t, "interleaved")
+	testInterleaved(t, a, b)
 }
 
 // TestDecisionCacheKeyedByMinter: a service account's key bounded by its

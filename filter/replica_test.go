@@ -23,30 +23,14 @@ const replicaTrials = 100
 // through one shows in the other's next search, every time, while the cache
 // still serves repeated searches; a revocation is gone on the next search too.
 func TestReplicasEmbeddedPostgres(t *testing.T) {
-	dbURL := testenv.DatabaseURL(t)
-	open := func() authz.Engine {
-		e, err := authzembedded.New(context.Background(), authzembedded.Config{Datastore: authzembedded.Postgres, DatabaseURL: dbURL})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	testReplicas(t, open(), open())
+	a, b := postgresReplicas(t)
+	testReplicas(t, a, b)
 }
 
 // TestReplicasRemote: the same with two remote adapters on one `openfga run`.
 func TestReplicasRemote(t *testing.T) {
-	srv := testenv.StartOpenFGA(t, "")
-	open := func() authz.Engine {
-		e, err := openfga.New(context.Background(), openfga.Config{URL: srv.URL, StoreName: "replicas"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	testReplicas(t, open(), open())
+	a, b := remoteReplicas(t, "replicas")
+	testReplicas(t, a, b)
 }
 
 func testReplicas(t *testing.T, a, b authz.Engine) {
@@ -123,4 +107,34 @@ func testReplicas(t *testing.T, a, b authz.Engine) {
 	if hits < replicaTrials*9/10 {
 		t.Errorf("only %d of %d repeated searches hit the cache", hits, replicaTrials)
 	}
+}
+
+// postgresReplicas opens two embedded engines on one PostgreSQL datastore: two
+// replicas' engines.
+func postgresReplicas(t *testing.T) (a, b authz.Engine) {
+	dbURL := testenv.DatabaseURL(t)
+	open := func() authz.Engine {
+		e, err := authzembedded.New(context.Background(), authzembedded.Config{Datastore: authzembedded.Postgres, DatabaseURL: dbURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	return open(), open()
+}
+
+// remoteReplicas opens two remote adapters on one `openfga run`, in the store
+// named store.
+func remoteReplicas(t *testing.T, store string) (a, b authz.Engine) {
+	srv := testenv.StartOpenFGA(t, "")
+	open := func() authz.Engine {
+		e, err := openfga.New(context.Background(), openfga.Config{URL: srv.URL, StoreName: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	return open(), open()
 }

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestDemoFlow runs the demo and checks its flow-check section (SPEC 13): the
@@ -17,25 +14,7 @@ import (
 // acme-secret, and the printed curl and MCP lines, sent as printed, give the
 // same denial.
 func TestDemoFlow(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	cfg := demoConfig("127.0.0.1:0", t.TempDir())
-	if err := cfg.resolve(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, &out, cfg, slog.New(slog.DiscardHandler)) }()
-	deadline := time.After(90 * time.Second)
-	for !strings.Contains(out.String(), "Ctrl-C stops") {
-		select {
-		case err := <-done:
-			t.Fatalf("demo stopped: %v\n%s", err, out.String())
-		case <-deadline:
-			t.Fatalf("no walkthrough after 90 s:\n%s", out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	out, stop := startDemo(t)
 	text := out.String()
 	for _, want := range []string{
 		"was given SEC-", "into acme-docs    DENIED", "into acme-secret  allowed",
@@ -76,8 +55,5 @@ func TestDemoFlow(t *testing.T) {
 	if got := send(mcpLine[1], mcpLine[2]); !strings.Contains(got, "DENIED") || !strings.Contains(got, `"allowed":false`) {
 		t.Errorf("printed MCP line: %s, want a denial", got)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("demo: %v", err)
-	}
+	stop()
 }

@@ -33,29 +33,8 @@ func (s *syncBuffer) String() string {
 // only tickets it may see, the expired agent gets nothing, the other tenant
 // only its own tickets, the blocked user not the blocked ticket.
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	cfg := demoConfig("127.0.0.1:0", t.TempDir())
-	if err := cfg.resolve(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, &out, cfg, slog.New(slog.DiscardHandler)) }()
-	deadline := time.After(90 * time.Second)
-	for !strings.Contains(out.String(), "Ctrl-C stops") {
-		select {
-		case err := <-done:
-			t.Fatalf("demo stopped: %v\n%s", err, out.String())
-		case <-deadline:
-			t.Fatalf("no walkthrough after 90 s:\n%s", out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("demo: %v", err)
-	}
+	out, stop := startDemo(t)
+	stop()
 	blocks := map[string][]string{} // label -> ticket ids
 	status := map[string]string{}
 	var cur string
@@ -105,4 +84,44 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out.String(), "export TOKEN_ANNE=ey") {
 		t.Error("no ready-to-paste token")
 	}
+}
+
+// startDemo runs the demo in a fresh data dir until its walkthrough is printed
+// (at most 90 s); stop ends it and fails the test if it ended with an error.
+func startDemo(t *testing.T) (out *syncBuffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out = &syncBuffer{}
+	cfg := demoConfig("127.0.0.1:0", t.TempDir())
+	if err := cfg.resolve(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- runDemo(ctx, out, cfg, slog.New(slog.DiscardHandler)) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("demo: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	deadline := time.After(90 * time.Second)
+	for !strings.Contains(out.String(), "Ctrl-C stops") {
+		select {
+		case err := <-done:
+			stopped = true
+			cancel()
+			t.Fatalf("demo stopped: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("no walkthrough after 90 s:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return out, stop
 }
