@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Runs a command with throwaway test servers on loopback: a PostgreSQL 15 cluster with
-# pgvector (DATABASE_URL) and the path of the OpenFGA server binary (OPENFGA_BIN; tests
-# start their own processes). Everything started here is stopped on exit, also on
+# pgvector (DATABASE_URL), a streaming replica of it (DATABASE_READ_URL: same
+# databases, read-only, for the read-replica tests) and the path of the OpenFGA
+# server binary (OPENFGA_BIN; tests start their own processes). Everything started here is stopped on exit, also on
 # failure or Ctrl-C.
 set -euo pipefail
 PGBIN=/usr/lib/postgresql/15/bin
 dir=$(mktemp -d -t clearance-test.XXXX)
 cleanup() {
-  if [ -f "$dir/data/postmaster.pid" ]; then
-    su postgres -c "$PGBIN/pg_ctl -D $dir/data stop -m immediate" >/dev/null 2>&1 || true
-  fi
+  for d in "$dir/replica" "$dir/data"; do
+    if [ -f "$d/postmaster.pid" ]; then
+      su postgres -c "$PGBIN/pg_ctl -D $d stop -m immediate" >/dev/null 2>&1 || true
+    fi
+  done
   rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -20,6 +23,12 @@ su postgres -c "$PGBIN/pg_ctl -D $dir/data -o '-p $port -k $dir -c listen_addres
 psql -h 127.0.0.1 -p "$port" -U postgres -qc 'create database test'
 psql -h 127.0.0.1 -p "$port" -U postgres -d test -qc 'create extension vector'
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/test?sslmode=disable"
+# The replica streams from the primary (initdb's trust rules allow replication on
+# loopback); databases the tests create on the primary appear on it once replayed.
+rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 55433)
+su postgres -c "$PGBIN/pg_basebackup -h 127.0.0.1 -p $port -U postgres -D $dir/replica -R -X stream -c fast"
+su postgres -c "$PGBIN/pg_ctl -D $dir/replica -o '-p $rport -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c hot_standby_feedback=on' -l $dir/replica.log -w start >/dev/null"
+export DATABASE_READ_URL="postgres://postgres@127.0.0.1:$rport/test?sslmode=disable"
 export OPENFGA_BIN="$(go env GOPATH)/bin/openfga"
-echo "test servers: postgres on 127.0.0.1:$port, openfga binary $OPENFGA_BIN"
+echo "test servers: postgres on 127.0.0.1:$port (replica on :$rport), openfga binary $OPENFGA_BIN"
 "$@"

@@ -71,14 +71,17 @@ type serveConfig struct {
 	OpenFGAListUsersDeadline   time.Duration
 
 	// Vector store and embedder.
-	Store        string // embedded | pgvector | qdrant
-	QdrantURL    string
-	QdrantKey    string
-	Embedder     string // hashing | openai
-	EmbeddingDim int
-	OpenAIURL    string
-	OpenAIModel  string
-	OpenAIKey    string
+	Store string // embedded | pgvector | qdrant
+	// DatabaseReadURL is an optional streaming replica for pgvector searches.
+	DatabaseReadURL    string
+	DatabaseReadMaxLag time.Duration
+	QdrantURL          string
+	QdrantKey          string
+	Embedder           string // hashing | openai
+	EmbeddingDim       int
+	OpenAIURL          string
+	OpenAIModel        string
+	OpenAIKey          string
 
 	// Tokens.
 	Issuer      string
@@ -220,6 +223,8 @@ func (c *serveConfig) apiLimits() api.Limits {
 // reconcile): every command that opens the index must open it the same way.
 func (c *serveConfig) registerIndex(fl *pflag.FlagSet) {
 	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
+	fl.StringVar(&c.DatabaseReadURL, "database-read-url", "", "streaming replica of --database-url that answers --store pgvector's vector searches while it is at most --database-read-max-lag behind (writes, ticket reads and reconcile stay on the primary)")
+	fl.DurationVar(&c.DatabaseReadMaxLag, "database-read-max-lag", 5*time.Second, "most staleness a search may read from --database-read-url; a replica further behind, or whose lag cannot be measured, is skipped for the primary")
 	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC address for --store qdrant, e.g. http://127.0.0.1:6334")
 	fl.StringVar(&c.QdrantKey, "qdrant-api-key", "", "API key for the Qdrant server")
 	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings); must match the index")
@@ -309,12 +314,23 @@ func (c *serveConfig) resolve() error {
 		if c.DatabaseURL == "" {
 			bad("--store pgvector needs --database-url")
 		}
+		if c.DatabaseReadURL != "" {
+			if u, err := url.Parse(c.DatabaseReadURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+				bad("--database-read-url: want postgres://user@host:port/db")
+			}
+		}
+		if c.DatabaseReadMaxLag <= 0 {
+			bad("--database-read-max-lag %v: want a positive duration", c.DatabaseReadMaxLag)
+		}
 	case storeQdrant:
 		if c.QdrantURL == "" {
 			bad("--store qdrant needs --qdrant-url")
 		}
 	default:
 		bad("--store %q: want embedded, pgvector or qdrant", c.Store)
+	}
+	if c.DatabaseReadURL != "" && c.Store != storePGVector {
+		bad("--database-read-url needs --store pgvector (only vector searches read the replica)")
 	}
 	if (c.QdrantURL != "" || c.QdrantKey != "") && c.Store != storeQdrant {
 		bad("--qdrant-url/--qdrant-api-key need --store qdrant")
@@ -504,7 +520,8 @@ func (c *serveConfig) openStore(ctx context.Context, emb retrieval.Embedder, log
 		}
 		return s, nil
 	case storePGVector:
-		s, err := pgvector.Open(ctx, pgvector.Config{DatabaseURL: c.DatabaseURL, Meta: meta, Logger: log.With("component", "store")})
+		s, err := pgvector.Open(ctx, pgvector.Config{DatabaseURL: c.DatabaseURL, ReadDatabaseURL: c.DatabaseReadURL,
+			MaxReplicaLag: c.DatabaseReadMaxLag, Meta: meta, Logger: log.With("component", "store")})
 		if err != nil {
 			return nil, fmt.Errorf("pgvector store at %s: %w", redactURL(c.DatabaseURL), err)
 		}

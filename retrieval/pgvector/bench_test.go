@@ -82,7 +82,7 @@ func BenchmarkSearch(b *testing.B) {
 		}
 		exact := make([][]retrieval.Hit, benchQueries)
 		for i := range exact {
-			if exact[i], _, err = s.search(ctx, retrieval.SearchRequest{Vector: queries[i], Filter: filters[i], K: 10}, PlanExact); err != nil {
+			if exact[i], _, err = s.search(ctx, s.pool, retrieval.SearchRequest{Vector: queries[i], Filter: filters[i], K: 10}, PlanExact); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -96,7 +96,7 @@ func BenchmarkSearch(b *testing.B) {
 					q := i % benchQueries
 					i++
 					start := time.Now()
-					hits, used, err := s.search(ctx, retrieval.SearchRequest{Vector: queries[q], Filter: filters[q], K: 10}, plan)
+					hits, used, err := s.search(ctx, s.pool, retrieval.SearchRequest{Vector: queries[q], Filter: filters[q], K: 10}, plan)
 					lat = append(lat, time.Since(start))
 					if err != nil {
 						b.Fatal(err)

@@ -88,14 +88,25 @@ type Config struct {
 	Timeout time.Duration
 	// Logger receives debug lines about plans and migrations (default: discard).
 	Logger *slog.Logger
+
+	// ReadDatabaseURL, when set, names a streaming replica of DatabaseURL that
+	// takes Search and Count while it is at most MaxReplicaLag behind
+	// (replica.go). Writes, Get and reconciliation stay on the primary.
+	ReadDatabaseURL string
+	// MaxReplicaLag is the most staleness a search may read (default 5s).
+	MaxReplicaLag time.Duration
+	// ReplicaProbeInterval is how often the replica's staleness is measured
+	// (default 1s).
+	ReplicaProbeInterval time.Duration
 }
 
 // Store is a pgvector-backed retrieval.Store. It is safe for concurrent use.
 type Store struct {
-	pool  *pgxpool.Pool
-	cfg   Config
-	log   *slog.Logger
-	group group
+	pool    *pgxpool.Pool
+	replica *replica // nil without Config.ReadDatabaseURL
+	cfg     Config
+	log     *slog.Logger
+	group   group
 }
 
 var _ retrieval.Store = (*Store)(nil)
@@ -131,6 +142,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.BatchChunks <= 0 {
 		cfg.BatchChunks = 2000
 	}
+	if cfg.MaxReplicaLag <= 0 {
+		cfg.MaxReplicaLag = 5 * time.Second
+	}
+	if cfg.ReplicaProbeInterval <= 0 {
+		cfg.ReplicaProbeInterval = time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -162,7 +179,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, unavailable("connect", err)
 	}
-	return &Store{pool: pool, cfg: cfg, log: log}, nil
+	s := &Store{pool: pool, cfg: cfg, log: log}
+	if cfg.ReadDatabaseURL != "" {
+		if s.replica, err = openReplica(ctx, cfg, pool, log); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // unavailable wraps a database failure; context errors stay recognisable too.
@@ -279,13 +303,18 @@ func (s *Store) Count(ctx context.Context, f retrieval.Filter) (int, error) {
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	return s.count(ctx, f)
+	var n int
+	err := s.onReplica(ctx, func(pool *pgxpool.Pool) (err error) {
+		n, err = count(ctx, pool, f)
+		return err
+	})
+	return n, err
 }
 
-func (s *Store) count(ctx context.Context, f retrieval.Filter) (int, error) {
+func count(ctx context.Context, pool *pgxpool.Pool, f retrieval.Filter) (int, error) {
 	cond, args := where(f, "id", 1)
 	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(c.chunks), 0) FROM clearance_vector_tickets c WHERE `+cond, args...).Scan(&n); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(c.chunks), 0) FROM clearance_vector_tickets c WHERE `+cond, args...).Scan(&n); err != nil {
 		return 0, unavailable("count", err)
 	}
 	return int(n), nil
@@ -294,10 +323,10 @@ func (s *Store) count(ctx context.Context, f retrieval.Filter) (int, error) {
 // countUpTo counts allowed chunks exactly when there are at most limit of them
 // and otherwise returns some number above limit, reading at most limit+1 ticket
 // rows in the common case: a whole-tenant filter need not sum every ticket.
-func (s *Store) countUpTo(ctx context.Context, f retrieval.Filter, limit int) (int, error) {
+func countUpTo(ctx context.Context, pool *pgxpool.Pool, f retrieval.Filter, limit int) (int, error) {
 	cond, args := where(f, "id", 1)
 	var tickets, chunks int64
-	err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(chunks), 0)
+	err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(chunks), 0)
 FROM (SELECT c.chunks FROM clearance_vector_tickets c WHERE %s LIMIT %d) x`, cond, limit+1), args...).Scan(&tickets, &chunks)
 	if err != nil {
 		return 0, unavailable("count", err)
@@ -305,12 +334,19 @@ FROM (SELECT c.chunks FROM clearance_vector_tickets c WHERE %s LIMIT %d) x`, con
 	if tickets <= int64(limit) || chunks > int64(limit) {
 		return int(chunks), nil // all tickets seen, or already past the limit
 	}
-	return s.count(ctx, f) // more tickets than limit but few chunks: count them all
+	return count(ctx, pool, f) // more tickets than limit but few chunks: count them all
 }
 
 // Search implements retrieval.Store.
 func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
-	hits, plan, err := s.search(ctx, r, s.cfg.Plan)
+	var hits []retrieval.Hit
+	var plan Plan
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	err := s.onReplica(ctx, func(pool *pgxpool.Pool) (err error) {
+		hits, plan, err = s.search(ctx, pool, r, s.cfg.Plan)
+		return err
+	})
 	if err != nil {
 		return retrieval.SearchResult{}, err
 	}
@@ -321,18 +357,16 @@ func (s *Store) Search(ctx context.Context, r retrieval.SearchRequest) (retrieva
 }
 
 // search runs r with plan (PlanAuto resolves by counting) and says which ran.
-func (s *Store) search(ctx context.Context, r retrieval.SearchRequest, plan Plan) ([]retrieval.Hit, Plan, error) {
+func (s *Store) search(ctx context.Context, pool *pgxpool.Pool, r retrieval.SearchRequest, plan Plan) ([]retrieval.Hit, Plan, error) {
 	if err := retrieval.CheckSearch(r, s.cfg.Meta.Dim); err != nil {
 		return nil, plan, err
 	}
 	if r.Filter.Empty() {
 		return nil, PlanExact, nil // nothing allowed: the empty answer is exact
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
 	cond, args := where(r.Filter, "ticket_id", 2)
 	if plan == PlanAuto {
-		n, err := s.countUpTo(ctx, r.Filter, s.cfg.ExactThreshold)
+		n, err := countUpTo(ctx, pool, r.Filter, s.cfg.ExactThreshold)
 		if err != nil {
 			return nil, plan, err
 		}
@@ -347,7 +381,7 @@ func (s *Store) search(ctx context.Context, r retrieval.SearchRequest, plan Plan
 	args = append([]any{pgv.NewVector(r.Vector)}, args...)
 	limit := r.K + r.Offset
 	var hits []retrieval.Hit
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var q string
 		switch plan {
 		case PlanHNSW:
@@ -449,8 +483,11 @@ SELECT count(*), coalesce(sum(chunks), 0) FROM clearance_vector_tickets`).Scan(&
 	return st, nil
 }
 
-// Close releases the connection pool.
+// Close releases the connection pools.
 func (s *Store) Close() error {
+	if s.replica != nil {
+		s.replica.close()
+	}
 	s.pool.Close()
 	return nil
 }
