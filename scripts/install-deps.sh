@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: PostgreSQL 15, pgvector (built from
 # Debian's source package, as bookworm does not ship it), the OpenFGA server binary and
-# Chromium for the audit page test. Idempotent: a second run only checks.
+# Chromium for the audit page test, node/npm and python3 for the clients' tests (and
+# clients/typescript's node_modules). Idempotent: a second run only checks.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -12,6 +13,11 @@ need_apt=()
 [ -x "$PGBIN/postgres" ] && [ -x "$PGBIN/initdb" ] || need_apt+=(postgresql-15)
 [ -f /usr/share/postgresql/15/extension/vector.control ] || need_apt+=(postgresql-server-dev-15 build-essential dpkg-dev)
 command -v chromium >/dev/null || need_apt+=(chromium)
+# the machines ship node 20 and python3; Debian's are the fallback (its node 18 is too
+# old for clients/typescript, whose test then says so)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v python3 >/dev/null || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -37,4 +43,12 @@ fi
 if [ ! -x "$GOBIN/staticcheck" ]; then
   echo "install-deps: go install staticcheck $STATICCHECK_VERSION"
   go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+# clients/typescript: `npm ci` when node_modules is missing or older than the lock file
+ts="$(cd "$(dirname "$0")/.." && pwd)/clients/typescript"
+stamp=$ts/node_modules/.clearance-lock.sha256
+if [ -f "$ts/package-lock.json" ] && ! sha256sum -c --status "$stamp" 2>/dev/null; then
+  echo "install-deps: npm ci in $ts"
+  (cd "$ts" && npm ci --no-audit --no-fund --loglevel=error)
+  sha256sum "$ts/package-lock.json" > "$stamp"
 fi

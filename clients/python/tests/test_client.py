@@ -3,7 +3,11 @@
 anne (team acme-eng) sees acme-web, acme-api and DOCS-1 but not acme-secret;
 dave owns acme-secret (testdata/org.fga.yaml)."""
 
+import os
 import re
+import socket
+import subprocess
+import sys
 import unittest
 
 from clearance_client import Client, ClearanceError, ClearanceIncompleteError, ClearanceRetriever
@@ -70,9 +74,16 @@ class AgainstServe(unittest.TestCase):
         self.assertEqual({r["project_id"] for r in a["results"]}, {"acme-docs"})
 
     def test_timeout(self):
-        slow = Client(self.srv.url, token=self.srv.token("anne", "acme"), timeout=0.000001, attempts=1)
-        with self.assertRaises(OSError):  # socket.timeout, or URLError wrapping it
-            slow.search("login timeout")
+        # a listener that never answers: the call ends at its deadline
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        try:
+            url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+            with self.assertRaises(OSError):  # socket.timeout, or URLError wrapping it
+                Client(url, token="t", timeout=0.2).search("login timeout")
+        finally:
+            silent.close()
 
     def test_flow_check(self):
         s = self.dave.search("SQL injection admin export", top_k=3, projects=["acme-secret"])
@@ -114,6 +125,17 @@ class AgainstServe(unittest.TestCase):
         self.assertTrue(some)
         self.assertTrue(all(d.metadata["status"] == "exhausted" for d in some))
         ClearanceRetriever(self.anne, projects=["globex-ops"], raise_on_incomplete=["partial"]).invoke("login")
+
+    def test_readme_example(self):
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, CLEARANCE_URL=self.srv.url, CLEARANCE_TOKEN=self.srv.token("anne", "acme"),
+                   PYTHONPATH=pkg)
+        out = subprocess.run([sys.executable, os.path.join(pkg, "examples", "readme.py")], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        lines = out.strip().splitlines()
+        self.assertTrue(0 < len(lines) <= 5, out)
+        for line in lines:
+            self.assertRegex(line, r"^(WEB|API|DOCS)-\d+ (complete|exhausted|partial) [0-9A-Z]{26}$")
 
 
 if __name__ == "__main__":

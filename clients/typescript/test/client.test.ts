@@ -1,4 +1,11 @@
 import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { createServer, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
 import { ClearanceClient, ClearanceError } from "../src/index.js";
@@ -75,12 +82,22 @@ describe("against clearance serve --dev", () => {
     for (const r of a.results) assert.equal(r.project_id, "acme-docs");
   });
 
-  test("a timeout aborts the call", async () => {
-    const slow = new ClearanceClient({ baseUrl: srv.url, token: srv.token("anne", "acme"), timeoutMs: 1 });
-    await assert.rejects(slow.search("login timeout"), (err: unknown) => err instanceof DOMException);
+  test("a timeout or an abort ends the call", async () => {
+    // a listener that never answers: the call ends at its deadline
+    const held = new Set<Socket>();
+    const silent = createServer((s) => held.add(s));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    try {
+      const port = (silent.address() as { port: number }).port;
+      const slow = new ClearanceClient({ baseUrl: `http://127.0.0.1:${port}`, token: "t", timeoutMs: 200 });
+      await assert.rejects(slow.search("login timeout"), (err: unknown) => err instanceof DOMException && err.name === "TimeoutError");
+    } finally {
+      for (const s of held) s.destroy();
+      silent.close();
+    }
     const ac = new AbortController();
     ac.abort();
-    await assert.rejects(anne.search("login timeout", { signal: ac.signal }), (err: unknown) => err instanceof DOMException);
+    await assert.rejects(anne.search("login timeout", { signal: ac.signal }), (err: unknown) => err instanceof DOMException && err.name === "AbortError");
   });
 
   test("flow check: SEC sources may not go to acme-docs, may go to acme-secret", async () => {
@@ -130,5 +147,73 @@ describe("against clearance serve --dev", () => {
     const some = await new ClearanceRetriever({ client: anne, projects: ["acme-web"], topK: 50 }).invoke("login timeout");
     assert.ok(some.length > 0 && some.every((d) => d.metadata.status === "exhausted"));
     await assert.doesNotReject(new ClearanceRetriever({ client: anne, projects: ["globex-ops"], throwOnIncomplete: ["partial"] }).invoke("login"));
+  });
+
+  test("the README's example runs and prints only anne's tickets", () => {
+    const pkg = fileURLToPath(new URL("../../", import.meta.url));
+    const out = execFileSync(process.execPath, ["examples/readme.mjs"], {
+      cwd: pkg,
+      encoding: "utf8",
+      env: { ...process.env, CLEARANCE_URL: srv.url, CLEARANCE_TOKEN: srv.token("anne", "acme") },
+    });
+    const lines = out.trim().split("\n");
+    assert.ok(lines.length > 0 && lines.length <= 5, out);
+    for (const l of lines) assert.match(l, /^(WEB|API|DOCS)-\d+ (complete|exhausted|partial) [0-9A-Z]{26}$/);
+  });
+
+  test("the README's mcp-remote configuration connects with a bearer token", async () => {
+    const pkg = fileURLToPath(new URL("../../", import.meta.url));
+    const cfg = JSON.parse(readFileSync(join(pkg, "examples/mcp-remote.json"), "utf8")).mcpServers.clearance;
+    const args = (cfg.args as string[]).map((a) => a.replace("http://127.0.0.1:8080", srv.url));
+    const auth = mkdtempSync(join(tmpdir(), "mcp-auth-"));
+    // npx finds mcp-remote in this package's node_modules (a devDependency)
+    const proc = spawn(cfg.command, args, {
+      cwd: pkg,
+      env: { ...process.env, AUTH_HEADER: `Bearer ${srv.token("anne", "acme")}`, MCP_REMOTE_CONFIG_DIR: auth },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stderr = "";
+    proc.stderr.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-10000)));
+    const answers = new Map<number, any>();
+    const waiting = new Map<number, (v: any) => void>();
+    createInterface({ input: proc.stdout }).on("line", (line) => {
+      const msg = JSON.parse(line);
+      if (msg.id !== undefined) {
+        answers.set(msg.id, msg);
+        waiting.get(msg.id)?.(msg);
+      }
+    });
+    const call = (id: number, method: string, params?: unknown) => {
+      proc.stdin.write(JSON.stringify({ jsonrpc: "2.0", id, method, params }) + "\n");
+      return new Promise<any>((resolve, reject) => {
+        if (answers.has(id)) return resolve(answers.get(id));
+        waiting.set(id, resolve);
+        proc.once("exit", (code) => reject(new Error(`mcp-remote exited ${code}:\n${stderr}`)));
+      });
+    };
+    try {
+      const init = await call(1, "initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "clearance-test", version: "0" } });
+      assert.ok(init.result, JSON.stringify(init));
+      proc.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) + "\n");
+      const list = await call(2, "tools/list", {});
+      const names = list.result.tools.map((t: { name: string }) => t.name);
+      assert.ok(names.includes("search_tickets") && names.includes("get_ticket"), names.join(","));
+      const res = await call(3, "tools/call", { name: "search_tickets", arguments: { query: "SQL injection admin export", top_k: 10 } });
+      const text = res.result.content.map((c: { text?: string }) => c.text ?? "").join("\n");
+      assert.match(text, /audit [0-9A-Z]{26}/);
+      assert.doesNotMatch(text, /SEC-\d/);
+    } finally {
+      proc.stdin.end(); // mcp-remote shuts down when its stdin ends
+      if (proc.exitCode === null) {
+        await new Promise<void>((r) => {
+          const kill = setTimeout(() => proc.kill(), 10_000);
+          proc.once("exit", () => {
+            clearTimeout(kill);
+            r();
+          });
+        });
+      }
+      rmSync(auth, { recursive: true, force: true });
+    }
   });
 });
