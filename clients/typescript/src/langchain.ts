@@ -8,9 +8,12 @@
  * the answer's status, exact flag and audit id: pass the audit id to a flow
  * check before writing what the agent derived from the documents.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
+
 import { BaseRetriever, type BaseRetrieverInput } from "@langchain/core/retrievers";
 import { Document } from "@langchain/core/documents";
 import type { CallbackManagerForRetrieverRun } from "@langchain/core/callbacks/manager";
+import type { RunnableConfig } from "@langchain/core/runnables";
 
 import { ClearanceClient, type ClientOptions, type SearchRequest, type SearchStatus } from "./index.js";
 
@@ -69,6 +72,10 @@ export class ClearanceIncompleteError extends Error {
   }
 }
 
+// BaseRetriever.invoke does not hand the config's AbortSignal to
+// _getRelevantDocuments; it travels with the call's async context instead.
+const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
+
 export class ClearanceRetriever extends BaseRetriever<ClearanceDocumentMetadata> {
   static lc_name(): string {
     return "ClearanceRetriever";
@@ -95,11 +102,17 @@ export class ClearanceRetriever extends BaseRetriever<ClearanceDocumentMetadata>
     this.throwOnIncomplete = fields.throwOnIncomplete ?? false;
   }
 
+  /** Retrieves for query; `options.signal` aborts the HTTP calls. */
+  invoke(query: string, options?: RunnableConfig): Promise<Document<ClearanceDocumentMetadata>[]> {
+    return callSignal.run(options?.signal, () => super.invoke(query, options)) as Promise<Document<ClearanceDocumentMetadata>[]>;
+  }
+
   async _getRelevantDocuments(query: string, _runManager?: CallbackManagerForRetrieverRun): Promise<Document<ClearanceDocumentMetadata>[]> {
     const req: SearchRequest = { query, top_k: this.topK, group_by_ticket: this.groupByTicket };
     if (this.projects?.length) req.filters = { projects: this.projects };
     if (this.intent) req.intent = this.intent;
-    const ans = await this.client.search(req);
+    const signal = callSignal.getStore();
+    const ans = await this.client.search(req, { signal });
     let docs = ans.results.map(
       (r) =>
         new Document<ClearanceDocumentMetadata>({
@@ -118,7 +131,7 @@ export class ClearanceRetriever extends BaseRetriever<ClearanceDocumentMetadata>
           },
         }),
     );
-    if (this.fetchTickets) docs = await this.withBodies(docs);
+    if (this.fetchTickets) docs = await this.withBodies(docs, signal);
     const refuse = this.throwOnIncomplete;
     if (ans.status !== "complete" && (refuse === true || (Array.isArray(refuse) && refuse.includes(ans.status)))) {
       throw new ClearanceIncompleteError(ans.status, ans.audit_id, docs);
@@ -126,7 +139,7 @@ export class ClearanceRetriever extends BaseRetriever<ClearanceDocumentMetadata>
     return docs;
   }
 
-  private async withBodies(docs: Document<ClearanceDocumentMetadata>[]): Promise<Document<ClearanceDocumentMetadata>[]> {
+  private async withBodies(docs: Document<ClearanceDocumentMetadata>[], signal?: AbortSignal): Promise<Document<ClearanceDocumentMetadata>[]> {
     const out: Document<ClearanceDocumentMetadata>[] = [];
     const seen = new Set<string>();
     // sequential on purpose: topK is small and the server bounds each caller anyway
@@ -134,7 +147,7 @@ export class ClearanceRetriever extends BaseRetriever<ClearanceDocumentMetadata>
       if (seen.has(d.metadata.ticket_id)) continue;
       seen.add(d.metadata.ticket_id);
       try {
-        const t = await this.client.getTicket(d.metadata.ticket_id);
+        const t = await this.client.getTicket(d.metadata.ticket_id, { signal });
         d.pageContent = `${t.title}\n\n${t.body}`;
         d.metadata.ticket_audit_id = t.audit_id;
         out.push(d);

@@ -98,6 +98,7 @@ describe("against clearance serve --dev", () => {
     const ac = new AbortController();
     ac.abort();
     await assert.rejects(anne.search("login timeout", { signal: ac.signal }), (err: unknown) => err instanceof DOMException && err.name === "AbortError");
+    await assert.rejects(new ClearanceRetriever({ client: anne }).invoke("login timeout", { signal: ac.signal }), (err: unknown) => err instanceof DOMException && err.name === "AbortError");
   });
 
   test("flow check: SEC sources may not go to acme-docs, may go to acme-secret", async () => {
