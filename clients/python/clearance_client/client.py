@@ -21,7 +21,7 @@ class ClearanceError(Exception):
     """
 
     def __init__(self, method: str, path: str, status: int, problem: Dict[str, Any],
-                 www_authenticate: Optional[str] = None):
+                 www_authenticate: Optional[str] = None, retry_after: Optional[float] = None):
         self.method = method
         self.path = path
         self.status = status
@@ -35,6 +35,8 @@ class ClearanceError(Exception):
         self.reason: Optional[str] = first.get("reason")
         self.request_id: Optional[str] = problem.get("request_id")
         self.www_authenticate = www_authenticate
+        # seconds from the Retry-After header of a 429 or 503, when sent
+        self.retry_after = retry_after
         msg = "%s %s: %d %s" % (method, path, status, self.title)
         for f in self.errors:
             msg += "; %s: %s" % (f.get("field"), f.get("reason"))
@@ -118,18 +120,21 @@ class Client:
             headers["Content-Type"] = "application/json"
         backoff = 0.25
         for attempt in range(1, self.attempts + 1):
+            wait = backoff
             try:
                 return self._once(method, path, data, headers)
             except ClearanceError as e:
                 if not e.transient or attempt == self.attempts:
                     raise
+                if e.retry_after:  # the server's Retry-After, capped
+                    wait = min(max(wait, e.retry_after), 5.0)
             except urllib.error.URLError as e:
                 # connection refused or reset is retried; a timeout is not (the
                 # caller's deadline is spent), nor is a read timeout, which
                 # urllib raises as socket.timeout directly
                 if isinstance(e.reason, socket.timeout) or attempt == self.attempts:
                     raise
-            time.sleep(backoff)
+            time.sleep(wait)
             backoff *= 2
         raise AssertionError("unreachable")
 
@@ -144,9 +149,14 @@ class Client:
                 problem = json.loads(raw)
                 if not isinstance(problem, dict):
                     raise ValueError
-            except ValueError:
+            except ValueError:  # not a problem: a proxy's error page, say
                 problem = {"title": e.reason, "status": e.code, "detail": raw[:512].decode("utf-8", "replace")}
-            raise ClearanceError(method, path, e.code, problem, e.headers.get("WWW-Authenticate")) from None
+            try:
+                retry_after = float(e.headers.get("Retry-After") or "") or None
+            except ValueError:
+                retry_after = None
+            raise ClearanceError(method, path, e.code, problem, e.headers.get("WWW-Authenticate"),
+                                 retry_after) from None
 
     def _read(self, resp: Any, method: str, path: str) -> bytes:
         raw = resp.read(self.max_response_bytes + 1)

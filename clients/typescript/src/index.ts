@@ -118,10 +118,12 @@ export class ClearanceError extends Error {
   readonly requestId?: string;
   /** The WWW-Authenticate header of a 401 or 403. */
   readonly wwwAuthenticate?: string;
+  /** Seconds from the Retry-After header of a 429 or 503, when sent. */
+  readonly retryAfter?: number;
   readonly method: string;
   readonly path: string;
 
-  constructor(method: string, path: string, status: number, problem: Problem, wwwAuthenticate?: string) {
+  constructor(method: string, path: string, status: number, problem: Problem, wwwAuthenticate?: string, retryAfter?: number) {
     const errors = problem.errors ?? [];
     const title = problem.title ?? `HTTP ${status}`;
     let msg = `${method} ${path}: ${status} ${title}`;
@@ -142,6 +144,7 @@ export class ClearanceError extends Error {
     this.reason = errors[0]?.reason;
     this.requestId = problem.request_id;
     this.wwwAuthenticate = wwwAuthenticate;
+    this.retryAfter = retryAfter;
   }
 
   /** Whether retrying later may succeed (429, 502, 503, 504). */
@@ -236,6 +239,7 @@ export class ClearanceClient {
     }
     let backoff = 250;
     for (let attempt = 1; ; attempt++) {
+      let wait = backoff;
       try {
         return await this.once<T>(method, path, headers, payload, signal);
       } catch (err) {
@@ -243,8 +247,10 @@ export class ClearanceClient {
         // over-long answers end the call; API errors retry only when transient
         const retry = err instanceof ClearanceError ? err.transient : err instanceof TypeError && !signal.aborted;
         if (!retry || attempt >= this.attempts || signal.aborted) throw err;
+        // the server's Retry-After, capped: the call's deadline still bounds it
+        if (err instanceof ClearanceError && err.retryAfter) wait = Math.min(Math.max(wait, err.retryAfter * 1000), 5000);
       }
-      await sleep(backoff, signal);
+      await sleep(wait, signal);
       backoff *= 2;
     }
   }
@@ -253,13 +259,17 @@ export class ClearanceClient {
     const resp = await this.fetchImpl(this.baseUrl + path, { method, headers, body, signal });
     const text = await readCapped(resp, this.maxBytes, `${method} ${path}`);
     if (!resp.ok) {
-      let problem: Problem = {};
+      let problem: Problem | null = null;
       try {
         problem = JSON.parse(text) as Problem;
       } catch {
+        // not JSON: a proxy's error page, say
+      }
+      if (problem === null || typeof problem !== "object") {
         problem = { title: resp.statusText, status: resp.status, detail: text.slice(0, 512) };
       }
-      throw new ClearanceError(method, path, resp.status, problem, resp.headers.get("WWW-Authenticate") ?? undefined);
+      const retryAfter = Number(resp.headers.get("Retry-After") ?? "") || undefined;
+      throw new ClearanceError(method, path, resp.status, problem, resp.headers.get("WWW-Authenticate") ?? undefined, retryAfter);
     }
     return JSON.parse(text) as T;
   }
