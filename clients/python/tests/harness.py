@@ -22,6 +22,8 @@ class TestServer:
         if not self.bin:
             self.bin = os.path.join(self.tmp, "clearance")
             subprocess.run(["go", "build", "-o", self.bin, "./cmd/clearance"], cwd=REPO, check=True)
+        # CLEARANCE_* settings of the caller's shell must not reach the test server
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARANCE_")}
         self.proc = None
         try:
             self._start()
@@ -41,7 +43,7 @@ class TestServer:
         s.close()
         self.log = open(os.path.join(self.tmp, "serve.log"), "w+")
         self.proc = subprocess.Popen([self.bin, "serve", "--dev", "--data-dir", self.data_dir, "--addr", addr],
-                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=self.log)
+                                     cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
         self.url = "http://" + addr
         deadline = time.monotonic() + 60
         while True:
@@ -62,7 +64,10 @@ class TestServer:
         return self.log.read()[-20000:]
 
     def cli(self, *args):
-        return subprocess.run([self.bin, *args], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
+        p = subprocess.run([self.bin, *args], cwd=REPO, env=self.env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("clearance %s: exit %d\n%s" % (" ".join(args), p.returncode, p.stderr))
+        return p.stdout.strip()
 
     def token(self, sub, tenant, *extra):
         # the audience defaults to the URL serve --dev recorded in the data dir

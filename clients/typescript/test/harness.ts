@@ -29,12 +29,14 @@ export async function startServer(): Promise<TestServer> {
     bin = join(tmp, "clearance");
     execFileSync("go", ["build", "-o", bin, "./cmd/clearance"], { cwd: repo, stdio: "inherit" });
   }
-  const cli = (...args: string[]) => execFileSync(bin, args, { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+  // CLEARANCE_* settings of the caller's shell must not reach the test server
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CLEARANCE_")));
+  const cli = (...args: string[]) => execFileSync(bin, args, { cwd: repo, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
   cli("relationships", "write", "--data-dir", dataDir, "testdata/org.fga.yaml");
   cli("index", "--data-dir", dataDir, "--source", "testdata/tickets.jsonl");
   const apiKey = cli("keys", "create", "--data-dir", dataDir, "--tenant", "acme", "--service-account", "acme-ingest");
   const addr = `127.0.0.1:${await freePort()}`;
-  const proc = spawn(bin, ["serve", "--dev", "--data-dir", dataDir, "--addr", addr], { cwd: repo, stdio: ["ignore", "ignore", "pipe"] });
+  const proc = spawn(bin, ["serve", "--dev", "--data-dir", dataDir, "--addr", addr], { cwd: repo, env, stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   proc.stderr!.on("data", (b: Buffer) => {
     log = (log + b.toString()).slice(-20000);
