@@ -42,7 +42,11 @@ type SearchResponse struct {
 	Results []SearchResult `json:"results"`
 	// Status is "complete", "exhausted" (fewer visible results than asked for)
 	// or "partial" (the search deadline cut the check short).
-	Status  string `json:"status"`
+	Status string `json:"status"`
+	// Exact is false when a store page of the answer came from an approximate
+	// plan (an HNSW walk): every result is visible, but they may not be the
+	// closest visible ones.
+	Exact   bool   `json:"exact"`
 	AuditID string `json:"audit_id"`
 }
 
