@@ -8,6 +8,9 @@ import { createServer, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
+import type { Document } from "@langchain/core/documents";
+import { RunnableLambda } from "@langchain/core/runnables";
+
 import { ClearanceClient, ClearanceError } from "../src/index.js";
 import { ClearanceIncompleteError, ClearanceRetriever } from "../src/langchain.js";
 import { startServer, type TestServer } from "./harness.js";
@@ -126,6 +129,9 @@ describe("against clearance serve --dev", () => {
       ids.add(d.metadata.ticket_id);
     }
     assert.equal(ids.size, docs.length, "groupByTicket: one Document per ticket");
+    // composes like any retriever: a chain step receives the Documents
+    const titles = await r.pipe(RunnableLambda.from((ds: Document[]) => ds.map((d) => d.metadata.title))).invoke("SQL injection admin export");
+    assert.equal(titles.length, docs.length);
     const daves = new ClearanceRetriever({ client: dave, topK: 3, fetchTickets: true });
     const dd = await daves.invoke("SQL injection admin export");
     const sec1 = dd.find((d) => d.metadata.ticket_id === "SEC-1");
