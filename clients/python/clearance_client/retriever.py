@@ -7,6 +7,7 @@ module's ``Document``. The permission check happens on the server; the
 retriever only maps the answer, so it never returns more than the API would.
 """
 
+import asyncio
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .client import Client, ClearanceError
@@ -93,6 +94,10 @@ class ClearanceRetriever:
             raise ClearanceIncompleteError(status, ans["audit_id"], out)
         return out
 
+    async def ainvoke(self, input: str, config: Any = None, **kwargs: Any) -> List[Any]:
+        """LangChain's Runnable.ainvoke: invoke in a worker thread (urllib blocks)."""
+        return await asyncio.to_thread(self.invoke, input, config, **kwargs)
+
     # LangChain's older retriever method name
     def get_relevant_documents(self, query: str) -> List[Any]:
         return self.invoke(query)
@@ -115,5 +120,8 @@ class ClearanceRetriever:
 
     def _document(self, doc_id: str, text: str, meta: Dict[str, Any]) -> Any:
         if self.use_langchain and _LCDocument is not None:
-            return _LCDocument(page_content=text, metadata=meta, id=doc_id)
+            try:
+                return _LCDocument(page_content=text, metadata=meta, id=doc_id)
+            except (TypeError, ValueError):  # langchain-core before 0.2.11 has no id
+                return _LCDocument(page_content=text, metadata=meta)
         return Document(text, meta, id=doc_id)

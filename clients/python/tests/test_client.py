@@ -3,6 +3,7 @@
 anne (team acme-eng) sees acme-web, acme-api and DOCS-1 but not acme-secret;
 dave owns acme-secret (testdata/org.fga.yaml)."""
 
+import asyncio
 import os
 import re
 import socket
@@ -108,6 +109,8 @@ class AgainstServe(unittest.TestCase):
             self.assertIsInstance(m["exact"], bool)
             self.assertRegex(m["audit_id"], ULID)
         self.assertEqual(len({d.metadata["ticket_id"] for d in docs}), len(docs), "one document per ticket")
+        adocs = asyncio.run(ClearanceRetriever(self.anne, top_k=10, use_langchain=False).ainvoke("SQL injection admin export"))
+        self.assertEqual([d.id for d in adocs], [d.id for d in docs])
         dd = ClearanceRetriever(self.dave, top_k=3, fetch_tickets=True).invoke("SQL injection admin export")
         sec1 = [d for d in dd if d.metadata["ticket_id"] == "SEC-1"]
         self.assertEqual(len(sec1), 1, "dave's retriever should return SEC-1")
