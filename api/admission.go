@@ -63,6 +63,28 @@ const (
 // DefaultMaxConcurrent is Limits.MaxConcurrent's default on this machine.
 func DefaultMaxConcurrent() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 
+// DefaultMaxConcurrentWrites is the write path's MaxConcurrent default: a write
+// holds an engine transaction and a store transaction (and embeds its tickets),
+// so a few at once saturate the datastores; more only queue inside them.
+func DefaultMaxConcurrentWrites() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// writeLimits fills the write path's Limits: no rate limit (an index job sends
+// batches back to back), one principal at most half the slots, and the
+// request's own deadline.
+func writeLimits(l Limits, requestTimeout time.Duration) Limits {
+	if l.MaxConcurrent <= 0 {
+		l.MaxConcurrent = DefaultMaxConcurrentWrites()
+	}
+	if l.PerPrincipal <= 0 {
+		l.PerPrincipal = max(1, l.MaxConcurrent/2)
+	}
+	l.Rate = 0
+	if l.Timeout <= 0 {
+		l.Timeout = requestTimeout
+	}
+	return l
+}
+
 func (l *Limits) defaults() {
 	if l.MaxConcurrent <= 0 {
 		l.MaxConcurrent = DefaultMaxConcurrent()
@@ -93,6 +115,7 @@ func (l *Limits) defaults() {
 // admission is the read path's gate: rate limit, then a slot.
 type admission struct {
 	lim     Limits
+	what    string // "reads" or "writes", for the 503's detail
 	slots   chan struct{}
 	waiting atomic.Int64
 	rates   *rateLimiter // nil: no rate limit
@@ -101,9 +124,9 @@ type admission struct {
 	active map[string]int // principal key -> requests running or waiting; no zero entries
 }
 
-func newAdmission(l Limits) *admission {
+func newAdmission(l Limits, what string) *admission {
 	l.defaults()
-	a := &admission{lim: l, slots: make(chan struct{}, l.MaxConcurrent), active: map[string]int{}}
+	a := &admission{lim: l, what: what, slots: make(chan struct{}, l.MaxConcurrent), active: map[string]int{}}
 	if l.Rate > 0 {
 		a.rates = newRateLimiter(rate.Limit(l.Rate), l.Burst, l.MaxPrincipals)
 	}
@@ -140,7 +163,7 @@ func (a *admission) admit(ctx context.Context, p authz.Principal) (context.Conte
 	default:
 	}
 	saturated := &RetryAfterError{Kind: clearance.ErrOverloaded, After: overloadRetry,
-		Detail: fmt.Sprintf("the server is saturated (%d searches running, %d waiting)", a.lim.MaxConcurrent, a.lim.MaxQueue)}
+		Detail: fmt.Sprintf("the server is saturated (%d %s running, %d waiting)", a.lim.MaxConcurrent, a.what, a.lim.MaxQueue)}
 	if a.waiting.Add(1) > int64(a.lim.MaxQueue) {
 		a.waiting.Add(-1)
 		done()

@@ -100,27 +100,48 @@ func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// readRoutes are the /v1 routes behind admission control (method and route
-// pattern): each costs engine checks or listings per request. /mcp admits its
-// tools/call requests itself (search_tickets, get_ticket, check_write).
+// readRoutes are the /v1 routes behind the read path's admission control
+// (method and route pattern): each costs engine checks or listings per request.
+// /mcp admits its tools/call requests itself (search_tickets, get_ticket,
+// check_write).
 var readRoutes = map[string]bool{
 	http.MethodPost + " /v1/search":     true,
 	http.MethodGet + " /v1/tickets/:id": true,
 	http.MethodPost + " /v1/flow/check": true,
 }
 
-// admitReads runs the read routes through the principal's rate limit and a
-// concurrency slot, under the read-path deadline.
-func (s *Server) admitReads(next echo.HandlerFunc) echo.HandlerFunc {
+// writeRoutes are the /v1 routes behind the write path's admission control:
+// each holds engine and store transactions.
+var writeRoutes = map[string]bool{
+	http.MethodPost + " /v1/tickets":                        true,
+	http.MethodDelete + " /v1/tickets/:id":                  true,
+	http.MethodPost + " /v1/relationships":                  true,
+	http.MethodPost + " /v1/grants":                         true,
+	http.MethodDelete + " /v1/grants/:agent":                true,
+	http.MethodPost + " /v1/tenants/:tenant/api-keys":       true,
+	http.MethodDelete + " /v1/tenants/:tenant/api-keys/:id": true,
+}
+
+// admitRoutes runs the read and write routes through their admission control
+// (the principal's rate limit for reads, then a concurrency slot), under that
+// path's deadline. Other routes (listings of grants, keys, audit) pass as they
+// are: they read little and are bounded by their page sizes.
+func (s *Server) admitRoutes(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !readRoutes[c.Request().Method+" "+c.Path()] {
+		route := c.Request().Method + " " + c.Path()
+		adm := s.adm
+		switch {
+		case readRoutes[route]:
+		case writeRoutes[route]:
+			adm = s.wadm
+		default:
 			return next(c)
 		}
 		p, err := PrincipalFrom(c)
 		if err != nil {
 			return err
 		}
-		ctx, release, err := s.adm.admit(c.Request().Context(), p)
+		ctx, release, err := adm.admit(c.Request().Context(), p)
 		if err != nil {
 			return err
 		}

@@ -61,6 +61,12 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Limits bound the read path (search, ticket fetch, MCP tool calls).
 	Limits Limits
+	// WriteLimits bound the write path (tickets, relationships, grants, API
+	// keys) the same way, in slots of their own so a burst of writes cannot
+	// starve searches or the reverse. Rate is ignored; MaxConcurrent defaults to
+	// DefaultMaxConcurrentWrites, PerPrincipal to half of it, Timeout to
+	// RequestTimeout.
+	WriteLimits Limits
 	// Logger receives the access log and internal errors (default: discard).
 	Logger *slog.Logger
 	// ExplainUnauthenticated puts the reason of a 401 (wrong audience, expired,
@@ -115,7 +121,8 @@ type Server struct {
 	v1   *echo.Group
 	reg  *prometheus.Registry
 	http *prometheus.HistogramVec
-	adm  *admission
+	adm  *admission // read path
+	wadm *admission // write path
 }
 
 // New builds the server and registers every route.
@@ -145,7 +152,8 @@ func New(cfg Config, deps Deps) *Server {
 	if deps.Metrics == nil {
 		deps.Metrics = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, e: echo.New(), reg: deps.Metrics, adm: newAdmission(cfg.Limits)}
+	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, e: echo.New(), reg: deps.Metrics, adm: newAdmission(cfg.Limits, "reads"),
+		wadm: newAdmission(writeLimits(cfg.WriteLimits, cfg.RequestTimeout), "writes")}
 	s.http = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "clearance_http_request_duration_seconds",
 		Help:    "HTTP request latency by method, route and status.",
@@ -177,7 +185,7 @@ func (s *Server) routes() {
 			return c.Blob(http.StatusOK, "application/jwk-set+json", s.deps.DevJWKS)
 		})
 	}
-	s.v1 = s.e.Group("/v1", s.authenticate, s.admitReads)
+	s.v1 = s.e.Group("/v1", s.authenticate, s.admitRoutes)
 	s.registerGrants(s.v1)
 	s.registerAPIKeys(s.v1)
 	for _, a := range s.deps.Areas {

@@ -103,6 +103,9 @@ type serveConfig struct {
 	RateLimit             float64 // per principal and second; 0: off
 	RateBurst             int
 	RateLimitPrincipals   int
+	// Write-path admission (tickets, relationships, grants, API keys).
+	MaxConcurrentWrites int
+	WriteQueue          int
 
 	// Embedded engine pool and concurrency.
 	EngineMaxConns         int
@@ -155,6 +158,8 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.IntVar(&c.MaxPerPrincipal, "max-concurrent-per-principal", d.MaxPerPrincipal, "read-path requests one principal may have running or waiting at once (0 turns the limit off); past it the answer is 429 with Retry-After")
 	fl.IntVar(&c.SearchQueue, "search-queue", d.SearchQueue, "how many more may wait for a slot; past it the answer is 503 with Retry-After")
 	fl.DurationVar(&c.SearchQueueTimeout, "search-queue-timeout", d.SearchQueueTimeout, "longest wait for a slot; then 503 with Retry-After")
+	fl.IntVar(&c.MaxConcurrentWrites, "max-concurrent-writes", d.MaxConcurrentWrites, "ticket, relationship, grant and API-key writes running at once, in slots of their own (default 1 per core, at least 2; one principal at most half)")
+	fl.IntVar(&c.WriteQueue, "write-queue", d.WriteQueue, "how many more writes may wait for a slot (up to --search-queue-timeout); past it the answer is 503 with Retry-After")
 	fl.Float64Var(&c.RateLimit, "rate-limit", d.RateLimit, "read-path requests per second per principal (token bucket; 0 turns the limit off); past it the answer is 429 with Retry-After")
 	fl.IntVar(&c.RateBurst, "rate-burst", d.RateBurst, "read-path requests a principal may send at once (the bucket size)")
 	fl.IntVar(&c.RateLimitPrincipals, "rate-limit-principals", d.RateLimitPrincipals, "rate-limit buckets kept in memory; the least recently seen principal's is dropped first")
@@ -197,6 +202,7 @@ func (c *serveConfig) registerEngine(fl *pflag.FlagSet) {
 // limitDefaults are the read-path limits' defaults on this machine.
 type limitDefaults struct {
 	MaxConcurrentSearches, SearchQueue int
+	MaxConcurrentWrites, WriteQueue    int
 	MaxPerPrincipal                    int
 	SearchQueueTimeout                 time.Duration
 	RateLimit                          float64
@@ -205,7 +211,8 @@ type limitDefaults struct {
 
 func defaultLimits() limitDefaults {
 	n := api.DefaultMaxConcurrent()
-	return limitDefaults{MaxConcurrentSearches: n, SearchQueue: 8 * n, MaxPerPrincipal: max(1, n/2), SearchQueueTimeout: api.DefaultQueueTimeout,
+	w := api.DefaultMaxConcurrentWrites()
+	return limitDefaults{MaxConcurrentSearches: n, SearchQueue: 8 * n, MaxConcurrentWrites: w, WriteQueue: 8 * w, MaxPerPrincipal: max(1, n/2), SearchQueueTimeout: api.DefaultQueueTimeout,
 		RateLimit: api.DefaultRate, RateBurst: 2 * api.DefaultRate, RateLimitPrincipals: api.DefaultMaxPrincipals}
 }
 
@@ -214,6 +221,15 @@ func (c *serveConfig) apiLimits() api.Limits {
 	l := api.Limits{MaxConcurrent: c.MaxConcurrentSearches, PerPrincipal: c.MaxPerPrincipal, MaxQueue: c.SearchQueue, QueueTimeout: c.SearchQueueTimeout,
 		Rate: c.RateLimit, Burst: c.RateBurst, MaxPrincipals: c.RateLimitPrincipals, Timeout: c.SearchTimeout}
 	if c.SearchQueue == 0 {
+		l.MaxQueue = -1 // api's zero means its default; the flag's means none
+	}
+	return l
+}
+
+// apiWriteLimits is the write path's admission configuration.
+func (c *serveConfig) apiWriteLimits() api.Limits {
+	l := api.Limits{MaxConcurrent: c.MaxConcurrentWrites, MaxQueue: c.WriteQueue, QueueTimeout: c.SearchQueueTimeout}
+	if c.WriteQueue == 0 {
 		l.MaxQueue = -1 // api's zero means its default; the flag's means none
 	}
 	return l
@@ -392,6 +408,12 @@ func (c *serveConfig) resolve() error {
 	}
 	if c.MaxPerPrincipal < 0 {
 		bad("--max-concurrent-per-principal %d: must not be negative (0 turns it off)", c.MaxPerPrincipal)
+	}
+	if c.MaxConcurrentWrites < 1 {
+		bad("--max-concurrent-writes %d: want at least 1", c.MaxConcurrentWrites)
+	}
+	if c.WriteQueue < 0 {
+		bad("--write-queue %d: must not be negative", c.WriteQueue)
 	}
 	if c.SearchQueue < 0 {
 		bad("--search-queue %d: must not be negative", c.SearchQueue)

@@ -105,6 +105,7 @@ func (c *serveConfig) serveDefaults() {
 	d := defaultLimits()
 	c.MaxConcurrentSearches, c.MaxPerPrincipal, c.SearchQueue, c.SearchQueueTimeout = d.MaxConcurrentSearches, d.MaxPerPrincipal, d.SearchQueue, d.SearchQueueTimeout
 	c.RateLimit, c.RateBurst, c.RateLimitPrincipals = d.RateLimit, d.RateBurst, d.RateLimitPrincipals
+	c.MaxConcurrentWrites, c.WriteQueue = d.MaxConcurrentWrites, d.WriteQueue
 }
 
 // open validates the flags with serve's rules and opens the embedder and the

@@ -308,7 +308,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	}
 	srv := api.New(api.Config{
 		Addr: a.cfg.Addr, PublicURL: base, AuthorizationServers: issuers, BodyLimit: a.cfg.MaxBodyBytes,
-		ReadTimeout: a.cfg.RequestTimeout, RequestTimeout: a.cfg.RequestTimeout, Limits: a.cfg.apiLimits(), Logger: a.log,
+		ReadTimeout: a.cfg.RequestTimeout, RequestTimeout: a.cfg.RequestTimeout, Limits: a.cfg.apiLimits(), WriteLimits: a.cfg.apiWriteLimits(), Logger: a.log,
 		ExplainUnauthenticated: a.cfg.Dev,
 	}, deps)
 	if a.cfg.Dev {

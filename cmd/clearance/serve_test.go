@@ -38,6 +38,8 @@ func TestServeFlagValidation(t *testing.T) {
 		{[]string{"--addr", "8080"}, nil, []string{`--addr "8080": want host:port`}},
 		{[]string{"--max-concurrent-searches", "0"}, nil, []string{"--max-concurrent-searches 0: want at least 1"}},
 		{[]string{"--search-queue-timeout", "10s"}, nil, []string{"--search-queue-timeout 10s: want positive and below --search-timeout (10s)"}},
+		{[]string{"--max-concurrent-writes", "0"}, nil, []string{"--max-concurrent-writes 0: want at least 1"}},
+		{[]string{"--write-queue", "-1"}, nil, []string{"--write-queue -1: must not be negative"}},
 		{[]string{"--rate-limit", "-1"}, nil, []string{"--rate-limit -1: must not be negative"}},
 		{[]string{"--engine-max-conns", "4", "--engine-max-idle-conns", "8"}, nil, []string{"--engine-max-conns 4 / --engine-max-idle-conns 8"}},
 		{nil, map[string]string{"CLEARANCE_SEARCH_QUEUE": "-1"}, []string{"--search-queue -1: must not be negative"}},
