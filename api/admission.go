@@ -68,15 +68,13 @@ func DefaultMaxConcurrent() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 // so a few at once saturate the datastores; more only queue inside them.
 func DefaultMaxConcurrentWrites() int { return max(2, runtime.GOMAXPROCS(0)) }
 
-// writeLimits fills the write path's Limits: no rate limit (an index job sends
-// batches back to back), one principal at most half the slots, and the
+// writeLimits fills the write path's Limits: no rate limit and no limit per
+// principal unless set (an index job sends batches back to back and in
+// parallel; its excess waits in the queue rather than being refused), and the
 // request's own deadline.
 func writeLimits(l Limits, requestTimeout time.Duration) Limits {
 	if l.MaxConcurrent <= 0 {
 		l.MaxConcurrent = DefaultMaxConcurrentWrites()
-	}
-	if l.PerPrincipal <= 0 {
-		l.PerPrincipal = max(1, l.MaxConcurrent/2)
 	}
 	l.Rate = 0
 	if l.Timeout <= 0 {

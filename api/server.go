@@ -64,8 +64,8 @@ type Config struct {
 	// WriteLimits bound the write path (tickets, relationships, grants, API
 	// keys) the same way, in slots of their own so a burst of writes cannot
 	// starve searches or the reverse. Rate is ignored; MaxConcurrent defaults to
-	// DefaultMaxConcurrentWrites, PerPrincipal to half of it, Timeout to
-	// RequestTimeout.
+	// DefaultMaxConcurrentWrites, Timeout to RequestTimeout; PerPrincipal is off
+	// unless set.
 	WriteLimits Limits
 	// Logger receives the access log and internal errors (default: discard).
 	Logger *slog.Logger

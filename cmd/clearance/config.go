@@ -158,7 +158,7 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.IntVar(&c.MaxPerPrincipal, "max-concurrent-per-principal", d.MaxPerPrincipal, "read-path requests one principal may have running or waiting at once (0 turns the limit off); past it the answer is 429 with Retry-After")
 	fl.IntVar(&c.SearchQueue, "search-queue", d.SearchQueue, "how many more may wait for a slot; past it the answer is 503 with Retry-After")
 	fl.DurationVar(&c.SearchQueueTimeout, "search-queue-timeout", d.SearchQueueTimeout, "longest wait for a slot; then 503 with Retry-After")
-	fl.IntVar(&c.MaxConcurrentWrites, "max-concurrent-writes", d.MaxConcurrentWrites, "ticket, relationship, grant and API-key writes running at once, in slots of their own (default 1 per core, at least 2; one principal at most half)")
+	fl.IntVar(&c.MaxConcurrentWrites, "max-concurrent-writes", d.MaxConcurrentWrites, "ticket, relationship, grant and API-key writes running at once, in slots of their own (default 1 per core, at least 2)")
 	fl.IntVar(&c.WriteQueue, "write-queue", d.WriteQueue, "how many more writes may wait for a slot (up to --search-queue-timeout); past it the answer is 503 with Retry-After")
 	fl.Float64Var(&c.RateLimit, "rate-limit", d.RateLimit, "read-path requests per second per principal (token bucket; 0 turns the limit off); past it the answer is 429 with Retry-After")
 	fl.IntVar(&c.RateBurst, "rate-burst", d.RateBurst, "read-path requests a principal may send at once (the bucket size)")
