@@ -23,6 +23,21 @@ func openWithReplica(t *testing.T, primary, read string, maxLag time.Duration) *
 	return s
 }
 
+// waitInUse probes until the store uses its replica. Other tests write to the
+// same cluster, so a probe may find the replica a little behind the primary's
+// newest position even right after it caught up.
+func waitInUse(t *testing.T, s *pgvector.Store) pgvector.ReplicaStatus {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st := s.ProbeReplica(context.Background()); st.InUse {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica not in use after 30s: %+v", s.ReplicaStatus())
+		}
+	}
+}
+
 func upsertOne(t *testing.T, s *pgvector.Store, id string, v []float32) {
 	t.Helper()
 	tk := retrieval.Ticket{ID: id, Tenant: "acme", Project: "p", Title: id, Body: id}
@@ -55,8 +70,8 @@ func TestReplicaTakesSearchesUntilItLags(t *testing.T) {
 	upsertOne(t, writer, "A", []float32{1, 0, 0})
 	replica := testenv.ReplicaURL(t, primary)
 	s := openWithReplica(t, primary, replica, 200*time.Millisecond)
-	if st := s.ProbeReplica(ctx); !st.InUse || st.Staleness < 0 || st.Staleness > 200*time.Millisecond {
-		t.Fatalf("caught-up replica: %+v, want in use with staleness within the bound", st)
+	if st := waitInUse(t, s); st.Staleness < 0 || st.Staleness > 200*time.Millisecond {
+		t.Fatalf("caught-up replica: %+v, want staleness within the bound", st)
 	}
 	resume := testenv.PauseReplay(t, replica)
 	upsertOne(t, writer, "B", []float32{0, 1, 0})
@@ -76,9 +91,7 @@ func TestReplicaTakesSearchesUntilItLags(t *testing.T) {
 	}
 	resume()
 	testenv.WaitReplayed(t, primary, replica)
-	if st := s.ProbeReplica(ctx); !st.InUse {
-		t.Fatalf("replica caught up again but not in use: %+v", st)
-	}
+	waitInUse(t, s)
 	if got := hitIDs(t, s); len(got) != 2 {
 		t.Fatalf("caught-up replica found %v, want A and B", got)
 	}
