@@ -3,13 +3,22 @@
 GO ?= go
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: test deps unit lint bench demo build
+.PHONY: test deps unit lint bench demo build openapi newcomer
 
-test: deps
+test: deps openapi
 	./scripts/with-test-servers.sh $(GO) test $(TESTFLAGS) ./...
 
 deps:
 	./scripts/install-deps.sh
+
+# openapi lints api/openapi.yaml and type-checks the TypeScript types generated
+# from it (tools/openapi; the Go tests validate its examples).
+openapi: deps
+	./tools/openapi/check.sh
+
+# newcomer follows the README from a fresh clone: the demo, its curl lines, MCP.
+newcomer:
+	./scripts/newcomer.sh
 
 # unit runs the tests that need no external servers (backends needing them skip).
 unit:

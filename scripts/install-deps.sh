@@ -44,11 +44,22 @@ if [ ! -x "$GOBIN/staticcheck" ]; then
   echo "install-deps: go install staticcheck $STATICCHECK_VERSION"
   go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
-# clients/typescript: `npm ci` when node_modules is missing or older than the lock file
-ts="$(cd "$(dirname "$0")/.." && pwd)/clients/typescript"
-stamp=$ts/node_modules/.clearance-lock.sha256
-if [ -f "$ts/package-lock.json" ] && ! sha256sum -c --status "$stamp" 2>/dev/null; then
-  echo "install-deps: npm ci in $ts"
-  (cd "$ts" && npm ci --no-audit --no-fund --loglevel=error)
-  sha256sum "$ts/package-lock.json" > "$stamp"
-fi
+# Node projects, each pinned by its package-lock.json: clients/typescript (the
+# TypeScript client) and tools/openapi (Redocly, openapi-typescript and tsc for the
+# OpenAPI check). `npm ci` runs only when a lock file changed since its last install.
+command -v node >/dev/null && command -v npm >/dev/null || {
+  echo "install-deps: apt-get install nodejs npm"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+}
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+  || { echo "install-deps: Redocly (tools/openapi) needs Node.js >= 20.19 (have $(node --version))" >&2; exit 1; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+for dir in "$root/clients/typescript" "$root/tools/openapi"; do
+  stamp=$dir/node_modules/.clearance-lock.sha256
+  if [ -f "$dir/package-lock.json" ] && ! sha256sum -c --status "$stamp" 2>/dev/null; then
+    echo "install-deps: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    sha256sum "$dir/package-lock.json" > "$stamp"
+  fi
+done
