@@ -343,7 +343,9 @@ func (p *AuditPage) logout(c echo.Context) error {
 
 type listRow struct {
 	ID, Time, Kind, Tenant, Principal, Agent, Query, Status string
-	Returned, Withheld                                      int
+	// Withheld counts the candidates the post-filter denied; Unused those it
+	// allowed but the answer did not need (beyond top_k, or not checked).
+	Returned, Withheld, Unused int
 }
 
 type listData struct {
@@ -403,11 +405,12 @@ func (p *AuditPage) list(c echo.Context) error {
 			switch cand.Decision {
 			case audit.Returned:
 				row.Returned++
-			case audit.FlowSource, audit.FlowDestination:
-				// A flow check returns and withholds nothing.
-			default:
+			case audit.DeniedByCheck:
 				row.Withheld++
+			case audit.BeyondK, audit.NotChecked:
+				row.Unused++
 			}
+			// A flow check's sources and destination are neither.
 		}
 		d.Rows = append(d.Rows, row)
 	}
@@ -432,6 +435,9 @@ type recordData struct {
 	Record             *audit.Record
 	Time               string
 	Returned, Withheld []audit.Candidate
+	// Unused are candidates the answer did not need (beyond top_k, not checked):
+	// not withheld, as nothing denied them.
+	Unused []audit.Candidate
 	// Flow holds a flow check's source and destination tickets.
 	Flow    []audit.Candidate
 	Latency []latencyRow
@@ -456,6 +462,8 @@ func (p *AuditPage) record(c echo.Context) error {
 			d.Returned = append(d.Returned, cand)
 		case audit.FlowSource, audit.FlowDestination:
 			d.Flow = append(d.Flow, cand)
+		case audit.BeyondK, audit.NotChecked:
+			d.Unused = append(d.Unused, cand)
 		default:
 			d.Withheld = append(d.Withheld, cand)
 		}

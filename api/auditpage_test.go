@@ -274,12 +274,17 @@ func TestAuditPageChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	unused, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("unused")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range s.record.Results {
-		inW, inR := strings.Contains(withheld, c.TicketID), strings.Contains(returned, c.TicketID)
-		if c.Decision == audit.Returned != inR || c.Decision != audit.Returned != inW {
-			t.Errorf("%s (%s): in returned table %v, in withheld table %v", c.TicketID, c.Decision, inR, inW)
+		inW, inR, inU := strings.Contains(withheld, c.TicketID), strings.Contains(returned, c.TicketID), strings.Contains(unused, c.TicketID)
+		wantU := c.Decision == audit.BeyondK || c.Decision == audit.NotChecked
+		if c.Decision == audit.Returned != inR || (c.Decision == audit.DeniedByCheck) != inW || wantU != inU {
+			t.Errorf("%s (%s): in returned table %v, in withheld table %v, in not-needed table %v", c.TicketID, c.Decision, inR, inW, inU)
 		}
-		if c.Decision != audit.Returned && !strings.Contains(withheld, decisionReason(c.Decision)) {
+		if c.Decision != audit.Returned && !strings.Contains(withheld+unused, decisionReason(c.Decision)) {
 			t.Errorf("%s: reason %q not shown", c.TicketID, decisionReason(c.Decision))
 		}
 	}
@@ -402,5 +407,30 @@ func TestAuditPageSessionStoreDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("sign-out with the store down: %d, want 503", resp.StatusCode)
+	}
+}
+
+var listCounts = regexp.MustCompile(`<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>`)
+
+// TestAuditPageWithheldCountsDenied: the list's "Withheld" counts only the
+// candidates the post-filter denied (3 in demoRecord), not those beyond top_k
+// or not checked, which it shows apart (2); returned stays 5.
+func TestAuditPageWithheldCountsDenied(t *testing.T) {
+	s := newPageServer(t)
+	c := newClient(t)
+	if resp, body := signIn(t, c, s.url, "op-token"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign in: %d %s", resp.StatusCode, body)
+	}
+	_, body := get(t, c, s.url+"/audit")
+	m := listCounts.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no counts in the list:\n%s", body)
+	}
+	if got := m[1] + "/" + m[2] + "/" + m[3]; got != "5/3/2" {
+		t.Errorf("returned/withheld/not needed = %s, want 5/3/2", got)
+	}
+	_, body = get(t, c, s.url+"/audit/records/"+s.record.ID)
+	if !strings.Contains(body, "Withheld (3)") || !strings.Contains(body, "Not needed (2)") {
+		t.Errorf("record page headings: want Withheld (3) and Not needed (2)")
 	}
 }
