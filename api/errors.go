@@ -52,6 +52,19 @@ func classify(err error) (int, string) {
 	return http.StatusInternalServerError, "internal"
 }
 
+// withoutKind is err's text without the kind its wrapping appended last
+// ("...: forbidden"): the problem's type, title and status say the kind
+// already. The error itself is unchanged, so errors.Is still sees the kind.
+func withoutKind(err error) string {
+	msg := err.Error()
+	for _, row := range errorTable {
+		if errors.Is(err, row.kind) {
+			return strings.TrimSuffix(msg, ": "+row.kind.Error())
+		}
+	}
+	return msg
+}
+
 // Problem is an RFC 9457 problem details body.
 type Problem struct {
 	Type   string         `json:"type"`
@@ -140,7 +153,7 @@ func problemFor(err error) Problem {
 	case status == http.StatusRequestTimeout:
 		p.Detail = "the request body did not arrive before the server's read deadline"
 	default:
-		p.Detail = err.Error()
+		p.Detail = withoutKind(err)
 	}
 	var fe *clearance.FieldError
 	if errors.As(err, &fe) {
@@ -167,7 +180,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	p.RequestID = c.Response().Header().Get(echo.HeaderXRequestID)
 	var overload *RetryAfterError
 	if p.Status == http.StatusUnauthorized && s.cfg.ExplainUnauthenticated {
-		p.Detail = "dev mode: " + strings.TrimSuffix(err.Error(), ": "+clearance.ErrUnauthenticated.Error())
+		p.Detail = "dev mode: " + withoutKind(err)
 	}
 	switch {
 	case errors.As(err, &overload):
