@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/labstack/echo/v4"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -306,6 +308,7 @@ func (m *MCP) server(log *slog.Logger) *mcp.Server {
 	mcp.AddTool(srv, &mcp.Tool{
 		Name: "search_tickets", Title: "Search tickets", Description: searchDescription,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &closed},
+		InputSchema: inputSchema[SearchTicketsInput](),
 	}, t.search)
 	mcp.AddTool(srv, &mcp.Tool{
 		Name: "get_ticket", Title: "Get ticket", Description: getDescription,
@@ -317,9 +320,27 @@ func (m *MCP) server(log *slog.Logger) *mcp.Server {
 		mcp.AddTool(srv, &mcp.Tool{
 			Name: "check_write", Title: "Check before writing", Description: checkWriteDescription,
 			Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: &closed},
+			InputSchema: inputSchema[CheckWriteInput](),
 		}, t.checkWrite)
 	}
 	return srv
+}
+
+// inputSchema is the SDK's schema inferred from T, except that an optional
+// list is typed "array", not ["null","array"] (as inferred for a Go slice):
+// some tool-schema consumers reject type lists, and null means nothing here
+// that leaving the argument out does not.
+func inputSchema[T any]() *jsonschema.Schema {
+	s, err := jsonschema.For[T](nil)
+	if err != nil {
+		panic(fmt.Sprintf("mcp input schema of %T: %v", *new(T), err)) // a programming error, caught by every test
+	}
+	for _, p := range s.Properties {
+		if slices.Equal(p.Types, []string{"null", "array"}) {
+			p.Types, p.Type = nil, "array"
+		}
+	}
+	return s
 }
 
 type mcpTools struct {

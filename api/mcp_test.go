@@ -689,3 +689,53 @@ func TestMCPBatchRefused(t *testing.T) {
 		t.Fatalf("single call: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestMCPInputSchemasPlainTypes: every tool argument has one JSON type, so
+// tool-schema consumers that reject type lists accept them: the optional
+// lists (projects, audit_ids, ticket_ids, principals) are "array", not
+// ["null","array"], and a call that leaves them out still works.
+func TestMCPInputSchemasPlainTypes(t *testing.T) {
+	e := newFlowEnv(t)
+	s, err := connectTo(t, e.base, header{name: "Authorization", value: "Bearer copilot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools, err := s.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrays := 0
+	for _, tl := range tools.Tools {
+		raw, err := json.Marshal(tl.InputSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var schema struct {
+			Properties map[string]struct {
+				Type any `json:"type"`
+			} `json:"properties"`
+		}
+		if err := json.Unmarshal(raw, &schema); err != nil {
+			t.Fatal(err)
+		}
+		for name, p := range schema.Properties {
+			typ, ok := p.Type.(string)
+			if !ok {
+				t.Errorf("%s.%s: type %v, want one type", tl.Name, name, p.Type)
+			}
+			if typ == "array" {
+				arrays++
+			}
+		}
+	}
+	if arrays != 4 {
+		t.Errorf("%d array arguments, want 4 (projects, audit_ids, ticket_ids, principals)", arrays)
+	}
+	var out map[string]any
+	if res := callTool(t, s, "search_tickets", map[string]any{"query": "login timeout", "top_k": 2}, &out); res.IsError {
+		t.Errorf("search without projects: %+v", res)
+	}
+	if res := callTool(t, s, "search_tickets", map[string]any{"query": "login timeout", "projects": []string{"acme-web"}}, &out); res.IsError {
+		t.Errorf("search with projects: %+v", res)
+	}
+}
