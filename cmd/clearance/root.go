@@ -11,8 +11,48 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; left
+// "dev", versionString reads one from the build info instead.
 var version = "dev"
+
+// versionString is clearance's version: the one set at build time, else the
+// module version (go install ...@v1.2.3), else the commit a build in a
+// checkout was made from ("+dirty" with local changes), else "dev".
+func versionString() string {
+	info, ok := debug.ReadBuildInfo()
+	return buildVersion(version, info, ok)
+}
+
+func buildVersion(stamped string, info *debug.BuildInfo, ok bool) string {
+	if stamped != "dev" && stamped != "" {
+		return stamped
+	}
+	if !ok || info == nil {
+		return "dev"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified == "true" {
+		rev += "+dirty"
+	}
+	return "dev-" + rev
+}
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -23,10 +63,12 @@ user they act for may see right now. Every flag has a CLEARANCE_* environment
 fallback (--data-dir is CLEARANCE_DATA_DIR).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(), // adds --version
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return applyEnv(cmd)
 		},
 	}
+	root.SetVersionTemplate("clearance {{.Version}}\n")
 	root.AddCommand(
 		newVersionCommand(),
 		newDemoCommand(),
@@ -50,7 +92,7 @@ func newVersionCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "clearance %s\n", version)
+			fmt.Fprintf(out, "clearance %s\n", versionString())
 			if info, ok := debug.ReadBuildInfo(); ok {
 				fmt.Fprintf(out, "go %s\n", info.GoVersion)
 				for _, d := range info.Deps {

@@ -317,7 +317,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 			return err
 		}
 	}
-	mcpSrv := &api.MCP{Planner: planner, MaxTopK: a.cfg.MaxTopK, Version: version}
+	mcpSrv := &api.MCP{Planner: planner, MaxTopK: a.cfg.MaxTopK, Version: versionString()}
 	if flow != nil {
 		mcpSrv.Flow = flow
 	}
