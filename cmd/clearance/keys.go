@@ -34,7 +34,7 @@ POST/GET/DELETE /v1/tenants/{tenant}/api-keys instead.`,
 	var tenant, sa, name string
 	var scopes []string
 	create := &cobra.Command{
-		Use:   "create --tenant T --service-account S [--name N] [--scope tickets:read]",
+		Use:   "create --tenant T --service-account S --scope tickets:read|clearance:index [--name N]",
 		Short: "Create a key as an operator; it is printed once and only its salted hash is kept",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,7 +55,10 @@ POST/GET/DELETE /v1/tenants/{tenant}/api-keys instead.`,
 	create.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	create.Flags().StringVar(&sa, "service-account", "", "service account id")
 	create.Flags().StringVar(&name, "name", "", "a label for the key")
-	create.Flags().StringSliceVar(&scopes, "scope", nil, "scopes: tickets:read (default), clearance:index")
+	// No default scope: an ingest job's key wants clearance:index, a reader's
+	// tickets:read, and a default would hand out the one not asked for.
+	create.Flags().StringSliceVar(&scopes, "scope", nil, "scopes (required): tickets:read (search and read), clearance:index (push tickets)")
+	_ = create.MarkFlagRequired("scope")
 
 	var asJSON bool
 	list := &cobra.Command{

@@ -15,7 +15,11 @@ import (
 // verifies.
 func TestKeysAndTokenCLI(t *testing.T) {
 	dir := t.TempDir()
-	out, err := runCLI(t, "keys", "create", "--data-dir", dir, "--tenant", "acme", "--service-account", "acme-ingest", "--name", "sync")
+	// A key's scope is never implied: without --scope nothing is created.
+	if out, err := runCLI(t, "keys", "create", "--data-dir", dir, "--tenant", "acme", "--service-account", "acme-ingest"); err == nil || !strings.Contains(err.Error(), "scope") {
+		t.Fatalf("create without --scope: %v %s", err, out)
+	}
+	out, err := runCLI(t, "keys", "create", "--data-dir", dir, "--tenant", "acme", "--service-account", "acme-ingest", "--name", "sync", "--scope", "tickets:read")
 	if err != nil {
 		t.Fatal(err, out)
 	}
