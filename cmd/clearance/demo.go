@@ -107,7 +107,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg serveConfig, log *slog.Logg
 		return err
 	}
 	return a.serve(ctx, ln, func(base string) error {
-		return walkthrough(ctx, out, base, a.devToken)
+		return walkthrough(ctx, out, base, cfg.DataDir, a.devToken)
 	})
 }
 

@@ -84,6 +84,37 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out.String(), "export TOKEN_ANNE=ey") {
 		t.Error("no ready-to-paste token")
 	}
+	checkTryIt(t, out.String())
+}
+
+// checkTryIt: the demo's "try it" part names its real data dir in the token
+// command, prints an operator's audit token, and says in a comment line before
+// each curl command what it shows.
+func checkTryIt(t *testing.T, out string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	_, dir, ok := strings.Cut(lines[0], "; data dir ")
+	if !ok {
+		t.Fatalf("first line names no data dir: %q", lines[0])
+	}
+	if !strings.Contains(out, "clearance token --data-dir "+shellQuote(dir)+" --sub") || strings.Contains(out, "DATA_DIR") {
+		t.Errorf("the token command does not name the data dir %s", dir)
+	}
+	if !strings.Contains(out, "export TOKEN_AUDIT=ey") || !strings.Contains(out, `/v1/audit?limit=3' -H "Authorization: Bearer $TOKEN_AUDIT"`) {
+		t.Error("no operator token for the audit log")
+	}
+	curls := 0
+	for i, l := range lines {
+		if strings.HasPrefix(l, "curl ") {
+			curls++
+			if i == 0 || !strings.HasPrefix(lines[i-1], "# ") {
+				t.Errorf("no comment line before %q", l)
+			}
+		}
+	}
+	if curls < 8 {
+		t.Errorf("%d curl commands, want 8", curls)
+	}
 }
 
 // startDemo runs the demo in a fresh data dir until its walkthrough is printed

@@ -53,8 +53,10 @@ type demoResult struct {
 type tokenFunc func(sub, tenant, act, scope string, ttl time.Duration) (string, error)
 
 // walkthrough asks demoQuery as every demo principal against the running server
-// at base and prints what each one got, then ready-to-paste curl commands.
-func walkthrough(ctx context.Context, w io.Writer, base string, mint tokenFunc) error {
+// at base and prints what each one got, then ready-to-paste curl commands, each
+// after a comment saying what it shows, and the tokens they need (an
+// operator's for the audit log too). dataDir is the server's, for more tokens.
+func walkthrough(ctx context.Context, w io.Writer, base, dataDir string, mint tokenFunc) error {
 	client := &http.Client{Timeout: 30 * time.Second}
 	admin, err := mint("operator", "acme", "", "clearance:admin", time.Hour)
 	if err != nil {
@@ -93,27 +95,49 @@ func walkthrough(ctx context.Context, w io.Writer, base string, mint tokenFunc) 
 		return err
 	}
 
-	fmt.Fprintf(w, "\nTry it yourself (tokens valid 12 h):\n\n")
-	for _, label := range []string{"anne", "anne+copilot"} {
+	// The operator reads the audit log: every decision above, with what was
+	// withheld and why.
+	tokens["audit"], err = mint("olga", "acme", "", "clearance:audit", 12*time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nTry it yourself (tokens valid 12 h; TOKEN_AUDIT is an operator's, scope clearance:audit):\n\n")
+	for _, label := range []string{"anne", "anne+copilot", "audit"} {
 		env := "TOKEN_" + strings.ToUpper(strings.ReplaceAll(label, "+", "_"))
 		fmt.Fprintf(w, "export %s=%s\n", env, tokens[label])
 	}
 	fmt.Fprintf(w, `
+# anne's own search: her projects (acme-web, acme-api) and the tickets shared with her
 curl -s %[1]s/v1/search -H "Authorization: Bearer $TOKEN_ANNE" \
   -H 'Content-Type: application/json' -d '{"query":"login timeout","top_k":5}'
+# her copilot's search: only acme-web, the one project anne granted it
 curl -s %[1]s/v1/search -H "Authorization: Bearer $TOKEN_ANNE_COPILOT" \
   -H 'Content-Type: application/json' -d '{"query":"checkout safari","top_k":3}'
+# a ticket anne may view: the full text
 curl -s %[1]s/v1/tickets/WEB-1 -H "Authorization: Bearer $TOKEN_ANNE"
-curl -s %[1]s/v1/tickets/SEC-1 -H "Authorization: Bearer $TOKEN_ANNE"   # 404: not visible, same as missing
+# a ticket anne may not view: 404, exactly as if it did not exist
+curl -s %[1]s/v1/tickets/SEC-1 -H "Authorization: Bearer $TOKEN_ANNE"
+# the copilot's search again, as an MCP tool call (what an agent framework sends)
 curl -s %[1]s/mcp -H "Authorization: Bearer $TOKEN_ANNE_COPILOT" -H 'Content-Type: application/json' \
   -H 'Accept: application/json, text/event-stream' \
   -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_tickets","arguments":{"query":"login timeout","top_k":3}}}'
+# the operator's view: the latest decisions, each with what was returned, withheld and why
+curl -s '%[1]s/v1/audit?limit=3' -H "Authorization: Bearer $TOKEN_AUDIT"
 
-More tokens: clearance token --data-dir DATA_DIR --sub dave --tenant acme [--act copilot]
+Audit page: %[1]s/audit (sign in with $TOKEN_AUDIT)
+More tokens: clearance token --data-dir %[2]s --sub dave --tenant acme [--act copilot]
 MCP (streamable HTTP, tools search_tickets, get_ticket and check_write, same bearer tokens): %[1]s/mcp
 Serving on %[1]s; Ctrl-C stops.
-`, base)
+`, base, shellQuote(dataDir))
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:,=@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func postJSON(ctx context.Context, client *http.Client, url, token string, v any) ([]byte, error) {

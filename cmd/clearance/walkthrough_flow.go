@@ -82,8 +82,10 @@ func flowWalkthrough(ctx context.Context, w io.Writer, client *http.Client, base
 	fmt.Fprintf(w, `
 Ask it yourself (TOKEN_ANNE_COPILOT is printed below):
 
+# may a summary of what the copilot read go into acme-docs? (denied, with the reasons)
 curl -s %[1]s/v1/flow/check -H "Authorization: Bearer $TOKEN_ANNE_COPILOT" \
   -H 'Content-Type: application/json' -d '%[2]s'
+# the same question as the MCP tool check_write
 curl -s %[1]s/mcp -H "Authorization: Bearer $TOKEN_ANNE_COPILOT" -H 'Content-Type: application/json' \
   -H 'Accept: application/json, text/event-stream' \
   -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"check_write","arguments":%[3]s}}'
