@@ -30,7 +30,7 @@ lint:
 	$$($(GO) env GOPATH)/bin/staticcheck ./...
 
 build:
-	$(GO) build -o bin/clearance ./cmd/clearance
+	$(GO) build -buildvcs=auto -o bin/clearance ./cmd/clearance
 
 demo:
 	$(GO) run ./cmd/clearance demo

@@ -33,8 +33,9 @@ cd "$work/clearance"
 head=$(git rev-parse HEAD)
 echo "HEAD $head"
 
-step "go build ./cmd/clearance; clearance --version"
-go build -o "$work/bin/clearance" ./cmd/clearance
+step "go build -buildvcs=true ./cmd/clearance; clearance --version"
+# -buildvcs: this machine's go env may turn VCS stamping off (GOFLAGS).
+go build -buildvcs=true -o "$work/bin/clearance" ./cmd/clearance
 PATH="$work/bin:$PATH"
 v=$(clearance --version)
 echo "$v"
