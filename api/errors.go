@@ -54,12 +54,16 @@ func classify(err error) (int, string) {
 
 // withoutKind is err's text without the kind its wrapping appended last
 // ("...: forbidden"): the problem's type, title and status say the kind
-// already. The error itself is unchanged, so errors.Is still sees the kind.
+// already. A bare subject keeps it ("ticket: not found", not "ticket"). The
+// error itself is unchanged, so errors.Is still sees the kind.
 func withoutKind(err error) string {
 	msg := err.Error()
 	for _, row := range errorTable {
 		if errors.Is(err, row.kind) {
-			return strings.TrimSuffix(msg, ": "+row.kind.Error())
+			if rest, ok := strings.CutSuffix(msg, ": "+row.kind.Error()); ok && strings.Contains(rest, " ") {
+				return rest
+			}
+			return msg
 		}
 	}
 	return msg

@@ -30,6 +30,10 @@ func TestProblemDetailWithoutKind(t *testing.T) {
 			t.Errorf("%v: detail %q, want %q", row.kind, p.Detail, "load x: the reason")
 		}
 	}
+	// A bare subject keeps its kind: "ticket" alone says nothing.
+	if p := problemFor(fmt.Errorf("ticket: %w", clearance.ErrNotFound)); p.Detail != "ticket: not found" {
+		t.Errorf("detail %q", p.Detail)
+	}
 	// A kind in the middle of the text is the text's own and stays.
 	if p := problemFor(fmt.Errorf("not found is not a reason: %w", clearance.ErrConflict)); p.Detail != "not found is not a reason" {
 		t.Errorf("detail %q", p.Detail)
