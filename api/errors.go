@@ -54,13 +54,14 @@ func classify(err error) (int, string) {
 
 // withoutKind is err's text without the kind its wrapping appended last
 // ("...: forbidden"): the problem's type, title and status say the kind
-// already. A bare subject keeps it ("ticket: not found", not "ticket"). The
-// error itself is unchanged, so errors.Is still sees the kind.
+// already. A short subject keeps it ("ticket: not found", "request body: too
+// large"): alone it would say nothing. The error itself is unchanged, so
+// errors.Is still sees the kind.
 func withoutKind(err error) string {
 	msg := err.Error()
 	for _, row := range errorTable {
 		if errors.Is(err, row.kind) {
-			if rest, ok := strings.CutSuffix(msg, ": "+row.kind.Error()); ok && strings.Contains(rest, " ") {
+			if rest, ok := strings.CutSuffix(msg, ": "+row.kind.Error()); ok && len(strings.Fields(rest)) >= 3 {
 				return rest
 			}
 			return msg

@@ -18,7 +18,7 @@ import (
 // keeps its kind for errors.Is and the table.
 func TestProblemDetailWithoutKind(t *testing.T) {
 	for _, row := range errorTable {
-		err := fmt.Errorf("load x: %w", fmt.Errorf("the reason: %w", row.kind))
+		err := fmt.Errorf("load x: %w", fmt.Errorf("the reason given: %w", row.kind))
 		p := problemFor(err)
 		if p.Status != row.status || !errors.Is(err, row.kind) {
 			t.Errorf("%v: status %d, want %d", row.kind, p.Status, row.status)
@@ -26,12 +26,15 @@ func TestProblemDetailWithoutKind(t *testing.T) {
 		if strings.HasSuffix(p.Detail, row.kind.Error()) {
 			t.Errorf("%v: detail %q ends with the kind", row.kind, p.Detail)
 		}
-		if p.Status < 500 && p.Status != http.StatusUnauthorized && p.Status != http.StatusRequestTimeout && p.Detail != "load x: the reason" {
-			t.Errorf("%v: detail %q, want %q", row.kind, p.Detail, "load x: the reason")
+		if p.Status < 500 && p.Status != http.StatusUnauthorized && p.Status != http.StatusRequestTimeout && p.Detail != "load x: the reason given" {
+			t.Errorf("%v: detail %q, want %q", row.kind, p.Detail, "load x: the reason given")
 		}
 	}
-	// A bare subject keeps its kind: "ticket" alone says nothing.
+	// A short subject keeps its kind: "ticket" alone says nothing.
 	if p := problemFor(fmt.Errorf("ticket: %w", clearance.ErrNotFound)); p.Detail != "ticket: not found" {
+		t.Errorf("detail %q", p.Detail)
+	}
+	if p := problemFor(fmt.Errorf("request body: %w", clearance.ErrTooLarge)); p.Detail != "request body: too large" {
 		t.Errorf("detail %q", p.Detail)
 	}
 	// A kind in the middle of the text is the text's own and stays.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -230,5 +231,33 @@ func TestOpenAPIExamplesRoundTrip(t *testing.T) {
 	check("bad search", a, 400, schemaOf("/v1/search", 400, "application/problem+json"))
 	if a.field() != "top_k" {
 		t.Errorf("bad search names %q, want top_k", a.field())
+	}
+}
+
+// TestOpenAPIProblemExamplesMatchErrorTable: every problem example has a type,
+// status and title the error table gives together, so the document shows
+// answers the server can send.
+func TestOpenAPIProblemExamplesMatchErrorTable(t *testing.T) {
+	doc := loadOpenAPI(t)
+	n := 0
+	for name, r := range doc.Components.Responses {
+		mt := r.Value.Content["application/problem+json"]
+		if mt == nil || mt.Example == nil {
+			t.Errorf("response %s has no problem example", name)
+			continue
+		}
+		ex := mt.Example.(map[string]any)
+		status := int(ex["status"].(float64))
+		ok := false
+		for _, row := range errorTable {
+			ok = ok || (row.status == status && ex["type"] == problemBase+row.typ)
+		}
+		if !ok || ex["title"] != http.StatusText(status) {
+			t.Errorf("response %s: example type %v, status %d, title %v: not a row of the error table", name, ex["type"], status, ex["title"])
+		}
+		n++
+	}
+	if n < 9 {
+		t.Errorf("%d problem examples, want one per response component (9)", n)
 	}
 }
