@@ -106,10 +106,17 @@ echo "   dave's token searches -> $code $(head -c 120 "$work/body")"
 step "MCP: tools/list and tools/call with the MCP Go SDK's client"
 go run ./scripts/mcpclient -url "$base/mcp" -token "$TOKEN_ANNE_COPILOT" || fail "MCP client"
 
-step "the audit page"
-code=$(curl -s -L -o "$work/body" -w '%{http_code}' "$base/audit")
+step "the audit page, signed in with TOKEN_AUDIT as the demo says"
+jar="$work/cookies"
+code=$(curl -s -L -c "$jar" -b "$jar" -o "$work/body" -w '%{http_code}' "$base/audit")
 echo "GET $base/audit (no session: to the sign-in form) -> $code"
-[ "$code" = 200 ] && grep -q 'name="csrf"' "$work/body" || fail "the audit page's sign-in form: $code"
+csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$work/body" | head -1)
+[ "$code" = 200 ] && [ -n "$csrf" ] || fail "the audit page's sign-in form: $code"
+code=$(curl -s -L -c "$jar" -b "$jar" -o "$work/body" -w '%{http_code}' "$base/audit/login" \
+  --data-urlencode "csrf=$csrf" --data-urlencode "token=$TOKEN_AUDIT")
+records=$(grep -c 'class="mono record-link"' "$work/body" || true)
+echo "POST $base/audit/login -> $code, the list shows $records record(s)"
+[ "$code" = 200 ] && [ "$records" -gt 0 ] || fail "signing in to the audit page with TOKEN_AUDIT: $code, $records records"
 
 echo
 echo "newcomer: every step passed (clone, build, --version, demo, $ran curl commands, clearance token, MCP, audit page)"
