@@ -16,8 +16,9 @@ import (
 var version = "dev"
 
 // versionString is clearance's version: the one set at build time, else the
-// module version (go install ...@v1.2.3), else the commit a build in a
-// checkout was made from ("+dirty" with local changes), else "dev".
+// module version (go install ...@v1.2.3, or the pseudo-version Go stamps from
+// the commit of a build in a checkout), else that commit from the VCS settings
+// ("+dirty" with local changes), else "dev" (go run, -buildvcs=false).
 func versionString() string {
 	info, ok := debug.ReadBuildInfo()
 	return buildVersion(version, info, ok)
