@@ -36,7 +36,7 @@ class TestServer:
         self.cli("index", "--data-dir", self.data_dir, "--source", "testdata/tickets.jsonl")
         # service account acme-ingest: a viewer of acme-docs only
         self.api_key = self.cli("keys", "create", "--data-dir", self.data_dir, "--tenant", "acme",
-                                "--service-account", "acme-ingest")
+                                "--service-account", "acme-ingest", "--scope", "tickets:read")
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         addr = "127.0.0.1:%d" % s.getsockname()[1]

@@ -34,7 +34,7 @@ export async function startServer(): Promise<TestServer> {
   const cli = (...args: string[]) => execFileSync(bin, args, { cwd: repo, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
   cli("relationships", "write", "--data-dir", dataDir, "testdata/org.fga.yaml");
   cli("index", "--data-dir", dataDir, "--source", "testdata/tickets.jsonl");
-  const apiKey = cli("keys", "create", "--data-dir", dataDir, "--tenant", "acme", "--service-account", "acme-ingest");
+  const apiKey = cli("keys", "create", "--data-dir", dataDir, "--tenant", "acme", "--service-account", "acme-ingest", "--scope", "tickets:read");
   const addr = `127.0.0.1:${await freePort()}`;
   const proc = spawn(bin, ["serve", "--dev", "--data-dir", dataDir, "--addr", addr], { cwd: repo, env, stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
