@@ -13,6 +13,7 @@ need_apt=()
 [ -x "$PGBIN/postgres" ] && [ -x "$PGBIN/initdb" ] || need_apt+=(postgresql-15)
 [ -f /usr/share/postgresql/15/extension/vector.control ] || need_apt+=(postgresql-server-dev-15 build-essential dpkg-dev)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v curl >/dev/null || need_apt+=(curl) # scripts/newcomer.sh runs the demo's curl lines
 # the machines ship node 20 and python3; Debian's are the fallback (its node 18 is too
 # old for clients/typescript, whose test then says so)
 command -v node >/dev/null || need_apt+=(nodejs)
