@@ -100,6 +100,10 @@ type Record struct {
 	ModelID     string           `json:"model_id"`
 	Consistency string           `json:"consistency"`
 	Latency     map[string]int64 `json:"latency_us"` // stage -> microseconds
+	// TraceID is the W3C trace id (32 hex digits) of the request that made the
+	// decision, when it was traced: the way from a record to its spans. It is
+	// hashed like every other field; records without it encode as before.
+	TraceID string `json:"trace_id,omitempty"`
 	// Grants are the delegation changes of a "grant" or "revoke" record.
 	Grants []GrantChange `json:"grants,omitempty"`
 	// Flow is the decision of a "flow_check" record. Its source and destination
@@ -147,6 +151,10 @@ type FlowDecision struct {
 	// Explained: the answer named the excluded principals (explain=true).
 	Explained bool `json:"explained,omitempty"`
 }
+
+// FlushObserver is told about each group-commit write of a backend: how many
+// records it made durable, how long the write took and its error (metrics).
+type FlushObserver func(records int, took time.Duration, err error)
 
 // Log stores records. Append must be durable when it returns (or fail, and then the
 // caller fails closed).

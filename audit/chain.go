@@ -40,6 +40,8 @@ func (o Options) Prepare(r *Record) error {
 		return clearance.Invalid("tenant", "is required")
 	case r.ID != "" || r.Hash != "" || r.PrevHash != "":
 		return clearance.Invalid("id", "is set by the log; leave id, prev_hash and hash empty")
+	case r.TraceID != "" && !validTraceID(r.TraceID):
+		return clearance.Invalid("trace_id", "is not 32 lowercase hex digits")
 	case r.Redacted != 0:
 		// Redacted marks a copy served to a reader, never a stored record.
 		return clearance.Invalid("redacted", "is set only on records served to readers")
@@ -67,6 +69,19 @@ func (o Options) Prepare(r *Record) error {
 		}
 	}
 	return nil
+}
+
+// validTraceID: a W3C trace id, 32 lowercase hex digits, not all zero.
+func validTraceID(s string) bool {
+	if len(s) != 32 || s == "00000000000000000000000000000000" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // QueryHash is the hex sha256 of a query text.

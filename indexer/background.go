@@ -27,6 +27,8 @@ type BackgroundConfig struct {
 	// Tuples keeps ticket#project tuples in step (see Config.Tuples).
 	Tuples TupleWriter
 	Logger *slog.Logger
+	// Observer watches the runs (metrics); nil: none.
+	Observer RunObserver
 }
 
 // StartBackground starts the schedule, with a first run at once. Each run logs
@@ -55,7 +57,7 @@ func StartBackground(ctx context.Context, cfg BackgroundConfig) (stop func(), er
 	} else if state, err = NewFileState(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	ix, err := New(Config{Store: cfg.Store, Embedder: cfg.Embedder, State: state, Tuples: cfg.Tuples, Logger: cfg.Logger})
+	ix, err := New(Config{Store: cfg.Store, Embedder: cfg.Embedder, State: state, Tuples: cfg.Tuples, Logger: cfg.Logger, Observer: cfg.Observer})
 	if err != nil {
 		release()
 		return nil, err

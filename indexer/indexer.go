@@ -47,6 +47,17 @@ type Config struct {
 	// the index (PurgeTicket). Set it when clearance owns the tuples (the
 	// embedded engine); with a remote engine the source system writes them.
 	Tuples TupleWriter
+	// Observer, when set, is told about each run's end and each saved
+	// watermark (metrics).
+	Observer RunObserver
+}
+
+// RunObserver watches an Indexer's runs.
+type RunObserver interface {
+	// RunDone is called once per Run with its summary and error.
+	RunDone(sum Summary, err error)
+	// WatermarkSaved is called after a source's watermark was saved.
+	WatermarkSaved()
 }
 
 // TupleWriter reads and writes relationship tuples (authz.Engine's Read and
@@ -269,7 +280,10 @@ type shard struct {
 // counted in the Summary, not returned; the error is for the run itself (the
 // source, the store, the embedder or the state failed, or ctx ended), in which
 // case the watermark stays at the last batch fully written.
-func (ix *Indexer) Run(ctx context.Context, src Source) (Summary, error) {
+func (ix *Indexer) Run(ctx context.Context, src Source) (sum Summary, err error) {
+	if o := ix.cfg.Observer; o != nil {
+		defer func() { o.RunDone(sum, err) }()
+	}
 	start := time.Now()
 	t := &tally{s: Summary{Source: src.Name()}, max: ix.cfg.MaxFailures, log: ix.log}
 	since := ""
@@ -422,7 +436,7 @@ func (ix *Indexer) Run(ctx context.Context, src Source) (Summary, error) {
 			return t.snapshot(start), err
 		}
 	}
-	sum := t.snapshot(start)
+	sum = t.snapshot(start)
 	ix.log.Info("index run finished", "source", sum.Source, "seen", sum.Seen, "embedded", sum.Embedded,
 		"unchanged", sum.Unchanged, "deleted", sum.Deleted, "moved", sum.Moved, "failed", sum.Failed,
 		"chunks", sum.Chunks, "chunks_per_s", int(sum.ChunksPerSecond()), "duration", sum.Duration.Round(time.Millisecond))
@@ -440,6 +454,9 @@ func (ix *Indexer) commit(ctx context.Context, source, watermark string) error {
 	}
 	if err := ix.cfg.State.Save(ctx, source, watermark); err != nil {
 		return fmt.Errorf("save watermark: %w", err)
+	}
+	if ix.cfg.Observer != nil {
+		ix.cfg.Observer.WatermarkSaved()
 	}
 	return nil
 }

@@ -58,6 +58,8 @@ type Config struct {
 	// FailOpen lets Append succeed when the disk fails (the record is lost and an
 	// error is logged). Off by default: searches then fail closed.
 	FailOpen bool
+	// Observe, when set, is told about every group-commit write (metrics).
+	Observe audit.FlushObserver
 	// Preallocate is how far ahead segment files are filled with zeros (default
 	// 4 MiB, capped at MaxSegmentBytes; negative: off). Appends then overwrite
 	// allocated space and are made durable with fdatasync, which needs no journal
@@ -158,7 +160,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		lock.Close()
 		return nil, err
 	}
-	l.committer = commit.New(commit.Config{Flush: l.flush, FailOpen: cfg.FailOpen, Logger: cfg.Logger})
+	l.committer = commit.New(commit.Config{Flush: l.flush, FailOpen: cfg.FailOpen, Logger: cfg.Logger, Observe: cfg.Observe})
 	if cfg.Retention > 0 {
 		l.wg.Add(1)
 		go l.retain()

@@ -44,6 +44,8 @@ type Config struct {
 	// FailOpen lets Append succeed when the database fails (the record is lost and
 	// an error is logged). Off by default: searches then fail closed.
 	FailOpen bool
+	// Observe, when set, is told about every group-commit write (metrics).
+	Observe audit.FlushObserver
 	// WriteTimeout bounds one batch transaction (default 5s).
 	WriteTimeout time.Duration
 	Logger       *slog.Logger
@@ -107,7 +109,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		return nil, err
 	}
-	l.committer = commit.New(commit.Config{Flush: l.flush, FailOpen: cfg.FailOpen, Logger: cfg.Logger})
+	l.committer = commit.New(commit.Config{Flush: l.flush, FailOpen: cfg.FailOpen, Logger: cfg.Logger, Observe: cfg.Observe})
 	if cfg.Retention > 0 {
 		l.wg.Add(1)
 		go l.retain()

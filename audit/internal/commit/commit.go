@@ -28,6 +28,8 @@ type Config struct {
 	// default: then the caller fails closed.
 	FailOpen bool
 	Logger   *slog.Logger
+	// Observe, when set, is told about every flush (metrics).
+	Observe audit.FlushObserver
 }
 
 type request struct {
@@ -114,7 +116,11 @@ func (c *Committer) lead() {
 	for i, r := range batch {
 		recs[i] = r.rec
 	}
+	start := time.Now()
 	err := c.cfg.Flush(recs)
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(len(recs), time.Since(start), err)
+	}
 	for _, r := range batch {
 		r.res <- err
 	}
