@@ -3,12 +3,14 @@ package api
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/clearance-dev/clearance"
@@ -120,6 +122,53 @@ type admission struct {
 
 	mu     sync.Mutex
 	active map[string]int // principal key -> requests running or waiting; no zero entries
+
+	// Metrics (nil in tests that build an admission alone).
+	rejected *prometheus.CounterVec // status, reason
+	waited   prometheus.Histogram
+}
+
+// Rejection reasons (label "reason" of clearance_admission_rejections_total).
+const (
+	rejectRate      = "rate_limit"      // 429: the principal's rate
+	rejectPrincipal = "principal_limit" // 429: the principal's running + waiting
+	rejectQueueFull = "queue_full"      // 503: no room in the wait queue
+	rejectTimeout   = "queue_timeout"   // 503: waited QueueTimeout for a slot
+	rejectCanceled  = "canceled"        // the request ended while it waited
+)
+
+// metrics registers the admission's collectors on reg, labelled by class
+// ("reads" or "writes": each path has its own slots and queue).
+func (a *admission) metrics(reg prometheus.Registerer) {
+	class := prometheus.Labels{"class": a.what}
+	a.rejected = registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearance_admission_rejections_total",
+		Help:        "Requests refused by admission control, by class (reads, writes), HTTP status (429, 503) and reason (rate_limit, principal_limit, queue_full, queue_timeout, canceled).",
+		ConstLabels: class}, []string{"status", "reason"}))
+	a.waited = registerOrExisting(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clearance_admission_wait_seconds",
+		Help: "Time admitted requests waited for a slot (0 when one was free), by class.", Buckets: latencyBuckets, ConstLabels: class}))
+	registerOrExisting(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "clearance_admission_queue_depth",
+		Help: "Requests waiting for a slot now, by class.", ConstLabels: class}, func() float64 { return float64(a.waiting.Load()) }))
+	registerOrExisting(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "clearance_admission_in_flight",
+		Help: "Requests holding a slot now, by class.", ConstLabels: class}, func() float64 { return float64(len(a.slots)) }))
+	registerOrExisting(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "clearance_admission_slots",
+		Help: "Slots (Limits.MaxConcurrent), by class.", ConstLabels: class}, func() float64 { return float64(cap(a.slots)) }))
+}
+
+func (a *admission) reject(reason string, err *RetryAfterError) *RetryAfterError {
+	if a.rejected != nil {
+		status := "503"
+		if errors.Is(err, clearance.ErrRateLimited) {
+			status = "429"
+		}
+		a.rejected.WithLabelValues(status, reason).Inc()
+	}
+	return err
+}
+
+func (a *admission) admitted(start time.Time) {
+	if a.waited != nil {
+		a.waited.Observe(time.Since(start).Seconds())
+	}
 }
 
 func newAdmission(l Limits, what string) *admission {
@@ -138,13 +187,13 @@ func (a *admission) admit(ctx context.Context, p authz.Principal) (context.Conte
 	key := p.String()
 	if a.rates != nil {
 		if wait := a.rates.take(key); wait > 0 {
-			return nil, nil, &RetryAfterError{Kind: clearance.ErrRateLimited, After: wait,
-				Detail: fmt.Sprintf("rate limit of %g requests per second (burst %d) exceeded for this principal", a.lim.Rate, a.lim.Burst)}
+			return nil, nil, a.reject(rejectRate, &RetryAfterError{Kind: clearance.ErrRateLimited, After: wait,
+				Detail: fmt.Sprintf("rate limit of %g requests per second (burst %d) exceeded for this principal", a.lim.Rate, a.lim.Burst)})
 		}
 	}
 	if !a.enter(key) {
-		return nil, nil, &RetryAfterError{Kind: clearance.ErrRateLimited, After: overloadRetry,
-			Detail: fmt.Sprintf("this principal already has %d requests running or waiting (the limit per principal)", a.lim.PerPrincipal)}
+		return nil, nil, a.reject(rejectPrincipal, &RetryAfterError{Kind: clearance.ErrRateLimited, After: overloadRetry,
+			Detail: fmt.Sprintf("this principal already has %d requests running or waiting (the limit per principal)", a.lim.PerPrincipal)})
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.lim.Timeout)
 	done := func() {
@@ -155,8 +204,10 @@ func (a *admission) admit(ctx context.Context, p authz.Principal) (context.Conte
 		<-a.slots
 		done()
 	}
+	start := time.Now()
 	select {
 	case a.slots <- struct{}{}:
+		a.admitted(start)
 		return ctx, release, nil
 	default:
 	}
@@ -165,19 +216,22 @@ func (a *admission) admit(ctx context.Context, p authz.Principal) (context.Conte
 	if a.waiting.Add(1) > int64(a.lim.MaxQueue) {
 		a.waiting.Add(-1)
 		done()
-		return nil, nil, saturated
+		return nil, nil, a.reject(rejectQueueFull, saturated)
 	}
 	defer a.waiting.Add(-1)
 	t := time.NewTimer(a.lim.QueueTimeout)
 	defer t.Stop()
 	select {
 	case a.slots <- struct{}{}: // blocked senders are served in arrival order
+		a.admitted(start)
 		return ctx, release, nil
 	case <-t.C:
+		done()
+		return nil, nil, a.reject(rejectTimeout, saturated)
 	case <-ctx.Done(): // the request's own deadline, or the client left
 	}
 	done()
-	return nil, nil, saturated
+	return nil, nil, a.reject(rejectCanceled, saturated)
 }
 
 // enter counts one more request of key unless it has PerPrincipal already.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clearance-dev/clearance/authz"
@@ -83,5 +84,9 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) metrics() echo.HandlerFunc {
-	return echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	var g prometheus.Gatherer = s.reg
+	if s.deps.MoreMetrics != nil {
+		g = prometheus.Gatherers{s.reg, s.deps.MoreMetrics}
+	}
+	return echo.WrapHandler(promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 }

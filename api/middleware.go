@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/clearance-dev/clearance"
 )
@@ -63,6 +64,9 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			"latency_ms", float64(lat.Microseconds()) / 1000, "bytes", c.Response().Size}
 		if p, ok := c.Get(principalKey).(principalValue); ok {
 			attrs = append(attrs, "principal", p.p.String())
+		}
+		if sc := trace.SpanContextFromContext(c.Request().Context()); sc.HasTraceID() {
+			attrs = append(attrs, "trace_id", sc.TraceID().String())
 		}
 		level := slog.LevelInfo
 		var overload *RetryAfterError

@@ -22,6 +22,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/clearance-dev/clearance/authz"
 )
@@ -103,6 +104,13 @@ type Deps struct {
 	// Metrics is our own registry, served at /metrics (nil: a fresh one). Never the
 	// default registry: OpenFGA registers its collectors there.
 	Metrics *prometheus.Registry
+	// MoreMetrics are served at /metrics after Metrics (the embedded OpenFGA's
+	// openfga_* families); optional.
+	MoreMetrics prometheus.Gatherer
+	// Tracer, when set, traces every request but /healthz, /readyz and
+	// /metrics: a server span per request, continuing an incoming W3C
+	// traceparent, its trace id in the access log.
+	Tracer trace.TracerProvider
 	// DevJWKS, when set, is served at /.well-known/jwks.json (serve --dev only).
 	DevJWKS []byte
 	// GrantEvents receives every grant and revocation (optional; the audit log).
@@ -123,6 +131,25 @@ type Server struct {
 	http *prometheus.HistogramVec
 	adm  *admission // read path
 	wadm *admission // write path
+	// tracer starts each request's server span (nil: tracing off).
+	tracer trace.Tracer
+}
+
+// latencyBuckets are the admission wait's, 250 µs to 10 s.
+var latencyBuckets = []float64{.00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// registerOrExisting registers c, or returns the collector already registered
+// under its name: a second server on the same registry shares them.
+func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if ex, ok := are.ExistingCollector.(C); ok {
+				return ex
+			}
+		}
+	}
+	return c
 }
 
 // New builds the server and registers every route.
@@ -154,21 +181,17 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, e: echo.New(), reg: deps.Metrics, adm: newAdmission(cfg.Limits, "reads"),
 		wadm: newAdmission(writeLimits(cfg.WriteLimits, cfg.RequestTimeout), "writes")}
-	s.http = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	s.http = registerOrExisting(s.reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "clearance_http_request_duration_seconds",
 		Help:    "HTTP request latency by method, route and status.",
 		Buckets: prometheus.DefBuckets,
-	}, []string{"method", "route", "status"})
-	if err := s.reg.Register(s.http); err != nil {
-		// A second server on the same registry shares the collector.
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			s.http = are.ExistingCollector.(*prometheus.HistogramVec)
-		}
-	}
+	}, []string{"method", "route", "status"}))
+	s.adm.metrics(s.reg)
+	s.wadm.metrics(s.reg)
+	s.tracer = tracerOf(deps.Tracer)
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
-	s.e.Use(s.requestID, s.accessLog, s.bodyLimit, s.deadline)
+	s.e.Use(s.requestID, s.traced, s.accessLog, s.bodyLimit, s.deadline)
 	s.routes()
 	return s
 }

@@ -14,7 +14,28 @@ type cache struct {
 	max   int
 	order *list.List // front: most recently used
 	items map[string]*list.Element
+	// Counters for PrefilterCacheStats (under mu).
+	hits, misses, expired, evictions uint64
 }
+
+// PrefilterCacheStats counts the pre-filter cache's work since the planner
+// started. With a revisioned engine the key carries the revision, so a tuple
+// write makes every older entry unreachable at once (they then leave by
+// eviction); Expired counts entries dropped at their TTL (engines without
+// revisions).
+type PrefilterCacheStats struct {
+	Hits, Misses, Expired, Evictions uint64
+	Entries                          int
+}
+
+func (c *cache) stats() PrefilterCacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return PrefilterCacheStats{Hits: c.hits, Misses: c.misses, Expired: c.expired, Evictions: c.evictions, Entries: c.order.Len()}
+}
+
+// PrefilterCacheStats reports the pre-filter cache's counters.
+func (pl *Planner) PrefilterCacheStats() PrefilterCacheStats { return pl.cache.stats() }
 
 type cacheEntry struct {
 	key     string
@@ -38,15 +59,19 @@ func (c *cache) get(key string, now time.Time) (listing, bool) {
 	defer c.mu.Unlock()
 	e, ok := c.items[key]
 	if !ok {
+		c.misses++
 		return listing{}, false
 	}
 	ent := e.Value.(*cacheEntry)
 	if !ent.expires.IsZero() && !now.Before(ent.expires) {
 		c.order.Remove(e)
 		delete(c.items, key)
+		c.misses++
+		c.expired++
 		return listing{}, false
 	}
 	c.order.MoveToFront(e)
+	c.hits++
 	return ent.l, true
 }
 
@@ -70,5 +95,6 @@ func (c *cache) put(key string, l listing, now time.Time, ttl time.Duration) {
 		last := c.order.Back()
 		c.order.Remove(last)
 		delete(c.items, last.Value.(*cacheEntry).key)
+		c.evictions++
 	}
 }

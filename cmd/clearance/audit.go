@@ -29,6 +29,8 @@ type auditConfig struct {
 	HashQueries bool
 	FailOpen    bool
 	Retention   time.Duration
+	// Observe is told about every group commit (metrics); optional.
+	Observe audit.FlushObserver
 }
 
 // auditStore is an open audit log: append, read, verify, close.
@@ -49,9 +51,9 @@ func openAuditLog(ctx context.Context, c auditConfig, log *slog.Logger) (auditSt
 	log = log.With("component", "audit")
 	if c.DatabaseURL != "" {
 		return pglog.Open(ctx, pglog.Config{URL: c.DatabaseURL, KeyPath: filepath.Join(dir, "checkpoint.key"),
-			Retention: c.Retention, HashQueries: c.HashQueries, FailOpen: c.FailOpen, Logger: log})
+			Retention: c.Retention, HashQueries: c.HashQueries, FailOpen: c.FailOpen, Logger: log, Observe: c.Observe})
 	}
-	return filelog.Open(ctx, filelog.Config{Dir: dir, Retention: c.Retention, HashQueries: c.HashQueries, FailOpen: c.FailOpen, Logger: log})
+	return filelog.Open(ctx, filelog.Config{Dir: dir, Retention: c.Retention, HashQueries: c.HashQueries, FailOpen: c.FailOpen, Logger: log, Observe: c.Observe})
 }
 
 // auditSource is where `clearance audit` reads: a data dir, a database or a server.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/clearance-dev/clearance/api"
 	"github.com/clearance-dev/clearance/authz"
@@ -130,6 +131,10 @@ type serveConfig struct {
 
 	LogLevel  string
 	LogFormat string
+
+	// tracer, when set (tests), receives the spans instead of the exporter
+	// the OTEL_* variables choose.
+	tracer trace.TracerProvider
 }
 
 // register binds cfg to cmd's flags. Every flag also reads CLEARANCE_<NAME>

@@ -14,6 +14,7 @@ import (
 	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/clearance-dev/clearance/api"
 	"github.com/clearance-dev/clearance/api/auth"
@@ -21,6 +22,7 @@ import (
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/indexer"
+	"github.com/clearance-dev/clearance/internal/telemetry"
 	"github.com/clearance-dev/clearance/retrieval"
 )
 
@@ -62,6 +64,7 @@ validated at start and every problem is listed.`,
 				if a.ownsTuples() {
 					bg.Tuples = a.engine
 				}
+				bg.Observer = a.tel.IndexObserver("background")
 				stop, err := indexer.StartBackground(cmd.Context(), bg)
 				if err != nil {
 					return fmt.Errorf("--index-source: %w", err)
@@ -109,6 +112,11 @@ type app struct {
 	dev      *auth.DevKey     // --dev only
 	base     string           // public URL once serving
 	closers  []func() error
+	// Telemetry: our metrics registry, the decorators' instruments and the
+	// tracer provider (nil: tracing off).
+	metrics *prometheus.Registry
+	tel     *telemetry.Telemetry
+	tracer  trace.TracerProvider
 }
 
 // openApp opens every backend cfg chooses; on error, whatever was opened is closed.
@@ -122,6 +130,9 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
+	if err := a.openTelemetry(ctx); err != nil {
+		return nil, err
+	}
 	if a.embedder, err = cfg.openEmbedderLog(ctx, log); err != nil {
 		return nil, err
 	}
@@ -133,8 +144,10 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, a.engine.Close)
+	a.engine = a.tel.Engine(a.engine)
 	if a.audit, err = openAuditLog(ctx, auditConfig{DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
-		HashQueries: cfg.AuditHashQueries, Retention: cfg.AuditRetention, FailOpen: cfg.AuditFailOpen}, log); err != nil {
+		HashQueries: cfg.AuditHashQueries, Retention: cfg.AuditRetention, FailOpen: cfg.AuditFailOpen,
+		Observe: a.tel.FlushObserver()}, log); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	a.closers = append(a.closers, a.audit.Close)
@@ -160,7 +173,8 @@ func openApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (_ *app, er
 		}
 		log.Warn("dev mode: tokens signed by the local dev issuer are accepted; never use in production")
 	}
-	if a.indexer, err = indexer.New(indexer.Config{Store: a.store, Embedder: a.embedder, Logger: log.With("component", "indexer")}); err != nil {
+	if a.indexer, err = indexer.New(indexer.Config{Store: a.store, Embedder: a.embedder, Logger: log.With("component", "indexer"),
+		Observer: a.tel.IndexObserver("push")}); err != nil {
 		return nil, err
 	}
 	log.Info("backends open",
@@ -255,9 +269,11 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	// partial), so a slow search answers what it found before the read
 	// path's deadline (Limits.Timeout) cuts it with a 503.
 	planner := filter.New(filter.Config{Deadline: a.cfg.SearchTimeout / 2, HashQueries: a.cfg.AuditHashQueries, DecisionCacheSize: decisions,
-		Logger: a.log.With("component", "filter")}, a.engine, a.store, a.embedder, a.audit)
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(decisionCacheMetrics(planner)...)
+		Logger: a.log.With("component", "filter")}, a.engine, a.tel.Store(a.store), a.tel.Embedder(a.embedder), a.tel.AuditLog(a.audit))
+	if err := a.tel.PlannerCaches(planner); err != nil {
+		ln.Close()
+		return err
+	}
 	tickets := &api.TicketWriter{Store: a.store, Indexer: a.indexer, Logger: a.log.With("component", "tickets")}
 	search := &api.SearchAPI{Planner: planner, Tickets: tickets, MaxTopK: a.cfg.MaxTopK}
 	if a.ownsTuples() {
@@ -277,7 +293,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 			// from clearance's: then every source is listed whole).
 			fc.Model = m.Model()
 		}
-		flow = filter.NewFlow(fc, fe, a.audit, a.audit)
+		flow = filter.NewFlow(fc, fe, a.audit, a.tel.AuditLog(a.audit))
 		flowAPI = &api.FlowAPI{Flow: flow}
 	}
 	reader := &api.AuditReader{Log: a.audit, Engine: a.engine, Logger: a.log.With("component", "audit")}
@@ -288,19 +304,23 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 		return err
 	}
 	deps := api.Deps{
-		Metrics: metrics,
-		Auth:    authn,
+		Metrics: a.metrics,
+		Tracer:  a.tracer,
+		Auth:    a.tel.Authenticator(authn),
 		Engine:  a.engine,
 		APIKeys: a.keys,
 		Ready:   map[string]api.Pinger{"engine": api.EnginePinger(a.engine), "store": api.StorePinger(a.store)},
 		DevJWKS: jwks,
 		// Every grant and revocation becomes an audit record too.
-		GrantEvents: &api.AuditGrants{Log: a.audit},
+		GrantEvents: &api.AuditGrants{Log: a.tel.AuditLog(a.audit)},
 		Areas:       []api.Area{search, reader},
 		Pages:       []api.Page{page},
 	}
 	if flowAPI != nil {
 		deps.Areas = append(deps.Areas, flowAPI)
+	}
+	if a.cfg.Engine == engineEmbedded {
+		deps.MoreMetrics = openFGAMetrics()
 	}
 	var issuers []string
 	if a.cfg.Issuer != "" {
@@ -345,23 +365,4 @@ func (a *app) devToken(sub, tenant, act, scope string, ttl time.Duration) (strin
 	}
 	return a.dev.Mint(auth.TokenRequest{Subject: sub, Tenant: tenant, Actor: act, Scopes: strings.Fields(scope),
 		Audience: a.audience(a.base), TTL: ttl})
-}
-
-// decisionCacheMetrics exposes the planner's decision-cache counters.
-func decisionCacheMetrics(pl *filter.Planner) []prometheus.Collector {
-	stat := func(f func(filter.DecisionCacheStats) uint64) func() float64 {
-		return func() float64 { return float64(f(pl.DecisionCacheStats())) }
-	}
-	return []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_hits_total",
-			Help: "Post-filter decisions answered from the decision cache."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Hits })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_misses_total",
-			Help: "Post-filter decisions the cache did not hold (asked the engine), while the cache was usable."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Misses })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_invalidations_total",
-			Help: "Cached decisions dropped because the engine's revision moved or their time bound passed."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Invalidations })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clearance_decision_cache_evictions_total",
-			Help: "Cached decisions dropped for space (least recently used)."}, stat(func(s filter.DecisionCacheStats) uint64 { return s.Evictions })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "clearance_decision_cache_entries",
-			Help: "Decisions held by the decision cache."}, func() float64 { return float64(pl.DecisionCacheStats().Entries) }),
-	}
 }

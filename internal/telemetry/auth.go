@@ -22,7 +22,9 @@ type authenticator struct {
 
 // Authenticator wraps a verifier: span auth.Verify, its latency, and every
 // refusal counted by reason (clearance_auth_failures_total).
-func (m *Telemetry) Authenticator(a Authenticator) Authenticator { return &authenticator{inner: a, t: m} }
+func (m *Telemetry) Authenticator(a Authenticator) Authenticator {
+	return &authenticator{inner: a, t: m}
+}
 
 func (a *authenticator) Authenticate(ctx context.Context, cred string) (p authz.Principal, exp time.Time, err error) {
 	start := time.Now()

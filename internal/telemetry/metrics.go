@@ -150,7 +150,7 @@ func New(reg prometheus.Registerer, tp trace.TracerProvider, version string) *Te
 		Help: "Audited read-path answers by kind (search, mcp_search, ticket, mcp_ticket, flow_check, grant, revoke), status (complete, exhausted, partial, error), pre-filter path and principal kind."},
 		[]string{"kind", "status", "path", "principal_kind"})
 	m.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "clearance_answer_stage_duration_seconds",
-		Help: "Latency of each stage of an audited answer (prefilter, embed, search, check, total, ...), as recorded in its audit record.",
+		Help:    "Latency of each stage of an audited answer (prefilter, embed, search, check, total, ...), as recorded in its audit record.",
 		Buckets: latencyBuckets}, []string{"kind", "stage"})
 	m.candidates = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearance_candidates_total",
 		Help: "Store candidates of audited answers: fetched, checked (by the engine or the decision cache), denied (by the post-filter), cached (decisions from the decision cache)."},
