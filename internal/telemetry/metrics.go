@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -187,7 +188,9 @@ func New(reg prometheus.Registerer, tp trace.TracerProvider, version string) *Te
 		m.answers, m.stages, m.candidates, m.rounds, m.auditAppends, m.auditLatency, m.auditBatch, m.auditFlushes,
 		m.authFailures, m.authDuration,
 		m.indexRuns, m.indexRows, m.indexDuration, m.indexLastSuccess, m.indexLastCommit,
-		buildInfo(version))
+		buildInfo(version),
+		// The runtime's and the process's own (go_*, process_*).
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
