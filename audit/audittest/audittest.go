@@ -73,6 +73,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) Storage) {
 		{"Filters", testFilters},
 		{"Paging", testPaging},
 		{"HashQueries", testHashQueries},
+		{"TraceID", testTraceID},
 		{"Reopen", testReopen},
 		{"DetectEdited", testDetectEdited},
 		{"DetectDeleted", testDetectDeleted},
@@ -206,6 +207,7 @@ func testInvalid(t *testing.T, s Storage) {
 		{Kind: "search"},
 		{Tenant: "acme"},
 		func() *audit.Record { r := Rec("acme", "u", ""); r.ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"; return r }(),
+		func() *audit.Record { r := Rec("acme", "u", ""); r.TraceID = "not-a-trace-id"; return r }(),
 	}
 	for i, r := range bad {
 		err := b.Append(context.Background(), r)
@@ -383,6 +385,45 @@ func testHashQueries(t *testing.T, s Storage) {
 	if got.Query != "" || got.QueryHash != hex.EncodeToString(sum[:]) {
 		t.Fatalf("stored query %q hash %q, want no text and sha256 of it", got.Query, got.QueryHash)
 	}
+}
+
+// testTraceID: a record's trace id is stored, read back and hashed with the
+// rest (editing it breaks the chain), and records without one encode as before
+// (no trace_id key), so older chains keep verifying.
+func testTraceID(t *testing.T, s Storage) {
+	const id = "4bf92f3577b34da6a3ce929d0e0e4736"
+	b := s.Open(t, Options{})
+	plain := mustAppend(t, b, Rec("acme", "anne", "", "T-1"))
+	r := Rec("acme", "anne", "", "T-2")
+	r.TraceID = id
+	traced := mustAppend(t, b, r)
+	got, err := b.Get(context.Background(), traced.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TraceID != id || got.Hash != traced.Hash {
+		t.Fatalf("read back trace_id %q hash %s, want %s %s", got.TraceID, got.Hash, id, traced.Hash)
+	}
+	old, err := b.Get(context.Background(), plain.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.TraceID != "" {
+		t.Fatalf("untraced record got trace_id %q", old.TraceID)
+	}
+	wantOK(t, verify(t, b), 2)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The trace id is inside the hash: editing it is detected like any field.
+	s.Edit(t, 1, func(raw string) string {
+		out := strings.Replace(raw, id, "0af7651916cd43dd8448eb211c80319c", 1)
+		if out == raw {
+			t.Fatal("tamper: nothing to edit")
+		}
+		return out
+	})
+	wantProblem(t, verify(t, open(t, s, Options{})), audit.Edited, 1, traced.ID)
 }
 
 func testReopen(t *testing.T, s Storage) {
