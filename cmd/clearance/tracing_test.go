@@ -2,14 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestSearchSpanTree: with tracing on, one search over serve's real stack
@@ -80,5 +87,85 @@ func TestSearchSpanTree(t *testing.T) {
 	}
 	if rc.TraceID != traceID {
 		t.Errorf("audit record trace_id %q, want %s", rc.TraceID, traceID)
+	}
+}
+
+// TestOTLPExportFromEnv: the real `clearance serve`, configured only by the
+// standard OTEL_* variables, exports a request's spans over OTLP/HTTP to a
+// receiver (here an in-process one decoding the protobuf), continuing the
+// caller's traceparent, with service.name clearance.
+func TestOTLPExportFromEnv(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]string{} // span name -> trace id
+	service := ""
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		for _, rs := range req.GetResourceSpans() {
+			for _, a := range rs.GetResource().GetAttributes() {
+				if a.GetKey() == "service.name" {
+					service = a.GetValue().GetStringValue()
+				}
+			}
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					got[s.GetName()] = hex.EncodeToString(s.GetTraceId())
+				}
+			}
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(nil)
+	}))
+	defer recv.Close()
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+
+	data := t.TempDir()
+	base := startServe(t, data)
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/tickets/NOPE-1", nil)
+	req.Header.Set("Authorization", "Bearer "+mint(t, data, "anne", "acme"))
+	req.Header.Set("traceparent", "00-"+traceID+"-b7ad6b7169203331-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("read: %d", resp.StatusCode)
+	}
+	// Spans leave in batches; wait for this request's (the deadline only
+	// bounds a failure, it measures nothing).
+	want := []string{"GET /v1/tickets/:id", "auth.Verify", "store.Get", "authz.BatchCheck", "audit.Append"}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, name := range want {
+			if got[name] == traceID {
+				n++
+			}
+		}
+		svc := service
+		mu.Unlock()
+		if n == len(want) {
+			if svc != "clearance" {
+				t.Errorf("service.name %q", svc)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("spans received %v, want %v in trace %s", got, want, traceID)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
