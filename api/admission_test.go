@@ -128,6 +128,18 @@ func TestAdmissionSaturated(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("after the load: %d %s", resp.StatusCode, body)
 	}
+	// Both refusals are counted by reason; the queue is empty again.
+	_, metrics := hget(t, base+"/metrics")
+	for _, want := range []string{
+		`clearance_admission_rejections_total{reason="queue_full",status="503"} 1`,
+		`clearance_admission_rejections_total{reason="queue_timeout",status="503"} 1`,
+		"clearance_admission_queue_depth 0",
+		"clearance_admission_slots 1",
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
 
 // TestAdmissionPerPrincipal: a principal at its limit of requests in flight
