@@ -51,9 +51,12 @@ func (m *Telemetry) observeRecord(r *audit.Record, appendErr error) {
 	if r.Plan.Rounds > 0 && (r.Kind == "search" || r.Kind == "mcp_search") {
 		m.rounds.Observe(float64(r.Plan.Rounds))
 	}
-	for stage, n := range map[string]int{"fetched": r.Plan.Fetched, "checked": r.Plan.Checked, "denied": r.Plan.Denied, "cached": r.Plan.CachedDecisions} {
-		if n > 0 {
-			m.candidates.WithLabelValues(r.Kind, stage).Add(float64(n))
+	for _, c := range [...]struct {
+		stage string
+		n     int
+	}{{"fetched", r.Plan.Fetched}, {"checked", r.Plan.Checked}, {"denied", r.Plan.Denied}, {"cached", r.Plan.CachedDecisions}} {
+		if c.n > 0 {
+			m.candidates.WithLabelValues(r.Kind, c.stage).Add(float64(c.n))
 		}
 	}
 	for stage, us := range r.Latency {

@@ -20,10 +20,12 @@ func (m *Telemetry) IndexObserver(trigger string) indexer.RunObserver {
 func (o *indexObserver) RunDone(sum indexer.Summary, err error) {
 	o.t.indexRuns.WithLabelValues(o.trigger, Outcome(err)).Inc()
 	o.t.indexDuration.WithLabelValues(o.trigger).Observe(sum.Duration.Seconds())
-	for outcome, n := range map[string]int{"embedded": sum.Embedded, "unchanged": sum.Unchanged, "deleted": sum.Deleted,
-		"moved": sum.Moved, "failed": sum.Failed} {
-		if n > 0 {
-			o.t.indexRows.WithLabelValues(o.trigger, outcome).Add(float64(n))
+	for _, r := range [...]struct {
+		outcome string
+		n       int
+	}{{"embedded", sum.Embedded}, {"unchanged", sum.Unchanged}, {"deleted", sum.Deleted}, {"moved", sum.Moved}, {"failed", sum.Failed}} {
+		if r.n > 0 {
+			o.t.indexRows.WithLabelValues(o.trigger, r.outcome).Add(float64(r.n))
 		}
 	}
 	if err == nil {
