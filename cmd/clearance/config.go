@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/authz/openfga"
 	"github.com/clearance-dev/clearance/filter"
+	"github.com/clearance-dev/clearance/internal/telemetry"
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
 	"github.com/clearance-dev/clearance/retrieval/openai"
@@ -501,6 +503,9 @@ func (c *serveConfig) openEngine(ctx context.Context, log *slog.Logger) (authz.E
 			ServerListUsersMaxResults: cmp.Or(c.OpenFGAListUsersMaxResults, -1),
 			ServerListUsersDeadline:   cmp.Or(c.OpenFGAListUsersDeadline, -1),
 			Logger:                    log.With("component", "openfga"),
+			// A traced request's traceparent goes along, so the server's own
+			// spans join the trace when it exports to the same collector.
+			HTTPClient: &http.Client{Transport: telemetry.PropagatingTransport(nil)},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("openfga at %s: %w", c.OpenFGAURL, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -232,5 +234,32 @@ func TestFailureReason(t *testing.T) {
 		if got := telemetry.FailureReason(c.cred, c.err); got != c.want {
 			t.Errorf("%v: %s, want %s", c.err, got, c.want)
 		}
+	}
+}
+
+// TestPropagatingTransport: a request made under a span carries its
+// traceparent; one without a span carries none.
+func TestPropagatingTransport(t *testing.T) {
+	got := make(chan string, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Get("traceparent") }))
+	defer srv.Close()
+	c := &http.Client{Transport: telemetry.PropagatingTransport(nil)}
+	tp := sdktrace.NewTracerProvider()
+	ctx, span := tp.Tracer("test").Start(context.Background(), "request")
+	defer span.End()
+	for _, ctx := range []context.Context{ctx, context.Background()} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	want := "00-" + span.SpanContext().TraceID().String() + "-" + span.SpanContext().SpanID().String() + "-01"
+	if h := <-got; h != want {
+		t.Errorf("traceparent %q, want %q", h, want)
+	}
+	if h := <-got; h != "" {
+		t.Errorf("untraced request sent traceparent %q", h)
 	}
 }
