@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -217,6 +218,21 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	}
 	if len(openfga) == 0 {
 		t.Error("no openfga_ metric served")
+	}
+	// Every clearance_ family on the endpoint passes Prometheus's naming lint.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.New(resp.Body).Lint()
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "clearance_") {
+			t.Errorf("lint %s: %s", p.Metric, p.Text)
+		}
 	}
 	t.Logf("%d series, %d of them openfga_", len(after), len(openfga))
 	if os.Getenv("METRICS_DUMP") != "" {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -20,6 +21,7 @@ import (
 	"github.com/clearance-dev/clearance/authz/authztest"
 	"github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/filter"
+	"github.com/clearance-dev/clearance/indexer"
 	"github.com/clearance-dev/clearance/internal/telemetry"
 )
 
@@ -262,4 +264,37 @@ func TestPropagatingTransport(t *testing.T) {
 	if h := <-got; h != "" {
 		t.Errorf("untraced request sent traceparent %q", h)
 	}
+}
+
+// TestMetricNamesLint: every clearance_ family passes Prometheus's naming lint
+// (units in names, _total on counters, no camel case).
+func TestMetricNamesLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	tel := telemetry.New(reg, nil, "test")
+	// Touch every vector so each family has a series to lint.
+	inner := openEngine(t)
+	defer inner.Close()
+	e := tel.Engine(inner)
+	_, _ = e.BatchCheck(context.Background(), authz.Query{}, []authz.Check{{User: "user:a", Relation: "member", Object: "tenant:t"}})
+	_ = tel.AuditLog(&filter.MemoryLog{}).Append(context.Background(), &audit.Record{Kind: "search", Tenant: "t", Status: "complete",
+		Plan: audit.Plan{Rounds: 1, Checked: 1}, Latency: map[string]int64{"total": 1}})
+	tel.FlushObserver()(1, 0, nil)
+	tel.IndexObserver("push").RunDone(indexer.Summary{Embedded: 1}, nil)
+	tel.IndexObserver("push").WatermarkSaved()
+	_, _, _ = tel.Authenticator(refuse{}).Authenticate(context.Background(), "x")
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "clearance_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+type refuse struct{}
+
+func (refuse) Authenticate(context.Context, string) (authz.Principal, time.Time, error) {
+	return authz.Principal{}, time.Time{}, fmt.Errorf("access token: malformed: %w", clearance.ErrUnauthenticated)
 }
