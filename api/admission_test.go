@@ -131,10 +131,10 @@ func TestAdmissionSaturated(t *testing.T) {
 	// Both refusals are counted by reason; the queue is empty again.
 	_, metrics := hget(t, base+"/metrics")
 	for _, want := range []string{
-		`clearance_admission_rejections_total{reason="queue_full",status="503"} 1`,
-		`clearance_admission_rejections_total{reason="queue_timeout",status="503"} 1`,
-		"clearance_admission_queue_depth 0",
-		"clearance_admission_slots 1",
+		`clearance_admission_rejections_total{class="reads",reason="queue_full",status="503"} 1`,
+		`clearance_admission_rejections_total{class="reads",reason="queue_timeout",status="503"} 1`,
+		`clearance_admission_queue_depth{class="reads"} 0`,
+		`clearance_admission_slots{class="reads"} 1`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)

@@ -186,8 +186,9 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	moved("clearance_audit_flush_records_count")
 	moved("clearance_audit_flushes_total", `outcome="ok"`)
 	// Admission control refused the fifth read.
-	moved("clearance_admission_rejections_total", `reason="rate_limit"`, `status="429"`)
-	moved("clearance_admission_wait_seconds_count")
+	moved("clearance_admission_rejections_total", `class="reads"`, `reason="rate_limit"`, `status="429"`)
+	moved("clearance_admission_wait_seconds_count", `class="reads"`)
+	moved("clearance_admission_wait_seconds_count", `class="writes"`) // the index push
 	// The index push.
 	moved("clearance_indexer_runs_total", `trigger="push"`, `outcome="ok"`)
 	moved("clearance_indexer_rows_total", `trigger="push"`, `outcome="embedded"`)
@@ -200,8 +201,9 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	if got := sum(after, "clearance_build_info", `goversion="go`); got != 1 {
 		t.Errorf("clearance_build_info = %g, want 1", got)
 	}
-	for _, name := range []string{"clearance_decision_cache_hits_total", "clearance_admission_queue_depth", "clearance_prefilter_cache_entries"} {
-		if _, ok := after[name+"{}"]; !ok {
+	for _, name := range []string{"clearance_decision_cache_hits_total{}", `clearance_admission_queue_depth{class="reads"}`,
+		`clearance_admission_queue_depth{class="writes"}`, "clearance_prefilter_cache_entries{}"} {
+		if _, ok := after[name]; !ok {
 			t.Errorf("%s not served", name)
 		}
 	}
