@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/otel"
 
 	"github.com/clearance-dev/clearance/internal/telemetry"
 )
@@ -30,8 +32,19 @@ func (a *app) openTelemetry(ctx context.Context) error {
 		}
 		if tc.Exporter == "otlp" {
 			tp = p
-			a.closers = append(a.closers, func() error { return shutdown(context.Background()) })
+			a.closers = append(a.closers, func() error {
+				// Flush what is queued, but an unreachable collector must not
+				// hold up the process's exit.
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				return shutdown(ctx)
+			})
 			a.log.Info("tracing on: OTLP export", "protocol", tc.Protocol)
+			// Export failures (collector down) are reported through the SDK's
+			// process-wide handler, by default the standard logger in another
+			// format: send them to our log instead.
+			elog := a.log.With("component", "otel")
+			otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { elog.Warn("trace export", "err", err) }))
 		}
 	}
 	a.tracer = tp
