@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -56,6 +57,29 @@ func scrape(t *testing.T, base string) map[string]float64 {
 				out[key("")] = m.GetUntyped().GetValue()
 			}
 		}
+	}
+	return out
+}
+
+// documentedMetrics reads the metric names of docs/operations.md's reference
+// table, expanding "clearance_x_{a,b}_total".
+func documentedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(clearance_[a-z_]*(\\{[a-z,]+\\})?[a-z_]*)`").FindAllStringSubmatch(string(b), -1) {
+		name := m[1]
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			j := strings.IndexByte(name, '}')
+			for _, alt := range strings.Split(name[i+1:j], ",") {
+				out[name[:i]+alt+name[j+1:]] = true
+			}
+			continue
+		}
+		out[name] = true
 	}
 	return out
 }
@@ -237,6 +261,18 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 		}
 	}
 	t.Logf("%d series, %d of them openfga_", len(after), len(openfga))
+	// Every clearance_ family served is in the metrics reference.
+	documented := documentedMetrics(t)
+	for k := range after {
+		name := k[:strings.IndexByte(k, '{')]
+		if !strings.HasPrefix(name, "clearance_") {
+			continue
+		}
+		base := strings.TrimSuffix(strings.TrimSuffix(name, "_count"), "_sum")
+		if !documented[name] && !documented[base] {
+			t.Errorf("%s is not in docs/operations.md's metrics reference", name)
+		}
+	}
 	if os.Getenv("METRICS_DUMP") != "" {
 		for k := range after {
 			t.Log(k)
