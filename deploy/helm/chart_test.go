@@ -189,7 +189,10 @@ func TestChartLint(t *testing.T) {
 }
 
 func TestChartRendersValidManifests(t *testing.T) {
-	flags := serveFlags(t)
+	flagOfEnv := map[string]string{}
+	for f := range serveFlags(t) {
+		flagOfEnv[envName(f)] = f
+	}
 	for name, files := range valuesFiles {
 		t.Run(name, func(t *testing.T) {
 			r := render(t, files...)
@@ -252,9 +255,9 @@ func TestChartRendersValidManifests(t *testing.T) {
 				if !strings.HasPrefix(e.Name, "CLEARANCE_") {
 					continue
 				}
-				flag := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(e.Name, "CLEARANCE_"), "_", "-"))
-				if !flags[flag] {
-					t.Errorf("env %s: clearance serve has no flag --%s", e.Name, flag)
+				flag, ok := flagOfEnv[e.Name]
+				if !ok {
+					t.Errorf("env %s: clearance serve has no flag it is the variable of", e.Name)
 				}
 				if slices.Contains(secretFlags, flag) && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
 					t.Errorf("env %s is not read from a Secret", e.Name)
