@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: PostgreSQL 15, pgvector (built from
-# Debian's source package, as bookworm does not ship it), the OpenFGA server binary and
-# Chromium for the audit page test, node/npm and python3 for the clients' tests (and
-# clients/typescript's node_modules). Idempotent: a second run only checks.
+# Debian's source package, as bookworm does not ship it), the OpenFGA server binary,
+# Chromium for the audit page test, helm for the chart's test (deploy/helm), node/npm
+# and python3 for the clients' tests (and clients/typescript's node_modules).
+# Idempotent: a second run only checks.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PGBIN=/usr/lib/postgresql/15/bin
 OPENFGA_VERSION=v1.22.1
 STATICCHECK_VERSION=v0.8.2
+HELM_VERSION=v4.3.2
 need_apt=()
 [ -x "$PGBIN/postgres" ] && [ -x "$PGBIN/initdb" ] || need_apt+=(postgresql-15)
 [ -f /usr/share/postgresql/15/extension/vector.control ] || need_apt+=(postgresql-server-dev-15 build-essential dpkg-dev)
@@ -44,6 +46,11 @@ fi
 if [ ! -x "$GOBIN/staticcheck" ]; then
   echo "install-deps: go install staticcheck $STATICCHECK_VERSION"
   go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+# helm reports "v4.3" without the patch: read the module version, as for openfga
+if [ ! -x "$GOBIN/helm" ] || ! go version -m "$GOBIN/helm" | grep -q "mod.*helm.sh/helm/v4.*$HELM_VERSION"; then
+  echo "install-deps: go install helm $HELM_VERSION"
+  go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 fi
 # Node projects, each pinned by its package-lock.json: clients/typescript (the
 # TypeScript client) and tools/openapi (Redocly, openapi-typescript and tsc for the
