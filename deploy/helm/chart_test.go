@@ -277,6 +277,13 @@ func TestChartRendersValidManifests(t *testing.T) {
 				}
 			}
 
+			// GOMAXPROCS follows the CPU request, so per-replica pools do not
+			// follow the node's size.
+			if e, ok := envs(c)["GOMAXPROCS"]; !ok || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil ||
+				e.ValueFrom.ResourceFieldRef.Resource != "requests.cpu" {
+				t.Errorf("GOMAXPROCS %+v, want the CPU request", e)
+			}
+
 			// The data dir and /tmp are writable volumes (the root fs is not).
 			mounts := map[string]bool{}
 			for _, m := range c.VolumeMounts {
@@ -307,6 +314,15 @@ func TestChartRendersValidManifests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// envs indexes a container's variables by name.
+func envs(c corev1.Container) map[string]corev1.EnvVar {
+	m := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		m[e.Name] = e
+	}
+	return m
 }
 
 // selects reports whether every selector label is on labels.
@@ -345,10 +361,7 @@ func TestChartDefaultsAndFeatures(t *testing.T) {
 		t.Errorf("PDB %+v, want minAvailable only", full.pdb)
 	}
 	c := full.deployment.Spec.Template.Spec.Containers[0]
-	env := map[string]corev1.EnvVar{}
-	for _, e := range c.Env {
-		env[e.Name] = e
-	}
+	env := envs(c)
 	for name, want := range map[string]string{
 		"CLEARANCE_ENGINE": "openfga", "CLEARANCE_STORE": "qdrant", "CLEARANCE_EMBEDDER": "openai",
 		"CLEARANCE_RATE_LIMIT": "5", "CLEARANCE_MAX_BODY_BYTES": "2097152", "CLEARANCE_OPENFGA_LISTUSERS_MAX_RESULTS": "0", "CLEARANCE_AUDIT_RETENTION": "2160h",
