@@ -3,81 +3,65 @@ package image
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"sigs.k8s.io/yaml"
 )
 
 var root = filepath.Join("..", "..")
 
-// instruction is one Dockerfile instruction, continuation lines joined.
-type instruction struct {
-	cmd  string // upper case
-	args string
-}
-
-// stage is one FROM and what follows it.
-type stage struct {
-	from  string
-	instr []instruction
-}
-
-func parseDockerfile(t *testing.T) []stage {
+// parseDockerfile parses the Dockerfile with BuildKit's own parser (the one
+// `docker build` and buildctl use: instruction flags such as RUN --mount are
+// validated) and fails on any warning of its parser or linter.
+func parseDockerfile(t *testing.T) []instructions.Stage {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	f, err := os.Open(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		stages  []stage
-		logical string
-	)
-	flush := func() {
-		line := strings.TrimSpace(logical)
-		logical = ""
-		if line == "" {
-			return
+	defer f.Close()
+	res, err := parser.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range res.Warnings {
+		t.Errorf("Dockerfile:%d: %s", w.Location.Start.Line, w.Short)
+	}
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
+		line := 0
+		if len(loc) > 0 {
+			line = loc[0].Start.Line
 		}
-		cmd, args, _ := strings.Cut(line, " ")
-		in := instruction{strings.ToUpper(cmd), strings.TrimSpace(args)}
-		if in.cmd == "FROM" {
-			stages = append(stages, stage{from: in.args})
-			return
-		}
-		if len(stages) == 0 {
-			if in.cmd != "ARG" {
-				t.Fatalf("%s before the first FROM", in.cmd)
+		t.Errorf("Dockerfile:%d: %s: %s", line, rule, msg)
+	}})
+	stages, _, err := instructions.Parse(res.AST, lint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RUN's --mount options are parsed at expansion: expand every RUN with
+	// variables left as they are.
+	for _, s := range stages {
+		for _, r := range commands[*instructions.RunCommand](s) {
+			if err := r.Expand(func(w string) (string, error) { return w, nil }); err != nil {
+				t.Errorf("Dockerfile:%d: %v", r.Location()[0].Start.Line, err)
 			}
-			return
 		}
-		s := &stages[len(stages)-1]
-		s.instr = append(s.instr, in)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		trimmed := strings.TrimSpace(line)
-		if strings.HasPrefix(trimmed, "#") {
-			continue
-		}
-		if cont, ok := strings.CutSuffix(trimmed, "\\"); ok {
-			logical += cont + " "
-			continue
-		}
-		logical += trimmed
-		flush()
-	}
-	flush()
 	return stages
 }
 
-func (s stage) all(cmd string) []string {
-	var out []string
-	for _, in := range s.instr {
-		if in.cmd == cmd {
-			out = append(out, in.args)
+// commands are a stage's commands of type T.
+func commands[T instructions.Command](s instructions.Stage) []T {
+	var out []T
+	for _, c := range s.Commands {
+		if tc, ok := c.(T); ok {
+			out = append(out, tc)
 		}
 	}
 	return out
@@ -109,60 +93,72 @@ func TestDockerfile(t *testing.T) {
 	build, final := stages[0], stages[len(stages)-1]
 
 	// A static build: no cgo (the final image has no libc), no local paths.
-	run := strings.Join(build.all("RUN"), " ")
+	var run []string
+	for _, r := range commands[*instructions.RunCommand](build) {
+		run = append(run, r.CmdLine...)
+	}
 	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/clearance"} {
-		if !strings.Contains(run, want) {
+		if !strings.Contains(strings.Join(run, " "), want) {
 			t.Errorf("the build stage's RUN lacks %s", want)
 		}
 	}
 
 	// The runtime stage: empty or distroless, and nothing runs a shell in it.
-	if base := strings.Fields(final.from)[0]; base != "scratch" && !strings.Contains(base, "distroless") {
-		t.Errorf("final stage FROM %s, want scratch or a distroless image", base)
+	if final.BaseName != "scratch" && !strings.Contains(final.BaseName, "distroless") {
+		t.Errorf("final stage FROM %s, want scratch or a distroless image", final.BaseName)
 	}
-	if runs := final.all("RUN"); len(runs) > 0 {
-		t.Errorf("RUN in the final stage %q: it has no shell", runs)
+	if runs := commands[*instructions.RunCommand](final); len(runs) > 0 {
+		t.Errorf("RUN in the final stage %v: it has no shell", runs[0].CmdLine)
 	}
-	for _, cmd := range []string{"ENTRYPOINT", "CMD"} {
-		for _, a := range final.all(cmd) {
-			if !strings.HasPrefix(a, "[") {
-				t.Errorf("%s %s: want the exec (JSON) form, there is no shell", cmd, a)
-			}
+	entry := commands[*instructions.EntrypointCommand](final)
+	if len(entry) != 1 || entry[0].PrependShell {
+		t.Errorf("final stage ENTRYPOINT %+v: want one, in exec (JSON) form: there is no shell", entry)
+	}
+	for _, c := range commands[*instructions.CmdCommand](final) {
+		if c.PrependShell {
+			t.Errorf("CMD %v in shell form: there is no shell", c.CmdLine)
 		}
-	}
-	if len(final.all("ENTRYPOINT")) != 1 {
-		t.Errorf("final stage ENTRYPOINT %q, want one", final.all("ENTRYPOINT"))
 	}
 
 	// A numeric non-root user, the chart's: runAsNonRoot can only verify a
 	// numeric uid, and the data dir belongs to it.
-	users := final.all("USER")
+	users := commands[*instructions.UserCommand](final)
 	if len(users) != 1 {
-		t.Fatalf("final stage USER %q, want exactly one", users)
+		t.Fatalf("final stage USER %+v, want exactly one", users)
 	}
-	uid, err := strconv.ParseInt(strings.Split(users[0], ":")[0], 10, 64)
+	uid, err := strconv.ParseInt(strings.Split(users[0].User, ":")[0], 10, 64)
 	if err != nil || uid == 0 {
-		t.Fatalf("USER %s: want a numeric non-zero uid", users[0])
+		t.Fatalf("USER %s: want a numeric non-zero uid", users[0].User)
 	}
 	if cu := chartUser(t); cu != uid {
 		t.Errorf("image user %d, chart runAsUser %d", uid, cu)
 	}
-	if !slices.ContainsFunc(final.all("COPY"), func(a string) bool {
-		return strings.Contains(a, "--chown="+strconv.FormatInt(uid, 10)) && strings.HasSuffix(a, " /var/lib/clearance")
+	copies := commands[*instructions.CopyCommand](final)
+	if !slices.ContainsFunc(copies, func(c *instructions.CopyCommand) bool {
+		return strings.HasPrefix(c.Chown, strconv.FormatInt(uid, 10)) && c.DestPath == "/var/lib/clearance"
 	}) {
 		t.Error("the data dir /var/lib/clearance is not created for the image's user")
 	}
+	if !slices.ContainsFunc(copies, func(c *instructions.CopyCommand) bool {
+		return slices.ContainsFunc(c.SourcePaths, func(p string) bool { return strings.HasSuffix(p, "ca-certificates.crt") })
+	}) {
+		t.Error("no CA certificates: HTTPS to the token issuer, OpenFGA or the embedder would fail")
+	}
 
 	// Listen beyond loopback, on the port the chart's probes use.
-	env := strings.Join(final.all("ENV"), " ")
-	if !regexp.MustCompile(`CLEARANCE_ADDR=:8080\b`).MatchString(env) || !strings.Contains(env, "CLEARANCE_DATA_DIR=/var/lib/clearance") {
-		t.Errorf("ENV %q: want CLEARANCE_ADDR=:8080 and CLEARANCE_DATA_DIR=/var/lib/clearance", env)
+	env := map[string]string{}
+	for _, e := range commands[*instructions.EnvCommand](final) {
+		for _, kv := range e.Env {
+			env[kv.Key] = kv.Value
+		}
 	}
-	if !slices.Contains(final.all("EXPOSE"), "8080") {
+	if env["CLEARANCE_ADDR"] != ":8080" || env["CLEARANCE_DATA_DIR"] != "/var/lib/clearance" {
+		t.Errorf("ENV %v: want CLEARANCE_ADDR=:8080 and CLEARANCE_DATA_DIR=/var/lib/clearance", env)
+	}
+	if !slices.ContainsFunc(commands[*instructions.ExposeCommand](final), func(e *instructions.ExposeCommand) bool {
+		return slices.Contains(e.Ports, "8080")
+	}) {
 		t.Error("EXPOSE 8080 missing")
-	}
-	if !slices.ContainsFunc(final.all("COPY"), func(a string) bool { return strings.Contains(a, "ca-certificates.crt") }) {
-		t.Error("no CA certificates: HTTPS to the token issuer, OpenFGA or the embedder would fail")
 	}
 }
 
