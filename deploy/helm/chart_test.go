@@ -168,6 +168,9 @@ func envName(flag string) string {
 // secretFlags carry credentials: the chart must read them from Secrets only.
 var secretFlags = []string{"database-url", "openfga-token", "qdrant-api-key", "openai-key", "issuer", "audience", "jwks-url", "tenant-claim"}
 
+// credentialsInURL matches a URL with a password (postgres://u:p@host).
+var credentialsInURL = regexp.MustCompile(`://[^/@\s]*:[^/@\s]*@`)
+
 var valuesFiles = map[string][]string{
 	"defaults": {"clearance/ci/default-values.yaml"},
 	"all-on":   {"clearance/ci/full-values.yaml"},
@@ -261,6 +264,9 @@ func TestChartRendersValidManifests(t *testing.T) {
 				}
 				if slices.Contains(secretFlags, flag) && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
 					t.Errorf("env %s is not read from a Secret", e.Name)
+				}
+				if credentialsInURL.MatchString(e.Value) {
+					t.Errorf("env %s carries credentials inline", e.Name)
 				}
 				if e.Name == "CLEARANCE_DEV" {
 					t.Error("the chart turns on --dev")
