@@ -165,7 +165,8 @@ func envName(flag string) string {
 	return "CLEARANCE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// secretFlags carry credentials: the chart must read them from Secrets only.
+// secretFlags are read from Secrets only: the credentials, and the token
+// issuer's settings, which operators keep with them.
 var secretFlags = []string{"database-url", "openfga-token", "qdrant-api-key", "openai-key", "issuer", "audience", "jwks-url", "tenant-claim"}
 
 // credentialsInURL matches a URL with a password (postgres://u:p@host).
