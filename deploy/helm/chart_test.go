@@ -167,7 +167,7 @@ func envName(flag string) string {
 
 // secretFlags are read from Secrets only: the credentials, and the token
 // issuer's settings, which operators keep with them.
-var secretFlags = []string{"database-url", "openfga-token", "qdrant-api-key", "openai-key", "issuer", "audience", "jwks-url", "tenant-claim"}
+var secretFlags = []string{"database-url", "database-read-url", "openfga-token", "qdrant-api-key", "openai-key", "issuer", "audience", "jwks-url", "tenant-claim"}
 
 // credentialsInURL matches a URL with a password (postgres://u:p@host).
 var credentialsInURL = regexp.MustCompile(`://[^/@\s]*:[^/@\s]*@`)
@@ -398,8 +398,16 @@ func TestChartDefaultsAndFeatures(t *testing.T) {
 	if single.pdb != nil || single.serviceAccount != nil {
 		t.Error("PDB or ServiceAccount rendered though turned off")
 	}
-	if single.deployment.Spec.Template.Spec.Containers[0].Lifecycle != nil {
+	sc := single.deployment.Spec.Template.Spec.Containers[0]
+	if sc.Lifecycle != nil {
 		t.Error("preStop hook rendered with preStopSleepSeconds 0")
+	}
+	if e := envs(sc)["CLEARANCE_DATABASE_READ_URL"]; e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+		e.ValueFrom.SecretKeyRef.Name != "clearance-db-replica" || e.ValueFrom.SecretKeyRef.Key != "database-read-url" {
+		t.Errorf("CLEARANCE_DATABASE_READ_URL %+v, want Secret clearance-db-replica key database-read-url", e)
+	}
+	if _, ok := envs(def.deployment.Spec.Template.Spec.Containers[0])["CLEARANCE_DATABASE_READ_URL"]; ok {
+		t.Error("a read replica by default")
 	}
 }
 
@@ -422,6 +430,8 @@ func TestChartRefuses(t *testing.T) {
 		{"embedded store", append(base, "--set", "store.kind=embedded"), "at '/store/kind': value must be one of 'pgvector', 'qdrant'"},
 		{"openfga without url", append(base, "--set", "engine.kind=openfga"), "engine.kind openfga needs engine.openfga.url"},
 		{"qdrant without url", append(base, "--set", "store.kind=qdrant"), "store.kind qdrant needs store.qdrant.url"},
+		{"read replica URL in config", append(base, "--set", "config.database-read-url=postgres://r/c"), "at '/config/database-read-url': false schema"},
+		{"read replica without pgvector", append(base, "--set", "database.readReplica.existingSecret=r", "--set", "store.kind=qdrant", "--set", "store.qdrant.url=http://q:6334"), "database.readReplica serves pgvector's searches"},
 		{"retention without key", append(base, "--set", "audit.retention=720h"), "audit.retention needs audit.checkpointKey.existingSecret"},
 		{"root", append(base, "--set", "podSecurityContext.runAsNonRoot=false"), "at '/podSecurityContext/runAsNonRoot': value must be true"},
 		{"writable root fs", append(base, "--set", "securityContext.readOnlyRootFilesystem=false"), "at '/securityContext/readOnlyRootFilesystem': value must be true"},

@@ -70,6 +70,7 @@ app.kubernetes.io/component: server
 {{- else if or $v.engine.openfga.url $v.engine.openfga.storeID $v.engine.openfga.modelID $v.engine.openfga.token.existingSecret }}
 {{- fail "engine.openfga.* needs engine.kind openfga" }}
 {{- end }}
+{{- if and $v.database.readReplica.existingSecret (ne $v.store.kind "pgvector") }}{{ fail "database.readReplica serves pgvector's searches: it needs store.kind pgvector" }}{{ end }}
 {{- if and (eq $v.store.kind "qdrant") (not $v.store.qdrant.url) }}{{ fail "store.kind qdrant needs store.qdrant.url" }}{{ end }}
 {{- if and (ne $v.store.kind "qdrant") (or $v.store.qdrant.url $v.store.qdrant.apiKey.existingSecret) }}{{ fail "store.qdrant.* needs store.kind qdrant" }}{{ end }}
 {{- if and (eq $v.embedder.kind "openai") (or (not $v.embedder.openai.url) (not $v.embedder.openai.model)) }}{{ fail "embedder.kind openai needs embedder.openai.url and embedder.openai.model" }}{{ end }}
