@@ -120,9 +120,31 @@ func TestDecisionCacheRevocation(t *testing.T) {
 // cut short so that every tenant ticket is checked (nothing hides behind the
 // pre-filter).
 func TestDecisionCacheTicketChange(t *testing.T) {
+	eng := memoryEngine(t)
+	testTicketChange(t, eng, eng)
+}
+
+// TestDecisionCacheTicketChangePostgres: the same with the writes made through
+// another replica (embedded engines on one PostgreSQL): the change log's tuple
+// keys name the ticket.
+func TestDecisionCacheTicketChangePostgres(t *testing.T) {
+	a, b := postgresReplicas(t)
+	testTicketChange(t, a, b)
+}
+
+// TestDecisionCacheTicketChangeRemote: the same with two remote adapters on one
+// `openfga run` (its ReadChanges).
+func TestDecisionCacheTicketChangeRemote(t *testing.T) {
+	a, b := remoteReplicas(t, "ticketchange")
+	testTicketChange(t, a, b)
+}
+
+// testTicketChange searches through a planner on engine a and writes through
+// engine b.
+func testTicketChange(t *testing.T, a, b authz.Engine) {
 	ctx := context.Background()
-	f := newFixture(t)
-	eng := revFault{&faultEngine{Engine: f.eng, truncate: map[string]bool{"can_view": true, "agent_can_view": true}}, f.eng}
+	f := newFixtureOn(t, a)
+	eng := revFault{&faultEngine{Engine: a, truncate: map[string]bool{"can_view": true, "agent_can_view": true}}, a}
 	pl := filter.New(filter.Config{}, eng, f.store, f.emb, f.log)
 	anne := user("acme", "anne")
 	want := []string{"T-1", "T-2", "T-3", "T-5"}
@@ -131,8 +153,11 @@ func TestDecisionCacheTicketChange(t *testing.T) {
 			t.Fatalf("anne: %v", got)
 		}
 	}
+	if p := plan(t, f, search(t, pl, anne, filter.Request{})); p.CachedDecisions != p.Checked {
+		t.Fatalf("a repeated search with no write in between was not answered from the cache: %+v", p)
+	}
 	// A block on T-2: T-2 is checked again, the others still come from the cache.
-	if err := f.eng.Write(ctx, []authz.Tuple{{User: "user:anne", Relation: "blocked", Object: "ticket:T-2"}}, nil); err != nil {
+	if err := b.Write(ctx, []authz.Tuple{{User: "user:anne", Relation: "blocked", Object: "ticket:T-2"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	resp := search(t, pl, anne, filter.Request{})
@@ -143,7 +168,7 @@ func TestDecisionCacheTicketChange(t *testing.T) {
 		t.Errorf("after a ticket write, want all but T-2 from the cache: %+v", p)
 	}
 	// A project change (anne leaves zeus): every decision is asked again.
-	if err := f.eng.Write(ctx, nil, []authz.Tuple{{User: "user:anne", Relation: "viewer", Object: "project:zeus"}}); err != nil {
+	if err := b.Write(ctx, nil, []authz.Tuple{{User: "user:anne", Relation: "viewer", Object: "project:zeus"}}); err != nil {
 		t.Fatal(err)
 	}
 	resp = search(t, pl, anne, filter.Request{})

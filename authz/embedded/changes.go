@@ -47,14 +47,18 @@ func (e *Engine) moved(writes, deletes []authz.Tuple) {
 	e.revision.Store(rev)
 }
 
-// ChangedObjects implements authz.ChangeLister for the process revision (sqlite
-// and memory datastores, which no other process writes): the objects of every
-// tuple written or deleted after revision from, up to revision to. ok is false
-// when it cannot say (another source, revisions out of order, or writes no
-// longer or never recorded in full); the caller must then assume anything
+// ChangedObjects implements authz.ChangeLister: the objects of every tuple
+// written or deleted after revision from, up to revision to. On PostgreSQL they
+// come from the shared change log (writes of every replica); on sqlite and
+// memory, which no other process writes, from this process's own record. ok is
+// false when it cannot say (another source, revisions out of order, or writes
+// no longer or never recorded in full); the caller must then assume anything
 // changed.
 func (e *Engine) ChangedObjects(from, to authz.Revision) (objects []string, ok bool) {
-	if e.changelog != nil || from.Source != authz.RevisionProcess || to.Source != authz.RevisionProcess {
+	if e.changelog != nil {
+		return e.changelog.ChangedObjects(from, to)
+	}
+	if from.Source != authz.RevisionProcess || to.Source != authz.RevisionProcess {
 		return nil, false
 	}
 	f, err1 := strconv.ParseUint(from.Key, 10, 64)

@@ -457,9 +457,14 @@ func (e *Engine) readChanges(ctx context.Context, token string, start time.Time,
 	if err != nil {
 		return fga.ChangePage{}, err
 	}
-	p := fga.ChangePage{Token: resp.GetContinuationToken(), Times: make([]time.Time, len(resp.GetChanges()))}
+	p := fga.ChangePage{Token: resp.GetContinuationToken(), Changes: make([]fga.Change, len(resp.GetChanges()))}
 	for i, c := range resp.GetChanges() {
-		p.Times[i] = c.GetTimestamp().AsTime()
+		k := c.GetTupleKey()
+		p.Changes[i] = fga.Change{
+			Time:      c.GetTimestamp().AsTime(),
+			Operation: c.GetOperation().String(),
+			Tuple:     authz.Tuple{User: k.GetUser(), Relation: k.GetRelation(), Object: k.GetObject()},
+		}
 	}
 	return p, nil
 }

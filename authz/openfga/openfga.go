@@ -160,6 +160,7 @@ var (
 	_ authz.Engine           = (*Engine)(nil)
 	_ authz.Revisioned       = (*Engine)(nil)
 	_ authz.ClearanceModeled = (*Engine)(nil)
+	_ authz.ChangeLister     = (*Engine)(nil)
 )
 
 // New connects to the server and settles store and model.
@@ -346,6 +347,12 @@ func (e *Engine) Revision(ctx context.Context) (authz.Revision, error) {
 	return rev, nil
 }
 
+// ChangedObjects implements authz.ChangeLister from the store's change log:
+// the objects of the tuple changes between two of this adapter's revisions.
+func (e *Engine) ChangedObjects(from, to authz.Revision) ([]string, bool) {
+	return e.changelog.ChangedObjects(from, to)
+}
+
 // readChanges reads one page of the store's change log (every type).
 func (e *Engine) readChanges(ctx context.Context, token string, start time.Time, pageSize int) (fga.ChangePage, error) {
 	req := e.api.ReadChanges(ctx, e.storeID).PageSize(int32(pageSize))
@@ -358,9 +365,13 @@ func (e *Engine) readChanges(ctx context.Context, token string, start time.Time,
 	if err != nil {
 		return fga.ChangePage{}, err
 	}
-	p := fga.ChangePage{Token: resp.GetContinuationToken(), Times: make([]time.Time, len(resp.Changes))}
+	p := fga.ChangePage{Token: resp.GetContinuationToken(), Changes: make([]fga.Change, len(resp.Changes))}
 	for i, c := range resp.Changes {
-		p.Times[i] = c.Timestamp
+		p.Changes[i] = fga.Change{
+			Time:      c.Timestamp,
+			Operation: string(c.Operation),
+			Tuple:     authz.Tuple{User: c.TupleKey.User, Relation: c.TupleKey.Relation, Object: c.TupleKey.Object},
+		}
 	}
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -14,11 +15,28 @@ import (
 
 // ChangePage is one page of OpenFGA's change log (ReadChanges).
 type ChangePage struct {
-	// Times are the changes' timestamps, in log (ULID) order.
-	Times []time.Time
+	// Changes are the page's changes, in log (ULID) order.
+	Changes []Change
 	// Token is the continuation token after the page's last change. OpenFGA
 	// returns the request's own token when there is no change after it.
 	Token string
+}
+
+// Change is one entry of the change log: a tuple written or deleted.
+type Change struct {
+	// Time is the change's timestamp (its ULID's, to the millisecond).
+	Time time.Time
+	// Operation is the write or delete, as the server names it.
+	Operation string
+	// Tuple is the tuple key changed; its condition is not needed.
+	Tuple authz.Tuple
+}
+
+// id identifies a change among the log's entries after a floor: two entries
+// with the same id (the same tuple written, deleted and written again within
+// one millisecond) are counted as a multiset.
+func (ch Change) id() string {
+	return strconv.FormatInt(ch.Time.UnixNano(), 36) + " " + ch.Operation + " " + ch.Tuple.String()
 }
 
 // ReadChanges reads one page of changes of every type after token, or, when
@@ -31,6 +49,12 @@ const (
 	DefaultChangelogPageSize = 100 // OpenFGA's default --read-changes-max-page-size
 	DefaultChangelogMaxPages = 10
 	DefaultChangelogTimeout  = 5 * time.Second
+)
+
+// Bounds of the record behind ChangedObjects.
+const (
+	changedRevisions = 1024 // key generations remembered
+	changedObjects   = 256  // objects remembered per generation; more is "unknown"
 )
 
 // ChangelogConfig tunes a Changelog. Zero fields take the defaults.
@@ -81,10 +105,19 @@ type Changelog struct {
 	// Probe state, touched only by the one running probe.
 	floorToken string
 	floorStart time.Time
-	known      bool // last and count describe the log after the floor
+	known      bool // last and seen describe the log after the floor
 	last       string
-	count      int
-	gen        uint64
+	// seen is the multiset of changes after the floor (by Change.id) as of the
+	// last probe that compared. At most about MaxPages pages: a probe that finds
+	// more recent changes is busy and leaves the state unknown.
+	seen map[string]int
+	gen  uint64
+
+	// changed records, for each of the last generations, the objects of the
+	// changes that moved the key to it (nil: unknown). Written by the probe
+	// before its key is handed out, read by ChangedObjects.
+	changedMu sync.Mutex
+	changed   map[uint64][]string
 }
 
 type round struct {
@@ -156,15 +189,18 @@ func (c *Changelog) probe(ctx context.Context) (authz.Revision, error) {
 	// floor is kept however the probe ends, so catching up after a bulk write is
 	// done once; a probe that does not end in a comparison leaves the state
 	// unknown, and the next one moves the key.
-	token, total := c.floorToken, 0
-	newFloor, dropped, recentPages := c.floorToken, 0, 0
+	token := c.floorToken
+	newFloor, recentPages := c.floorToken, 0
+	cur := map[string]int{}     // every change after the old floor
+	dropped := map[string]int{} // those the new floor passes
+	var changes []Change        // in log order, for the objects of the new ones
 	ok := false
 	defer func() {
 		if newFloor != c.floorToken {
 			c.floorToken, c.floorStart = newFloor, time.Time{}
 		}
 		if !ok {
-			c.known = false
+			c.known, c.seen = false, nil
 		}
 	}()
 	for {
@@ -175,23 +211,104 @@ func (c *Changelog) probe(ctx context.Context) (authz.Revision, error) {
 		if err != nil {
 			return authz.Revision{}, err
 		}
-		if n := len(p.Times); n > 0 {
-			total += n
+		if n := len(p.Changes); n > 0 {
 			token = p.Token
-			if recentPages == 0 && p.Times[n-1].Before(cut) {
-				newFloor, dropped = p.Token, dropped+n
+			old := recentPages == 0 && p.Changes[n-1].Time.Before(cut)
+			if old {
+				newFloor = p.Token
 			} else {
 				recentPages++
 			}
+			for _, ch := range p.Changes {
+				id := ch.id()
+				cur[id]++
+				if old {
+					dropped[id]++
+				}
+			}
+			changes = append(changes, p.Changes...)
 		}
-		if len(p.Times) < c.cfg.PageSize {
+		if len(p.Changes) < c.cfg.PageSize {
 			break
 		}
 	}
-	if !c.known || token != c.last || total != c.count {
-		c.gen++
+	// The log is append-only and this probe read from the previous one's floor,
+	// so what it read is what the previous one read plus the changes committed
+	// since, whatever their position: those are the difference of the two
+	// multisets.
+	moved, objs := !c.known || token != c.last, []string{}
+	if c.known {
+		left := maps.Clone(c.seen)
+		for _, ch := range changes {
+			id := ch.id()
+			if left[id] > 0 {
+				left[id]--
+				continue
+			}
+			moved = true
+			if objs != nil {
+				objs = append(objs, ch.Tuple.Object)
+			}
+		}
+		for _, n := range left {
+			if n > 0 { // a change the previous probe read is gone: not our log
+				moved, objs = true, nil
+				break
+			}
+		}
+	} else {
+		objs = nil
 	}
-	c.known, c.last, c.count = true, token, total-dropped
+	if len(objs) > changedObjects || (moved && len(objs) == 0) {
+		objs = nil
+	}
+	if moved {
+		c.gen++
+		c.changedMu.Lock()
+		if c.changed == nil {
+			c.changed = map[uint64][]string{}
+		}
+		c.changed[c.gen] = objs
+		delete(c.changed, c.gen-changedRevisions)
+		c.changedMu.Unlock()
+	}
+	for id, n := range dropped {
+		if cur[id] -= n; cur[id] <= 0 {
+			delete(cur, id)
+		}
+	}
+	c.known, c.last, c.seen = true, token, cur
 	ok = true
 	return authz.Revision{Key: strconv.FormatUint(c.gen, 10), Source: authz.RevisionChangelog}, nil
+}
+
+// ChangedObjects implements authz.ChangeLister for keys this Changelog
+// returned: the objects of every change that moved the key after from, up to
+// to. ok is false when it cannot say (another source, keys out of order, a
+// probe that could not compare, too many changes, or generations no longer
+// remembered); the caller must then assume anything changed.
+//
+// A change that moved the key to a generation is one the previous probe did
+// not read and this one did. A write that committed before a probe began is
+// read by it (Revision), so every write between two probes' starts is named
+// by one of the generations in between, or by the later one.
+func (c *Changelog) ChangedObjects(from, to authz.Revision) (objects []string, ok bool) {
+	if from.Source != authz.RevisionChangelog || to.Source != authz.RevisionChangelog {
+		return nil, false
+	}
+	f, err1 := strconv.ParseUint(from.Key, 10, 64)
+	t, err2 := strconv.ParseUint(to.Key, 10, 64)
+	if err1 != nil || err2 != nil || t < f || t-f > changedRevisions {
+		return nil, false
+	}
+	c.changedMu.Lock()
+	defer c.changedMu.Unlock()
+	for g := f + 1; g <= t; g++ {
+		objs, found := c.changed[g]
+		if !found || objs == nil {
+			return nil, false
+		}
+		objects = append(objects, objs...)
+	}
+	return objects, true
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clearance-dev/clearance/authz"
 )
 
 // fakeLog is an append-only change log whose entries become visible when they
@@ -21,13 +23,16 @@ type fakeLog struct {
 
 type entry struct {
 	id        time.Time
+	object    string
 	committed bool
 }
 
-func (l *fakeLog) stamp(at time.Time) {
+func (l *fakeLog) stamp(at time.Time) { l.stampObject(at, "ticket:"+at.Format(time.StampMilli)) }
+
+func (l *fakeLog) stampObject(at time.Time, object string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.entries = append(l.entries, entry{id: at})
+	l.entries = append(l.entries, entry{id: at, object: object})
 	slices.SortStableFunc(l.entries, func(a, b entry) int { return a.id.Compare(b.id) })
 }
 
@@ -58,10 +63,10 @@ func (l *fakeLog) read(_ context.Context, token string, start time.Time, pageSiz
 		if !e.committed || !e.id.After(from) {
 			continue
 		}
-		if len(p.Times) == pageSize {
+		if len(p.Changes) == pageSize {
 			break
 		}
-		p.Times = append(p.Times, e.id)
+		p.Changes = append(p.Changes, Change{Time: e.id, Operation: "TUPLE_OPERATION_WRITE", Tuple: authz.Tuple{User: "user:u", Relation: "viewer", Object: e.object}})
 		p.Token = strconv.FormatInt(e.id.UnixNano(), 10)
 	}
 	return p, nil
@@ -184,5 +189,95 @@ func TestChangelogSharedProbes(t *testing.T) {
 		for _, k := range keys {
 			seen[k] = true
 		}
+	}
+}
+
+func revision(t *testing.T, c *Changelog) authz.Revision {
+	t.Helper()
+	rev, err := c.Revision(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// TestChangelogChangedObjects: the objects named between two keys are those of
+// exactly the changes committed in between, an out-of-order commit and a floor
+// that moved included; after a probe that could not compare, the answer is
+// "unknown".
+func TestChangelogChangedObjects(t *testing.T) {
+	clk := &clock{now: time.Unix(1_000_000, 0)}
+	log := &fakeLog{}
+	c := NewChangelog(ChangelogConfig{Window: 10 * time.Second, PageSize: 2, MaxPages: 3, Now: clk.Now}, log.read)
+	changed := func(from, to authz.Revision) []string {
+		t.Helper()
+		objs, ok := c.ChangedObjects(from, to)
+		if !ok {
+			t.Fatalf("ChangedObjects(%s, %s): unknown", from, to)
+		}
+		slices.Sort(objs)
+		return objs
+	}
+	r0 := revision(t, c)
+	if _, ok := c.ChangedObjects(authz.Revision{}, r0); ok {
+		t.Error("changes before the first key are known")
+	}
+	slow := clk.add(time.Second)
+	log.stampObject(slow, "ticket:slow") // in flight
+	fast := clk.add(time.Second)
+	log.stampObject(fast, "project:fast")
+	log.commit(fast)
+	r1 := revision(t, c)
+	if got := changed(r0, r1); !slices.Equal(got, []string{"project:fast"}) {
+		t.Fatalf("r0..r1: %v", got)
+	}
+	if got := changed(r1, r1); len(got) != 0 {
+		t.Fatalf("r1..r1: %v", got)
+	}
+	clk.add(3 * time.Second)
+	log.commit(slow) // behind the change r1 saw
+	also := clk.add(time.Millisecond)
+	log.stampObject(also, "ticket:also")
+	log.commit(also)
+	r2 := revision(t, c)
+	if got := changed(r1, r2); !slices.Equal(got, []string{"ticket:also", "ticket:slow"}) {
+		t.Fatalf("r1..r2: %v", got)
+	}
+	if got := changed(r0, r2); !slices.Equal(got, []string{"project:fast", "ticket:also", "ticket:slow"}) {
+		t.Fatalf("r0..r2: %v", got)
+	}
+	clk.add(time.Minute) // the floor moves past all of them
+	if r := revision(t, c); r != r2 {
+		t.Fatalf("key moved with the floor: %s", r)
+	}
+	last := clk.add(time.Second)
+	log.stampObject(last, "ticket:last")
+	log.commit(last)
+	r3 := revision(t, c)
+	if got := changed(r2, r3); !slices.Equal(got, []string{"ticket:last"}) {
+		t.Fatalf("r2..r3 after the floor moved: %v", got)
+	}
+	if _, ok := c.ChangedObjects(r3, r2); ok {
+		t.Error("keys out of order are known")
+	}
+	// A busy window: the probe fails, and the key after it names nothing.
+	for range 7 {
+		at := clk.add(time.Millisecond)
+		log.stamp(at)
+		log.commit(at)
+	}
+	if _, err := c.Revision(context.Background()); !errors.Is(err, ErrChangelogBusy) {
+		t.Fatalf("busy window: err = %v", err)
+	}
+	clk.add(time.Minute)
+	r4 := revision(t, c)
+	if _, ok := c.ChangedObjects(r3, r4); ok {
+		t.Error("changes across a busy probe are known")
+	}
+	at := clk.add(time.Second)
+	log.stampObject(at, "team:t")
+	log.commit(at)
+	if got := changed(r4, revision(t, c)); !slices.Equal(got, []string{"team:t"}) {
+		t.Fatalf("after the busy window: %v", got)
 	}
 }
