@@ -39,6 +39,7 @@ type benchFlags struct {
 	listDeadline time.Duration
 	out          string
 	queries      int
+	samples      int
 	k            int
 	naiveN       int
 	timeout      time.Duration
@@ -91,6 +92,7 @@ server's datastore until the server purges them).`,
 	fl.DurationVar(&f.listDeadline, "openfga-list-deadline", openfga.DefaultServerListObjectsDeadline, "the OpenFGA server's --listObjects-deadline: a listing that lasts this long counts as truncated (an error)")
 	fl.StringVar(&f.out, "out", "bench-out", "directory for report.md and report.json (and the engine's sqlite file)")
 	fl.IntVar(&f.queries, "queries", 3, "queries per principal")
+	fl.IntVar(&f.samples, "samples", 8, "times each query is timed for the floor and planner rows (their p99 needs samples); the naive and ListObjects-over-tickets rows once")
 	fl.IntVar(&f.k, "k", 10, "results per query")
 	fl.IntVar(&f.naiveN, "naive-n", 3000, "tenant-wide candidates the naive post-filter checks")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of one query; a strategy past it counts an error")
@@ -178,6 +180,9 @@ func (f *benchFlags) resolve() (int, error) {
 	}
 	if f.queries < 1 {
 		bad("--queries %d: want at least 1", f.queries)
+	}
+	if f.samples < 1 || f.samples > 100 {
+		bad("--samples %d: want 1..100", f.samples)
 	}
 	if f.k < 1 || f.k > 1000 {
 		bad("--k %d: want 1..1000", f.k)
@@ -325,7 +330,7 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	strategies = append(strategies, plannerStrategies(eng, store, emb, log)...)
 	prog = newBenchProgress(stderr, tty)
 	rows, err := bench.Run(ctx, corpus, eng, emb, strategies, bench.RunConfig{
-		K: f.k, QueriesPerViewer: f.queries, Seed: f.seed + 1, Timeout: f.timeout, Logger: log, Progress: prog.update,
+		K: f.k, QueriesPerViewer: f.queries, Samples: f.samples, Seed: f.seed + 1, Timeout: f.timeout, Logger: log, Progress: prog.update,
 	})
 	prog.finish()
 	if err != nil {

@@ -50,9 +50,26 @@ func DefaultOrgConfig(chunks int) OrgConfig {
 }
 
 // Buckets are the visibility fractions of a tenant's projects the users get; 1.0
-// is a tenant admin. A user sees at least one project, so in small orgs the
-// smallest buckets round up (Viewer.Bucket holds the real fraction).
+// is a tenant admin. Where a fraction is less than half of one of the tenant's
+// projects (0.1% at 100k chunks, 0.1% and 1% at 10k), the users of that bucket
+// get a small project of their own that holds that fraction of the tenant's
+// tickets instead, so every bucket is measured at every scale.
 var Buckets = []float64{0.001, 0.01, 0.1, 0.5, 1.0}
+
+// smallProjects returns, for each bucket index whose fraction rounds to no
+// project out of perTenant, the period of the tenant's tickets its small
+// project takes (every period-th ticket, at offset the bucket index).
+func smallProjects(perTenant int) map[int]int {
+	out := map[int]int{}
+	for bi, f := range Buckets {
+		if f < 1 && math.Round(f*float64(perTenant)) == 0 {
+			out[bi] = int(math.Round(1 / f))
+		}
+	}
+	return out
+}
+
+func smallProject(tenant string, bi int) string { return fmt.Sprintf("%s-small%d", tenant, bi) }
 
 // BucketName formats a visibility fraction ("0.1%", "100% (admin)").
 func BucketName(f float64) string {
@@ -120,12 +137,19 @@ func GenerateOrg(cfg OrgConfig) *Org {
 	add := func(user, rel, obj string) {
 		o.Tuples = append(o.Tuples, authz.Tuple{User: user, Relation: rel, Object: obj})
 	}
+	small := smallProjects(perTenant)
 	for ti := range cfg.Tenants {
 		tenant := fmt.Sprintf("t%d", ti)
 		for pi := range perTenant {
 			p := fmt.Sprintf("%s-p%04d", tenant, pi)
 			o.Projects[tenant] = append(o.Projects[tenant], p)
 			add("tenant:"+tenant, "tenant", "project:"+p)
+		}
+		// Not in o.Projects: only their bucket's users are given them.
+		for bi := range Buckets {
+			if small[bi] > 0 {
+				add("tenant:"+tenant, "tenant", "project:"+smallProject(tenant, bi))
+			}
 		}
 	}
 	// Tickets: spread over projects with a skew, so some projects are busy.
@@ -135,6 +159,11 @@ func GenerateOrg(cfg OrgConfig) *Org {
 		tenant := fmt.Sprintf("t%d", i%cfg.Tenants)
 		projects := o.Projects[tenant]
 		p := projects[rng.IntN(len(projects))]
+		for bi, period := range small {
+			if (i/cfg.Tenants)%period == bi {
+				p = smallProject(tenant, bi)
+			}
+		}
 		id := fmt.Sprintf("BT-%d", i)
 		t := Ticket{Ticket: retrieval.Ticket{
 			ID: id, Tenant: tenant, Project: p,
@@ -173,6 +202,10 @@ func GenerateOrg(cfg OrgConfig) *Org {
 					u.Admin = true
 					add("user:"+name, "admin", "tenant:"+tenant)
 					mine = sample(rng, projects, max(1, len(projects)/10))
+				} else if small[bi] > 0 {
+					mine = []string{smallProject(tenant, bi)}
+					u.Projects[mine[0]] = true
+					add("user:"+name, "member", "project:"+mine[0])
 				} else {
 					n := max(1, int(math.Round(f*float64(len(projects)))))
 					// Report what the user really sees: a small tenant cannot give

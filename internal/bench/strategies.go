@@ -76,7 +76,7 @@ func ListObjectsOverTickets(store retrieval.Store, eng Engine) Strategy {
 
 // FloorListObjects lists the principal's projects (and direct shares), nothing else.
 func FloorListObjects(eng Engine) Strategy {
-	return Strategy{Name: "floor: ListObjects(project)", Search: func(ctx context.Context, p authz.Principal, _ string, _ []float32, _ int) (Outcome, error) {
+	return Strategy{Cheap: true, Name: "floor: ListObjects(project)", Search: func(ctx context.Context, p authz.Principal, _ string, _ []float32, _ int) (Outcome, error) {
 		f, calls, err := prefilter(ctx, eng, p)
 		if err != nil {
 			return Outcome{}, err
@@ -89,7 +89,7 @@ func FloorListObjects(eng Engine) Strategy {
 // beforehand and not timed.
 func FloorScan(store retrieval.Store, eng Engine) Strategy {
 	cache := map[string]retrieval.Filter{}
-	return Strategy{Name: "floor: store scan", Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
+	return Strategy{Cheap: true, Name: "floor: store scan", Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
 		f, err := cachedPrefilter(ctx, eng, p, cache)
 		if err != nil {
 			return Outcome{}, err
@@ -104,7 +104,7 @@ func FloorScan(store retrieval.Store, eng Engine) Strategy {
 // done beforehand and not timed.
 func FloorBatchCheck(store retrieval.Store, eng Engine) Strategy {
 	cache := map[string]retrieval.Filter{}
-	return Strategy{Name: "floor: BatchCheck(k)", Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
+	return Strategy{Cheap: true, Name: "floor: BatchCheck(k)", Search: func(ctx context.Context, p authz.Principal, _ string, vec []float32, k int) (Outcome, error) {
 		f, err := cachedPrefilter(ctx, eng, p, cache)
 		if err != nil {
 			return Outcome{}, err
@@ -199,7 +199,7 @@ func checkHits(ctx context.Context, eng Engine, p authz.Principal, hits []retrie
 // Engine calls and candidates are read from the planner's audit record in log.
 func Planner(name string, pl *filter.Planner, log *filter.MemoryLog, prewarm bool) Strategy {
 	warmed := map[string]bool{}
-	return Strategy{Name: name, Search: func(ctx context.Context, p authz.Principal, q string, _ []float32, k int) (Outcome, error) {
+	return Strategy{Cheap: true, Name: name, Search: func(ctx context.Context, p authz.Principal, q string, _ []float32, k int) (Outcome, error) {
 		req := filter.Request{Query: q, TopK: k}
 		if prewarm && !warmed[p.String()] {
 			warmed[p.String()] = true
