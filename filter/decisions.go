@@ -100,6 +100,8 @@ func (c *decisionCache) at(state decisionState) {
 			for _, o := range objs {
 				c.dropTicket(strings.TrimPrefix(o, "ticket:"))
 			}
+			// Ticket reads' entries go with any write (filter/get.go).
+			c.dropTicket(getEntries)
 			return
 		}
 	}

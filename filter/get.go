@@ -80,9 +80,21 @@ func decoy(q authz.Query, p authz.Principal, id string) authz.Query {
 // p's tenant's), whose answer counts only for a ticket of p's tenant that the
 // token's narrowing admits. Otherwise the latency of a 404 would tell which
 // ids exist in p's tenant (issue 14).
+//
+// The decision cache keeps that property: reads have cache entries of their
+// own (getKey), one per principal and requested id whatever the id names, so a
+// read hits exactly when the same principal read the same id since the last
+// tuple write, for any id. Searches never fill them (a search's candidates are
+// existing tickets: sharing their entries would make a read of an invisible
+// ticket that was a search candidate fast and a missing one slow), and every
+// write drops them all, even one the cache would drop only a ticket's entries
+// for (otherwise a write to an invisible ticket would make its next read slow
+// and a missing id's not).
 func (pl *Planner) visible(ctx context.Context, p authz.Principal, id string, rec *audit.Record) (bool, retrieval.Ticket, error) {
 	start := time.Now()
 	defer func() { rec.Latency["total"] = since(start) }()
+	// The revision before any engine call, as for searches.
+	state := pl.decisionStateNow(ctx)
 	t, err := pl.store.Get(ctx, id)
 	rec.Latency["search"] = since(start)
 	ours := false
@@ -98,7 +110,9 @@ func (pl *Planner) visible(ctx context.Context, p authz.Principal, id string, re
 	default:
 		ours = true
 	}
+	now := pl.cfg.Now()
 	q := pl.query(p, authz.HigherConsistency)
+	q.Now = now
 	if !ours {
 		q = decoy(q, p, id)
 	}
@@ -117,15 +131,20 @@ func (pl *Planner) visible(ctx context.Context, p authz.Principal, id string, re
 	tc := time.Now()
 	// Every check must allow: the principal's own, and a key minter's (the
 	// decoy makes both cost the same for a missing id).
-	checks := p.ViewChecks("ticket:" + id)
-	ok, err := pl.eng.BatchCheck(ctx, q, checks)
-	if err != nil {
-		return false, t, unavailable("check ticket", err)
+	key := getKey(p, id, ours)
+	allowed, cached := pl.cachedGet(state, key, now)
+	if !cached {
+		checks := p.ViewChecks("ticket:" + id)
+		ok, err := pl.eng.BatchCheck(ctx, q, checks)
+		if err != nil {
+			return false, t, unavailable("check ticket", err)
+		}
+		if len(ok) != len(checks) {
+			return false, t, unavailable("check ticket", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
+		}
+		allowed = !slices.Contains(ok, false)
+		pl.keepGet(ctx, state, p, key, allowed, now)
 	}
-	if len(ok) != len(checks) {
-		return false, t, unavailable("check ticket", fmt.Errorf("engine answered %d results for %d checks", len(ok), len(checks)))
-	}
-	allowed := !slices.Contains(ok, false)
 	if !ours {
 		return false, t, nil
 	}
@@ -135,6 +154,9 @@ func (pl *Planner) visible(ctx context.Context, p authz.Principal, id string, re
 	}
 	rec.Latency["check"] = since(tc)
 	rec.Plan.Checked = 1
+	if cached {
+		rec.Plan.CachedDecisions = 1
+	}
 	c.Decision = audit.Returned
 	if !allowed {
 		c.Decision = audit.DeniedByCheck
@@ -142,4 +164,60 @@ func (pl *Planner) visible(ctx context.Context, p authz.Principal, id string, re
 	}
 	rec.Results = append(rec.Results, c)
 	return allowed, t, nil
+}
+
+// getEntries indexes every read's cache entry: the decision cache drops it on
+// every revision move (decisionCache.at).
+const getEntries = "\x00get"
+
+// getKey is the decision cache key of a read of id by p: the principal's
+// prefix, and whether the check was of p's own tenant's ticket or the decoy
+// (different questions, so different answers).
+func getKey(p authz.Principal, id string, ours bool) string {
+	kind := "gd:"
+	if ours {
+		kind = "g:"
+	}
+	return decisionPrefix(p) + kind + id
+}
+
+// decisionStateNow reads the revision a request's cached decisions are keyed
+// by; the zero state (no caching) when the cache is off or the revision is
+// unknown.
+func (pl *Planner) decisionStateNow(ctx context.Context) decisionState {
+	r, ok := pl.eng.(authz.Revisioned)
+	if !pl.decisions.enabled() || !ok {
+		return decisionState{}
+	}
+	rev, err := r.Revision(ctx)
+	if err != nil {
+		pl.cfg.Logger.Debug("filter: engine revision unknown: ticket read not cached", "err", err)
+		return decisionState{}
+	}
+	return decisionState{model: pl.eng.ModelID(), rev: rev}
+}
+
+// cachedGet answers a read's check from the cache.
+func (pl *Planner) cachedGet(state decisionState, key string, now time.Time) (allowed, found bool) {
+	if !state.ok() {
+		return false, false
+	}
+	a, f := pl.decisions.get(state, []string{key}, now)
+	return a[0], f[0]
+}
+
+// keepGet stores a read's answer, with the same time bounds as a search's.
+func (pl *Planner) keepGet(ctx context.Context, state decisionState, p authz.Principal, key string, allowed bool, now time.Time) {
+	if !state.ok() {
+		return
+	}
+	e := decisionEntry{key: key, ticket: getEntries, allowed: allowed, from: now}
+	if allowed {
+		until, err := pl.decisionBounds(ctx, p, now)
+		if err != nil {
+			return
+		}
+		e.until = until
+	}
+	pl.decisions.put(state, []decisionEntry{e})
 }

@@ -126,3 +126,82 @@ func testGetSameEngineWork(t *testing.T, f *fixture) {
 		})
 	}
 }
+
+// cachingCounter is countingEngine with the engine's revision, change list,
+// model check and reads, so the decision cache is on.
+type cachingCounter struct {
+	*countingEngine
+	eng authz.Engine
+}
+
+func (e cachingCounter) Revision(ctx context.Context) (authz.Revision, error) {
+	return e.eng.(authz.Revisioned).Revision(ctx)
+}
+
+func (e cachingCounter) ChangedObjects(from, to authz.Revision) ([]string, bool) {
+	return e.eng.(authz.ChangeLister).ChangedObjects(from, to)
+}
+
+func (e cachingCounter) ClearanceModel() bool { return e.eng.(authz.ClearanceModeled).ClearanceModel() }
+
+func (e cachingCounter) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error] {
+	return e.eng.Read(ctx, f)
+}
+
+// TestGetCachedSameEngineWork: with the decision cache on, a repeated read
+// costs no engine call whatever the id names (visible, invisible, another
+// tenant's, missing), and any write, even one to an unrelated ticket only,
+// makes the next read of every id ask the engine again: a read's cost never
+// tells whether its id exists. A search that checked an invisible ticket does
+// not make its read cheaper than a missing id's. Revocation holds on the next
+// read.
+func TestGetCachedSameEngineWork(t *testing.T) {
+	f := newFixture(t)
+	eng := cachingCounter{&countingEngine{Engine: f.eng}, f.eng}
+	pl := f.planner(eng, nil, nil)
+	ctx := context.Background()
+	cases := []struct {
+		p  authz.Principal
+		id string
+	}{
+		{user("acme", "anne"), "T-1"},
+		{user("acme", "anne"), "T-4"},
+		{user("acme", "bob"), "T-1"},
+		{agent("acme", "anne", "copilot"), "T-3"},
+		{user("acme", "anne"), "G-1"},
+		{user("acme", "anne"), "T-404"},
+		{agent("acme", "anne", "copilot"), "T-404"},
+		{user("acme", "ada"), "T-404"},
+	}
+	read := func(want int) {
+		t.Helper()
+		for _, tc := range cases {
+			eng.reset()
+			_, _ = pl.Get(ctx, tc.p, tc.id)
+			if n := len(eng.reset()); n != want {
+				t.Errorf("%s reading %s: %d engine checks, want %d", tc.p, tc.id, n, want)
+			}
+		}
+	}
+	// A search of anne checks her blocked T-4 (and others) first: it must not
+	// warm her read of T-4.
+	search(t, pl, user("acme", "anne"), filter.Request{})
+	read(1)
+	read(0)
+	// A write to one unrelated ticket: every read asks again.
+	if err := f.eng.Write(ctx, []authz.Tuple{{User: "user:carl", Relation: "viewer", Object: "ticket:T-5"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	read(1)
+	read(0)
+	// Revocation on the next read.
+	if _, err := pl.Get(ctx, user("acme", "anne"), "T-1"); err != nil {
+		t.Fatalf("anne reads T-1: %v", err)
+	}
+	if err := f.eng.Write(ctx, []authz.Tuple{{User: "user:anne", Relation: "blocked", Object: "ticket:T-1"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pl.Get(ctx, user("acme", "anne"), "T-1"); !errors.Is(err, clearance.ErrNotFound) {
+		t.Fatalf("anne reads T-1 after her block: %v", err)
+	}
+}
