@@ -352,9 +352,9 @@ func TestDecisionCacheSizeBound(t *testing.T) {
 	}
 }
 
-// TestDecisionCacheInterleaved: several goroutines search through two planners
-// (replicas when the engines share a datastore) while another toggles grants
-// through them in turn. Every search that no write overlapped must answer
+// TestDecisionCacheInterleaved: several goroutines search and read tickets
+// through two planners (replicas when the engines share a datastore) while
+// another toggles grants through them in turn. Every search that no write overlapped must answer
 // exactly the state of the last acknowledged write.
 func TestDecisionCacheInterleaved(t *testing.T) {
 	eng := memoryEngine(t)
@@ -414,7 +414,22 @@ func testInterleaved(t *testing.T, a, b authz.Engine) {
 				i := (g + n) % len(toggles)
 				pl := planners[(g+n)%2]
 				c := committed.Load()
-				resp, err := pl.Search(ctx, toggles[i].p, filter.Request{Query: "database timeout", TopK: 10})
+				// Every third request is a ticket read of the toggled ticket.
+				var got []string
+				var err error
+				if n%3 == 2 {
+					var tr filter.TicketResponse
+					tr, err = pl.Get(ctx, toggles[i].p, toggles[i].want)
+					if errors.Is(err, clearance.ErrNotFound) {
+						err = nil
+					} else if err == nil {
+						got = []string{tr.Ticket.ID}
+					}
+				} else {
+					var resp filter.Response
+					resp, err = pl.Search(ctx, toggles[i].p, filter.Request{Query: "database timeout", TopK: 10})
+					got = ids(resp)
+				}
 				if err != nil {
 					failed.Store(true)
 					errs <- err
@@ -425,9 +440,9 @@ func testInterleaved(t *testing.T, a, b authz.Engine) {
 					continue
 				}
 				checked.Add(1)
-				if got := slices.Contains(ids(resp), toggles[i].want); got != visible(i, c) {
+				if seen := slices.Contains(got, toggles[i].want); seen != visible(i, c) {
 					failed.Store(true)
-					errs <- fmt.Errorf("after write %d, %s sees %s: %v, want %v (%v)", c, toggles[i].p, toggles[i].want, got, visible(i, c), ids(resp))
+					errs <- fmt.Errorf("after write %d, %s sees %s: %v, want %v (%v, read %v)", c, toggles[i].p, toggles[i].want, seen, visible(i, c), got, n%3 == 2)
 					return
 				}
 			}
@@ -465,7 +480,7 @@ func testInterleaved(t *testing.T, a, b authz.Engine) {
 	for _, pl := range planners {
 		hits += pl.DecisionCacheStats().Hits
 	}
-	t.Logf("%d searches compared with the last write, %d overlapped a write; %d cached decisions", checked.Load(), skipped.Load(), hits)
+	t.Logf("%d searches and reads compared with the last write, %d overlapped a write; %d cached decisions", checked.Load(), skipped.Load(), hits)
 	if !failed.Load() && checked.Load() < writes {
 		t.Errorf("only %d searches compared", checked.Load())
 	}
