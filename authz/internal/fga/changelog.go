@@ -191,9 +191,21 @@ func (c *Changelog) probe(ctx context.Context) (authz.Revision, error) {
 	// unknown, and the next one moves the key.
 	token := c.floorToken
 	newFloor, recentPages := c.floorToken, 0
-	cur := map[string]int{}     // every change after the old floor
-	dropped := map[string]int{} // those the new floor passes
-	var changes []Change        // in log order, for the objects of the new ones
+	// The log is append-only and this probe reads from the previous one's
+	// floor, so what it reads is what the previous one read plus the changes
+	// committed since, whatever their position: a change is new when the
+	// previous probe's multiset has no copy of it left. Pages are compared as
+	// they are read, so memory stays at the changes after the floor (at most
+	// about MaxPages pages) however many older pages a catch-up reads.
+	var left map[string]int
+	if c.known {
+		left = maps.Clone(c.seen)
+	}
+	cur := map[string]int{} // the changes after the new floor
+	moved, objs := !c.known, []string{}
+	if !c.known {
+		objs = nil
+	}
 	ok := false
 	defer func() {
 		if newFloor != c.floorToken {
@@ -221,45 +233,36 @@ func (c *Changelog) probe(ctx context.Context) (authz.Revision, error) {
 			}
 			for _, ch := range p.Changes {
 				id := ch.id()
-				cur[id]++
-				if old {
-					dropped[id]++
+				if !old {
+					cur[id]++
+				}
+				if left[id] > 0 {
+					left[id]--
+					continue
+				}
+				moved = true
+				if objs != nil {
+					objs = append(objs, ch.Tuple.Object)
+				}
+				if len(objs) > changedObjects {
+					objs = nil
 				}
 			}
-			changes = append(changes, p.Changes...)
 		}
 		if len(p.Changes) < c.cfg.PageSize {
 			break
 		}
 	}
-	// The log is append-only and this probe read from the previous one's floor,
-	// so what it read is what the previous one read plus the changes committed
-	// since, whatever their position: those are the difference of the two
-	// multisets.
-	moved, objs := !c.known || token != c.last, []string{}
-	if c.known {
-		left := maps.Clone(c.seen)
-		for _, ch := range changes {
-			id := ch.id()
-			if left[id] > 0 {
-				left[id]--
-				continue
-			}
-			moved = true
-			if objs != nil {
-				objs = append(objs, ch.Tuple.Object)
-			}
-		}
-		for _, n := range left {
-			if n > 0 { // a change the previous probe read is gone: not our log
-				moved, objs = true, nil
-				break
-			}
-		}
-	} else {
-		objs = nil
+	if token != c.last {
+		moved = true
 	}
-	if len(objs) > changedObjects || (moved && len(objs) == 0) {
+	for _, n := range left {
+		if n > 0 { // a change the previous probe read is gone: not our log
+			moved, objs = true, nil
+			break
+		}
+	}
+	if moved && len(objs) == 0 {
 		objs = nil
 	}
 	if moved {
@@ -271,11 +274,6 @@ func (c *Changelog) probe(ctx context.Context) (authz.Revision, error) {
 		c.changed[c.gen] = objs
 		delete(c.changed, c.gen-changedRevisions)
 		c.changedMu.Unlock()
-	}
-	for id, n := range dropped {
-		if cur[id] -= n; cur[id] <= 0 {
-			delete(cur, id)
-		}
 	}
 	c.known, c.last, c.seen = true, token, cur
 	ok = true
