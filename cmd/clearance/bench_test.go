@@ -34,6 +34,7 @@ func TestBenchFlagValidation(t *testing.T) {
 		{[]string{"--database-url", "postgres://db/x"}, "--database-url is used only by --store pgvector and --engine postgres"},
 		{[]string{"--store", "pgvector", "--database-url", "mysql://db/x"}, "--database-url: want postgres://"},
 		{[]string{"--scale", "ten"}, `--scale "ten"`},
+		{[]string{"--samples", "0"}, "--samples 0: want 1..100"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -122,7 +123,7 @@ func runBenchCLI(t *testing.T, args ...string) (*bench.Report, string) {
 	t.Helper()
 	dir := t.TempDir()
 	start := time.Now()
-	out, err := runCLI(t, append([]string{"bench", "--scale", "2k", "--queries", "1", "--naive-n", "20", "--out", dir}, args...)...)
+	out, err := runCLI(t, append([]string{"bench", "--scale", "2k", "--queries", "1", "--naive-n", "20", "--samples", "2", "--out", dir}, args...)...)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
@@ -140,6 +141,14 @@ func runBenchCLI(t *testing.T, args ...string) (*bench.Report, string) {
 	for _, r := range rep.Rows {
 		if r.Leaks != 0 || r.Errors != 0 {
 			t.Errorf("%s %s %s: %d leaks, %d errors", r.Strategy, r.Bucket, r.Kind, r.Leaks, r.Errors)
+		}
+		if r.Strategy == "clearance (warm decisions)" && r.EngineCalls != 0 {
+			// The same query at the same revision: every decision from the
+			// cache, on every engine (a remote one through its change log).
+			t.Errorf("%s %s %s: %.1f engine calls per query, want 0", r.Strategy, r.Bucket, r.Kind, r.EngineCalls)
+		}
+		if r.Samples < r.Queries {
+			t.Errorf("%s %s %s: %d latency samples for %d queries", r.Strategy, r.Bucket, r.Kind, r.Samples, r.Queries)
 		}
 		if exact[r.Strategy] {
 			seen[r.Strategy] += r.Queries
