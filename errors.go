@@ -28,6 +28,10 @@ var (
 	// ErrUnavailable: a backend (engine, store, JWKS, audit log) failed or ran out of
 	// time. Answers fail closed with this error, never with unfiltered data.
 	ErrUnavailable = errors.New("backend unavailable")
+	// ErrUnsupported: this deployment cannot do what was asked (a search mode
+	// its store has no index for). Retrying will not help; changing the
+	// request or the deployment will.
+	ErrUnsupported = errors.New("not supported by this deployment")
 	// ErrTooLarge: the request body or a field exceeds its limit.
 	ErrTooLarge = errors.New("too large")
 	// ErrRequestTimeout: the client stopped sending its request (the body did not

@@ -27,6 +27,7 @@ var errorTable = []struct {
 	{clearance.ErrForbidden, http.StatusForbidden, "forbidden"},
 	{clearance.ErrNotFound, http.StatusNotFound, "not-found"},
 	{clearance.ErrConflict, http.StatusConflict, "conflict"},
+	{clearance.ErrUnsupported, http.StatusNotImplemented, "unsupported"},
 	{clearance.ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
 	{clearance.ErrRequestTimeout, http.StatusRequestTimeout, "request-timeout"},
 	{clearance.ErrRateLimited, http.StatusTooManyRequests, "rate-limited"},

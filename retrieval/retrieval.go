@@ -24,6 +24,9 @@ var (
 	// ErrIndexMismatch: the index was built with another embedding model or
 	// dimension than the one it is opened with.
 	ErrIndexMismatch = fmt.Errorf("index built with another embedding model: %w", clearance.ErrConflict)
+	// ErrUnsupported: the store cannot run this kind of search (a lexical or
+	// hybrid search on a store without a lexical index).
+	ErrUnsupported = fmt.Errorf("vector store: %w", clearance.ErrUnsupported)
 	// ErrUnavailable: the store or embedder failed or timed out.
 	ErrUnavailable = fmt.Errorf("vector store: %w", clearance.ErrUnavailable)
 )
@@ -101,7 +104,35 @@ type SearchResult struct {
 const (
 	PlanExact = "exact"
 	PlanHNSW  = "hnsw"
+	// PlanBM25: a lexical search that scored every allowed chunk holding a
+	// query term (exact).
+	PlanBM25 = "bm25"
 )
+
+// LexicalRequest asks for the K chunks matching Filter that score best on the
+// query's exact terms, skipping the first Offset (paging). Terms are
+// lexical.Terms of the query text: stores index with the same tokenizer, so the
+// two agree.
+type LexicalRequest struct {
+	Terms  []string
+	Filter Filter
+	K      int
+	Offset int
+}
+
+// LexicalSearcher is a store with a lexical (exact-term) index next to its
+// vectors, under the same filter semantics as Search. A store without one does
+// not implement it, and a search that asks for it fails with ErrUnsupported,
+// never silently answering from the vectors alone.
+type LexicalSearcher interface {
+	// SearchLexical returns up to K hits that contain at least one of the
+	// terms, ranked by BM25 score (higher is better, ties by (TicketID,
+	// Ordinal) ascending), never a chunk outside the filter. Corpus statistics
+	// are those of the chunks the filter allows, so no score depends on a
+	// chunk outside it (docs/decisions/lexical-statistics.md). On an exact plan
+	// fewer than K hits means no more matching chunks beyond Offset.
+	SearchLexical(ctx context.Context, r LexicalRequest) (SearchResult, error)
+}
 
 // TicketRef is the metadata of an indexed ticket, for sync and reconciliation.
 type TicketRef struct {

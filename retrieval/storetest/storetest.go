@@ -94,6 +94,7 @@ func Run(t *testing.T, open Opener, opts Options) {
 			tc.fn(t, newFixture(t, open, Meta))
 		})
 	}
+	runLexical(t, open)
 	t.Run("ReopenAfterClose", func(t *testing.T) {
 		if opts.Reopen == nil {
 			t.Skip("store is not persistent (Options.Reopen is nil)")
@@ -392,7 +393,14 @@ func (f *fixture) checkAll() {
 		projects[tk.Project] = true
 	}
 	q := f.unitVector()
+	ls, lexOK := f.s.(retrieval.LexicalSearcher)
 	for tn := range tenants {
+		if lexOK {
+			f.lexCheck(ls, "chunk 1 acme-T0001", retrieval.Filter{Tenant: tn, AllProjects: true}, 20, 0)
+			for p := range projects {
+				f.lexCheck(ls, "title 0 T0003", retrieval.Filter{Tenant: tn, Projects: []string{p}}, 10, 0)
+			}
+		}
 		f.checkSearch(q, retrieval.Filter{Tenant: tn, AllProjects: true}, 20, 0)
 		f.checkCount(retrieval.Filter{Tenant: tn, AllProjects: true})
 		for p := range projects {
