@@ -141,7 +141,7 @@ func (s *Store) commitBatch(batch []*op) {
 			if o.record != nil {
 				size = int64(len(o.record) + frameHeader)
 			}
-			s.ix.upsert(o.u.t, o.u.ords, o.u.texts, o.u.vecs, size)
+			s.ix.upsert(o.u.t, o.u.ords, o.u.texts, o.u.vecs, o.u.docs, size)
 		}
 	}
 	s.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 const crashDim = 8
@@ -49,6 +50,15 @@ func fingerprint(t *testing.T, s *Store) string {
 			t.Fatal(err)
 		}
 		for _, h := range res.Hits {
+			fmt.Fprintf(&b, "%d:%s:%s:%.6f ", h.Ordinal, h.Project, h.Text, h.Score)
+		}
+		// The lexical arm, rebuilt from the same records, shows the same chunks.
+		lex, err := s.SearchLexical(ctx, retrieval.LexicalRequest{Terms: lexical.Terms(id + " " + tk.Title), Filter: retrieval.Filter{Tenant: tk.Tenant, Tickets: []string{id}}, K: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("| lexical ")
+		for _, h := range lex.Hits {
 			fmt.Fprintf(&b, "%d:%s:%s:%.6f ", h.Ordinal, h.Project, h.Text, h.Score)
 		}
 		b.WriteString("\n")
@@ -283,6 +293,28 @@ func verifyCrashState(t *testing.T, dir string, acked map[string]int, round int)
 		}
 		if n != 1+g%5 {
 			t.Fatalf("round %d: %s generation %d has %d of its %d chunks", round, id, g, n, 1+g%5)
+		}
+		// The lexical arm holds the same generation in the same project: its
+		// own title finds every chunk, in the tenant-wide scope and under the
+		// ticket's project.
+		for _, flt := range []retrieval.Filter{{Tenant: "acme", AllProjects: true}, {Tenant: "acme", Projects: []string{tk.Project}}} {
+			lex, err := s.SearchLexical(t.Context(), retrieval.LexicalRequest{Terms: []string{strconv.Itoa(g)}, Filter: flt, K: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n = 0
+			for _, h := range lex.Hits {
+				if h.TicketID != id {
+					continue
+				}
+				n++
+				if genOf(h.Text) != g || h.Project != tk.Project {
+					t.Fatalf("round %d: lexical arm has %s chunk %q in project %s, the ticket is generation %d in %s", round, id, h.Text, h.Project, g, tk.Project)
+				}
+			}
+			if n != 1+g%5 {
+				t.Fatalf("round %d: lexical arm has %d of %s's %d chunks (generation %d)", round, n, id, 1+g%5, g)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // index is the in-memory state: tickets, and their chunk vectors grouped by
@@ -30,6 +31,7 @@ type ticket struct {
 	rows  []int32
 	ords  []int32
 	texts []string
+	lex   []*lexDoc // the lexical document of each chunk, in part
 	// size is the encoded size of the ticket's live log record, for the
 	// compaction heuristic.
 	size int64
@@ -41,6 +43,7 @@ type partition struct {
 	vecs            []float32 // len(rows) * dim
 	rows            []rowRef
 	q               *quantized // nil unless the index quantizes
+	lex             *lexPart
 }
 
 // rowRef points a row back to its ticket and chunk, so a swapped row's ticket
@@ -63,7 +66,7 @@ func (ix *index) partition(tenant, project string, create bool) *partition {
 		ps = map[string]*partition{}
 		ix.tenants[tenant] = ps
 	}
-	p := &partition{tenant: tenant, project: project}
+	p := &partition{tenant: tenant, project: project, lex: newLexPart()}
 	if ix.quantize {
 		p.q = &quantized{}
 	}
@@ -81,17 +84,22 @@ func (ix *index) reserve(tenant, project string, rows int) {
 }
 
 // upsert replaces a ticket and its chunks. vecs holds the chunks' vectors back to
-// back. The caller has validated everything.
-func (ix *index) upsert(t retrieval.Ticket, ords []int32, texts []string, vecs []float32, size int64) {
+// back; docs their lexical documents (nil: analyzed here, as on replay). The
+// caller has validated everything.
+func (ix *index) upsert(t retrieval.Ticket, ords []int32, texts []string, vecs []float32, docs []lexical.Doc, size int64) {
 	ix.remove(t.ID)
 	p := ix.partition(t.Tenant, t.Project, true)
 	tk := &ticket{Ticket: t, part: p, ords: ords, texts: texts, size: size}
 	ix.tickets[t.ID] = tk
 	ix.bytes += size
-	ix.appendRows(p, tk, vecs)
+	if docs == nil {
+		docs = lexDocs(t, texts)
+	}
+	ix.appendRows(p, tk, vecs, docs)
 }
 
-func (ix *index) appendRows(p *partition, tk *ticket, vecs []float32) {
+func (ix *index) appendRows(p *partition, tk *ticket, vecs []float32, docs []lexical.Doc) {
+	p.lex.add(tk, docs)
 	n := len(vecs) / max(ix.dim, 1)
 	tk.part = p
 	tk.rows = make([]int32, n)
@@ -139,6 +147,7 @@ func (ix *index) removeRows(tk *ticket) {
 	}
 	ix.chunks -= len(pos)
 	tk.rows = nil
+	p.lex.remove(tk)
 	if len(p.rows) == 0 {
 		ps := ix.tenants[p.tenant]
 		delete(ps, p.project)
@@ -163,9 +172,10 @@ func (ix *index) move(id, project string) bool {
 		return true
 	}
 	vecs := ix.vectors(tk)
+	docs := docsOf(tk)
 	ix.removeRows(tk)
 	tk.Project = project
-	ix.appendRows(ix.partition(tk.Tenant, project, true), tk, vecs)
+	ix.appendRows(ix.partition(tk.Tenant, project, true), tk, vecs, docs)
 	return true
 }
 

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // Records. Both the write-ahead log and snapshots are sequences of framed
@@ -175,6 +176,9 @@ type upsertRecord struct {
 	ords  []int32
 	texts []string
 	vecs  []float32 // len(ords)*dim
+	// docs are the chunks' lexical documents, analyzed before the write lock
+	// (never logged: replay analyzes the texts again).
+	docs []lexical.Doc
 }
 
 func encodeUpsert(u *upsertRecord) []byte {
@@ -255,7 +259,7 @@ func apply(ix *index, payload []byte, scratch *[]float32) error {
 			return err
 		}
 		*scratch = u.vecs
-		ix.upsert(u.t, u.ords, u.texts, u.vecs, int64(len(payload)+frameHeader))
+		ix.upsert(u.t, u.ords, u.texts, u.vecs, nil, int64(len(payload)+frameHeader))
 	case opDelete:
 		id := d.str()
 		if d.err != nil {

@@ -13,6 +13,7 @@ type segment struct {
 	p      *partition
 	lo, hi int
 	rows   []int32
+	t      *ticket // the named ticket of a rows segment
 }
 
 // resolve turns a filter into the segments to scan: every allowed partition
@@ -51,7 +52,7 @@ func (ix *index) resolve(f retrieval.Filter) (segs []segment, rows int) {
 			named = map[string]bool{}
 		}
 		named[id] = true
-		segs = append(segs, segment{p: tk.part, rows: tk.rows})
+		segs = append(segs, segment{p: tk.part, rows: tk.rows, t: tk})
 		rows += len(tk.rows)
 	}
 	return segs, rows

@@ -78,7 +78,10 @@ type Store struct {
 	disk    *disk // nil in memory mode
 }
 
-var _ retrieval.Store = (*Store)(nil)
+var (
+	_ retrieval.Store           = (*Store)(nil)
+	_ retrieval.LexicalSearcher = (*Store)(nil)
+)
 
 // errClosed is returned by every call after Close.
 var errClosed = fmt.Errorf("embedded store is closed: %w", retrieval.ErrUnavailable)
@@ -177,6 +180,7 @@ func (s *Store) validate(t retrieval.Ticket, chunks []retrieval.Chunk) (*upsertR
 		u.texts[i] = c.Text
 		u.vecs = append(u.vecs, c.Vector...)
 	}
+	u.docs = lexDocs(t, u.texts)
 	return u, nil
 }
 
