@@ -21,6 +21,10 @@ const (
 	DeniedByCheck Decision = "denied_by_check"
 	// BeyondK: allowed but not needed (the answer already had k results).
 	BeyondK Decision = "beyond_k"
+	// Allowed: an arm's candidate of a hybrid search that the check allowed;
+	// the fused entry of the same chunk (Arm "fused") says whether it was
+	// returned or beyond k.
+	Allowed Decision = "allowed"
 	// NotChecked: fetched from the store but not checked (budget or dedup).
 	NotChecked Decision = "not_checked"
 	// FlowSource: a source ticket of a flow check (kind "flow_check"): content
@@ -37,10 +41,17 @@ type Candidate struct {
 	Chunk    int      `json:"chunk"`
 	Score    float32  `json:"score"`
 	Decision Decision `json:"decision"`
+	// Arm names the ranking the candidate came from in a hybrid search
+	// ("vector" or "lexical"; a chunk both found appears once per arm), and
+	// "fused" for the fused ranking's entries. Empty in single-arm searches.
+	Arm string `json:"arm,omitempty"`
 }
 
 // Plan describes how the pre-filter was built and how the search ran.
 type Plan struct {
+	// Mode is the search mode ("vector", "lexical", "hybrid"); empty in
+	// records written before modes existed and in non-search records.
+	Mode string `json:"mode,omitempty"`
 	// Path: "tenant_admin", "prefilter", "postfilter_only" (ListObjects cut short)
 	// or "empty" (nothing visible after narrowing).
 	Path            string `json:"path"`

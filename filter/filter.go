@@ -80,7 +80,55 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Mode is the search mode of a request that names none (default vector;
+	// cmd/clearance picks hybrid when the store has a lexical index, see
+	// docs/benchmarks.md).
+	Mode Mode
+	// Fusion tunes hybrid search.
+	Fusion FusionConfig
 }
+
+// Mode is how a search ranks: by vector similarity, by exact terms (BM25), or
+// both fused by reciprocal rank.
+type Mode string
+
+// Search modes.
+const (
+	ModeVector  Mode = "vector"
+	ModeLexical Mode = "lexical"
+	ModeHybrid  Mode = "hybrid"
+)
+
+// ParseMode checks a mode name ("" is allowed: the planner's default).
+func ParseMode(s string) (Mode, bool) {
+	switch m := Mode(s); m {
+	case "", ModeVector, ModeLexical, ModeHybrid:
+		return m, true
+	}
+	return "", false
+}
+
+// FusionConfig tunes reciprocal rank fusion: a visible chunk at rank r (from
+// 1) of an arm adds weight/(K+r) to its fused score. The zero value is usable.
+type FusionConfig struct {
+	// K dampens the head of each ranking (default 60, the value of the RRF
+	// paper: rank 1 and rank 2 differ little, so agreement between the arms
+	// counts more than either arm's first place).
+	K int
+	// VectorWeight and LexicalWeight scale the arms (default 1 each; negative
+	// is treated as 0).
+	VectorWeight, LexicalWeight float64
+	// Depth is how many visible chunks each arm contributes before fusion
+	// (default 20; never fewer than top_k). complete means exact over this
+	// depth of each arm.
+	Depth int
+}
+
+// Defaults of FusionConfig.
+const (
+	DefaultFusionK     = 60
+	DefaultFusionDepth = 20
+)
 
 // Defaults of Config.
 const (
@@ -111,6 +159,13 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Fusion.K = cmp.Or(c.Fusion.K, DefaultFusionK)
+	c.Fusion.Depth = cmp.Or(c.Fusion.Depth, DefaultFusionDepth)
+	if c.Fusion.VectorWeight == 0 && c.Fusion.LexicalWeight == 0 {
+		c.Fusion.VectorWeight, c.Fusion.LexicalWeight = 1, 1
+	}
+	c.Fusion.VectorWeight = max(c.Fusion.VectorWeight, 0)
+	c.Fusion.LexicalWeight = max(c.Fusion.LexicalWeight, 0)
 }
 
 // Filters are the request's own restrictions (narrowing only).
@@ -137,6 +192,8 @@ type Request struct {
 	RequestID string
 	// Kind is the audit record kind ("search" by default; "mcp_search" from MCP).
 	Kind string
+	// Mode ranks by vector, lexical or hybrid; empty is the planner's default.
+	Mode Mode
 }
 
 // Status of a search answer.
@@ -156,7 +213,11 @@ const (
 	Partial Status = "partial"
 )
 
-// Result is one returned chunk.
+// DefaultMode is the mode of requests that name none.
+func (pl *Planner) DefaultMode() Mode { return pl.cfg.Mode }
+
+// Result is one returned chunk. Score is the arm's score in vector (cosine)
+// and lexical (BM25) mode, and the fused reciprocal-rank score in hybrid mode.
 type Result struct {
 	TicketID  string  `json:"ticket_id"`
 	ProjectID string  `json:"project_id"`
@@ -190,6 +251,7 @@ type Planner struct {
 	cfg   Config
 	eng   Engine
 	store Store
+	lex   retrieval.LexicalSearcher // nil: the store has no lexical index
 	emb   Embedder
 	log   audit.Log
 	cache *cache
@@ -200,6 +262,8 @@ type Planner struct {
 // New returns a planner over eng, store, emb and the audit log.
 func New(cfg Config, eng Engine, store Store, emb Embedder, log audit.Log) *Planner {
 	cfg.defaults()
+	lex, _ := store.(retrieval.LexicalSearcher)
+	cfg.Mode = cmp.Or(cfg.Mode, ModeVector)
 	size := cfg.DecisionCacheSize
 	// The decision cache's time bounds are proven for clearance's own model
 	// only (docs/decisions/decision-cache.md).
@@ -208,5 +272,5 @@ func New(cfg Config, eng Engine, store Store, emb Embedder, log audit.Log) *Plan
 		size = -1
 	}
 	changes, _ := eng.(authz.ChangeLister)
-	return &Planner{cfg: cfg, eng: eng, store: store, emb: emb, log: log, cache: newCache(cfg.CacheSize), decisions: newDecisionCache(size, changes)}
+	return &Planner{cfg: cfg, eng: eng, store: store, lex: lex, emb: emb, log: log, cache: newCache(cfg.CacheSize), decisions: newDecisionCache(size, changes)}
 }

@@ -35,6 +35,8 @@ func TestDifferentialLeak(t *testing.T) {
 	perOrg := max(1, *leakQueries/orgs)
 	var queries, compared, hitSum, wantSum, partial, results, drifted int
 	var cachedHits, cachedMisses uint64
+	modes := []filter.Mode{filter.ModeVector, filter.ModeLexical, filter.ModeHybrid}
+	modeRuns := map[filter.Mode]int{}
 	eng := memoryEngine(t)
 	for seed := range uint64(orgs) {
 		w := newWorld(t, eng, seed+1, 40)
@@ -70,6 +72,12 @@ func TestDifferentialLeak(t *testing.T) {
 			}
 			last, lastPlanner = p, pi
 			pl := planners[pi]
+			// Every mode runs: the leak and shape checks hold for all of them;
+			// the ranking is compared with the reference in vector mode, whose
+			// scores do not depend on the filter (BM25's statistics are those
+			// of the pre-filter's rows, which the reference does not model).
+			req.Mode = modes[(q/len(planners))%len(modes)]
+			modeRuns[req.Mode]++
 			resp, err := pl.Search(context.Background(), p, req)
 			queries++
 			if err != nil {
@@ -90,6 +98,9 @@ func TestDifferentialLeak(t *testing.T) {
 			}
 			if len(w.drift) > 0 {
 				drifted++
+				continue
+			}
+			if req.Mode != filter.ModeVector {
 				continue
 			}
 			want := w.expected(p, req)
@@ -123,6 +134,12 @@ func TestDifferentialLeak(t *testing.T) {
 	}
 	t.Logf("%d queries (%d with index drift, leak-checked only), %d results, recall@k %.4f over %d compared queries (default and post-filter-only planners), %d partial (tiny-budget planner)",
 		queries, drifted, results, recall, compared, partial)
+	t.Logf("queries by mode: %v", modeRuns)
+	for _, m := range modes {
+		if modeRuns[m] == 0 {
+			t.Errorf("mode %s never ran", m)
+		}
+	}
 	t.Logf("decision cache: %d of %d checked tickets answered from the cache", cachedHits, cachedHits+cachedMisses)
 	if recall != 1 {
 		t.Errorf("recall@k %.4f, want 1", recall)

@@ -15,6 +15,7 @@ import (
 	"github.com/clearance-dev/clearance/audit"
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // Search answers req for p: only chunks of tickets p may view right now, ranked by
@@ -117,7 +118,20 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 	start := time.Now()
 	defer func() { rec.Latency["total"] = since(start) }()
 
+	mode := cmp.Or(req.Mode, pl.cfg.Mode)
+	rec.Plan.Mode = string(mode)
+	switch mode {
+	case ModeVector:
+	case ModeLexical, ModeHybrid:
+		if pl.lex == nil {
+			return Response{}, fmt.Errorf("search mode %q: this store has no lexical index: %w", mode, retrieval.ErrUnsupported)
+		}
+	default:
+		return Response{}, clearance.Invalid("mode", "must be one of hybrid, vector, lexical")
+	}
+
 	pf, err := pl.prefilter(ctx, p, req)
+	pf.plan.Mode = string(mode)
 	rec.Latency["prefilter"] = since(start)
 	rec.Narrowing = pf.narrowing
 	rec.Plan = pf.plan
@@ -130,24 +144,34 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 		return Response{Results: []Result{}, Status: Exhausted, Exact: true}, nil
 	}
 
-	t := time.Now()
-	vecs, err := pl.emb.Embed(ctx, []string{req.Query})
-	rec.Latency["embed"] = since(t)
-	if err != nil {
-		return Response{}, unavailable("embed query", err)
+	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, mode: mode, start: start, now: pl.cfg.Now(), decided: map[string]bool{}, returned: map[string]bool{}, exact: true}
+	if mode != ModeLexical {
+		t := time.Now()
+		vecs, err := pl.emb.Embed(ctx, []string{req.Query})
+		rec.Latency["embed"] = since(t)
+		if err != nil {
+			return Response{}, unavailable("embed query", err)
+		}
+		if len(vecs) != 1 {
+			return Response{}, unavailable("embed query", fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs)))
+		}
+		r.vec = vecs[0]
 	}
-	if len(vecs) != 1 {
-		return Response{}, unavailable("embed query", fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs)))
+	if mode != ModeVector {
+		r.terms = lexical.Terms(req.Query)
 	}
-
-	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, vec: vecs[0], start: start, now: pl.cfg.Now(), decided: map[string]bool{}, returned: map[string]bool{}, exact: true}
 	if pl.decisions.enabled() {
 		if pf.rev.Key != "" {
 			r.decisionState = decisionState{model: pl.eng.ModelID(), rev: pf.rev}
 		}
 		r.decisionPrefix = decisionPrefix(p)
 	}
-	status, err := r.loop(ctx)
+	var status Status
+	if mode == ModeHybrid {
+		status, err = r.hybrid(ctx)
+	} else {
+		status, err = r.loop(ctx)
+	}
 	rec.Plan = r.pf.plan
 	rec.Plan.Path = pf.path
 	rec.Latency["search"] = r.searchUS
@@ -174,7 +198,9 @@ type run struct {
 	req   Request
 	pf    prefilter
 	rec   *audit.Record
-	vec   []float32
+	mode  Mode
+	vec   []float32 // the query's vector (vector and hybrid modes)
+	terms []string  // the query's terms (lexical and hybrid modes)
 	start time.Time
 	// now is the request time every check is evaluated at (current_time), and
 	// the time cached decisions are valid for.
@@ -222,19 +248,10 @@ func (r *run) loop(ctx context.Context) (Status, error) {
 			return Partial, nil
 		}
 		n := min(fetch, cfg.MaxCandidates-r.pf.plan.Fetched)
-		t := time.Now()
-		res, err := r.pl.store.Search(ctx, retrieval.SearchRequest{Vector: r.vec, Filter: r.pf.filter, K: n, Offset: r.offset})
-		r.searchUS += since(t)
+		hits, err := r.fetch(ctx, r.mode, n, r.offset)
 		if err != nil {
-			return "", unavailable("search store", err)
+			return "", err
 		}
-		hits := res.Hits
-		r.exact = r.exact && res.Exact
-		if !slices.Contains(r.pf.plan.StorePlans, res.Plan) {
-			r.pf.plan.StorePlans = append(r.pf.plan.StorePlans, res.Plan)
-		}
-		r.pf.plan.Rounds++
-		r.pf.plan.Fetched += len(hits)
 		r.offset += len(hits)
 		if err := r.take(ctx, hits); err != nil {
 			return "", err
@@ -255,6 +272,30 @@ func (r *run) loop(ctx context.Context) (Status, error) {
 			fetch = max(cfg.MinFetch, int(math.Ceil(float64(need)/yield*1.5)))
 		}
 	}
+}
+
+// fetch reads one page of an arm's ranking (vector or lexical) under the
+// pre-filter and accounts for it in the plan.
+func (r *run) fetch(ctx context.Context, arm Mode, n, offset int) ([]retrieval.Hit, error) {
+	t := time.Now()
+	var res retrieval.SearchResult
+	var err error
+	if arm == ModeLexical {
+		res, err = r.pl.lex.SearchLexical(ctx, retrieval.LexicalRequest{Terms: r.terms, Filter: r.pf.filter, K: n, Offset: offset})
+	} else {
+		res, err = r.pl.store.Search(ctx, retrieval.SearchRequest{Vector: r.vec, Filter: r.pf.filter, K: n, Offset: offset})
+	}
+	r.searchUS += since(t)
+	if err != nil {
+		return nil, unavailable("search store", err)
+	}
+	r.exact = r.exact && res.Exact
+	if !slices.Contains(r.pf.plan.StorePlans, res.Plan) {
+		r.pf.plan.StorePlans = append(r.pf.plan.StorePlans, res.Plan)
+	}
+	r.pf.plan.Rounds++
+	r.pf.plan.Fetched += len(res.Hits)
+	return res.Hits, nil
 }
 
 // eligible says whether a hit may be considered at all: the store filter has the

@@ -1,0 +1,133 @@
+package filter_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/filter"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+// addTicket indexes one more ticket of the fixture in project.
+func (f *fixture) addTicket(t *testing.T, tk retrieval.Ticket) {
+	t.Helper()
+	ctx := context.Background()
+	v, err := f.emb.Embed(ctx, []string{tk.Title + " " + tk.Body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Upsert(ctx, tk, []retrieval.Chunk{{Text: tk.Body, Vector: v[0]}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An exact error code finds its ticket first in lexical and hybrid mode, under
+// the same filters: the payroll ticket anne is blocked on, which holds the
+// same code, never comes back, and the audit record shows it denied in the
+// lexical arm.
+func TestHybridFindsExactTermsUnderTheSameFilters(t *testing.T) {
+	f := newFixture(t)
+	f.addTicket(t, retrieval.Ticket{ID: "T-1", Tenant: "acme", Project: "apollo", Title: "Login outage",
+		Body: "login timeout on the database primary after deploy, client saw ERR_CONN_RESET"})
+	f.addTicket(t, retrieval.Ticket{ID: "T-4", Tenant: "acme", Project: "apollo", Title: "Payroll database",
+		Body: "payroll database timeout salary data ERR_CONN_RESET ERR_CONN_RESET"})
+	pl := f.planner(nil, nil, nil)
+	for _, mode := range []filter.Mode{filter.ModeLexical, filter.ModeHybrid} {
+		resp := search(t, pl, user("acme", "anne"), filter.Request{Query: "ERR_CONN_RESET", TopK: 3, Mode: mode})
+		if len(resp.Results) == 0 || resp.Results[0].TicketID != "T-1" {
+			t.Fatalf("%s: results %+v, want T-1 first", mode, resp.Results)
+		}
+		for _, r := range resp.Results {
+			if r.TicketID == "T-4" || r.TenantID != "acme" {
+				t.Fatalf("%s: LEAK %s", mode, r.TicketID)
+			}
+		}
+		rec, _ := f.log.Record(resp.AuditID)
+		if rec.Plan.Mode != string(mode) {
+			t.Fatalf("%s: audit mode %q", mode, rec.Plan.Mode)
+		}
+		denied := slices.ContainsFunc(rec.Results, func(c audit.Candidate) bool {
+			return c.TicketID == "T-4" && c.Decision == audit.DeniedByCheck && (mode == filter.ModeLexical || c.Arm == "lexical")
+		})
+		if !denied {
+			t.Fatalf("%s: T-4 not recorded as denied: %+v", mode, rec.Results)
+		}
+		if mode == filter.ModeHybrid {
+			arms := map[string]bool{}
+			for _, c := range rec.Results {
+				arms[c.Arm] = true
+			}
+			if !arms["vector"] || !arms["lexical"] || !arms["fused"] || !slices.Contains(rec.Plan.StorePlans, retrieval.PlanBM25) {
+				t.Fatalf("hybrid record lacks an arm: %v, plans %v", arms, rec.Plan.StorePlans)
+			}
+		}
+	}
+	// Vector mode on the hashing embedder does not put T-1 first: the reason
+	// the lexical arm exists (and the mode actually changes the ranking).
+	vec := search(t, pl, user("acme", "anne"), filter.Request{Query: "ERR_CONN_RESET", TopK: 3, Mode: filter.ModeVector})
+	rec, _ := f.log.Record(vec.AuditID)
+	if rec.Plan.Mode != "vector" || slices.Contains(rec.Plan.StorePlans, retrieval.PlanBM25) {
+		t.Fatalf("vector mode read the lexical arm: %+v", rec.Plan)
+	}
+}
+
+// Hybrid status: complete with k visible, exhausted when fewer exist, one per
+// ticket when grouped, ranks among visible chunks only.
+func TestHybridStatus(t *testing.T) {
+	f := newFixture(t)
+	pl := f.planner(nil, nil, nil)
+	resp := search(t, pl, user("acme", "bob"), filter.Request{TopK: 2, Mode: filter.ModeHybrid})
+	if resp.Status != filter.Complete || len(resp.Results) != 2 || !resp.Exact {
+		t.Fatalf("bob top 2: %s %d exact %v", resp.Status, len(resp.Results), resp.Exact)
+	}
+	resp = search(t, pl, user("acme", "bob"), filter.Request{TopK: 10, Mode: filter.ModeHybrid})
+	if resp.Status != filter.Exhausted || !slices.Equal(ids(resp), []string{"T-3", "T-5"}) {
+		t.Fatalf("bob top 10: %s %v", resp.Status, ids(resp))
+	}
+	// A query no ticket holds a term of: the vector arm still ranks everything.
+	resp = search(t, pl, user("acme", "bob"), filter.Request{Query: "zzzqqq", TopK: 10, Mode: filter.ModeHybrid})
+	if resp.Status != filter.Exhausted || len(resp.Results) != 2 {
+		t.Fatalf("no lexical match: %s %v", resp.Status, ids(resp))
+	}
+	resp = search(t, pl, user("acme", "bob"), filter.Request{Query: "zzzqqq", TopK: 10, Mode: filter.ModeLexical})
+	if resp.Status != filter.Exhausted || len(resp.Results) != 0 {
+		t.Fatalf("lexical, no match: %s %v", resp.Status, ids(resp))
+	}
+}
+
+// storeOnly hides the embedded store's lexical index, like pgvector or Qdrant.
+type storeOnly struct{ filter.Store }
+
+func TestLexicalModeOnAStoreWithoutLexicalIndexFails(t *testing.T) {
+	f := newFixture(t)
+	pl := f.planner(nil, storeOnly{f.store}, nil)
+	if pl.DefaultMode() != filter.ModeVector {
+		t.Fatalf("default mode %s", pl.DefaultMode())
+	}
+	for _, mode := range []filter.Mode{filter.ModeLexical, filter.ModeHybrid} {
+		_, err := pl.Search(context.Background(), user("acme", "ada"), filter.Request{Query: "database", TopK: 3, Mode: mode})
+		if !errors.Is(err, clearance.ErrUnsupported) {
+			t.Fatalf("%s on a store without lexical index: %v, want ErrUnsupported", mode, err)
+		}
+	}
+	// The failures were audited.
+	n := 0
+	for _, rec := range f.log.Records() {
+		if rec.Status == "error" && rec.Plan.Mode != "" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d error records with a mode, want 2", n)
+	}
+	if _, err := pl.Search(context.Background(), user("acme", "ada"), filter.Request{Query: "database", TopK: 3, Mode: "fuzzy"}); !errors.Is(err, clearance.ErrInvalid) {
+		t.Fatalf("unknown mode: %v", err)
+	}
+	if resp := search(t, pl, user("acme", "ada"), filter.Request{}); len(resp.Results) == 0 {
+		t.Fatal("vector search on the store without lexical index found nothing")
+	}
+}
