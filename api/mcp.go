@@ -271,8 +271,9 @@ const mcpInstructions = `clearance searches a company's support and engineering 
 	`never try to work around a missing ticket, and do not tell the user a ticket exists unless a tool returned it. ` +
 	`Use search_tickets to find tickets, then get_ticket with a ticket_id for the full text.`
 
-const searchDescription = `Semantic search over the tickets the current user may see (results are already permission-filtered; nothing else exists for you). ` +
-	`Returns the best-matching chunks, best first: ticket_id, project_id, tenant_id, title, a snippet of the matching text, the chunk number and a similarity score. ` +
+const searchDescription = `Search over the tickets the current user may see (results are already permission-filtered; nothing else exists for you), ` +
+	`by meaning and by exact terms (ticket keys, error codes, versions, names) fused, unless mode says otherwise. ` +
+	`Returns the best-matching chunks, best first: ticket_id, project_id, tenant_id, title, a snippet of the matching text, the chunk number and a score (higher is better). ` +
 	`status says whether the list is "complete" (top_k results found), "exhausted" (fewer visible matches exist: all were returned) ` +
 	`or "partial" (the search budget ran out, or exact is false because the index answered approximately; retry with a narrower query or projects to find more). ` +
 	`Several results can come from one ticket. Snippets are short: call get_ticket with a ticket_id for the full text. ` +
@@ -287,6 +288,7 @@ type SearchTicketsInput struct {
 	TopK     int      `json:"top_k,omitempty" jsonschema:"how many results to return (default 10; at most 100 unless the server says otherwise)"`
 	Projects []string `json:"projects,omitempty" jsonschema:"only search these project ids (e.g. acme-web); omit to search every project you may see"`
 	Intent   string   `json:"intent,omitempty" jsonschema:"one sentence on why you are searching (recorded in the audit log; at most 1024 characters)"`
+	Mode     string   `json:"mode,omitempty" jsonschema:"how to rank: hybrid (exact terms and meaning, fused), lexical (exact terms only: ticket keys, error codes, versions, names) or vector (meaning only); omit for the server's default"`
 }
 
 // GetTicketInput is the argument of get_ticket.
@@ -363,7 +365,7 @@ func (t mcpTools) search(ctx context.Context, creq *mcp.CallToolRequest, in Sear
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	// The same validation as POST /v1/search.
-	req := searchRequest{Query: in.Query}
+	req := searchRequest{Query: in.Query, Mode: in.Mode}
 	if in.TopK != 0 {
 		req.TopK = &in.TopK
 	}
@@ -379,7 +381,7 @@ func (t mcpTools) search(ctx context.Context, creq *mcp.CallToolRequest, in Sear
 	}
 	resp, err := t.m.Planner.Search(ctx, c.p, filter.Request{Query: req.Query, TopK: k,
 		Filters: filter.Filters{Projects: in.Projects}, Intent: filter.Intent{Description: in.Intent},
-		RequestID: c.requestID, Kind: KindMCPSearch})
+		RequestID: c.requestID, Kind: KindMCPSearch, Mode: filter.Mode(in.Mode)})
 	if err != nil {
 		return nil, filter.Response{}, t.toolError(c, err)
 	}

@@ -31,6 +31,8 @@ type searchRequest struct {
 	Filters       *searchFilters `json:"filters"`
 	Intent        *searchIntent  `json:"intent"`
 	GroupByTicket bool           `json:"group_by_ticket"`
+	// Mode is "hybrid", "vector" or "lexical"; empty is the server's default.
+	Mode string `json:"mode"`
 }
 
 type searchFilters struct {
@@ -52,6 +54,9 @@ func (r *searchRequest) validate(maxTopK int) (int, error) {
 		return 0, clearance.Invalid("query", "is required (1 to %d characters)", MaxQueryChars)
 	case n > MaxQueryChars:
 		return 0, clearance.Invalid("query", "is %d characters long; the limit is %d", n, MaxQueryChars)
+	}
+	if _, ok := filter.ParseMode(r.Mode); !ok {
+		return 0, clearance.Invalid("mode", "must be one of hybrid, vector, lexical")
 	}
 	k := DefaultTopK
 	if r.TopK != nil {
@@ -146,7 +151,7 @@ func (s *SearchAPI) search(c echo.Context, p authz.Principal) error {
 	if err != nil {
 		return err
 	}
-	fr := filter.Request{Query: req.Query, TopK: k, GroupByTicket: req.GroupByTicket, RequestID: requestID(c)}
+	fr := filter.Request{Query: req.Query, TopK: k, GroupByTicket: req.GroupByTicket, RequestID: requestID(c), Mode: filter.Mode(req.Mode)}
 	if req.Filters != nil {
 		fr.Filters.Projects = req.Filters.Projects
 	}

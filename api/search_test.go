@@ -130,6 +130,13 @@ func (f *faultyStore) Search(ctx context.Context, r retrieval.SearchRequest) (re
 	return f.Store.Search(ctx, r)
 }
 
+func (f *faultyStore) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (retrieval.SearchResult, error) {
+	if f.down.Load() {
+		return retrieval.SearchResult{}, fmt.Errorf("injected: %w", retrieval.ErrUnavailable)
+	}
+	return f.Store.(retrieval.LexicalSearcher).SearchLexical(ctx, r)
+}
+
 func (f *faultyStore) Get(ctx context.Context, id string) (retrieval.Ticket, error) {
 	if f.down.Load() {
 		return retrieval.Ticket{}, fmt.Errorf("injected: %w", retrieval.ErrUnavailable)
@@ -466,5 +473,57 @@ func TestSearchFailsClosed(t *testing.T) {
 	// Back up: answers again.
 	if r := e.search(t, "anne", map[string]any{"query": "login timeout"}); len(r.Results) == 0 {
 		t.Fatal("no results after recovery")
+	}
+}
+
+// TestSearchModes: every mode answers only visible tickets, an unknown mode is
+// a 400 on the mode field, and a store without a lexical index answers
+// lexical and hybrid with 501 (never a silent vector search).
+func TestSearchModes(t *testing.T) {
+	e := newSearchEnv(t)
+	for _, mode := range []string{"vector", "lexical", "hybrid"} {
+		for principal := range demoVisible {
+			want := visibleTo(t, principal)
+			r := e.search(t, principal, map[string]any{"query": "login timeout ERR_CONN_RESET", "top_k": 10, "mode": mode})
+			for _, h := range r.Results {
+				if !want[h.TicketID] {
+					t.Fatalf("%s: %s got %s, which it may not see", mode, principal, h.TicketID)
+				}
+			}
+		}
+	}
+	var principal string
+	for p := range demoVisible {
+		principal = p
+		break
+	}
+	if a := do(t, "POST", e.base+"/v1/search", principal, map[string]any{"query": "x", "mode": "fuzzy"}); a.code != 400 || a.field() != "mode" {
+		t.Fatalf("unknown mode: %d %s", a.code, a.raw)
+	}
+	e.store.down.Store(true)
+	if a := do(t, "POST", e.base+"/v1/search", principal, map[string]any{"query": "x", "mode": "lexical"}); a.code != 503 {
+		t.Fatalf("lexical arm down: %d %s", a.code, a.raw)
+	}
+	e.store.down.Store(false)
+
+	vectorOnly := struct{ retrieval.Store }{e.fixture.store}
+	planner := filter.New(filter.Config{}, e.fixture.engine, vectorOnly, retrieval.NewHashing(retrieval.HashingConfig{Dim: 256}), &filter.MemoryLog{})
+	auth := staticAuth{}
+	for k, v := range testPrincipals {
+		auth[k] = v
+	}
+	for k, v := range searchPrincipals {
+		auth[k] = v
+	}
+	srv := New(Config{}, Deps{Auth: auth, Areas: []Area{&SearchAPI{Planner: planner}}})
+	base := serveHandler(t, srv.Handler())
+	for _, mode := range []string{"lexical", "hybrid"} {
+		a := do(t, "POST", base+"/v1/search", principal, map[string]any{"query": "x", "mode": mode})
+		if a.code != 501 || !strings.Contains(a.raw, "unsupported") {
+			t.Fatalf("%s on a vector-only store: %d %s", mode, a.code, a.raw)
+		}
+	}
+	if a := do(t, "POST", base+"/v1/search", principal, map[string]any{"query": "login"}); a.code != 200 {
+		t.Fatalf("default mode on a vector-only store: %d %s", a.code, a.raw)
 	}
 }

@@ -18,7 +18,17 @@ type SearchRequest struct {
 	// Intent narrows the search to what the agent says it needs (audited).
 	Intent        *Intent `json:"intent,omitempty"`
 	GroupByTicket bool    `json:"group_by_ticket,omitempty"`
+	// Mode is "hybrid", "vector" or "lexical" (ModeHybrid, ...); empty uses the
+	// server's default.
+	Mode string `json:"mode,omitempty"`
 }
+
+// Search modes of SearchRequest.Mode.
+const (
+	ModeHybrid  = "hybrid"
+	ModeVector  = "vector"
+	ModeLexical = "lexical"
+)
 
 // Intent is the agent's stated purpose of a search.
 type Intent struct {
