@@ -118,6 +118,13 @@ type serveConfig struct {
 	// DecisionCacheSize bounds the post-filter's decision cache (entries).
 	DecisionCacheSize int
 
+	// Search ranking: the default mode and the hybrid fusion.
+	SearchMode          string
+	FusionK             int
+	FusionDepth         int
+	FusionVectorWeight  float64
+	FusionLexicalWeight float64
+
 	// Audit.
 	AuditHashQueries bool
 	AuditRetention   time.Duration
@@ -171,6 +178,11 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.IntVar(&c.RateBurst, "rate-burst", d.RateBurst, "read-path requests a principal may send at once (the bucket size)")
 	fl.IntVar(&c.RateLimitPrincipals, "rate-limit-principals", d.RateLimitPrincipals, "rate-limit buckets kept in memory; the least recently seen principal's is dropped first")
 	fl.IntVar(&c.DecisionCacheSize, "decision-cache-size", filter.DefaultDecisionCacheSize, "entries of the post-filter's decision cache (one per principal and ticket, about 200 bytes each; exact: keyed by the engine's shared revision); 0 disables it")
+	fl.StringVar(&c.SearchMode, "search-mode", "auto", "ranking of searches that name no mode: hybrid, vector, lexical, or auto (hybrid when the store has a lexical index, the embedded store; vector otherwise)")
+	fl.IntVar(&c.FusionK, "fusion-k", filter.DefaultFusionK, "hybrid search: the reciprocal-rank constant (a visible chunk at rank r of an arm adds weight/(k+r))")
+	fl.IntVar(&c.FusionDepth, "fusion-depth", filter.DefaultFusionDepth, "hybrid search: visible chunks each arm contributes before fusion (at least top_k)")
+	fl.Float64Var(&c.FusionVectorWeight, "fusion-vector-weight", 1, "hybrid search: weight of the vector arm (0 skips it)")
+	fl.Float64Var(&c.FusionLexicalWeight, "fusion-lexical-weight", 1, "hybrid search: weight of the lexical arm (0 skips it)")
 
 	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
 	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")
@@ -401,6 +413,17 @@ func (c *serveConfig) resolve() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("--max-body-bytes %d: want at least 1024", c.MaxBodyBytes)
+	}
+	switch c.SearchMode {
+	case "auto", "hybrid", "vector", "lexical":
+	default:
+		bad("--search-mode %q: want auto, hybrid, vector or lexical", c.SearchMode)
+	}
+	if c.FusionK < 1 || c.FusionK > 10_000 || c.FusionDepth < 1 || c.FusionDepth > 1000 {
+		bad("--fusion-k %d / --fusion-depth %d: want 1..10000 and 1..1000", c.FusionK, c.FusionDepth)
+	}
+	if c.FusionVectorWeight < 0 || c.FusionLexicalWeight < 0 || c.FusionVectorWeight+c.FusionLexicalWeight == 0 {
+		bad("--fusion-vector-weight and --fusion-lexical-weight must not be negative, and not both 0")
 	}
 	if c.DecisionCacheSize < 0 || c.DecisionCacheSize > 100_000_000 {
 		bad("--decision-cache-size %d: want 0 (off) .. 100000000", c.DecisionCacheSize)

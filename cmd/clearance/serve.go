@@ -268,8 +268,15 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	// The planner starts no new round after half the search timeout (status
 	// partial), so a slow search answers what it found before the read
 	// path's deadline (Limits.Timeout) cuts it with a 503.
+	mode, err := searchMode(a.cfg.SearchMode, a.store)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	planner := filter.New(filter.Config{Deadline: a.cfg.SearchTimeout / 2, HashQueries: a.cfg.AuditHashQueries, DecisionCacheSize: decisions,
-		Logger: a.log.With("component", "filter")}, a.engine, a.tel.Store(a.store), a.tel.Embedder(a.embedder), a.tel.AuditLog(a.audit))
+		Logger: a.log.With("component", "filter"), Mode: mode,
+		Fusion: filter.FusionConfig{K: a.cfg.FusionK, Depth: a.cfg.FusionDepth, VectorWeight: a.cfg.FusionVectorWeight, LexicalWeight: a.cfg.FusionLexicalWeight}},
+		a.engine, a.tel.Store(a.store), a.tel.Embedder(a.embedder), a.tel.AuditLog(a.audit))
 	if err := a.tel.PlannerCaches(planner); err != nil {
 		ln.Close()
 		return err
@@ -365,4 +372,21 @@ func (a *app) devToken(sub, tenant, act, scope string, ttl time.Duration) (strin
 	}
 	return a.dev.Mint(auth.TokenRequest{Subject: sub, Tenant: tenant, Actor: act, Scopes: strings.Fields(scope),
 		Audience: a.audience(a.base), TTL: ttl})
+}
+
+// searchMode resolves --search-mode against the store: auto is hybrid where
+// the store has a lexical index (docs/benchmarks.md, retrieval quality) and
+// vector elsewhere; an explicit lexical or hybrid default on a store without
+// one is refused at start, not discovered by every search.
+func searchMode(flag string, store any) (filter.Mode, error) {
+	_, lex := store.(retrieval.LexicalSearcher)
+	switch {
+	case flag == "auto" && lex:
+		return filter.ModeHybrid, nil
+	case flag == "auto":
+		return filter.ModeVector, nil
+	case flag != "vector" && !lex:
+		return "", fmt.Errorf("--search-mode %s: this store has no lexical index (only the embedded store has one): %w", flag, retrieval.ErrUnsupported)
+	}
+	return filter.Mode(flag), nil
 }

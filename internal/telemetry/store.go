@@ -28,7 +28,38 @@ type store struct {
 // Store wraps the planner's view of the vector store: one span (store.Search)
 // and one clearance_store_searches_total count per search round, by plan.
 // Only the planner's reads are wrapped; the indexer writes to the store itself.
-func (m *Telemetry) Store(s PlannerStore) PlannerStore { return &store{inner: s, t: m} }
+// A store with a lexical index stays one (retrieval.LexicalSearcher), its
+// lexical searches counted and traced the same way (store.SearchLexical, plan
+// bm25), so wrapping never turns a hybrid search into an unsupported one.
+func (m *Telemetry) Store(s PlannerStore) PlannerStore {
+	st := &store{inner: s, t: m}
+	if l, ok := s.(retrieval.LexicalSearcher); ok {
+		return &lexicalStore{store: st, lex: l}
+	}
+	return st
+}
+
+type lexicalStore struct {
+	*store
+	lex retrieval.LexicalSearcher
+}
+
+func (s *lexicalStore) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (res retrieval.SearchResult, err error) {
+	start := time.Now()
+	ctx, span := s.t.start(ctx, "store.SearchLexical", attribute.Int("store.k", r.K), attribute.Int("store.offset", r.Offset), attribute.Int("store.terms", len(r.Terms)))
+	res, err = s.lex.SearchLexical(ctx, r)
+	plan := res.Plan
+	if err != nil || plan == "" {
+		plan = "none"
+	}
+	s.t.storeDuration.WithLabelValues(plan).Observe(seconds(start))
+	s.t.storeSearches.WithLabelValues(plan, Outcome(err)).Inc()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("store.plan", plan), attribute.Int("store.hits", len(res.Hits)), attribute.Bool("store.exact", res.Exact))
+	}
+	end(span, err)
+	return res, err
+}
 
 func (s *store) Search(ctx context.Context, r retrieval.SearchRequest) (res retrieval.SearchResult, err error) {
 	start := time.Now()
