@@ -111,23 +111,27 @@ func ParseMode(s string) (Mode, bool) {
 // FusionConfig tunes reciprocal rank fusion: a visible chunk at rank r (from
 // 1) of an arm adds weight/(K+r) to its fused score. The zero value is usable.
 type FusionConfig struct {
-	// K dampens the head of each ranking (default 60, the value of the RRF
-	// paper: rank 1 and rank 2 differ little, so agreement between the arms
-	// counts more than either arm's first place).
+	// K dampens the head of each ranking (default 2: the RRF paper's 60 makes
+	// rank 1 and rank 2 of an arm nearly equal, so a chunk both arms rank
+	// lowly beats the one exact match only the lexical arm finds; measured in
+	// docs/benchmarks.md).
 	K int
-	// VectorWeight and LexicalWeight scale the arms (default 1 each; negative
-	// is treated as 0).
+	// VectorWeight and LexicalWeight scale the arms (defaults 1 and 4, set
+	// together: if both are zero both take their default; negative is treated
+	// as 0).
 	VectorWeight, LexicalWeight float64
-	// Depth is how many visible chunks each arm contributes before fusion
-	// (default 20; never fewer than top_k). complete means exact over this
-	// depth of each arm.
+	// Depth is how many chunks of each arm's ranking are fused (default 10;
+	// never fewer than top_k; it grows when the post-filter leaves fewer than
+	// k). complete means exact over this depth of each arm.
 	Depth int
 }
 
-// Defaults of FusionConfig.
+// Defaults of FusionConfig (docs/benchmarks.md, retrieval quality).
 const (
-	DefaultFusionK     = 60
-	DefaultFusionDepth = 20
+	DefaultFusionK             = 2
+	DefaultFusionDepth         = 10
+	DefaultFusionVectorWeight  = 1
+	DefaultFusionLexicalWeight = 4
 )
 
 // Defaults of Config.
@@ -162,7 +166,7 @@ func (c *Config) defaults() {
 	c.Fusion.K = cmp.Or(c.Fusion.K, DefaultFusionK)
 	c.Fusion.Depth = cmp.Or(c.Fusion.Depth, DefaultFusionDepth)
 	if c.Fusion.VectorWeight == 0 && c.Fusion.LexicalWeight == 0 {
-		c.Fusion.VectorWeight, c.Fusion.LexicalWeight = 1, 1
+		c.Fusion.VectorWeight, c.Fusion.LexicalWeight = DefaultFusionVectorWeight, DefaultFusionLexicalWeight
 	}
 	c.Fusion.VectorWeight = max(c.Fusion.VectorWeight, 0)
 	c.Fusion.LexicalWeight = max(c.Fusion.LexicalWeight, 0)

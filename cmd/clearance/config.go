@@ -181,8 +181,8 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.StringVar(&c.SearchMode, "search-mode", "auto", "ranking of searches that name no mode: hybrid, vector, lexical, or auto (hybrid when the store has a lexical index, the embedded store; vector otherwise)")
 	fl.IntVar(&c.FusionK, "fusion-k", filter.DefaultFusionK, "hybrid search: the reciprocal-rank constant (a visible chunk at rank r of an arm adds weight/(k+r))")
 	fl.IntVar(&c.FusionDepth, "fusion-depth", filter.DefaultFusionDepth, "hybrid search: visible chunks each arm contributes before fusion (at least top_k)")
-	fl.Float64Var(&c.FusionVectorWeight, "fusion-vector-weight", 1, "hybrid search: weight of the vector arm (0 skips it)")
-	fl.Float64Var(&c.FusionLexicalWeight, "fusion-lexical-weight", 1, "hybrid search: weight of the lexical arm (0 skips it)")
+	fl.Float64Var(&c.FusionVectorWeight, "fusion-vector-weight", filter.DefaultFusionVectorWeight, "hybrid search: weight of the vector arm (0 skips it)")
+	fl.Float64Var(&c.FusionLexicalWeight, "fusion-lexical-weight", filter.DefaultFusionLexicalWeight, "hybrid search: weight of the lexical arm (0 skips it)")
 
 	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
 	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")
