@@ -44,6 +44,7 @@ type benchFlags struct {
 	naiveN       int
 	timeout      time.Duration
 	seed         uint64
+	quality      bool
 }
 
 func newBenchCommand() *cobra.Command {
@@ -97,6 +98,7 @@ server's datastore until the server purges them).`,
 	fl.IntVar(&f.naiveN, "naive-n", 3000, "tenant-wide candidates the naive post-filter checks")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of one query; a strategy past it counts an error")
 	fl.Uint64Var(&f.seed, "seed", 42, "seed of the generated org and queries")
+	fl.BoolVar(&f.quality, "quality", false, "measure retrieval quality instead: known-item success@1 and MRR, topical nDCG@10 and latency of the vector, lexical and hybrid modes at three visibility levels (embedded store; --queries judged queries per kind and user)")
 	return cmd
 }
 
@@ -225,6 +227,10 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	cfg := bench.DefaultOrgConfig(chunks)
 	cfg.Seed = f.seed
 	org := bench.GenerateOrg(cfg)
+	var judged []bench.QualityQuery
+	if f.quality {
+		judged = bench.PlantJudgments(org, f.queries, f.seed+2)
+	}
 	st := org.Stats()
 	fmt.Fprintf(stderr, "org: %d tenants, %d projects, %d tickets, %d chunks, %d tuples, %d principals\n",
 		st.Tenants, st.Projects, st.Tickets, st.Chunks, st.Tuples, st.Viewers)
@@ -323,6 +329,10 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	if err := settleRevision(ctx, eng, stderr); err != nil {
 		return err
 	}
+	if f.quality {
+		return runQuality(ctx, cmd, org, judged, eng, store, emb, log)
+	}
+
 	strategies := []bench.Strategy{
 		bench.FloorListObjects(eng),
 		bench.FloorScan(store, eng),
@@ -604,4 +614,52 @@ func rssBytes() uint64 {
 	}
 	pages, _ := strconv.ParseUint(fields[1], 10, 64)
 	return pages * uint64(os.Getpagesize())
+}
+
+// runQuality is bench --quality: the judged queries of PlantJudgments through
+// the planner in every mode, and hybrid with a few fusion settings besides the
+// default. The decision cache is off so that every mode pays for its own
+// checks; the pre-filter cache is warm, as in a serving process.
+func runQuality(ctx context.Context, cmd *cobra.Command, org *bench.Org, judged []bench.QualityQuery, eng authz.Engine, store retrieval.Store, emb retrieval.Embedder, log *slog.Logger) error {
+	if _, ok := store.(retrieval.LexicalSearcher); !ok {
+		return fmt.Errorf("bench --quality: the store has no lexical index (use --store embedded): %w", retrieval.ErrUnsupported)
+	}
+	planner := func(fc filter.FusionConfig) *filter.Planner {
+		return filter.New(filter.Config{Logger: log, DecisionCacheSize: -1, Fusion: fc}, eng, store, emb, &filter.MemoryLog{})
+	}
+	pl := planner(filter.FusionConfig{})
+	variants := []bench.QualityVariant{
+		{Name: "vector", Mode: filter.ModeVector, Searcher: pl},
+		{Name: "lexical", Mode: filter.ModeLexical, Searcher: pl},
+		{Name: "hybrid", Mode: filter.ModeHybrid, Searcher: pl},
+	}
+	for _, fc := range qualityFusions {
+		variants = append(variants, bench.QualityVariant{
+			Name: fmt.Sprintf("hybrid k=%d depth=%d w=%g/%g", fc.K, fc.Depth, fc.VectorWeight, fc.LexicalWeight),
+			Mode: filter.ModeHybrid, Searcher: planner(fc),
+		})
+	}
+	// One untimed pass fills the pre-filter cache, as a serving process has.
+	for _, q := range judged {
+		if _, err := pl.Search(ctx, q.Viewer.Principal, filter.Request{Query: q.Query, TopK: 10, Mode: filter.ModeVector}); err != nil {
+			return err
+		}
+	}
+	rows, err := bench.RunQuality(ctx, org, judged, variants)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s, %s\n\n", benchCommandLine(cmd), bench.MachineDescription())
+	bench.WriteQualityMarkdown(cmd.OutOrStdout(), rows)
+	return nil
+}
+
+// qualityFusions are the fusion settings bench --quality compares with the
+// default.
+var qualityFusions = []filter.FusionConfig{
+	{K: 60, Depth: 10, VectorWeight: 1, LexicalWeight: 1},
+	{K: 60, Depth: 20, VectorWeight: 1, LexicalWeight: 1},
+	{K: 10, Depth: 10, VectorWeight: 1, LexicalWeight: 3},
+	{K: 1, Depth: 10, VectorWeight: 1, LexicalWeight: 3},
+	{K: 2, Depth: 20, VectorWeight: 1, LexicalWeight: 4},
 }
