@@ -13,6 +13,7 @@ import (
 
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // TupleReader is the part of authz.Engine that reconciliation needs.
@@ -52,6 +53,10 @@ const (
 	DriftNoProjectTenant DriftKind = "missing_project_tenant"
 	// DriftTenant: the project belongs to another tenant than the index says.
 	DriftTenant DriftKind = "other_tenant"
+	// DriftLexical: the store's lexical index does not hold every chunk of the
+	// ticket (stores with one, retrieval.LexicalSearcher); fixed by
+	// re-embedding and re-writing the ticket, which rebuilds both arms.
+	DriftLexical DriftKind = "lexical_arm"
 )
 
 // Drift is one indexed ticket whose metadata disagrees with the engine.
@@ -161,8 +166,15 @@ func Reconcile(ctx context.Context, cfg ReconcileConfig) (Report, error) {
 	}
 	slices.SortFunc(refs, func(a, b retrieval.TicketRef) int { return strings.Compare(a.ID, b.ID) })
 	rep.Tickets = len(refs)
+	lex, _ := cfg.Store.(retrieval.LexicalSearcher)
 	for _, ref := range refs {
 		d, ok := compare(ref, ticketProjects[ref.ID], projectTenants)
+		if !ok && lex != nil {
+			var err error
+			if d, ok, err = compareLexical(ctx, lex, ref); err != nil {
+				return rep, err
+			}
+		}
 		if !ok {
 			continue
 		}
@@ -215,6 +227,28 @@ func compare(ref retrieval.TicketRef, projects []string, projectTenants map[stri
 	return d, true
 }
 
+// compareLexical checks that the lexical arm holds every chunk of the ticket,
+// under its own tenant: the ticket's id is a term of each of its chunks.
+func compareLexical(ctx context.Context, lex retrieval.LexicalSearcher, ref retrieval.TicketRef) (Drift, bool, error) {
+	d := Drift{TicketID: ref.ID, IndexTenant: ref.Tenant, IndexProject: ref.Project, EngineTenant: ref.Tenant, EngineProject: ref.Project, chunks: ref.Chunks}
+	res, err := lex.SearchLexical(ctx, retrieval.LexicalRequest{Terms: lexical.Terms(ref.ID),
+		Filter: retrieval.Filter{Tenant: ref.Tenant, Tickets: []string{ref.ID}}, K: ref.Chunks + 1})
+	if err != nil {
+		return d, false, fmt.Errorf("lexical search for %s: %w", ref.ID, err)
+	}
+	n := 0
+	for _, h := range res.Hits {
+		if h.TicketID == ref.ID && h.Project == ref.Project {
+			n++
+		}
+	}
+	if n == ref.Chunks && len(res.Hits) == n {
+		return d, false, nil
+	}
+	d.Kind = DriftLexical
+	return d, true, nil
+}
+
 func fix(ctx context.Context, cfg ReconcileConfig, d *Drift) error {
 	switch d.Kind {
 	case DriftProject:
@@ -222,9 +256,9 @@ func fix(ctx context.Context, cfg ReconcileConfig, d *Drift) error {
 			return fmt.Errorf("move %s: %w", d.TicketID, err)
 		}
 		d.Fixed = true
-	case DriftTenant:
+	case DriftTenant, DriftLexical:
 		if cfg.Embedder == nil {
-			d.NotFixed = "a tenant change re-embeds the ticket and no embedder was given"
+			d.NotFixed = "the fix re-embeds the ticket and no embedder was given"
 			return nil
 		}
 		t, err := cfg.Store.Get(ctx, d.TicketID)

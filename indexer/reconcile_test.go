@@ -123,3 +123,56 @@ func mapsEqual[K, V comparable](a, b map[K]V) bool {
 	}
 	return true
 }
+
+// dropLexical is a store whose lexical arm lost one ticket (fault injection).
+type dropLexical struct {
+	retrieval.Store
+	lost string
+}
+
+func (d dropLexical) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (retrieval.SearchResult, error) {
+	res, err := d.Store.(retrieval.LexicalSearcher).SearchLexical(ctx, r)
+	res.Hits = slices.DeleteFunc(res.Hits, func(h retrieval.Hit) bool { return h.TicketID == d.lost })
+	return res, err
+}
+
+// TestReconcileLexicalArm: reconcile reports a ticket the lexical arm does not
+// hold, and nothing on a consistent store.
+func TestReconcileLexicalArm(t *testing.T) {
+	ctx := context.Background()
+	engine, err := authzembedded.New(ctx, authzembedded.Config{Datastore: authzembedded.Memory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	var tuples []authz.Tuple
+	var rows []Row
+	for i, id := range []string{"T-1", "T-2", "T-3"} {
+		r := genTickets(uint64(i), 1, 70)[0]
+		r.ID, r.Tenant, r.Project = id, "acme", "p1"
+		rows = append(rows, r)
+		tuples = append(tuples, authz.Tuple{User: "project:p1", Relation: "project", Object: "ticket:" + id})
+	}
+	tuples = append(tuples, authz.Tuple{User: "tenant:acme", Relation: "tenant", Object: "project:p1"})
+	if err := engine.Write(ctx, tuples, nil); err != nil {
+		t.Fatal(err)
+	}
+	emb := newEmbedder()
+	s := openStore(t, "", emb)
+	defer s.Close()
+	file := t.TempDir() + "/t.jsonl"
+	writeJSONL(t, file, rows)
+	src, err := NewJSONL(JSONLConfig{Path: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runOnce(t, s, nil, src, false)
+	rep, err := Reconcile(ctx, ReconcileConfig{Store: s, Engine: engine})
+	if err != nil || len(rep.Drift) != 0 {
+		t.Fatalf("consistent store: %+v, %v", rep, err)
+	}
+	rep, err = Reconcile(ctx, ReconcileConfig{Store: dropLexical{Store: s, lost: "T-2"}, Engine: engine})
+	if err != nil || len(rep.Drift) != 1 || rep.Drift[0].TicketID != "T-2" || rep.Drift[0].Kind != DriftLexical {
+		t.Fatalf("lost lexical ticket: %+v, %v", rep, err)
+	}
+}
