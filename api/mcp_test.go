@@ -225,6 +225,8 @@ func TestMCPSearchMatchesHTTP(t *testing.T) {
 		{"query": "API rate limit", "top_k": 5},
 		{"query": "security finding SQL injection"},
 		{"query": "outage timeline", "top_k": 10, "projects": []string{"acme-web"}},
+		{"query": "login timeout", "top_k": 10, "mode": "lexical"},
+		{"query": "login timeout", "top_k": 10, "mode": "hybrid"},
 	}
 	answers := map[string][][]string{}
 	for _, who := range []string{"anne", "anne+copilot"} {
@@ -237,6 +239,9 @@ func TestMCPSearchMatchesHTTP(t *testing.T) {
 			}
 			if ps, ok := q["projects"]; ok {
 				body["filters"] = map[string]any{"projects": ps}
+			}
+			if m, ok := q["mode"]; ok {
+				body["mode"] = m
 			}
 			h := e.httpSearch(t, tok, body)
 			m := mcpSearch(t, s, q)
@@ -380,6 +385,7 @@ func TestMCPBadInput(t *testing.T) {
 		{map[string]any{"query": strings.Repeat("x", MaxQueryChars+1)}, "query"},
 		{map[string]any{"query": "login", "top_k": 101}, "top_k"},
 		{map[string]any{"query": "login", "projects": []string{"not a project!"}}, "filters.projects[0]"},
+		{map[string]any{"query": "login", "mode": "fuzzy"}, "mode"},
 	} {
 		res := callTool(t, s, "search_tickets", c.args, nil)
 		if !res.IsError || !strings.Contains(text(res), c.field) {
