@@ -414,16 +414,18 @@ func (c *serveConfig) resolve() error {
 	if c.MaxBodyBytes < 1024 {
 		bad("--max-body-bytes %d: want at least 1024", c.MaxBodyBytes)
 	}
+	// Commands other than serve do not register the search flags: their
+	// zero values mean the defaults.
 	switch c.SearchMode {
-	case "auto", "hybrid", "vector", "lexical":
+	case "", "auto", "hybrid", "vector", "lexical":
 	default:
 		bad("--search-mode %q: want auto, hybrid, vector or lexical", c.SearchMode)
 	}
-	if c.FusionK < 1 || c.FusionK > 10_000 || c.FusionDepth < 1 || c.FusionDepth > 1000 {
+	if c.FusionK < 0 || c.FusionK > 10_000 || c.FusionDepth < 0 || c.FusionDepth > 1000 {
 		bad("--fusion-k %d / --fusion-depth %d: want 1..10000 and 1..1000", c.FusionK, c.FusionDepth)
 	}
-	if c.FusionVectorWeight < 0 || c.FusionLexicalWeight < 0 || c.FusionVectorWeight+c.FusionLexicalWeight == 0 {
-		bad("--fusion-vector-weight and --fusion-lexical-weight must not be negative, and not both 0")
+	if c.FusionVectorWeight < 0 || c.FusionLexicalWeight < 0 {
+		bad("--fusion-vector-weight and --fusion-lexical-weight must not be negative")
 	}
 	if c.DecisionCacheSize < 0 || c.DecisionCacheSize > 100_000_000 {
 		bad("--decision-cache-size %d: want 0 (off) .. 100000000", c.DecisionCacheSize)

@@ -381,9 +381,9 @@ func (a *app) devToken(sub, tenant, act, scope string, ttl time.Duration) (strin
 func searchMode(flag string, store any) (filter.Mode, error) {
 	_, lex := store.(retrieval.LexicalSearcher)
 	switch {
-	case flag == "auto" && lex:
+	case (flag == "auto" || flag == "") && lex:
 		return filter.ModeHybrid, nil
-	case flag == "auto":
+	case flag == "auto" || flag == "":
 		return filter.ModeVector, nil
 	case flag != "vector" && !lex:
 		return "", fmt.Errorf("--search-mode %s: this store has no lexical index (only the embedded store has one): %w", flag, retrieval.ErrUnsupported)
