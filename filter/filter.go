@@ -1,10 +1,11 @@
 // Package filter is clearance's query planner: it turns a verified principal and a
 // search request into a pre-filter (tenant always; the tenant-admin shortcut, or the
 // projects and directly shared tickets the engine lists), searches the store with
-// it (vectors, the lexical index, or both fused by reciprocal rank: Mode), checks every candidate with the engine before it can be returned
-// (BatchCheck, HIGHER_CONSISTENCY), over-fetches and pages until it has k allowed
-// results or knows it cannot, and hands one audit record per decision to the audit
-// log. The pre-filter only narrows; the post-filter decides.
+// it (vectors, the lexical index, or both fused by reciprocal rank: Mode), checks
+// every candidate with the engine before it can be returned (BatchCheck,
+// HIGHER_CONSISTENCY), over-fetches and pages until it has k allowed results or
+// knows it cannot, and hands one audit record per decision to the audit log. The
+// pre-filter only narrows; the post-filter decides.
 package filter
 
 import (
