@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,30 +20,7 @@ func TestGoClientAgainstServe(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	base := startServe(t, data)
-	adminTok := mint(t, data, "operator", "acme", "--scope", "clearance:admin")
-	if out, stderr, err := run(t, "", "relationships", "write", "--server", base, "--token", adminTok,
-		"--data-dir", filepath.Join(t.TempDir(), "cli"), "../../testdata/org.fga.yaml"); err != nil {
-		t.Fatalf("load org: %v\n%s%s", err, out, stderr)
-	}
-	admin, err := client.New(client.Config{Server: base, Credential: adminTok})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open("../../testdata/tickets.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tickets []client.Ticket
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var tk client.Ticket
-		if err := json.Unmarshal(sc.Bytes(), &tk); err != nil {
-			t.Fatal(err)
-		}
-		tickets = append(tickets, tk)
-	}
-	f.Close()
+	_, admin, tickets := loadTestdataOrg(t, data, base)
 	res, err := admin.UpsertTickets(ctx, tickets)
 	if err != nil || res.Received != len(tickets) || res.Indexed != len(tickets) {
 		t.Fatalf("upsert: %+v %v", res, err)

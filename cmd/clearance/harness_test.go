@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clearance-dev/clearance/client"
 	"github.com/clearance-dev/clearance/internal/testenv"
 )
 
@@ -79,4 +84,40 @@ func mint(t *testing.T, dataDir, sub, tenant string, extra ...string) string {
 		t.Fatalf("token: %v\n%s", err, stderr)
 	}
 	return strings.TrimSpace(out)
+}
+
+// loadTestdataOrg writes testdata/org.fga.yaml's relationships into the server at
+// base through the CLI, as an operator of acme, and reads testdata's tickets.
+// It returns the operator's token, a client with it and the tickets, which
+// the caller pushes (and checks) itself.
+func loadTestdataOrg(t *testing.T, data, base string) (string, *client.Client, []client.Ticket) {
+	t.Helper()
+	adminTok := mint(t, data, "operator", "acme", "--scope", "clearance:admin")
+	if out, stderr, err := run(t, "", "relationships", "write", "--server", base, "--token", adminTok,
+		"--data-dir", filepath.Join(t.TempDir(), "cli"), "../../testdata/org.fga.yaml"); err != nil {
+		t.Fatalf("load org: %v\n%s%s", err, out, stderr)
+	}
+	admin, err := client.New(client.Config{Server: base, Credential: adminTok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("../../testdata/tickets.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var tickets []client.Ticket
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var tk client.Ticket
+		if err := json.Unmarshal(sc.Bytes(), &tk); err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return adminTok, admin, tickets
 }

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -115,30 +112,7 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	base := startServe(t, data, "--rate-limit", "0.01", "--rate-burst", "4")
 	before := scrape(t, base)
 
-	adminTok := mint(t, data, "operator", "acme", "--scope", "clearance:admin")
-	if out, stderr, err := run(t, "", "relationships", "write", "--server", base, "--token", adminTok,
-		"--data-dir", filepath.Join(t.TempDir(), "cli"), "../../testdata/org.fga.yaml"); err != nil {
-		t.Fatalf("load org: %v\n%s%s", err, out, stderr)
-	}
-	admin, err := client.New(client.Config{Server: base, Credential: adminTok})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open("../../testdata/tickets.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tickets []client.Ticket
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var tk client.Ticket
-		if err := json.Unmarshal(sc.Bytes(), &tk); err != nil {
-			t.Fatal(err)
-		}
-		tickets = append(tickets, tk)
-	}
-	f.Close()
+	_, admin, tickets := loadTestdataOrg(t, data, base)
 	if res, err := admin.UpsertTickets(ctx, tickets); err != nil || res.Indexed != len(tickets) {
 		t.Fatalf("index push: %+v %v", res, err)
 	}
