@@ -172,37 +172,7 @@ func (r *run) fuse(arms []*arm, depth int) []*fused {
 // takeFused checks the fused list in order, in batches sized to what is still
 // needed (as take does for a vector page), and decides each entry.
 func (r *run) takeFused(ctx context.Context, list []*fused) error {
-	k := r.req.TopK
-	i := 0
-	for i < len(list) && len(r.results) < k {
-		need := k - len(r.results)
-		want := need
-		if r.checked > 0 || r.pf.path == PathPostfilterOnly {
-			rate := float64(r.allowed+1) / float64(r.checked+1)
-			want = int(math.Ceil(float64(need)/max(rate, 0.05)*1.25)) + 1
-		}
-		var batch []string
-		inBatch := map[string]bool{}
-		j := i
-		for ; j < len(list) && len(batch) < want; j++ {
-			id := list[j].h.TicketID
-			if _, ok := r.decided[id]; ok || inBatch[id] || !r.eligible(list[j].h) {
-				continue
-			}
-			inBatch[id] = true
-			batch = append(batch, id)
-		}
-		if err := r.check(ctx, batch); err != nil {
-			return err
-		}
-		for ; i < j; i++ {
-			r.decideFused(list[i])
-		}
-	}
-	for ; i < len(list); i++ {
-		r.decideFused(list[i])
-	}
-	return nil
+	return r.takeInOrder(ctx, len(list), func(i int) retrieval.Hit { return list[i].h }, func(i int) { r.decideFused(list[i]) })
 }
 
 // decideFused records one fused entry (with each arm's rank and score as

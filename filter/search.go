@@ -308,9 +308,16 @@ func (r *run) eligible(h retrieval.Hit) bool {
 // take checks the hits of one page in rank order, in batches sized to what is
 // still needed, and decides each one.
 func (r *run) take(ctx context.Context, hits []retrieval.Hit) error {
+	return r.takeInOrder(ctx, len(hits), func(i int) retrieval.Hit { return hits[i] }, func(i int) { r.decide(hits[i]) })
+}
+
+// takeInOrder checks n ranked entries (hit gives the i-th's ticket) in order,
+// in batches sized to what is still needed, and then decides each with decide,
+// until k are returned or the entries run out.
+func (r *run) takeInOrder(ctx context.Context, n int, hit func(int) retrieval.Hit, decide func(int)) error {
 	k := r.req.TopK
 	i := 0
-	for i < len(hits) && len(r.results) < k {
+	for i < n && len(r.results) < k {
 		// Batch the next undecided tickets; size it by the allow rate seen so far.
 		need := k - len(r.results)
 		want := need
@@ -325,23 +332,23 @@ func (r *run) take(ctx context.Context, hits []retrieval.Hit) error {
 		var batch []string
 		inBatch := map[string]bool{}
 		j := i
-		for ; j < len(hits) && len(batch) < want; j++ {
-			id := hits[j].TicketID
-			if _, ok := r.decided[id]; ok || inBatch[id] || !r.eligible(hits[j]) {
+		for ; j < n && len(batch) < want; j++ {
+			h := hit(j)
+			if _, ok := r.decided[h.TicketID]; ok || inBatch[h.TicketID] || !r.eligible(h) {
 				continue
 			}
-			inBatch[id] = true
-			batch = append(batch, id)
+			inBatch[h.TicketID] = true
+			batch = append(batch, h.TicketID)
 		}
 		if err := r.check(ctx, batch); err != nil {
 			return err
 		}
 		for ; i < j; i++ {
-			r.decide(hits[i])
+			decide(i)
 		}
 	}
-	for ; i < len(hits); i++ {
-		r.decide(hits[i])
+	for ; i < n; i++ {
+		decide(i)
 	}
 	return nil
 }
