@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -66,6 +67,11 @@ fallback (--data-dir is CLEARANCE_DATA_DIR).`,
 		SilenceErrors: true,
 		Version:       versionString(), // adds --version
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			for _, name := range unknownEnv(cmd.Root(), os.Environ()) {
+				// Named, never its value (it may be a secret). A warning, not an
+				// error: a deployment may set variables for several commands.
+				fmt.Fprintf(cmd.ErrOrStderr(), "clearance: warning: %s is set but no command has a flag it fills (misspelt?)\n", name)
+			}
 			return applyEnv(cmd)
 		},
 	}
@@ -110,6 +116,46 @@ func newVersionCommand() *cobra.Command {
 	}
 }
 
+// flagEnv is the CLEARANCE_* variable of a flag: --openfga-url is
+// CLEARANCE_OPENFGA_URL.
+func flagEnv(flag string) string {
+	return "CLEARANCE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// unknownEnv lists the CLEARANCE_* variables of environ that fill no flag of
+// any command under root, sorted: a misspelt variable would otherwise be
+// ignored without a word (a Helm values key, a systemd unit).
+func unknownEnv(root *cobra.Command, environ []string) []string {
+	known := map[string]bool{}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) { known[flagEnv(f.Name)] = true })
+		c.PersistentFlags().VisitAll(func(f *pflag.Flag) { known[flagEnv(f.Name)] = true })
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "CLEARANCE_") && !known[name] && !testOnlyEnv[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// testOnlyEnv are CLEARANCE_* variables that are not flags: the clients' own
+// (clients/, their examples) and the test suites'.
+var testOnlyEnv = map[string]bool{
+	"CLEARANCE_URL": true, "CLEARANCE_TOKEN": true, "CLEARANCE_BIN": true,
+	"CLEARANCE_SOAK": true, "CLEARANCE_MULTINODE_LOAD": true, "CLEARANCE_INDEXER_CRASH_CHILD": true,
+	"CLEARANCE_BENCH_ROUND": true, "CLEARANCE_BENCH_ROUNDS": true, "CLEARANCE_BENCH_SCALE": true,
+	"CLEARANCE_PGVECTOR_BENCH_URL": true,
+}
+
 // applyEnv fills every flag that was not set on the command line from its
 // CLEARANCE_* environment variable (--openfga-url is CLEARANCE_OPENFGA_URL).
 func applyEnv(cmd *cobra.Command) error {
@@ -118,7 +164,7 @@ func applyEnv(cmd *cobra.Command) error {
 		if f.Changed || f.Name == "help" {
 			return
 		}
-		name := "CLEARANCE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := flagEnv(f.Name)
 		if v, ok := os.LookupEnv(name); ok {
 			if err := cmd.Flags().Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))

@@ -131,3 +131,26 @@ func TestServeRefusesForeignModel(t *testing.T) {
 		t.Errorf("the store's latest model changed: %+v %v, want %s", latest, err, foreign)
 	}
 }
+
+// TestUnknownEnvironmentIsNamed: a CLEARANCE_* variable that fills no flag of
+// any command (a misspelt Helm values key) is named on stderr, without its
+// value, and the command still runs; a known one is not named.
+func TestUnknownEnvironmentIsNamed(t *testing.T) {
+	t.Setenv("CLEARANCE_SEARCH_QUEUEE", "secret-value")
+	t.Setenv("CLEARANCE_RATE_LIMIT", "5")
+	root := newRootCommand()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"version"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	got := errOut.String()
+	if !strings.Contains(got, "CLEARANCE_SEARCH_QUEUEE") || strings.Contains(got, "secret-value") {
+		t.Errorf("stderr %q: want the misspelt variable named without its value", got)
+	}
+	if strings.Contains(got, "CLEARANCE_RATE_LIMIT") {
+		t.Errorf("stderr %q names a variable that fills --rate-limit", got)
+	}
+}
