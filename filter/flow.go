@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	openfgav1 "github.com/openfga/api/proto/openfga/v1"
@@ -49,8 +50,16 @@ type FlowConfig struct {
 	Concurrency int
 	// PairChecks: when the principals of one type times the sources are at most
 	// this, one BatchCheck of the pairs answers instead of listing the sources'
-	// audiences (default 16; negative: never).
+	// audiences (default 16; negative: never). The destination is listed first
+	// and the sources' listings, started alongside, are cancelled when its
+	// audience turns out small enough.
 	PairChecks int
+	// CacheEntries and CacheUsers bound the listings kept between checks for
+	// the engine's current revision (defaults 1024 listings, 500,000 names;
+	// negative CacheEntries: no cache). The cache is used only with an engine
+	// that has revisions (authz.Revisioned) and evaluates clearance's own model
+	// (authz.ClearanceModeled); see flowListings.
+	CacheEntries, CacheUsers int
 	// Model is the authorization model the engine evaluates (the engines'
 	// Model method). When its ticket#can_view has the shape clearance's model
 	// has, sources of one project share one listing (see ticketRule); nil (and
@@ -76,6 +85,8 @@ const (
 	DefaultFlowMaxSourceTickets = 500
 	DefaultFlowConcurrency      = 4
 	DefaultFlowPairChecks       = 16
+	DefaultFlowCacheEntries     = 1024
+	DefaultFlowCacheUsers       = 500_000
 	DefaultFlowDeadline         = 10 * time.Second
 	DefaultFlowMaxNames         = 100
 )
@@ -87,6 +98,8 @@ func (c *FlowConfig) defaults() {
 	c.MaxSourceTickets = cmp.Or(c.MaxSourceTickets, DefaultFlowMaxSourceTickets)
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultFlowConcurrency)
 	c.PairChecks = cmp.Or(c.PairChecks, DefaultFlowPairChecks)
+	c.CacheEntries = cmp.Or(c.CacheEntries, DefaultFlowCacheEntries)
+	c.CacheUsers = cmp.Or(c.CacheUsers, DefaultFlowCacheUsers)
 	c.Deadline = cmp.Or(c.Deadline, DefaultFlowDeadline)
 	c.MaxNames = cmp.Or(c.MaxNames, DefaultFlowMaxNames)
 	if c.Logger == nil {
@@ -160,6 +173,9 @@ type Flow struct {
 	records FlowRecords
 	log     audit.Log
 	rule    *ticketRule
+	// cache and revs: listings kept between checks (nil when off).
+	cache *flowListings
+	revs  authz.Revisioned
 }
 
 // NewFlow returns a flow checker over the engine, the audit records it cites and
@@ -170,7 +186,13 @@ func NewFlow(cfg FlowConfig, eng FlowEngine, records FlowRecords, log audit.Log)
 	if cfg.Model == nil {
 		rule = parseTicketRule(cfg.ModelDSL)
 	}
-	return &Flow{cfg: cfg, eng: eng, records: records, log: log, rule: rule}
+	f := &Flow{cfg: cfg, eng: eng, records: records, log: log, rule: rule}
+	revs, revisioned := eng.(authz.Revisioned)
+	modeled, ok := eng.(authz.ClearanceModeled)
+	if cfg.CacheEntries > 0 && cfg.CacheUsers > 0 && revisioned && ok && modeled.ClearanceModel() {
+		f.cache, f.revs = newFlowListings(cfg.CacheEntries, cfg.CacheUsers), revs
+	}
+	return f
 }
 
 // Check decides one flow for p. The rule, evaluated now: allowed only if every
@@ -437,28 +459,70 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 		return resp, nil
 	}
 
-	ctx = context.WithValue(ctx, memoCtxKey{}, &listMemo{m: map[memoKey]*memoEntry{}})
-	// 3. The destination's audience and, at the same time, the sources' user
-	// audiences (users are most of any listed audience; other types are
-	// decided once the audience is known).
+	memo := &listMemo{m: map[memoKey]*memoEntry{}}
+	if f.cache != nil {
+		// Read before the first listing: entries kept under it are at least
+		// this new (flowListings).
+		rev, err := f.revs.Revision(ctx)
+		if err != nil || rev.Key == "" {
+			f.cfg.Logger.Debug("flow: engine revision unknown: listings asked afresh, none kept", "error", err)
+			rec.Plan.Notes = append(rec.Plan.Notes, "engine revision unknown: every listing asked afresh, none kept")
+		} else {
+			memo.cache, memo.rev = f.cache, rev
+			rec.Plan.Revision = rev.String()
+		}
+	}
+	ctx = context.WithValue(ctx, memoCtxKey{}, memo)
+	// 3. The destination's audience decides how the sources are asked. The
+	// sources' user audiences (users are most of any listed audience) are
+	// listed alongside it, and cancelled when it turns out public, empty, cut
+	// short, or small enough for one BatchCheck of the pairs (missing).
 	t = time.Now()
 	var (
-		members        []string
-		userLists      [][]string
-		truncated, cut string
+		members           []string
+		userLists         [][]string
+		truncated, cut    string
+		srcErr            error
+		srcCtx, cancelSrc = context.WithCancel(ctx)
+		srcDone           = make(chan struct{})
 	)
-	err = f.parallel(ctx, 2, func(ctx context.Context, i int) error {
-		var err error
-		if i == 0 {
-			members, truncated, err = f.audience(ctx, dest, d.Principals)
-		} else if dest != "" && len(sources) > 0 {
-			userLists, cut, err = f.sourceAudiences(ctx, sources, []string{"user"})
+	defer cancelSrc()
+	if dest != "" && len(sources) > 0 {
+		go func() {
+			defer close(srcDone)
+			userLists, cut, srcErr = f.sourceAudiences(srcCtx, sources, []string{"user"})
+		}()
+	} else {
+		close(srcDone)
+	}
+	members, truncated, err = f.audience(ctx, dest, d.Principals)
+	users := 0
+	for _, u := range members {
+		if strings.HasPrefix(u, "user:") {
+			users++
 		}
-		return err
-	})
+	}
+	listSources := err == nil && truncated == "" && !slices.ContainsFunc(members, isWildcard) &&
+		users > 0 && (f.cfg.PairChecks < 0 || users*len(sources) > f.cfg.PairChecks)
+	if !listSources {
+		cancelSrc()
+	}
+	<-srcDone
+	if !listSources {
+		userLists, cut, srcErr = nil, "", nil
+	}
 	rec.Latency["audience"] = since(t)
+	if err == nil {
+		err = srcErr
+	}
 	if err != nil {
 		return FlowResponse{}, err
+	}
+	if n := memo.calls.Load() + memo.hits.Load(); memo.cache != nil && n > 0 {
+		defer func() {
+			rec.Plan.Notes = append(rec.Plan.Notes, fmt.Sprintf("listings: %d of %d kept from earlier checks at this revision",
+				memo.hits.Load(), memo.calls.Load()+memo.hits.Load()))
+		}()
 	}
 	if truncated == "" {
 		truncated = cut
@@ -491,6 +555,13 @@ func (f *Flow) decide(ctx context.Context, p authz.Principal, req FlowRequest, r
 	rec.Latency["sources"] = since(t)
 	if err != nil {
 		return FlowResponse{}, err
+	}
+	if users > 0 {
+		how := "one BatchCheck of the pairs"
+		if listed["user"] {
+			how = "their audiences listed"
+		}
+		rec.Plan.Notes = append(rec.Plan.Notes, fmt.Sprintf("sources against %d users of the audience: %s", users, how))
 	}
 	if cut != "" {
 		rec.Plan.Truncated = true
@@ -750,6 +821,10 @@ func (f *Flow) listAll(ctx context.Context, jobs []usersOf, types []string) ([][
 type listMemo struct {
 	mu sync.Mutex
 	m  map[memoKey]*memoEntry
+	// cache, when set, keeps listings between checks at revision rev.
+	cache       *flowListings
+	rev         authz.Revision
+	calls, hits atomic.Int64
 }
 
 type memoKey struct{ object, relation, typ string }
@@ -762,30 +837,62 @@ type memoEntry struct {
 
 type memoCtxKey struct{}
 
-// listUsers is the engine's ListUsers through the request's memo.
+// listUsers is the engine's ListUsers through the request's memo (and the
+// listings kept between checks). Answers are shared: callers must not modify
+// them.
 func (f *Flow) listUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
 	m, _ := ctx.Value(memoCtxKey{}).(*listMemo)
 	if m == nil {
 		return f.eng.ListUsers(ctx, q, object, relation, typ)
 	}
 	k := memoKey{object, relation, typ}
-	m.mu.Lock()
-	e, ok := m.m[k]
-	if !ok {
-		e = &memoEntry{done: make(chan struct{})}
-		m.m[k] = e
+	for {
+		m.mu.Lock()
+		e, ok := m.m[k]
+		if !ok {
+			e = &memoEntry{done: make(chan struct{})}
+			m.m[k] = e
+			m.mu.Unlock()
+			e.users, e.err = f.fetch(ctx, m, q, k)
+			if e.err != nil {
+				// Nobody reuses a failed listing: it may have failed only
+				// because its context was cancelled (the sources' listings
+				// are, when pairs answer instead).
+				m.mu.Lock()
+				delete(m.m, k)
+				m.mu.Unlock()
+			}
+			close(e.done)
+			return e.users, e.err
+		}
 		m.mu.Unlock()
-		e.users, e.err = f.eng.ListUsers(ctx, q, object, relation, typ)
-		close(e.done)
-		return e.users, e.err
+		select {
+		case <-e.done:
+			if e.err != nil && ctx.Err() == nil {
+				continue // its owner failed, perhaps cancelled: ask under this context
+			}
+			return e.users, e.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: list %s users of %s#%s: %w", authz.ErrTruncated, typ, object, relation, ctx.Err())
+		}
 	}
-	m.mu.Unlock()
-	select {
-	case <-e.done:
-		return e.users, e.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: list %s users of %s#%s: %w", authz.ErrTruncated, typ, object, relation, ctx.Err())
+}
+
+// fetch answers one listing from the kept listings or the engine, and keeps
+// a complete answer.
+func (f *Flow) fetch(ctx context.Context, m *listMemo, q authz.Query, k memoKey) ([]string, error) {
+	if m.cache != nil {
+		if users, ok := m.cache.get(m.rev, k); ok {
+			m.hits.Add(1)
+			return users, nil
+		}
 	}
+	m.calls.Add(1)
+	users, err := f.eng.ListUsers(ctx, q, k.object, k.relation, k.typ)
+	if err == nil && m.cache != nil {
+		m.cache.put(m.rev, k, users)
+	}
+	return users, err
 }
 
 // errCut stops the other listings of a request once one was cut short.

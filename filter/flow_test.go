@@ -165,8 +165,9 @@ func (w *world) flowCase(pl *filter.Planner, log *filter.MemoryLog, others []str
 // once; wrong denials are counted and must be zero too.
 func TestDifferentialFlow(t *testing.T) {
 	const orgs = 4
-	perOrg := max(1, *flowDecisions/orgs)
+	perOrg := max(1, *flowDecisions*2/3/orgs) // half the cases are asked twice
 	var decisions, allowed, unknown, wrongDenials, changed, named int
+	ways := map[string]int{} // how sources were asked: pairs, listed; kept: listings kept from earlier checks
 	eng := memoryEngine(t)
 	for seed := range uint64(orgs) {
 		w := newWorld(t, eng, seed+101, 30)
@@ -180,68 +181,93 @@ func TestDifferentialFlow(t *testing.T) {
 			filter.NewFlow(filter.FlowConfig{PairChecks: -1}, eng, log, log),
 			filter.NewFlow(filter.FlowConfig{PairChecks: -1, ModelDSL: authz.ModelDSL}, eng, log, log),
 			filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL}, eng, log, log),
+			// The destination decides: pairs for small audiences, listings
+			// for larger ones (both ways, with and without the listings kept
+			// between checks).
+			filter.NewFlow(filter.FlowConfig{PairChecks: 40, ModelDSL: authz.ModelDSL}, eng, log, log),
+			filter.NewFlow(filter.FlowConfig{PairChecks: 40, CacheEntries: -1}, eng, log, log),
 		}
 		var others []string
 		for i := range perOrg {
 			c := w.flowCase(pl, log, others)
 			others = append(others, c.req.Sources.AuditIDs...)
-			// Access changes between the read and the check: the rule is
-			// evaluated at check time.
-			if w.rng.IntN(3) == 0 {
-				changed++
-				for range 1 + w.rng.IntN(3) {
-					w.mutate()
-				}
-			}
-			resp, err := flows[i%len(flows)].Check(context.Background(), c.p, c.req)
-			if err != nil {
-				t.Fatalf("%s %+v: %v", c.p, c.req, err)
-			}
-			decisions++
-			want, known, audience, excluded := w.refFlow(log, c)
-			if resp.Allowed && !want {
-				t.Fatalf("WRONG ALLOW: %s %+v: got %+v; reference known=%v audience=%d excluded=%d", c.p, c.req, resp, known, audience, excluded)
-			}
-			if !resp.Allowed && want {
-				wrongDenials++
-				t.Errorf("wrong denial: %s %+v: got %+v; reference audience=%d", c.p, c.req, resp, audience)
-				continue
-			}
-			if !known {
-				unknown++
-				if !slices.ContainsFunc(resp.Reasons, func(r string) bool { return strings.Contains(r, "is unknown") }) {
-					t.Fatalf("%s %+v: unknown source or destination, reasons %q", c.p, c.req, resp.Reasons)
-				}
-				continue
-			}
-			if resp.Audience != audience || resp.Excluded != excluded {
-				t.Fatalf("%s %+v: audience %d excluded %d, reference %d and %d (%q)", c.p, c.req, resp.Audience, resp.Excluded, audience, excluded, resp.Reasons)
-			}
-			if resp.Allowed {
-				allowed++
-			}
-			// Reasons name only tickets the caller may view now.
-			for _, reason := range resp.Reasons {
-				list, found := strings.CutPrefix(reason, "sources not everyone there may view: ")
-				if !found {
-					continue
-				}
-				list, _, _ = strings.Cut(list, " (")
-				for _, id := range strings.Split(list, ", ") {
-					named++
-					if !w.ref.visible(c.p, id, time.Now()) {
-						t.Fatalf("%s: reason names %s, which it may not view: %q", c.p, id, reason)
+			// Half the cases are asked twice of the same checker, the second
+			// time often after a change: listings kept from the first answer
+			// must serve only an unchanged revision.
+			reps := 1 + w.rng.IntN(2)
+			for rep := range reps {
+				// Access changes between the read and the check: the rule is
+				// evaluated at check time.
+				if (rep == 0 && w.rng.IntN(3) == 0) || (rep == 1 && w.rng.IntN(2) == 0) {
+					changed++
+					for range 1 + w.rng.IntN(3) {
+						w.mutate()
 					}
 				}
-			}
-			r, ok := log.Record(resp.AuditID)
-			if !ok || r.Kind != filter.KindFlowCheck || r.Flow == nil || r.Flow.Allowed != resp.Allowed {
-				t.Fatalf("decision %s has no matching flow_check record: %+v", resp.AuditID, r)
+				resp, err := flows[i%len(flows)].Check(context.Background(), c.p, c.req)
+				if err != nil {
+					t.Fatalf("%s %+v: %v", c.p, c.req, err)
+				}
+				decisions++
+				want, known, audience, excluded := w.refFlow(log, c)
+				if resp.Allowed && !want {
+					t.Fatalf("WRONG ALLOW: %s %+v: got %+v; reference known=%v audience=%d excluded=%d", c.p, c.req, resp, known, audience, excluded)
+				}
+				if !resp.Allowed && want {
+					wrongDenials++
+					t.Errorf("wrong denial: %s %+v: got %+v; reference audience=%d", c.p, c.req, resp, audience)
+					continue
+				}
+				if !known {
+					unknown++
+					if !slices.ContainsFunc(resp.Reasons, func(r string) bool { return strings.Contains(r, "is unknown") }) {
+						t.Fatalf("%s %+v: unknown source or destination, reasons %q", c.p, c.req, resp.Reasons)
+					}
+					continue
+				}
+				if resp.Audience != audience || resp.Excluded != excluded {
+					t.Fatalf("%s %+v: audience %d excluded %d, reference %d and %d (%q)", c.p, c.req, resp.Audience, resp.Excluded, audience, excluded, resp.Reasons)
+				}
+				if resp.Allowed {
+					allowed++
+				}
+				// Reasons name only tickets the caller may view now.
+				for _, reason := range resp.Reasons {
+					list, found := strings.CutPrefix(reason, "sources not everyone there may view: ")
+					if !found {
+						continue
+					}
+					list, _, _ = strings.Cut(list, " (")
+					for _, id := range strings.Split(list, ", ") {
+						named++
+						if !w.ref.visible(c.p, id, time.Now()) {
+							t.Fatalf("%s: reason names %s, which it may not view: %q", c.p, id, reason)
+						}
+					}
+				}
+				r, ok := log.Record(resp.AuditID)
+				if !ok || r.Kind != filter.KindFlowCheck || r.Flow == nil || r.Flow.Allowed != resp.Allowed {
+					t.Fatalf("decision %s has no matching flow_check record: %+v", resp.AuditID, r)
+				}
+				for _, n := range r.Plan.Notes {
+					switch {
+					case strings.HasSuffix(n, "one BatchCheck of the pairs"):
+						ways["pairs"]++
+					case strings.HasSuffix(n, "their audiences listed"):
+						ways["listed"]++
+					case strings.HasPrefix(n, "listings: ") && !strings.HasPrefix(n, "listings: 0 of"):
+						ways["kept"]++
+					}
+				}
 			}
 		}
 	}
 	t.Logf("%d flow decisions (%d allowed, %d with an unknown source or destination, %d after access changed since the read; %d tickets named in reasons, each visible to the caller): 0 wrong allows, %d wrong denials",
 		decisions, allowed, unknown, changed, named, wrongDenials)
+	t.Logf("sources against the audience's users: %d by pairs, %d by listings; %d decisions used listings kept from earlier checks", ways["pairs"], ways["listed"], ways["kept"])
+	if ways["pairs"] == 0 || ways["listed"] == 0 || ways["kept"] == 0 {
+		t.Errorf("not every way was exercised: %v", ways)
+	}
 	if decisions < 2000 && *flowDecisions >= 2000 {
 		t.Errorf("only %d decisions", decisions)
 	}
@@ -500,6 +526,82 @@ func TestFlowUnknownTicketsCostTheSame(t *testing.T) {
 				!slices.Contains(q.ContextualTuples, authz.Tuple{User: "tenant:pa", Relation: "tenant", Object: "project:clearance~decoy"}) {
 				t.Errorf("missing ticket checked without the decoy of the caller's tenant: %+v", q.ContextualTuples)
 			}
+		}
+	}
+}
+
+// revisionedSpy is flowSpy that keeps the engine's revisions and model
+// identity, so the checker keeps listings between checks.
+type revisionedSpy struct {
+	*flowSpy
+	rev interface {
+		authz.Revisioned
+		authz.ClearanceModeled
+	}
+}
+
+func (e revisionedSpy) Revision(ctx context.Context) (authz.Revision, error) {
+	return e.rev.Revision(ctx)
+}
+func (e revisionedSpy) ClearanceModel() bool { return e.rev.ClearanceModel() }
+
+// TestFlowKeepsListingsPerRevision: a second check at the same revision lists
+// nothing, a tuple write in between (a block of one destination member on the
+// source) is seen at once, and with the cache off every check lists afresh.
+func TestFlowKeepsListingsPerRevision(t *testing.T) {
+	eng := memoryEngine(t)
+	ts := []authz.Tuple{
+		{User: "tenant:kt", Relation: "tenant", Object: "project:src"},
+		{User: "tenant:kt", Relation: "tenant", Object: "project:dst"},
+		{User: "project:src", Relation: "project", Object: "ticket:K-1"},
+		{User: "team:kt-all#member", Relation: "member", Object: "project:src"},
+		{User: "team:kt-all#member", Relation: "viewer", Object: "project:dst"},
+	}
+	for i := range 30 {
+		ts = append(ts, authz.Tuple{User: fmt.Sprintf("user:k%d", i), Relation: "member", Object: "team:kt-all"})
+	}
+	if err := eng.Write(context.Background(), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := authz.Principal{Kind: authz.KindUser, Tenant: "kt", User: "k0", AuthMethod: "dev"}
+	req := filter.FlowRequest{Sources: filter.FlowSources{TicketIDs: []string{"K-1"}}, Destination: filter.FlowDestination{Project: "dst"}}
+	for _, cached := range []bool{true, false} {
+		spy := &flowSpy{FlowEngine: eng}
+		log := &filter.MemoryLog{}
+		cfg := filter.FlowConfig{ModelDSL: authz.ModelDSL}
+		if !cached {
+			cfg.CacheEntries = -1
+		}
+		fl := filter.NewFlow(cfg, revisionedSpy{spy, eng}, log, log)
+		check := func(want bool) int {
+			t.Helper()
+			spy.mu.Lock()
+			spy.lists = 0
+			spy.mu.Unlock()
+			r, err := fl.Check(context.Background(), p, req)
+			if err != nil || r.Allowed != want || r.Audience != 30 {
+				t.Fatalf("cached=%v: %+v %v, want allowed=%v over 30 users", cached, r, err, want)
+			}
+			return spy.lists
+		}
+		if n := check(true); n == 0 {
+			t.Fatalf("cached=%v: the first check listed nothing", cached)
+		}
+		if n := check(true); (n == 0) != cached {
+			t.Errorf("cached=%v: the second check at the same revision made %d listings", cached, n)
+		}
+		if err := eng.Write(context.Background(), []authz.Tuple{{User: "user:k7", Relation: "blocked", Object: "ticket:K-1"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := check(false); n == 0 {
+			t.Errorf("cached=%v: after a write the check listed nothing", cached)
+		}
+		if err := eng.Write(context.Background(), nil, []authz.Tuple{{User: "user:k7", Relation: "blocked", Object: "ticket:K-1"}}); err != nil {
+			t.Fatal(err)
+		}
+		check(true)
+		if st := fl.CacheStats(); cached != (st.Hits > 0) {
+			t.Errorf("cached=%v: cache stats %+v", cached, st)
 		}
 	}
 }
