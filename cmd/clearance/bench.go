@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	openfgav1 "github.com/openfga/api/proto/openfga/v1"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -45,6 +46,8 @@ type benchFlags struct {
 	timeout      time.Duration
 	seed         uint64
 	quality      bool
+	flowRuns     int
+	flowOnly     bool
 }
 
 func newBenchCommand() *cobra.Command {
@@ -99,6 +102,8 @@ server's datastore until the server purges them).`,
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of one query; a strategy past it counts an error")
 	fl.Uint64Var(&f.seed, "seed", 42, "seed of the generated org and queries")
 	fl.BoolVar(&f.quality, "quality", false, "measure retrieval quality instead: known-item success@1 and MRR, topical nDCG@10 and latency of the vector, lexical and hybrid modes at three visibility levels (embedded store; --queries judged queries per kind and user)")
+	fl.IntVar(&f.flowRuns, "flow-runs", 20, "flow checks per row of the flow benchmark (a tenant of its own, a user per 25 chunks); 0 skips it")
+	fl.BoolVar(&f.flowOnly, "flow-only", false, "run only the flow benchmark (no corpus, no store)")
 	return cmd
 }
 
@@ -180,6 +185,9 @@ func (f *benchFlags) resolve() (int, error) {
 			bad("--database-url is used only by --store pgvector and --engine postgres")
 		}
 	}
+	if f.flowRuns < 0 || (f.flowOnly && f.flowRuns == 0) {
+		bad("--flow-runs %d: want at least 1 (0 skips the flow benchmark, which --flow-only runs alone)", f.flowRuns)
+	}
 	if f.queries < 1 {
 		bad("--queries %d: want at least 1", f.queries)
 	}
@@ -224,16 +232,22 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 		cleanups = append(cleanups, func(context.Context) error { return c.Close() })
 	}
 
-	cfg := bench.DefaultOrgConfig(chunks)
-	cfg.Seed = f.seed
-	org := bench.GenerateOrg(cfg)
-	var judged []bench.QualityQuery
-	if f.quality {
-		judged = bench.PlantJudgments(org, f.queries, f.seed+2)
+	var (
+		org    *bench.Org
+		st     bench.OrgStats
+		judged []bench.QualityQuery
+	)
+	if !f.flowOnly {
+		cfg := bench.DefaultOrgConfig(chunks)
+		cfg.Seed = f.seed
+		org = bench.GenerateOrg(cfg)
+		if f.quality {
+			judged = bench.PlantJudgments(org, f.queries, f.seed+2)
+		}
+		st = org.Stats()
+		fmt.Fprintf(stderr, "org: %d tenants, %d projects, %d tickets, %d chunks, %d tuples, %d principals\n",
+			st.Tenants, st.Projects, st.Tickets, st.Chunks, st.Tuples, st.Viewers)
 	}
-	st := org.Stats()
-	fmt.Fprintf(stderr, "org: %d tenants, %d projects, %d tickets, %d chunks, %d tuples, %d principals\n",
-		st.Tenants, st.Projects, st.Tickets, st.Chunks, st.Tuples, st.Viewers)
 
 	if err := os.MkdirAll(f.out, 0o755); err != nil {
 		return err
@@ -286,6 +300,18 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 		}
 		closer(e)
 		eng, engineName = e, "embedded OpenFGA ("+f.engine+")"
+	}
+
+	rep := &bench.Report{
+		Time: time.Now(), Command: benchCommandLine(cmd), Machine: bench.MachineDescription(),
+		Scale: f.scale, Store: "none (--flow-only)", Engine: engineName, K: f.k,
+	}
+	if f.flowOnly {
+		if err := runFlowBench(ctx, f, chunks, eng, tuplesPerWrite, rep, newBenchProgress(stderr, tty)); err != nil {
+			return err
+		}
+		rep.RSSBytes = rssBytes()
+		return writeBenchReport(cmd, f, rep)
 	}
 
 	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 384})
@@ -349,16 +375,46 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	if err != nil {
 		return err
 	}
-	rep := &bench.Report{
-		Time: time.Now(), Command: benchCommandLine(cmd), Machine: bench.MachineDescription(),
-		Scale: f.scale, Store: storeName, Engine: engineName, K: f.k,
-		Load: load, RSSBytes: rssBytes(), Org: st, Rows: rows,
+	rep.Store, rep.Load, rep.RSSBytes, rep.Org, rep.Rows = storeName, load, rssBytes(), st, rows
+	if f.flowRuns > 0 {
+		if err := runFlowBench(ctx, f, chunks, eng, tuplesPerWrite, rep, newBenchProgress(stderr, tty)); err != nil {
+			return err
+		}
 	}
+	return writeBenchReport(cmd, f, rep)
+}
+
+func writeBenchReport(cmd *cobra.Command, f benchFlags, rep *bench.Report) error {
 	if err := rep.WriteFiles(f.out); err != nil {
 		return err
 	}
 	rep.WriteMarkdown(cmd.OutOrStdout())
-	fmt.Fprintf(stderr, "wrote %s and %s\n", filepath.Join(f.out, "report.md"), filepath.Join(f.out, "report.json"))
+	fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s and %s\n", filepath.Join(f.out, "report.md"), filepath.Join(f.out, "report.json"))
+	return nil
+}
+
+// runFlowBench loads the flow benchmark's tenant into the engine and measures
+// flow checks next to one ListUsers of the destination alone.
+func runFlowBench(ctx context.Context, f benchFlags, chunks int, eng authz.Engine, tuplesPerWrite int, rep *bench.Report, prog *benchProgress) error {
+	fe, ok := eng.(filter.FlowEngine)
+	if !ok {
+		return errors.New("flow benchmark: the engine cannot list users")
+	}
+	var model *openfgav1.AuthorizationModel
+	if m, ok := eng.(interface {
+		Model() *openfgav1.AuthorizationModel
+	}); ok {
+		model = m.Model() // as serve does: the model the engine evaluates
+	}
+	o := bench.GenerateFlowOrg(chunks, f.seed)
+	fmt.Fprintf(prog.w, "flow org: tenant fb, %d users, %d tickets, %d projects, %d tuples\n", o.Users, o.Tickets, len(o.Projects)+1, len(o.Tuples))
+	rows, loadSeconds, err := bench.RunFlow(ctx, o, fe, model, tuplesPerWrite,
+		bench.FlowConfig{Runs: f.flowRuns, Timeout: f.timeout, Seed: f.seed + 2}, prog.update)
+	prog.finish()
+	if err != nil {
+		return err
+	}
+	rep.Flow, rep.FlowOrgTuples, rep.FlowLoadSeconds = rows, len(o.Tuples), loadSeconds
 	return nil
 }
 
@@ -373,6 +429,10 @@ func benchCommandLine(cmd *cobra.Command) string {
 			v = redactURL(v)
 		case "openfga-token":
 			v = "***"
+		}
+		if fl.Value.Type() == "bool" && v == "true" {
+			parts = append(parts, "--"+fl.Name)
+			return
 		}
 		parts = append(parts, "--"+fl.Name, v)
 	})

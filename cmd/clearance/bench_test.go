@@ -35,6 +35,8 @@ func TestBenchFlagValidation(t *testing.T) {
 		{[]string{"--store", "pgvector", "--database-url", "mysql://db/x"}, "--database-url: want postgres://"},
 		{[]string{"--scale", "ten"}, `--scale "ten"`},
 		{[]string{"--samples", "0"}, "--samples 0: want 1..100"},
+		{[]string{"--flow-runs", "-1"}, "--flow-runs -1: want at least 1"},
+		{[]string{"--flow-only", "--flow-runs", "0"}, "--flow-runs 0: want at least 1"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +134,43 @@ func newEngine(t *testing.T) *authzembedded.Engine {
 	}
 	t.Cleanup(func() { eng.Close() })
 	return eng
+}
+
+// TestRunFlow runs the flow benchmark on a small org: a row per destination
+// floor and per (listings kept or afresh, destination, sources), every
+// decision a resolved one, the company-wide audience every user and its
+// service account, and kept listings saving listings.
+func TestRunFlow(t *testing.T) {
+	ctx := context.Background()
+	eng, err := authzembedded.New(ctx, authzembedded.Config{Datastore: authzembedded.Memory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	o := GenerateFlowOrg(2000, 1)
+	rows, _, err := RunFlow(ctx, o, eng, eng.Model(), 1000, FlowConfig{Runs: 3, Timeout: time.Minute, Seed: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2+12 {
+		t.Fatalf("%d rows, want 14", len(rows))
+	}
+	calls := map[bool]float64{}
+	for _, r := range rows[2:] {
+		if r.Case == "" || r.Runs != 3 || r.P99ms <= 0 || r.Ratio <= 0 {
+			t.Errorf("row %+v", r)
+		}
+		if r.Sources > 1 && strings.Contains(r.Case, o.Wide) && r.Audience != o.Users+1 {
+			t.Errorf("%s: audience %d, want %d users and one service account", r.Case, r.Audience, o.Users)
+		}
+		calls[r.Kept] += r.ListUsers
+	}
+	if calls[true] >= calls[false] {
+		t.Errorf("listings per decision: kept %.1f, afresh %.1f; want fewer kept", calls[true], calls[false])
+	}
+	var md strings.Builder
+	WriteFlowMarkdown(&md, rows)
+	if !strings.Contains(md.String(), "ListUsers alone (floor): project "+o.Wide) {
+		t.Errorf("markdown:\n%s", md.String())
+	}
 }

@@ -26,6 +26,10 @@ type Report struct {
 	RSSBytes uint64    `json:"rss_bytes"`
 	Org      OrgStats  `json:"org"`
 	Rows     []Row     `json:"rows"`
+	// Flow holds the flow check's rows (FlowOrg), when they were run.
+	Flow            []FlowRow `json:"flow,omitempty"`
+	FlowOrgTuples   int       `json:"flow_org_tuples,omitempty"`
+	FlowLoadSeconds float64   `json:"flow_load_seconds,omitempty"`
 }
 
 // OrgStats summarises the generated org.
@@ -79,6 +83,12 @@ func (r *Report) WriteFiles(dir string) error {
 func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "### Scale %s: store %s, engine %s\n\n", r.Scale, r.Store, r.Engine)
 	fmt.Fprintf(w, "`%s` on %s, %s.\n\n", r.Command, r.Machine, r.Time.UTC().Format("2006-01-02"))
+	// The flow rows come after the search table; a flow-only run has no search
+	// org.
+	defer r.writeFlow(w)
+	if len(r.Rows) == 0 {
+		return
+	}
 	o := r.Org
 	fmt.Fprintf(w, "Org: %d tenants, %d projects, %d tickets, %d chunks, %d tuples, %d principals. ",
 		o.Tenants, o.Projects, o.Tickets, o.Chunks, o.Tuples, o.Viewers)
@@ -155,4 +165,12 @@ func (r *Report) writeCacheSummary(w io.Writer) {
 			scan.P50ms, dec.P50ms, dec.P99ms, dec.P50ms-scan.P50ms, by[rowWarm][k].P50ms)
 	}
 	fmt.Fprintln(w)
+}
+
+func (r *Report) writeFlow(w io.Writer) {
+	if len(r.Flow) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Flow org: tenant fb, %d tuples, loaded in %.1f s.\n\n", r.FlowOrgTuples, r.FlowLoadSeconds)
+	WriteFlowMarkdown(w, r.Flow)
 }
