@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/clearance-dev/clearance/authz"
-	authzembedded "github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
@@ -130,7 +129,7 @@ func (r *ref) visible(p authz.Principal, ticketID string, now time.Time) bool {
 type world struct {
 	t        testing.TB
 	rng      *rand.Rand
-	eng      *authzembedded.Engine
+	eng      authz.Engine
 	store    *storeembedded.Store
 	emb      *retrieval.Hashing
 	ref      *ref
@@ -179,7 +178,7 @@ func pick[T any](rng *rand.Rand, s []T) T { return s[rng.IntN(len(s))] }
 
 // newWorld builds a random org of two tenants. Ids are prefixed with the seed's
 // tenant names so they are global like the real ones.
-func newWorld(t testing.TB, eng *authzembedded.Engine, seed uint64, ticketsPerTenant int) *world {
+func newWorld(t testing.TB, eng authz.Engine, seed uint64, ticketsPerTenant int) *world {
 	ctx := context.Background()
 	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 64})
 	store, err := storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
