@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -48,6 +49,9 @@ type benchFlags struct {
 	quality      bool
 	flowRuns     int
 	flowOnly     bool
+	// The remote server's ListUsers caps (as serve's flags).
+	listUsersMax      int
+	listUsersDeadline time.Duration
 }
 
 func newBenchCommand() *cobra.Command {
@@ -94,6 +98,8 @@ server's datastore until the server purges them).`,
 	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for --store pgvector and --engine postgres (the run gets its own schema, dropped at the end)")
 	fl.StringVar(&f.openfgaToken, "openfga-token", "", "API token (preshared key) for the OpenFGA server of --engine URL")
 	fl.DurationVar(&f.listDeadline, "openfga-list-deadline", openfga.DefaultServerListObjectsDeadline, "the OpenFGA server's --listObjects-deadline: a listing that lasts this long counts as truncated (an error)")
+	fl.IntVar(&f.listUsersMax, "openfga-listusers-max-results", openfga.DefaultServerListUsersMaxResults, "the OpenFGA server's --listUsers-max-results (0: no cap, what the flow rows need at 100k and up); an answer this large counts as truncated")
+	fl.DurationVar(&f.listUsersDeadline, "openfga-listusers-deadline", openfga.DefaultServerListUsersDeadline, "the OpenFGA server's --listUsers-deadline (0: none); a ListUsers lasting this long counts as truncated")
 	fl.StringVar(&f.out, "out", "bench-out", "directory for report.md and report.json (and the engine's sqlite file)")
 	fl.IntVar(&f.queries, "queries", 3, "queries per principal")
 	fl.IntVar(&f.samples, "samples", 8, "times each query is timed for the floor and planner rows (their p99 needs samples); the naive and ListObjects-over-tickets rows once")
@@ -159,6 +165,9 @@ func (f *benchFlags) resolve() (int, error) {
 		}
 		if f.listDeadline <= 0 {
 			bad("--openfga-list-deadline must be positive")
+		}
+		if f.listUsersMax < 0 || f.listUsersDeadline < 0 {
+			bad("--openfga-listusers-max-results and --openfga-listusers-deadline must not be negative (0: the server has none)")
 		}
 	} else {
 		if f.engine == engineEmbedded {
@@ -378,7 +387,8 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	rep.Store, rep.Load, rep.RSSBytes, rep.Org, rep.Rows = storeName, load, rssBytes(), st, rows
 	if f.flowRuns > 0 {
 		if err := runFlowBench(ctx, f, chunks, eng, tuplesPerWrite, rep, newBenchProgress(stderr, tty)); err != nil {
-			return err
+			// The search rows are measured: keep them.
+			return errors.Join(err, writeBenchReport(cmd, f, rep))
 		}
 	}
 	return writeBenchReport(cmd, f, rep)
@@ -550,6 +560,8 @@ func openBenchOpenFGA(ctx context.Context, f benchFlags, log *slog.Logger) (*ben
 	cfg := openfga.Config{
 		URL: f.engine, StoreName: name, APIToken: f.openfgaToken,
 		ServerListObjectsDeadline: f.listDeadline,
+		ServerListUsersMaxResults: cmp.Or(f.listUsersMax, -1),
+		ServerListUsersDeadline:   cmp.Or(f.listUsersDeadline, -1),
 		Logger:                    log.With("component", "openfga"),
 	}
 	// Our own listing deadline must outlast the server's, or every long listing
