@@ -59,8 +59,8 @@ type Plan struct {
 	DirectTickets   int    `json:"direct_tickets"`
 	Truncated       bool   `json:"truncated,omitempty"`
 	CacheHit        bool   `json:"cache_hit,omitempty"`
-	// Revision is the engine revision the pre-filter cache was keyed by:
-	// "changelog:N" follows OpenFGA's change log, shared by every replica;
+	// Revision is the engine revision the pre-filter cache (or, for a flow
+	// check, the kept listings) was keyed by: "changelog:N" follows OpenFGA's change log, shared by every replica;
 	// "process:N" counts this process's writes (a datastore only it opens).
 	Revision string `json:"revision,omitempty"`
 	// CacheTTL is set instead when the engine has no revision: a cached
