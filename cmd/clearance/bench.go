@@ -194,6 +194,9 @@ func (f *benchFlags) resolve() (int, error) {
 			bad("--database-url is used only by --store pgvector and --engine postgres")
 		}
 	}
+	if f.flowOnly && f.quality {
+		bad("--flow-only and --quality are two different runs: pick one")
+	}
 	if f.flowRuns < 0 || (f.flowOnly && f.flowRuns == 0) {
 		bad("--flow-runs %d: want at least 1 (0 skips the flow benchmark, which --flow-only runs alone)", f.flowRuns)
 	}

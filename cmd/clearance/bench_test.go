@@ -37,6 +37,7 @@ func TestBenchFlagValidation(t *testing.T) {
 		{[]string{"--samples", "0"}, "--samples 0: want 1..100"},
 		{[]string{"--flow-runs", "-1"}, "--flow-runs -1: want at least 1"},
 		{[]string{"--flow-only", "--flow-runs", "0"}, "--flow-runs 0: want at least 1"},
+		{[]string{"--flow-only", "--quality"}, "--flow-only and --quality are two different runs"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
