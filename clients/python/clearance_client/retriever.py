@@ -79,7 +79,7 @@ class ClearanceRetriever:
                 "project": r["project_id"],
                 "tenant": r["tenant_id"],
                 "title": r["title"],
-                "score": r["score"],
+                "score": float(r["score"]),  # JSON writes a whole-number score as 1
                 "chunk": r["chunk"],
                 "status": status,
                 "exact": ans.get("exact", True),
