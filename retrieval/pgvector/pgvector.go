@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,6 +83,15 @@ type Config struct {
 	// BatchChunks bounds the chunks one upsert transaction writes (default
 	// 2,000; a single larger ticket still goes alone).
 	BatchChunks int
+	// BuildMemoryMB is maintenance_work_mem for index builds (default 1024): the
+	// graph is built in memory as long as it fits, several times faster than
+	// once it spills.
+	BuildMemoryMB int
+	// BuildWorkers is max_parallel_maintenance_workers for index builds (default
+	// 2; the server's max_parallel_workers still caps it).
+	BuildWorkers int
+	// BuildTimeout bounds one index build (default 2h).
+	BuildTimeout time.Duration
 	// MaxConns caps the connection pool (default: pgxpool's, max(4, CPUs)).
 	MaxConns int32
 	// Timeout bounds each operation that has no earlier context deadline (default 30s).
@@ -107,6 +117,9 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	group   group
+
+	bulkMu sync.Mutex
+	bulk   *bulkState // the connection holding the bulk-load lock
 }
 
 var _ retrieval.Store = (*Store)(nil)
@@ -148,6 +161,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.ReplicaProbeInterval <= 0 {
 		cfg.ReplicaProbeInterval = time.Second
 	}
+	if cfg.BuildMemoryMB <= 0 {
+		cfg.BuildMemoryMB = 1024
+	}
+	if cfg.BuildWorkers <= 0 {
+		cfg.BuildWorkers = 2
+	}
+	if cfg.BuildTimeout <= 0 {
+		cfg.BuildTimeout = 2 * time.Hour
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -180,6 +202,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, unavailable("connect", err)
 	}
 	s := &Store{pool: pool, cfg: cfg, log: log}
+	// A bulk load that died leaves the index missing or invalid. Searches are
+	// exact (correct, slower) until BuildIndex runs; say so once at start.
+	if st, err := indexStatus(ctx, pool); err != nil {
+		pool.Close()
+		return nil, unavailable("index status", err)
+	} else if st != IndexValid {
+		log.WarnContext(ctx, "pgvector: HNSW index is "+string(st)+"; searches rank exactly until `clearance index` builds it")
+	}
 	if cfg.ReadDatabaseURL != "" {
 		if s.replica, err = openReplica(ctx, cfg, pool, log); err != nil {
 			pool.Close()
@@ -376,6 +406,19 @@ func (s *Store) search(ctx context.Context, pool *pgxpool.Pool, r retrieval.Sear
 		}
 		if n <= r.Offset {
 			return nil, plan, nil
+		}
+	}
+	if plan == PlanHNSW {
+		// Without a valid index (a bulk load, or a build that died) the graph
+		// query would scan and sort every allowed row under enable_sort = off and
+		// still be reported approximate: rank exactly and say so. Asked of the
+		// pool that runs the search: a replica replays the primary's catalog.
+		st, err := indexStatus(ctx, pool)
+		if err != nil {
+			return nil, plan, unavailable("search", err)
+		}
+		if st != IndexValid {
+			plan = PlanExact
 		}
 	}
 	args = append([]any{pgv.NewVector(r.Vector)}, args...)

@@ -1,0 +1,301 @@
+package pgvector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clearance-dev/clearance/internal/testenv"
+	"github.com/clearance-dev/clearance/retrieval"
+)
+
+const bulkDim = 32
+
+func bulkMeta() retrieval.IndexMeta { return retrieval.IndexMeta{Model: "bulk-test", Dim: bulkDim} }
+
+// bulkTicket is ticket i of the bulk tests: two chunks of random unit vectors
+// (seeded by i), in one of ten projects.
+func bulkTicket(i int) (retrieval.Ticket, []retrieval.Chunk) {
+	rng := rand.New(rand.NewPCG(uint64(i), 7))
+	t := retrieval.Ticket{ID: fmt.Sprintf("T%06d", i), Tenant: "acme", Project: fmt.Sprintf("p%d", i%10), Title: "t", UpdatedAt: time.Unix(0, 0).UTC()}
+	cs := make([]retrieval.Chunk, 2)
+	for j := range cs {
+		v := make([]float32, bulkDim)
+		var n float32
+		for k := range v {
+			v[k] = float32(rng.NormFloat64())
+			n += v[k] * v[k]
+		}
+		for k := range v {
+			v[k] /= float32(math.Sqrt(float64(n)))
+		}
+		cs[j] = retrieval.Chunk{Ordinal: j, Text: "x", Vector: v}
+	}
+	return t, cs
+}
+
+func upsertRange(ctx context.Context, s *Store, from, to int) error {
+	errs := make(chan error, to-from)
+	sem := make(chan struct{}, 64)
+	for i := from; i < to; i++ {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			t, cs := bulkTicket(i)
+			errs <- s.Upsert(ctx, t, cs)
+		}()
+	}
+	var err error
+	for range to - from {
+		err = errors.Join(err, <-errs)
+	}
+	return err
+}
+
+// checkExactAnswer searches the whole tenant (above ExactThreshold, so the
+// auto plan would walk the graph) and wants plan, with the exact ranking.
+func checkExactAnswer(t *testing.T, s *Store, want Plan) {
+	t.Helper()
+	ctx := t.Context()
+	_, cs := bulkTicket(999_999)
+	req := retrieval.SearchRequest{Vector: cs[0].Vector, Filter: retrieval.Filter{Tenant: "acme", AllProjects: true}, K: 10}
+	res, err := s.Search(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Plan != want.String() || res.Exact != (want == PlanExact) {
+		t.Fatalf("search: plan %s exact %v, want %s", res.Plan, res.Exact, want)
+	}
+	exact, _, err := s.search(ctx, s.pool, req, PlanExact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want == PlanExact && !slices.EqualFunc(res.Hits, exact, func(a, b retrieval.Hit) bool { return a.TicketID == b.TicketID && a.Ordinal == b.Ordinal }) {
+		t.Errorf("search without the index: %v, want the exact ranking %v", res.Hits, exact)
+	}
+	if len(res.Hits) != 10 {
+		t.Errorf("%d hits, want 10", len(res.Hits))
+	}
+}
+
+// TestBulkLoadIsExactUntilTheIndexIsBuilt: BeginBulk drops the HNSW index, the
+// searches that would walk it rank exactly and say so, a second loader or
+// builder is refused while the first holds the lock, and EndBulk builds a valid
+// index that the HNSW plan then uses.
+func TestBulkLoadIsExactUntilTheIndexIsBuilt(t *testing.T) {
+	ctx := t.Context()
+	url := testenv.DatabaseURL(t)
+	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := upsertRange(ctx, s, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	checkExactAnswer(t, s, PlanHNSW)
+	if err := s.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.IndexStatus(ctx); err != nil || st != IndexMissing {
+		t.Fatalf("index status during bulk load: %s %v, want missing", st, err)
+	}
+	if err := upsertRange(ctx, s, 100, 600); err != nil {
+		t.Fatal(err)
+	}
+	checkExactAnswer(t, s, PlanExact)
+
+	other, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.BeginBulk(ctx); !errors.Is(err, ErrBulkBusy) {
+		t.Errorf("second bulk load: %v, want ErrBulkBusy", err)
+	}
+	if built, err := other.BuildIndex(ctx); !errors.Is(err, ErrBulkBusy) || built {
+		t.Errorf("build during a bulk load: %v %v, want ErrBulkBusy", built, err)
+	}
+	if err := s.BeginBulk(ctx); err == nil {
+		t.Error("BeginBulk twice: no error")
+	}
+
+	if err := s.EndBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.IndexStatus(ctx); err != nil || st != IndexValid {
+		t.Fatalf("index status after the bulk load: %s %v, want valid", st, err)
+	}
+	checkExactAnswer(t, s, PlanHNSW)
+	// The lock is free again, and building a valid index is a no-op.
+	if built, err := other.BuildIndex(ctx); err != nil || built {
+		t.Errorf("BuildIndex on a valid index: built %v, %v", built, err)
+	}
+	if err := s.EndBulk(ctx); err == nil {
+		t.Error("EndBulk without BeginBulk: no error")
+	}
+}
+
+// crashHelperEnv makes TestCrashHelper a bulk loader the crash tests kill.
+const crashHelperEnv = "CLEARANCE_PGVECTOR_CRASH_HELPER"
+
+// TestCrashHelper is not a test: run by the crash tests in a child process, it
+// starts a bulk load of the tickets named by the environment and, in mode
+// "build", ends it (building the index) before sleeping until it is killed;
+// in mode "load" it keeps upserting.
+func TestCrashHelper(t *testing.T) {
+	url := os.Getenv(crashHelperEnv)
+	if url == "" {
+		t.Skip("run by the crash tests")
+	}
+	ctx := context.Background()
+	n, _ := strconv.Atoi(os.Getenv(crashHelperEnv + "_N"))
+	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), BuildWorkers: 1, BuildMemoryMB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv(crashHelperEnv+"_MODE") == "load" {
+		for i := 0; ; i += 100 {
+			if err := upsertRange(ctx, s, i, i+100); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := upsertRange(ctx, s, 0, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Hour)
+}
+
+// startCrashHelper runs TestCrashHelper in a child process.
+func startCrashHelper(t *testing.T, url, mode string, n int) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), crashHelperEnv+"="+url, crashHelperEnv+"_MODE="+mode, crashHelperEnv+"_N="+strconv.Itoa(n))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+// poll calls cond every 50 ms until it holds, failing the test after a minute.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestKilledBulkLoadLeavesAnExactStore kills (SIGKILL) a real process in the
+// middle of a bulk load, before any index build: the store it leaves answers
+// from the exact plan, and BuildIndex restores the index.
+func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
+	ctx := t.Context()
+	url := testenv.DatabaseURL(t)
+	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	child := startCrashHelper(t, url, "load", 0)
+	poll(t, "the child's load", func() bool {
+		st, err := s.Stats(ctx)
+		return err == nil && st.Chunks >= 1000
+	})
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	if st, err := s.IndexStatus(ctx); err != nil || st != IndexMissing {
+		t.Fatalf("index after the killed load: %s %v, want missing", st, err)
+	}
+	checkExactAnswer(t, s, PlanExact)
+	// The dead session's lock went with it.
+	poll(t, "the dead session's lock", func() bool {
+		built, err := s.BuildIndex(ctx)
+		if errors.Is(err, ErrBulkBusy) {
+			return false
+		}
+		if err != nil || !built {
+			t.Fatalf("BuildIndex: built %v, %v", built, err)
+		}
+		return true
+	})
+	checkExactAnswer(t, s, PlanHNSW)
+}
+
+// TestKilledIndexBuildIsDetectedAndRebuilt kills (SIGKILL) a real process while
+// its CREATE INDEX CONCURRENTLY runs: the server aborts the build and leaves an
+// INVALID index, searches rank exactly, and BuildIndex drops it and builds a
+// valid one.
+func TestKilledIndexBuildIsDetectedAndRebuilt(t *testing.T) {
+	ctx := t.Context()
+	url := testenv.DatabaseURL(t)
+	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	child := startCrashHelper(t, url, "build", 20000)
+	building := func() bool {
+		var n int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_progress_create_index
+WHERE relid = 'clearance_vector_chunks'::regclass`).Scan(&n)
+		return err == nil && n > 0
+	}
+	poll(t, "the child's index build", building)
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	// client_connection_check_interval: the server notices the dead client.
+	poll(t, "the server to abort the build", func() bool { return !building() })
+	st, err := s.IndexStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != IndexInvalid {
+		t.Fatalf("index after the killed build: %s, want invalid", st)
+	}
+	var valid bool
+	if err := s.pool.QueryRow(ctx, `SELECT indisvalid FROM pg_index WHERE indexrelid = $1::regclass`, hnswIndex).Scan(&valid); err != nil || valid {
+		t.Fatalf("pg_index.indisvalid: %v %v, want false", valid, err)
+	}
+	checkExactAnswer(t, s, PlanExact)
+	poll(t, "the dead session's lock", func() bool {
+		built, err := s.BuildIndex(ctx)
+		if errors.Is(err, ErrBulkBusy) {
+			return false
+		}
+		if err != nil || !built {
+			t.Fatalf("BuildIndex: built %v, %v", built, err)
+		}
+		return true
+	})
+	if st, err := s.IndexStatus(ctx); err != nil || st != IndexValid {
+		t.Fatalf("index after BuildIndex: %s %v", st, err)
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_index WHERE indrelid = 'clearance_vector_chunks'::regclass`).Scan(&n); err != nil || n != 3 {
+		t.Errorf("indexes on the chunk table: %d %v, want 3 (primary key, tenant/project, hnsw)", n, err)
+	}
+	checkExactAnswer(t, s, PlanHNSW)
+}
