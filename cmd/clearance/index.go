@@ -142,6 +142,7 @@ func newIndexCommand() *cobra.Command {
 		workers   int
 		words     int
 		overlap   int
+		bulk      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "index",
@@ -186,6 +187,9 @@ listed), 1 on any other error.`,
 			var once func(ctx context.Context) (indexer.Summary, error)
 			var lockURL string
 			if server != "" {
+				if cmd.Flags().Changed("bulk") {
+					return errors.New("--bulk applies to a local --store pgvector, not --server")
+				}
 				if full {
 					return errors.New("--full is not available with --server: the server deletes tickets only when told (deleted=true rows)")
 				}
@@ -230,17 +234,29 @@ listed), 1 on any other error.`,
 					defer engine.Close()
 					tuples = engine
 				}
-				once = func(ctx context.Context) (indexer.Summary, error) {
-					bar := newProgress(cmd.ErrOrStderr(), tty, "indexing", log)
-					defer bar.finish()
-					ix, err := indexer.New(indexer.Config{
-						Store: store, Embedder: emb, State: state, Full: full, Workers: workers, Tuples: tuples,
-						Chunker: indexer.Chunker{Words: words, Overlap: overlap}, Logger: log, Progress: bar.update,
-					})
-					if err != nil {
-						return indexer.Summary{}, err
+				var bulkFlag *bool // nil: automatic (bulk.go)
+				if cmd.Flags().Changed("bulk") {
+					if _, ok := store.(bulkLoader); !ok && bulk {
+						return errors.New("--bulk applies to --store pgvector")
 					}
-					return ix.Run(ctx, source)
+					if bulk && (every > 0 || schedule != "") {
+						return errors.New("--bulk is for one run, not with --every or --schedule (an empty store is bulk-loaded by its first run anyway)")
+					}
+					bulkFlag = &bulk
+				}
+				once = func(ctx context.Context) (indexer.Summary, error) {
+					return bulkIndexRun(ctx, store, bulkFlag, log, cmd.ErrOrStderr(), func(ctx context.Context) (indexer.Summary, error) {
+						bar := newProgress(cmd.ErrOrStderr(), tty, "indexing", log)
+						defer bar.finish()
+						ix, err := indexer.New(indexer.Config{
+							Store: store, Embedder: emb, State: state, Full: full, Workers: workers, Tuples: tuples,
+							Chunker: indexer.Chunker{Words: words, Overlap: overlap}, Logger: log, Progress: bar.update,
+						})
+						if err != nil {
+							return indexer.Summary{}, err
+						}
+						return ix.Run(ctx, source)
+					})
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -294,6 +310,7 @@ listed), 1 on any other error.`,
 	fl.IntVar(&workers, "workers", 0, "concurrent embedding workers (default: number of CPUs)")
 	fl.IntVar(&words, "chunk-words", indexer.DefaultChunkWords, "words per chunk")
 	fl.IntVar(&overlap, "chunk-overlap", indexer.DefaultChunkOverlap, "words shared by consecutive chunks")
+	fl.BoolVar(&bulk, "bulk", false, "pgvector: drop the HNSW index for this run and build it after (default: only when the store is empty); --bulk=false never")
 	return cmd
 }
 

@@ -92,8 +92,13 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	o := r.Org
 	fmt.Fprintf(w, "Org: %d tenants, %d projects, %d tickets, %d chunks, %d tuples, %d principals. ",
 		o.Tenants, o.Projects, o.Tickets, o.Chunks, o.Tuples, o.Viewers)
-	fmt.Fprintf(w, "Load: tuples %.1f s, embed %.1f s, store %.1f s (%.0f chunks/s). RSS after load %.0f MiB.\n\n",
-		r.Load.EngineSeconds, r.Load.EmbedSeconds, r.Load.StoreSeconds, r.Load.ChunksPerSec, float64(r.RSSBytes)/(1<<20))
+	fmt.Fprintf(w, "Load: tuples %.1f s, embed %.1f s, store %.1f s (%.0f chunks/s)",
+		r.Load.EngineSeconds, r.Load.EmbedSeconds, r.Load.StoreSeconds, r.Load.ChunksPerSec)
+	if r.Load.IndexSeconds > 0 {
+		fmt.Fprintf(w, ", then the search index %.1f s (%.0f chunks/s with it)", r.Load.IndexSeconds,
+			float64(r.Load.Chunks)/(float64(r.Load.Chunks)/r.Load.ChunksPerSec+r.Load.IndexSeconds))
+	}
+	fmt.Fprintf(w, ". RSS after load %.0f MiB.\n\n", float64(r.RSSBytes)/(1<<20))
 	fmt.Fprintf(w, "| strategy | visibility | principal | queries | samples | p50 ms | p95 ms | p99 ms | recall@%d | leaks | engine calls/q | candidates/q | statuses |\n", r.K)
 	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, row := range r.Rows {

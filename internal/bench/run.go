@@ -76,6 +76,9 @@ type LoadStats struct {
 	EmbedSeconds  float64
 	StoreSeconds  float64
 	ChunksPerSec  float64
+	// IndexSeconds is the build of a search index deferred to after the load
+	// (pgvector's HNSW graph in a bulk load), not in ChunksPerSec.
+	IndexSeconds float64 `json:",omitempty"`
 }
 
 // Progress receives load progress (done, total) per phase; nil is fine.
