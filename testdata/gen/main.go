@@ -6,16 +6,25 @@
 // something distinctive to find. The output is deterministic.
 //
 //	go run ./testdata/gen > testdata/tickets.jsonl
+//
+// With -bench-tickets N it writes instead the first N tickets of the bench
+// generator's org (internal/bench, seed 42, two 40-word chunks per ticket), for
+// load measurements of `clearance index` at scale:
+//
+//	go run ./testdata/gen -bench-tickets 100000 > /tmp/tickets100k.jsonl
 package main
 
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/clearance-dev/clearance/internal/bench"
 )
 
 type kind int
@@ -59,9 +68,27 @@ type ticket struct {
 }
 
 func main() {
+	benchTickets := flag.Int("bench-tickets", 0, "write this many tickets of the bench generator's org instead of the demo tickets")
+	flag.Parse()
 	w := bufio.NewWriter(os.Stdout)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
+	if *benchTickets > 0 {
+		cfg := bench.DefaultOrgConfig(2 * *benchTickets)
+		cfg.Seed = 42
+		for _, t := range bench.GenerateOrg(cfg).Tickets {
+			if err := enc.Encode(ticket{ID: t.ID, Tenant: t.Tenant, Project: t.Project, Title: t.Title,
+				Body: t.Body, UpdatedAt: t.UpdatedAt.Format(time.RFC3339)}); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	rng := rand.New(rand.NewPCG(42, 2026))
 	start := time.Date(2026, 8, 1, 9, 0, 0, 0, time.UTC)
 	for _, p := range projects {
