@@ -361,11 +361,16 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	}
 	if bulk {
 		start := time.Now()
-		if err := bl.EndBulk(ctx); err != nil {
+		built, err := bl.EndBulk(ctx)
+		if err != nil {
 			return fmt.Errorf("store: build index: %w", err)
 		}
-		load.IndexSeconds = time.Since(start).Seconds()
-		fmt.Fprintf(stderr, "built the store's search index in %.1fs\n", load.IndexSeconds)
+		if built {
+			load.IndexSeconds = time.Since(start).Seconds()
+			fmt.Fprintf(stderr, "built the store's search index in %.1fs\n", load.IndexSeconds)
+		} else {
+			fmt.Fprintln(stderr, "store's search index deferred: no tenant is above the exact-search threshold")
+		}
 	}
 	fmt.Fprintf(stderr, "loaded: tuples %.1fs, embed %.1fs, store %.1fs (%.0f chunks/s)\n",
 		load.EngineSeconds, load.EmbedSeconds, load.StoreSeconds, load.ChunksPerSec)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/clearance-dev/clearance/indexer"
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/pgvector"
 )
 
 // bulkLoader is a store whose search index is cheaper to build once after a
@@ -18,9 +19,10 @@ import (
 type bulkLoader interface {
 	// BeginBulk drops the index; searches rank exactly until it is built.
 	BeginBulk(ctx context.Context) error
-	// EndBulk builds the index dropped by BeginBulk.
-	EndBulk(ctx context.Context) error
-	// BuildIndex builds a missing or invalid index (a load or build that died).
+	// EndBulk builds the index dropped by BeginBulk, if searches need it.
+	EndBulk(ctx context.Context) (bool, error)
+	// BuildIndex builds a missing or invalid index (a load or build that died),
+	// if searches need it.
 	BuildIndex(ctx context.Context) (bool, error)
 }
 
@@ -51,17 +53,26 @@ func bulkIndexRun(ctx context.Context, store retrieval.Store, bulk *bool, log *s
 	}
 	sum, err := run(ctx)
 	start := time.Now()
-	var ierr error
+	var (
+		built bool
+		ierr  error
+	)
 	if useBulk {
 		// Built also after a failed run: what was written is searchable. A
 		// cancelled context fails the build; the next run builds it.
-		ierr = bl.EndBulk(ctx)
-	} else {
-		var built bool
-		built, ierr = bl.BuildIndex(ctx)
+		built, ierr = bl.EndBulk(ctx)
 		if !built && ierr == nil {
-			return sum, err
+			fmt.Fprintln(w, "search index deferred: no tenant has more chunks than the exact-search threshold, every search is exact")
 		}
+	} else {
+		built, ierr = bl.BuildIndex(ctx)
+	}
+	if errors.Is(ierr, pgvector.ErrBulkBusy) {
+		log.Warn("search index not built here: another process is loading or building it")
+		return sum, err
+	}
+	if !built && ierr == nil {
+		return sum, err
 	}
 	if ierr != nil {
 		log.Error("search index not built: searches stay exact until the next index run builds it", "err", ierr)

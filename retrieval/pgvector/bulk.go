@@ -2,6 +2,7 @@ package pgvector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -134,26 +135,31 @@ func (s *Store) BeginBulk(ctx context.Context) error {
 	return nil
 }
 
-// EndBulk builds the HNSW index dropped by BeginBulk and releases the lock. On
-// failure (or cancellation) the lock is released all the same and the index is
-// left missing or invalid: searches stay exact and the next BuildIndex retries.
-func (s *Store) EndBulk(ctx context.Context) error {
+// EndBulk ends a bulk load: it builds the HNSW index if the store needs one
+// (see BuildIndex), reports whether it built, and releases the lock. On failure
+// (or cancellation) the lock is released all the same and the index is left
+// missing or invalid: searches stay exact and the next build retries.
+func (s *Store) EndBulk(ctx context.Context) (bool, error) {
 	s.bulkMu.Lock()
 	defer s.bulkMu.Unlock()
 	if s.bulk == nil {
-		return fmt.Errorf("pgvector: no bulk load begun: %w", clearance.ErrConflict)
+		return false, fmt.Errorf("pgvector: no bulk load begun: %w", clearance.ErrConflict)
 	}
 	conn := s.bulk.conn
 	s.bulk = nil
-	err := s.build(ctx, conn)
+	built, err := s.build(ctx, conn)
 	release(ctx, conn)
-	return err
+	return built, err
 }
 
 // BuildIndex builds the HNSW index if it is missing or invalid (dropping an
-// invalid one first) and reports whether it built. It returns ErrBulkBusy
-// without waiting when a bulk load or another build holds the lock: that session
-// builds the index itself, or leaves it for the next call.
+// invalid one first) and some search can take the HNSW plan, that is some
+// tenant has more than ExactThreshold chunks; otherwise every search is exact
+// and the index would only slow writes down, so it stays deferred. It reports
+// whether it built, and returns ErrBulkBusy without waiting when a bulk load or
+// another build holds the lock (that session builds, or leaves it to the next
+// call). Searches that want the graph while it is not valid call it in the
+// background.
 func (s *Store) BuildIndex(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.BuildTimeout)
 	defer cancel()
@@ -175,9 +181,30 @@ func (s *Store) BuildIndex(ctx context.Context) (bool, error) {
 		conn.Release()
 		return false, ErrBulkBusy
 	}
-	err = s.build(ctx, conn)
+	built, err := s.build(ctx, conn)
 	release(ctx, conn)
-	return err == nil, err
+	return built, err
+}
+
+// buildInBackground starts BuildIndex unless one is running in this process;
+// Close cancels it (leaving an invalid index the next build replaces).
+func (s *Store) buildInBackground() {
+	if !s.building.CompareAndSwap(false, true) {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer s.building.Store(false)
+		built, err := s.BuildIndex(s.bgCtx)
+		switch {
+		case errors.Is(err, ErrBulkBusy):
+		case err != nil:
+			s.log.Warn("pgvector: background HNSW index build failed", "err", err)
+		case built:
+			s.log.Info("pgvector: background HNSW index build done")
+		}
+	}()
 }
 
 // release gives back a connection holding the bulk-load lock: unlocked, or
@@ -192,48 +219,66 @@ func release(ctx context.Context, conn *pgxpool.Conn) {
 	conn.Release()
 }
 
-// build makes the index valid on conn, which holds the bulk-load lock: nobody
-// else builds, so an invalid index is a dead build's and is dropped first.
-func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) error {
+// build makes the index valid on conn, which holds the bulk-load lock, when a
+// search can use it: nobody else builds, so an invalid index is a dead build's
+// and is dropped first.
+func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.BuildTimeout)
 	defer cancel()
 	st, err := indexStatus(ctx, conn)
 	if err != nil {
-		return unavailable("build index", err)
+		return false, unavailable("build index", err)
 	}
 	if st == IndexValid {
-		return nil
+		return false, nil
 	}
-	start := time.Now()
-	// Session settings for the build only; the connection goes back to the pool
-	// with them reset. client_connection_check_interval makes the server abort
-	// the build when this process dies instead of finishing it for nobody; the
-	// INVALID index it leaves is rebuilt by the next BuildIndex.
-	stmts := []string{
-		fmt.Sprintf(`SET maintenance_work_mem = '%dMB'`, s.cfg.BuildMemoryMB),
-		fmt.Sprintf(`SET max_parallel_maintenance_workers = %d`, s.cfg.BuildWorkers),
-		`SET client_connection_check_interval = '1s'`,
+	// The auto plan walks the graph only for filters allowing more than
+	// ExactThreshold chunks, and a filter never allows more than its tenant has.
+	var largest int64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(n), 0) FROM
+(SELECT sum(chunks) AS n FROM clearance_vector_tickets GROUP BY tenant) x`).Scan(&largest); err != nil {
+		return false, unavailable("build index", err)
 	}
+	var stmts []string
 	if st == IndexInvalid {
 		s.log.WarnContext(ctx, "pgvector: dropping an invalid HNSW index left by an interrupted build")
 		stmts = append(stmts, `DROP INDEX CONCURRENTLY IF EXISTS `+hnswIndex)
 	}
-	stmts = append(stmts, `CREATE INDEX CONCURRENTLY `+hnswIndex+` ON clearance_vector_chunks `+hnswIndexDef, `RESET ALL`)
+	need := largest > int64(s.cfg.ExactThreshold)
+	if need {
+		// Session settings for the build only, reset before the connection goes
+		// back to the pool. client_connection_check_interval makes the server
+		// abort the build when this process dies instead of finishing it for
+		// nobody; the INVALID index it leaves is rebuilt by the next build.
+		stmts = append(stmts,
+			fmt.Sprintf(`SET maintenance_work_mem = '%dMB'`, s.cfg.BuildMemoryMB),
+			fmt.Sprintf(`SET max_parallel_maintenance_workers = %d`, s.cfg.BuildWorkers),
+			`SET client_connection_check_interval = '1s'`,
+			`CREATE INDEX CONCURRENTLY `+hnswIndex+` ON clearance_vector_chunks `+hnswIndexDef,
+			`RESET ALL`)
+	} else {
+		s.log.InfoContext(ctx, "pgvector: HNSW index deferred: no tenant has more chunks than ExactThreshold, every search is exact",
+			"largest_tenant_chunks", largest, "exact_threshold", s.cfg.ExactThreshold)
+	}
+	start := time.Now()
 	for _, q := range stmts {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			// A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: searches
 			// ignore it and the next build drops it.
 			_, _ = conn.Exec(context.WithoutCancel(ctx), `RESET ALL`)
-			return unavailable("build index", err)
+			return false, unavailable("build index", err)
 		}
 	}
+	if !need {
+		return false, nil
+	}
 	if st, err := indexStatus(ctx, conn); err != nil {
-		return unavailable("build index", err)
+		return false, unavailable("build index", err)
 	} else if st != IndexValid {
-		return unavailable("build index", fmt.Errorf("index %s is %s after the build", hnswIndex, st))
+		return false, unavailable("build index", fmt.Errorf("index %s is %s after the build", hnswIndex, st))
 	}
 	s.log.InfoContext(ctx, "pgvector: HNSW index built", "seconds", time.Since(start).Seconds())
-	return nil
+	return true, nil
 }
 
 // hnswIndexDef is the index's access method, column and build parameters, shared

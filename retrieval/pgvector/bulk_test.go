@@ -129,8 +129,8 @@ func TestBulkLoadIsExactUntilTheIndexIsBuilt(t *testing.T) {
 		t.Error("BeginBulk twice: no error")
 	}
 
-	if err := s.EndBulk(ctx); err != nil {
-		t.Fatal(err)
+	if built, err := s.EndBulk(ctx); err != nil || !built {
+		t.Fatalf("EndBulk: built %v, %v", built, err)
 	}
 	if st, err := s.IndexStatus(ctx); err != nil || st != IndexValid {
 		t.Fatalf("index status after the bulk load: %s %v, want valid", st, err)
@@ -140,9 +140,48 @@ func TestBulkLoadIsExactUntilTheIndexIsBuilt(t *testing.T) {
 	if built, err := other.BuildIndex(ctx); err != nil || built {
 		t.Errorf("BuildIndex on a valid index: built %v, %v", built, err)
 	}
-	if err := s.EndBulk(ctx); err == nil {
+	if _, err := s.EndBulk(ctx); err == nil {
 		t.Error("EndBulk without BeginBulk: no error")
 	}
+}
+
+// TestBulkLoadDefersAnIndexNoSearchNeeds: when no tenant has more chunks than
+// ExactThreshold every search is exact, so EndBulk leaves the index unbuilt
+// (writes stay cheap) and searches neither use nor build it; once a tenant
+// outgrows the threshold, the first search that needs the graph answers exactly
+// and builds the index in the background.
+func TestBulkLoadDefersAnIndexNoSearchNeeds(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, Config{DatabaseURL: testenv.DatabaseURL(t), Meta: bulkMeta(), ExactThreshold: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := upsertRange(ctx, s, 0, 100); err != nil { // 200 chunks
+		t.Fatal(err)
+	}
+	if built, err := s.EndBulk(ctx); err != nil || built {
+		t.Fatalf("EndBulk under the threshold: built %v, %v, want deferred", built, err)
+	}
+	checkExactAnswer(t, s, PlanExact)
+	if built, err := s.BuildIndex(ctx); err != nil || built {
+		t.Fatalf("BuildIndex under the threshold: built %v, %v, want deferred", built, err)
+	}
+	if st, err := s.IndexStatus(ctx); err != nil || st != IndexMissing {
+		t.Fatalf("index status: %s %v, want missing", st, err)
+	}
+	if err := upsertRange(ctx, s, 100, 200); err != nil { // 400 chunks
+		t.Fatal(err)
+	}
+	checkExactAnswer(t, s, PlanExact) // starts the build
+	poll(t, "the background build", func() bool {
+		st, err := s.IndexStatus(ctx)
+		return err == nil && st == IndexValid
+	})
+	checkExactAnswer(t, s, PlanHNSW)
 }
 
 // crashHelperEnv makes TestCrashHelper a bulk loader the crash tests kill.
@@ -159,7 +198,7 @@ func TestCrashHelper(t *testing.T) {
 	}
 	ctx := context.Background()
 	n, _ := strconv.Atoi(os.Getenv(crashHelperEnv + "_N"))
-	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), BuildWorkers: 1, BuildMemoryMB: 64})
+	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10, BuildWorkers: 1, BuildMemoryMB: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +215,7 @@ func TestCrashHelper(t *testing.T) {
 	if err := upsertRange(ctx, s, 0, n); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EndBulk(ctx); err != nil {
+	if _, err := s.EndBulk(ctx); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Hour)
@@ -204,6 +243,19 @@ func poll(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitForIndex waits until the index is valid: built by the search that found
+// it missing (in the background) or by BuildIndex here, whichever gets the lock.
+func waitForIndex(t *testing.T, s *Store) {
+	t.Helper()
+	poll(t, "a valid index", func() bool {
+		if _, err := s.BuildIndex(t.Context()); err != nil && !errors.Is(err, ErrBulkBusy) {
+			t.Fatalf("BuildIndex: %v", err)
+		}
+		st, err := s.IndexStatus(t.Context())
+		return err == nil && st == IndexValid
+	})
+}
+
 // TestKilledBulkLoadLeavesAnExactStore kills (SIGKILL) a real process in the
 // middle of a bulk load, before any index build: the store it leaves answers
 // from the exact plan, and BuildIndex restores the index.
@@ -229,16 +281,7 @@ func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
 	}
 	checkExactAnswer(t, s, PlanExact)
 	// The dead session's lock went with it.
-	poll(t, "the dead session's lock", func() bool {
-		built, err := s.BuildIndex(ctx)
-		if errors.Is(err, ErrBulkBusy) {
-			return false
-		}
-		if err != nil || !built {
-			t.Fatalf("BuildIndex: built %v, %v", built, err)
-		}
-		return true
-	})
+	waitForIndex(t, s)
 	checkExactAnswer(t, s, PlanHNSW)
 }
 
@@ -254,7 +297,7 @@ func TestKilledIndexBuildIsDetectedAndRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	child := startCrashHelper(t, url, "build", 20000)
+	child := startCrashHelper(t, url, "build", 10000)
 	building := func() bool {
 		var n int
 		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_progress_create_index
@@ -280,16 +323,7 @@ WHERE relid = 'clearance_vector_chunks'::regclass`).Scan(&n)
 		t.Fatalf("pg_index.indisvalid: %v %v, want false", valid, err)
 	}
 	checkExactAnswer(t, s, PlanExact)
-	poll(t, "the dead session's lock", func() bool {
-		built, err := s.BuildIndex(ctx)
-		if errors.Is(err, ErrBulkBusy) {
-			return false
-		}
-		if err != nil || !built {
-			t.Fatalf("BuildIndex: built %v, %v", built, err)
-		}
-		return true
-	})
+	waitForIndex(t, s)
 	if st, err := s.IndexStatus(ctx); err != nil || st != IndexValid {
 		t.Fatalf("index after BuildIndex: %s %v", st, err)
 	}

@@ -21,6 +21,7 @@ import (
 	"iter"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -120,6 +121,12 @@ type Store struct {
 
 	bulkMu sync.Mutex
 	bulk   *bulkState // the connection holding the bulk-load lock
+
+	// Background index builds started by searches (bulk.go).
+	building atomic.Bool
+	bgCtx    context.Context
+	bgStop   context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 var _ retrieval.Store = (*Store)(nil)
@@ -202,13 +209,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, unavailable("connect", err)
 	}
 	s := &Store{pool: pool, cfg: cfg, log: log}
+	s.bgCtx, s.bgStop = context.WithCancel(context.WithoutCancel(ctx))
 	// A bulk load that died leaves the index missing or invalid. Searches are
 	// exact (correct, slower) until BuildIndex runs; say so once at start.
 	if st, err := indexStatus(ctx, pool); err != nil {
 		pool.Close()
 		return nil, unavailable("index status", err)
 	} else if st != IndexValid {
-		log.WarnContext(ctx, "pgvector: HNSW index is "+string(st)+"; searches rank exactly until `clearance index` builds it")
+		log.WarnContext(ctx, "pgvector: HNSW index is "+string(st)+"; searches rank exactly until it is built (by the first search that needs it, or `clearance index`)")
 	}
 	if cfg.ReadDatabaseURL != "" {
 		if s.replica, err = openReplica(ctx, cfg, pool, log); err != nil {
@@ -418,7 +426,9 @@ func (s *Store) search(ctx context.Context, pool *pgxpool.Pool, r retrieval.Sear
 			return nil, plan, unavailable("search", err)
 		}
 		if st != IndexValid {
+			// A tenant this large needs the graph: build it, concurrently.
 			plan = PlanExact
+			s.buildInBackground()
 		}
 	}
 	args = append([]any{pgv.NewVector(r.Vector)}, args...)
@@ -528,6 +538,8 @@ SELECT count(*), coalesce(sum(chunks), 0) FROM clearance_vector_tickets`).Scan(&
 
 // Close releases the connection pools.
 func (s *Store) Close() error {
+	s.bgStop()
+	s.bg.Wait()
 	if s.replica != nil {
 		s.replica.close()
 	}
