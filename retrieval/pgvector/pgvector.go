@@ -10,8 +10,11 @@
 // filter plain HNSW returns a fraction of k, and iterative scan over a few allowed
 // rows reads much of the graph.
 //
-// Every write is one transaction; concurrent upserts share one (group commit). pgvector before 0.8.3 can corrupt an HNSW index
-// when VACUUM runs beside concurrent writes (docs/retrieval.md).
+// Every write is one transaction; concurrent upserts share one (group commit).
+// A bulk load drops the HNSW index and builds it afterwards, or defers it while
+// no tenant is large enough for the HNSW plan; while it is missing or invalid,
+// searches rank exactly (bulk.go). pgvector before 0.8.3 can corrupt an HNSW
+// index when VACUUM runs beside concurrent writes (docs/retrieval.md).
 package pgvector
 
 import (
