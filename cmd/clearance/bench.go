@@ -23,6 +23,8 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/audit/pglog"
 	"github.com/clearance-dev/clearance/authz"
 	fgaembedded "github.com/clearance-dev/clearance/authz/embedded"
 	"github.com/clearance-dev/clearance/authz/openfga"
@@ -36,6 +38,7 @@ type benchFlags struct {
 	scale        string
 	store        string
 	engine       string
+	audit        string
 	databaseURL  string
 	openfgaToken string
 	listDeadline time.Duration
@@ -77,6 +80,8 @@ Backends:
   --engine postgres       embedded OpenFGA on --database-url
   --engine http://HOST:PORT
                           a remote OpenFGA server (--openfga-token if it wants one)
+  --audit postgres        the planner's audit records in the audit table on
+                          --database-url (default: memory)
 
 Nothing the bench writes touches existing data. With --database-url it creates a
 schema named clearance_bench_<random> holding the pgvector tables and the embedded
@@ -95,6 +100,7 @@ server's datastore until the server purges them).`,
 	fl.StringVar(&f.scale, "scale", "10k", "corpus size in chunks: 10k, 100k, 1m (or any number)")
 	fl.StringVar(&f.store, "store", storeEmbedded, "vector store: embedded or pgvector (needs --database-url)")
 	fl.StringVar(&f.engine, "engine", fgaembedded.SQLite, "relationship engine: embedded OpenFGA on sqlite (or embedded), postgres (needs --database-url) or memory, or the http(s) URL of an OpenFGA server")
+	fl.StringVar(&f.audit, "audit", "memory", "where the planner's audit records go: memory, or postgres (the audit table on --database-url, as serve writes it)")
 	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for --store pgvector and --engine postgres (the run gets its own schema, dropped at the end)")
 	fl.StringVar(&f.openfgaToken, "openfga-token", "", "API token (preshared key) for the OpenFGA server of --engine URL")
 	fl.DurationVar(&f.listDeadline, "openfga-list-deadline", openfga.DefaultServerListObjectsDeadline, "the OpenFGA server's --listObjects-deadline: a listing that lasts this long counts as truncated (an error)")
@@ -187,11 +193,21 @@ func (f *benchFlags) resolve() (int, error) {
 			bad("--openfga-token needs --engine <URL of an OpenFGA server>")
 		}
 	}
+	switch f.audit {
+	case "memory":
+	case "postgres":
+		usesDB = true
+		if f.databaseURL == "" {
+			bad("--audit postgres needs --database-url")
+		}
+	default:
+		bad("--audit %q: want memory or postgres", f.audit)
+	}
 	if f.databaseURL != "" {
 		if u, err := url.Parse(f.databaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			bad("--database-url: want postgres://user@host:port/db")
 		} else if !usesDB {
-			bad("--database-url is used only by --store pgvector and --engine postgres")
+			bad("--database-url is used only by --store pgvector, --engine postgres and --audit postgres")
 		}
 	}
 	if f.flowOnly && f.quality {
@@ -399,7 +415,18 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 		bench.NaivePostFilter(store, eng, f.naiveN),
 		bench.ListObjectsOverTickets(store, eng),
 	}
-	strategies = append(strategies, plannerStrategies(eng, store, emb, log)...)
+	var durable audit.Log
+	if f.audit == "postgres" {
+		// The audit table as serve writes it (pglog), in the run's schema: every
+		// planner search appends its record there before answering.
+		l, err := pglog.Open(ctx, pglog.Config{URL: schema.engineURL, Logger: log})
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		closer(l)
+		durable = l
+	}
+	strategies = append(strategies, plannerStrategies(eng, store, emb, durable, log)...)
 	prog = newBenchProgress(stderr, tty)
 	rows, err := bench.Run(ctx, corpus, eng, emb, strategies, bench.RunConfig{
 		K: f.k, QueriesPerViewer: f.queries, Samples: f.samples, Seed: f.seed + 1, Timeout: f.timeout, Logger: log, Progress: prog.update,
@@ -642,16 +669,36 @@ func settleRevision(ctx context.Context, eng authz.Engine, w io.Writer) error {
 // cache (each principal's listing cached by an untimed first query; decisions
 // still checked), and with warm decisions too (the same first query also fills
 // the decision cache, so a repeated query at the same revision checks nothing).
-func plannerStrategies(eng authz.Engine, store retrieval.Store, emb retrieval.Embedder, log *slog.Logger) []bench.Strategy {
+func plannerStrategies(eng authz.Engine, store retrieval.Store, emb retrieval.Embedder, durable audit.Log, log *slog.Logger) []bench.Strategy {
 	coldLog, warmLog, decLog := &filter.MemoryLog{}, &filter.MemoryLog{}, &filter.MemoryLog{}
-	cold := filter.New(filter.Config{CacheSize: -1, DecisionCacheSize: -1, Logger: log}, eng, store, emb, coldLog)
-	warm := filter.New(filter.Config{DecisionCacheSize: -1, Logger: log}, eng, store, emb, warmLog)
-	dec := filter.New(filter.Config{Logger: log}, eng, store, emb, decLog)
+	sink := func(m *filter.MemoryLog) audit.Log {
+		if durable == nil {
+			return m
+		}
+		return teeLog{durable: durable, mem: m}
+	}
+	cold := filter.New(filter.Config{CacheSize: -1, DecisionCacheSize: -1, Logger: log}, eng, store, emb, sink(coldLog))
+	warm := filter.New(filter.Config{DecisionCacheSize: -1, Logger: log}, eng, store, emb, sink(warmLog))
+	dec := filter.New(filter.Config{Logger: log}, eng, store, emb, sink(decLog))
 	return []bench.Strategy{
 		bench.Planner("clearance (cold cache)", cold, coldLog, false),
 		bench.Planner("clearance (warm cache)", warm, warmLog, true),
 		bench.Planner("clearance (warm decisions)", dec, decLog, true),
 	}
+}
+
+// teeLog appends to the durable audit log first, then to the in-memory one the
+// bench reads the plan from (its id is the one the answer carries).
+type teeLog struct {
+	durable audit.Log
+	mem     *filter.MemoryLog
+}
+
+func (t teeLog) Append(ctx context.Context, r *audit.Record) error {
+	if err := t.durable.Append(ctx, r); err != nil {
+		return err
+	}
+	return t.mem.Append(ctx, r)
 }
 
 type benchProgress struct {

@@ -31,7 +31,9 @@ func TestBenchFlagValidation(t *testing.T) {
 		{[]string{"--engine", "ftp://fga:8080"}, `--engine "ftp://fga:8080": want the http(s) URL`},
 		{[]string{"--engine", "http://user:secret@[::1"}, "--engine: not a parsable URL"},
 		{[]string{"--openfga-token", "t"}, "--openfga-token needs --engine <URL of an OpenFGA server>"},
-		{[]string{"--database-url", "postgres://db/x"}, "--database-url is used only by --store pgvector and --engine postgres"},
+		{[]string{"--database-url", "postgres://db/x"}, "--database-url is used only by --store pgvector, --engine postgres and --audit postgres"},
+		{[]string{"--audit", "postgres"}, "--audit postgres needs --database-url"},
+		{[]string{"--audit", "file"}, `--audit "file": want memory or postgres`},
 		{[]string{"--store", "pgvector", "--database-url", "mysql://db/x"}, "--database-url: want postgres://"},
 		{[]string{"--scale", "ten"}, `--scale "ten"`},
 		{[]string{"--samples", "0"}, "--samples 0: want 1..100"},
@@ -59,12 +61,13 @@ func TestBenchFlagValidation(t *testing.T) {
 	}
 }
 
-// TestBenchPGVector runs the smallest scale on the real pgvector store and the
-// embedded engine on postgres, both in the run's own schema, and checks that the
-// schema is gone afterwards while the vector extension stays.
+// TestBenchPGVector runs the smallest scale on the PostgreSQL-only stack (the
+// real pgvector store, the embedded engine on postgres, the audit table), all in
+// the run's own schema, and checks that the schema is gone afterwards while the
+// vector extension stays.
 func TestBenchPGVector(t *testing.T) {
 	db := testenv.DatabaseURL(t)
-	rep, out := runBenchCLI(t, "--store", "pgvector", "--engine", "postgres", "--database-url", db)
+	rep, out := runBenchCLI(t, "--store", "pgvector", "--engine", "postgres", "--audit", "postgres", "--database-url", db)
 	if !strings.HasPrefix(rep.Store, "pgvector ") || rep.Engine != "embedded OpenFGA (postgres)" {
 		t.Errorf("report names store %q, engine %q", rep.Store, rep.Engine)
 	}
