@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,9 +134,31 @@ func TestIndexCommandPGVector(t *testing.T) {
 	if err != nil || !strings.Contains(out, "failed 0") || strings.Contains(out, "embedded 0,") {
 		t.Fatalf("index into pgvector: %v\n%s", err, out)
 	}
+	// The store was empty: the run loaded it in bulk, and with no tenant above
+	// the exact-search threshold left the HNSW index unbuilt.
+	if !strings.Contains(out, "bulk load: search index dropped") || !strings.Contains(out, "search index deferred") {
+		t.Errorf("first run into an empty store was not a bulk load:\n%s", out)
+	}
 	// The watermark lives in the database: the second run reads nothing.
-	if out, err := runCLI(t, args...); err != nil || !strings.Contains(out, "seen 0,") {
+	out, err = runCLI(t, args...)
+	if err != nil || !strings.Contains(out, "seen 0,") {
 		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "bulk load") {
+		t.Errorf("second run into a loaded store was a bulk load:\n%s", out)
+	}
+	// --bulk is for one local pgvector run.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append(slices.Clone(args), "--bulk", "--every", "1h"), "--bulk is for one run"},
+		{[]string{"index", "--data-dir", t.TempDir(), "--source", "../../testdata/tickets.jsonl", "--embedding-dim", "64", "--bulk"}, "--bulk applies to --store pgvector"},
+		{[]string{"index", "--server", "http://127.0.0.1:1", "--token", "x", "--source", "../../testdata/tickets.jsonl", "--bulk"}, "--bulk applies to a local --store pgvector"},
+	} {
+		if out, err := runCLI(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q\n%s", c.args, err, c.want, out)
+		}
 	}
 }
 
