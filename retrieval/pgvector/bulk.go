@@ -253,12 +253,18 @@ func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 		stmts = append(stmts,
 			fmt.Sprintf(`SET maintenance_work_mem = '%dMB'`, s.cfg.BuildMemoryMB),
 			fmt.Sprintf(`SET max_parallel_maintenance_workers = %d`, s.cfg.BuildWorkers),
-			`SET client_connection_check_interval = '1s'`,
 			`CREATE INDEX CONCURRENTLY `+hnswIndex+` ON clearance_vector_chunks `+hnswIndexDef,
 			`RESET ALL`)
 	} else {
 		s.log.InfoContext(ctx, "pgvector: HNSW index deferred: no tenant has more chunks than ExactThreshold, every search is exact",
 			"largest_tenant_chunks", largest, "exact_threshold", s.cfg.ExactThreshold)
+	}
+	if need {
+		// PostgreSQL 14 and later; older servers finish a dead client's build,
+		// which leaves a valid index, also fine.
+		if _, err := conn.Exec(ctx, `SET client_connection_check_interval = '1s'`); err != nil {
+			s.log.DebugContext(ctx, "pgvector: client_connection_check_interval not set", "err", err)
+		}
 	}
 	start := time.Now()
 	for _, q := range stmts {
