@@ -143,6 +143,33 @@ func TestBulkLoadIsExactUntilTheIndexIsBuilt(t *testing.T) {
 	if _, err := s.EndBulk(ctx); err == nil {
 		t.Error("EndBulk without BeginBulk: no error")
 	}
+
+	// Closing a store in the middle of a bulk load does not hang on the
+	// connection holding the lock, and frees the lock.
+	if err := other.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- other.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close during a bulk load hangs")
+	}
+	// The server ends the closed session (and its lock) asynchronously.
+	poll(t, "the closed store's lock", func() bool {
+		err := s.BeginBulk(ctx)
+		if err != nil && !errors.Is(err, ErrBulkBusy) {
+			t.Fatalf("bulk load after the other store closed mid-load: %v", err)
+		}
+		return err == nil
+	})
+	if _, err := s.EndBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestBulkLoadDefersAnIndexNoSearchNeeds: when no tenant has more chunks than

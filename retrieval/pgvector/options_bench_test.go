@@ -113,7 +113,7 @@ func TestSearchOptions(t *testing.T) {
 		}
 		q := query{bucket: bench.BucketName(v.Bucket), f: f, vec: vecs[i]}
 		st := time.Now()
-		if q.exact, _, err = s.search(ctx, retrieval.SearchRequest{Vector: q.vec, Filter: f, K: 10}, PlanExact); err != nil {
+		if q.exact, _, err = s.search(ctx, s.pool, retrieval.SearchRequest{Vector: q.vec, Filter: f, K: 10}, PlanExact); err != nil {
 			t.Fatal(err)
 		}
 		q.exactT = time.Since(st)
@@ -150,7 +150,7 @@ func TestSearchOptions(t *testing.T) {
 	}
 	t.Logf("| option | visibility | queries | recall@10 | p50 ms | max ms |")
 	report("exact", func(q query) ([]retrieval.Hit, error) {
-		h, _, err := s.search(ctx, retrieval.SearchRequest{Vector: q.vec, Filter: q.f, K: 10}, PlanExact)
+		h, _, err := s.search(ctx, s.pool, retrieval.SearchRequest{Vector: q.vec, Filter: q.f, K: 10}, PlanExact)
 		return h, err
 	})
 

@@ -546,6 +546,15 @@ func (s *Store) Close() error {
 	if s.replica != nil {
 		s.replica.close()
 	}
+	// A bulk load never ended: closing its session releases the lock and
+	// leaves the index missing, so searches stay exact until the next build.
+	s.bulkMu.Lock()
+	if s.bulk != nil {
+		_ = s.bulk.conn.Conn().Close(context.Background())
+		s.bulk.conn.Release()
+		s.bulk = nil
+	}
+	s.bulkMu.Unlock()
 	s.pool.Close()
 	return nil
 }
