@@ -492,6 +492,14 @@ type pendingTicket struct {
 // apply writes one shard's rows: deletes, moves, skips and embeds. Only store,
 // embedder and context errors are returned; they end the run.
 func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *tally) (err error) {
+	if known == nil {
+		// An incremental run asks the store about each row; a store on a
+		// server answers for the whole shard in one round trip instead of one
+		// per row (100k rows: most of a pgvector load's time).
+		if known, err = ix.prefetch(ctx, rows); err != nil {
+			return err
+		}
+	}
 	// Upserts run in the background while the next group is embedded, at most
 	// maxConcurrentUpserts at a time (backpressure from the store); the shard
 	// is done only when all of them are.
@@ -593,6 +601,37 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 		}
 	}
 	return settle()
+}
+
+// RefLookup is implemented by stores that read many tickets' metadata in one
+// call (pgvector); the indexer uses it for each shard of an incremental run.
+type RefLookup interface {
+	// Refs returns the metadata of the ids that are indexed; missing ids are
+	// left out.
+	Refs(ctx context.Context, ids []string) ([]retrieval.TicketRef, error)
+}
+
+// prefetch reads the indexed metadata of rows' tickets when the store can do it
+// in one call, else returns nil (lookup then asks per row). The result is the
+// shard's own view, kept current by its writes like a full sync's.
+func (ix *Indexer) prefetch(ctx context.Context, rows []SourceRow) (*refs, error) {
+	rl, ok := ix.cfg.Store.(RefLookup)
+	if !ok || len(rows) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	got, err := rl.Refs(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up indexed tickets: %w", err)
+	}
+	known := &refs{m: make(map[string]retrieval.TicketRef, len(got))}
+	for _, ref := range got {
+		known.m[ref.ID] = ref
+	}
+	return known, nil
 }
 
 // refs is a full sync's view of the index metadata, updated as the run writes.

@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/clearance-dev/clearance/internal/testenv"
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/pgvector"
 	"github.com/clearance-dev/clearance/testdata"
 )
 
@@ -32,6 +34,30 @@ func runOnce(t testing.TB, s retrieval.Store, st State, src Source, full bool) S
 }
 
 func TestJSONLIncrementalSync(t *testing.T) {
+	jsonlIncrementalSync(t, func(dir string) retrieval.Store { return openStore(t, dir, newEmbedder()) })
+}
+
+// TestJSONLIncrementalSyncPGVector: the same on pgvector, whose incremental runs
+// look up each shard's tickets in one query (RefLookup) instead of per row.
+func TestJSONLIncrementalSyncPGVector(t *testing.T) {
+	url := testenv.DatabaseURL(t)
+	jsonlIncrementalSync(t, func(string) retrieval.Store { return openPGVector(t, url) })
+}
+
+// pgvector answers a shard's lookups in one query.
+var _ RefLookup = (*pgvector.Store)(nil)
+
+func openPGVector(t *testing.T, url string) retrieval.Store {
+	t.Helper()
+	emb := newEmbedder()
+	s, err := pgvector.Open(context.Background(), pgvector.Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func jsonlIncrementalSync(t *testing.T, open func(dir string) retrieval.Store) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "src", "tickets.jsonl")
 	rows := genTickets(1, 300, 120)
@@ -49,7 +75,7 @@ func TestJSONLIncrementalSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := openStore(t, filepath.Join(dir, "data", "index"), newEmbedder())
+	s := open(filepath.Join(dir, "data", "index"))
 	defer s.Close()
 	c := Chunker{Words: 20, Overlap: 5}
 
@@ -107,13 +133,20 @@ func TestJSONLIncrementalSync(t *testing.T) {
 }
 
 func TestDuplicateIDsApplyInOrder(t *testing.T) {
+	duplicateIDsApplyInOrder(t, openStore(t, "", newEmbedder()))
+}
+
+func TestDuplicateIDsApplyInOrderPGVector(t *testing.T) {
+	duplicateIDsApplyInOrder(t, openPGVector(t, testenv.DatabaseURL(t)))
+}
+
+func duplicateIDsApplyInOrder(t *testing.T, s retrieval.Store) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "t.jsonl")
 	a := genTickets(2, 1, 30)[0]
 	b := a
 	b.Body = "second version"
 	del := Row{Ticket: retrieval.Ticket{ID: a.ID}, Deleted: true}
-	s := openStore(t, "", newEmbedder())
 	defer s.Close()
 	for _, seq := range [][]Row{{a, b}, {a, del}, {a, b, del, a}, {del, a, b}} {
 		writeJSONL(t, file, seq)

@@ -523,6 +523,30 @@ SELECT id, tenant, project, updated_at, content_hash, chunks FROM clearance_vect
 	}
 }
 
+// Refs returns the metadata of the indexed tickets among ids in one query, for
+// the indexer's incremental runs (indexer.RefLookup): one round trip per shard
+// instead of a Get per row.
+func (s *Store) Refs(ctx context.Context, ids []string) ([]retrieval.TicketRef, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `
+SELECT id, tenant, project, updated_at, content_hash, chunks FROM clearance_vector_tickets WHERE id = ANY($1::text[])`, ids)
+	if err != nil {
+		return nil, unavailable("refs", err)
+	}
+	refs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (retrieval.TicketRef, error) {
+		var r retrieval.TicketRef
+		var n int32
+		err := row.Scan(&r.ID, &r.Tenant, &r.Project, &r.UpdatedAt, &r.ContentHash, &n)
+		r.Chunks = int(n)
+		return r, err
+	})
+	if err != nil {
+		return nil, unavailable("refs", err)
+	}
+	return refs, nil
+}
+
 // Stats implements retrieval.Store.
 func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
 	ctx, cancel := s.withTimeout(ctx)
