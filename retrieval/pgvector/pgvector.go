@@ -435,37 +435,19 @@ func (s *Store) search(ctx context.Context, pool *pgxpool.Pool, r retrieval.Sear
 		}
 	}
 	args = append([]any{pgv.NewVector(r.Vector)}, args...)
-	limit := r.K + r.Offset
+	if plan == PlanHNSW {
+		hits, err := s.searchGraph(ctx, pool, cond, args, r)
+		if err != nil {
+			return nil, plan, unavailable("search", err)
+		}
+		s.log.DebugContext(ctx, "pgvector search", "plan", plan.String(), "k", r.K, "offset", r.Offset, "hits", len(hits))
+		return hits, plan, nil
+	}
 	var hits []retrieval.Hit
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var q string
-		switch plan {
-		case PlanHNSW:
-			// Candidates beyond offset+k so that chunks tied with the last one (equal
-			// vectors) are all seen and the tie-break can pick among them.
-			fetch := 2*limit + 10
-			ef := min(max(s.cfg.EfSearch, fetch), 1000)
-			// relaxed_order keeps scanning the graph until LIMIT rows pass the filter;
-			// its output is only roughly ordered, so the outer query sorts exactly.
-			// enable_sort off steers the planner away from sorting the btree-filtered
-			// rows, which is the exact plan this path is meant to avoid.
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL hnsw.iterative_scan = relaxed_order;
-SET LOCAL hnsw.ef_search = %d; SET LOCAL hnsw.max_scan_tuples = %d; SET LOCAL enable_sort = off`,
-				ef, s.cfg.MaxScanTuples)); err != nil {
-				return err
-			}
-			q = fmt.Sprintf(`
-WITH cand AS MATERIALIZED (
-  SELECT c.ticket_id, c.ordinal, c.text, c.embedding <#> $1 AS d
-  FROM clearance_vector_chunks c WHERE %s
-  ORDER BY c.embedding <#> $1 LIMIT %d)
-SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, -x.d
-FROM cand x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
-ORDER BY x.d, x.ticket_id, x.ordinal OFFSET %d LIMIT %d`, cond, fetch, r.Offset, r.K)
-		default:
-			// Ordering by the negated distance cannot use the HNSW index, so this
-			// reads the allowed rows through the btree indexes and ranks them exactly.
-			q = fmt.Sprintf(`
+		// Ordering by the negated distance cannot use the HNSW index, so this
+		// reads the allowed rows through the btree indexes and ranks them exactly.
+		q := fmt.Sprintf(`
 WITH top AS (
   SELECT c.ticket_id, c.ordinal, c.text, -(c.embedding <#> $1) AS score
   FROM clearance_vector_chunks c WHERE %s
@@ -473,7 +455,6 @@ WITH top AS (
 SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, x.score
 FROM top x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
 ORDER BY x.score DESC, x.ticket_id, x.ordinal`, cond, r.Offset, r.K)
-		}
 		rows, err := tx.Query(ctx, q, args...)
 		if err != nil {
 			return err
@@ -493,6 +474,74 @@ ORDER BY x.score DESC, x.ticket_id, x.ordinal`, cond, r.Offset, r.K)
 	}
 	s.log.DebugContext(ctx, "pgvector search", "plan", plan.String(), "k", r.K, "offset", r.Offset, "hits", len(hits))
 	return hits, plan, nil
+}
+
+// maxGraphPool caps the candidate pool of the graph walk (pgvector's largest
+// hnsw.ef_search).
+const maxGraphPool = 1000
+
+// searchGraph ranks r's filter by walking the HNSW index with iterative scan:
+// a pool of candidates beyond offset+k, re-sorted by exact distance with ties
+// broken by (ticket, ordinal). When the last hit ties with the farthest
+// candidate of a full pool, chunks of that same distance may lie outside the
+// pool and sort before it (equal vectors: duplicated text), so the pool grows
+// until the tie ends inside it or the pool reaches maxGraphPool.
+func (s *Store) searchGraph(ctx context.Context, pool *pgxpool.Pool, cond string, args []any, r retrieval.SearchRequest) ([]retrieval.Hit, error) {
+	limit := r.K + r.Offset
+	fetch := min(2*limit+10, maxGraphPool)
+	for {
+		hits, tiedAtEdge, err := s.graphPool(ctx, pool, cond, args, r, fetch)
+		if err != nil || !tiedAtEdge || fetch >= maxGraphPool {
+			return hits, err
+		}
+		fetch = min(4*fetch, maxGraphPool)
+	}
+}
+
+// graphPool runs one graph walk with a pool of fetch candidates and says
+// whether the last hit ties with the pool's farthest candidate in a full pool.
+func (s *Store) graphPool(ctx context.Context, pool *pgxpool.Pool, cond string, args []any, r retrieval.SearchRequest, fetch int) ([]retrieval.Hit, bool, error) {
+	ef := min(max(s.cfg.EfSearch, fetch), maxGraphPool)
+	var hits []retrieval.Hit
+	var poolSize int64
+	var poolEdge, last float64
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		// relaxed_order keeps scanning the graph until LIMIT rows pass the filter;
+		// its output is only roughly ordered, so the outer query sorts exactly.
+		// enable_sort off steers the planner away from sorting the btree-filtered
+		// rows, which is the exact plan this path is meant to avoid.
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL hnsw.iterative_scan = relaxed_order;
+SET LOCAL hnsw.ef_search = %d; SET LOCAL hnsw.max_scan_tuples = %d; SET LOCAL enable_sort = off`,
+			ef, s.cfg.MaxScanTuples)); err != nil {
+			return err
+		}
+		q := fmt.Sprintf(`
+WITH cand AS MATERIALIZED (
+  SELECT c.ticket_id, c.ordinal, c.text, c.embedding <#> $1 AS d
+  FROM clearance_vector_chunks c WHERE %s
+  ORDER BY c.embedding <#> $1 LIMIT %d),
+edge AS (SELECT count(*) AS n, max(d) AS d FROM cand)
+SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, x.d, edge.n, edge.d
+FROM cand x JOIN clearance_vector_tickets t ON t.id = x.ticket_id CROSS JOIN edge
+ORDER BY x.d, x.ticket_id, x.ordinal OFFSET %d LIMIT %d`, cond, fetch, r.Offset, r.K)
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		hits, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (retrieval.Hit, error) {
+			var h retrieval.Hit
+			var ord int32
+			var d float64
+			err := row.Scan(&h.TicketID, &h.Tenant, &h.Project, &h.Title, &ord, &h.Text, &d, &poolSize, &poolEdge)
+			h.Ordinal, h.Score, last = int(ord), float32(-d), d
+			return h, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return hits, len(hits) > 0 && poolSize >= int64(fetch) && last == poolEdge, nil
 }
 
 // Tickets implements retrieval.Store. Rows stream from one query.
