@@ -11,6 +11,7 @@ import (
 	pgv "github.com/pgvector/pgvector-go"
 
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // Group commit: concurrent Upsert calls are written together, several tickets
@@ -122,6 +123,8 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) error {
 		ids, tenants, projects, titles, bodies, hashes = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		updated                                        = make([]time.Time, n)
 		counts                                         = make([]int32, n)
+		lexLens                                        = make([]float64, n)
+		docs                                           = make([][]lexical.Doc, n)
 		total                                          int
 	)
 	for i, p := range batch {
@@ -129,17 +132,20 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) error {
 		ids[i], tenants[i], projects[i], titles[i], bodies[i], hashes[i] = t.ID, t.Tenant, t.Project, t.Title, t.Body, t.ContentHash
 		updated[i], counts[i] = t.UpdatedAt, int32(len(p.chunks))
 		total += len(p.chunks)
+		// The lexical columns are written with the chunks, in the same
+		// transaction: the two arms never disagree about a ticket.
+		docs[i], lexLens[i] = analyze(t.ID, t.Title, p.chunks)
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The ticket rows first: their row locks order concurrent writers of a
 		// ticket, so the second one's DELETE sees the first one's chunks.
 		_, err := tx.Exec(ctx, `
-INSERT INTO clearance_vector_tickets (id, tenant, project, title, body, updated_at, content_hash, chunks)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::int[])
+INSERT INTO clearance_vector_tickets (id, tenant, project, title, body, updated_at, content_hash, chunks, lex_len)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::int[], $9::float8[])
 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, project = EXCLUDED.project,
   title = EXCLUDED.title, body = EXCLUDED.body, updated_at = EXCLUDED.updated_at,
-  content_hash = EXCLUDED.content_hash, chunks = EXCLUDED.chunks`,
-			ids, tenants, projects, titles, bodies, updated, hashes, counts)
+  content_hash = EXCLUDED.content_hash, chunks = EXCLUDED.chunks, lex_len = EXCLUDED.lex_len`,
+			ids, tenants, projects, titles, bodies, updated, hashes, counts, lexLens)
 		if err != nil {
 			return err
 		}
@@ -150,13 +156,14 @@ ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, project = EXCLUDED.proj
 			return nil
 		}
 		rows := make([][]any, 0, total)
-		for _, p := range batch {
-			for _, c := range p.chunks {
-				rows = append(rows, []any{p.t.ID, int32(c.Ordinal), p.t.Tenant, p.t.Project, c.Text, pgv.NewVector(c.Vector)})
+		for i, p := range batch {
+			for j, c := range p.chunks {
+				terms, tfs := lexColumns(docs[i][j])
+				rows = append(rows, []any{p.t.ID, int32(c.Ordinal), p.t.Tenant, p.t.Project, c.Text, pgv.NewVector(c.Vector),
+					terms, tfs, docs[i][j].Len})
 			}
 		}
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"clearance_vector_chunks"},
-			[]string{"ticket_id", "ordinal", "tenant", "project", "text", "embedding"}, pgx.CopyFromRows(rows))
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"clearance_vector_chunks"}, chunkColumns, pgx.CopyFromRows(rows))
 		return err
 	})
 	if err != nil {

@@ -1,0 +1,273 @@
+package pgvector
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/clearance-dev/clearance"
+	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
+)
+
+// The lexical arm (retrieval.LexicalSearcher). Each chunk row carries the
+// lexical form clearance's own tokenizer gives it (lexical.Analyze: distinct
+// terms sorted, their weighted frequencies, the weighted length) under a GIN
+// index on the terms, and each ticket row the sum of its chunks' lengths. A
+// search reads, in one repeatable-read snapshot:
+//
+//  1. the filter's corpus size and total length from the narrow tickets table;
+//  2. each query term's document frequency over the allowed chunks (GIN);
+//  3. the BM25 score of every allowed chunk holding a term, in SQL, ranked
+//     with ties by (ticket_id, ordinal) in byte order, paged by offset and k.
+//
+// The IDFs and the average length are computed in Go with lexical's functions
+// and passed as parameters, and the score expression is lexical.TermScore's,
+// operation for operation in float8, summed in the same (sorted) term order:
+// scores equal the embedded store's and the conformance reference's. Every
+// statistic comes from rows the filter allows (docs/decisions/
+// lexical-statistics.md).
+
+var _ retrieval.LexicalSearcher = (*Store)(nil)
+
+// chunkColumns are the chunk table's columns every write fills, the lexical
+// ones included, in the order of the rows writeBatch builds.
+var chunkColumns = []string{"ticket_id", "ordinal", "tenant", "project", "text", "embedding", "lex_terms", "lex_tfs", "lex_len"}
+
+// maxQueryTerms bounds the distinct terms of one lexical search: each becomes
+// a few parameters and an expression of the scoring statement.
+const maxQueryTerms = 1000
+
+// fillBatch is how many tickets one backfill transaction tokenizes.
+const fillBatch = 200
+
+// analyze returns the lexical documents of a ticket's chunks and the sum of
+// their lengths (the ticket row's lex_len).
+func analyze(id, title string, chunks []retrieval.Chunk) ([]lexical.Doc, float64) {
+	docs := make([]lexical.Doc, len(chunks))
+	var sum float64
+	for i, c := range chunks {
+		docs[i] = lexical.Analyze(id, title, c.Text)
+		sum += float64(docs[i].Len)
+	}
+	return docs, sum
+}
+
+// lexColumns splits a document into its lex_terms and lex_tfs arrays.
+func lexColumns(d lexical.Doc) ([]string, []float32) {
+	terms, tfs := make([]string, len(d.Terms)), make([]float32, len(d.Terms))
+	for i, t := range d.Terms {
+		terms[i], tfs[i] = t.Term, t.TF
+	}
+	return terms, tfs
+}
+
+// SearchLexical implements retrieval.LexicalSearcher with BM25 over the chunks
+// the filter allows. It is exact (plan "bm25").
+func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (retrieval.SearchResult, error) {
+	if r.K < 1 {
+		return retrieval.SearchResult{}, clearance.Invalid("k", "must be at least 1, got %d", r.K)
+	}
+	if r.Offset < 0 {
+		return retrieval.SearchResult{}, clearance.Invalid("offset", "must not be negative, got %d", r.Offset)
+	}
+	terms := lexical.QueryTerms(r.Terms)
+	if len(terms) > maxQueryTerms {
+		return retrieval.SearchResult{}, clearance.Invalid("query", "at most %d distinct terms, got %d", maxQueryTerms, len(terms))
+	}
+	res := retrieval.SearchResult{Plan: retrieval.PlanBM25, Exact: true}
+	if r.Filter.Empty() || len(terms) == 0 {
+		return res, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var missing bool
+	err := s.onReplica(ctx, func(pool *pgxpool.Pool) (err error) {
+		res.Hits, missing, err = s.searchLexical(ctx, pool, terms, r)
+		return err
+	})
+	if err == nil && missing {
+		// Rows without tokens (written before the lexical migration, or by an
+		// older binary during a rolling upgrade): tokenize them on the primary,
+		// then answer from the primary, which has them for sure. Never answer
+		// without them: the search would be silently incomplete.
+		if err = s.fillLexical(ctx); err == nil {
+			res.Hits, missing, err = s.searchLexical(ctx, s.pool, terms, r)
+			if err == nil && missing {
+				err = unavailable("lexical search", fmt.Errorf("chunks without lexical tokens remain after the backfill"))
+			}
+		}
+	}
+	if err != nil {
+		return retrieval.SearchResult{}, err
+	}
+	s.log.DebugContext(ctx, "pgvector lexical search", "terms", len(terms), "k", r.K, "offset", r.Offset, "hits", len(res.Hits))
+	return res, nil
+}
+
+// searchLexical runs one lexical search on pool. missing reports chunks
+// without lexical columns anywhere in the table, in which case it has no hits.
+func (s *Store) searchLexical(ctx context.Context, pool *pgxpool.Pool, terms []string, r retrieval.LexicalRequest) (hits []retrieval.Hit, missing bool, err error) {
+	// One snapshot for the statistics and the scores: a write between them
+	// would otherwise make the IDFs disagree with the rows scored.
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		cond, args := where(r.Filter, "id", 1)
+		var n int64
+		var sumDL float64
+		// A ticket rewritten with no chunks by an older binary may keep a stale
+		// lex_len: its length is 0 whatever the column says.
+		err := tx.QueryRow(ctx, `
+SELECT coalesce(sum(c.chunks), 0), coalesce(sum(CASE WHEN c.chunks = 0 THEN 0 ELSE c.lex_len END), 0),
+  EXISTS (SELECT 1 FROM clearance_vector_chunks WHERE lex_len IS NULL)
+FROM clearance_vector_tickets c WHERE `+cond, args...).Scan(&n, &sumDL, &missing)
+		if err != nil || missing || n == 0 {
+			return err
+		}
+		// Document frequencies over the allowed chunks.
+		cond, args = where(r.Filter, "ticket_id", 2)
+		rows, err := tx.Query(ctx, `
+SELECT t, count(*) FROM clearance_vector_chunks c CROSS JOIN LATERAL unnest(c.lex_terms) t
+WHERE c.lex_terms && $1::text[] AND t = ANY($1::text[]) AND `+cond+` GROUP BY t`, append([]any{terms}, args...)...)
+		if err != nil {
+			return err
+		}
+		df := map[string]int{}
+		var term string
+		var cnt int64
+		if _, err := pgx.ForEachRow(rows, []any{&term, &cnt}, func() error { df[term] = int(cnt); return nil }); err != nil {
+			return err
+		}
+		// Terms no allowed chunk holds add nothing to any score.
+		var found []string
+		for _, t := range terms {
+			if df[t] > 0 {
+				found = append(found, t)
+			}
+		}
+		avgdl := sumDL / float64(n)
+		if len(found) == 0 || avgdl <= 0 {
+			return nil
+		}
+		hits, err = scoreLexical(ctx, tx, r, found, df, int(n), avgdl)
+		return err
+	})
+	if err != nil {
+		return nil, false, unavailable("lexical search", err)
+	}
+	return hits, missing, nil
+}
+
+// scoreLexical ranks the allowed chunks holding any of terms (sorted, each
+// with df[term] > 0) by BM25 over n chunks of average length avgdl.
+func scoreLexical(ctx context.Context, tx pgx.Tx, r retrieval.LexicalRequest, terms []string, df map[string]int, n int, avgdl float64) ([]retrieval.Hit, error) {
+	// $1 terms, $2 K1+1, $3 K1, $4 1-B, $5 B, $6 avgdl; then each term and its
+	// IDF; then the filter's arguments.
+	args := []any{terms, float64(lexical.K1 + 1), float64(lexical.K1), float64(1 - lexical.B), float64(lexical.B), avgdl}
+	var tfs, score strings.Builder
+	score.WriteString("0::float8")
+	for i, t := range terms {
+		pt, pi := len(args)+1, len(args)+2
+		args = append(args, t, lexical.IDF(n, df[t]))
+		if i > 0 {
+			tfs.WriteString(", ")
+		}
+		fmt.Fprintf(&tfs, "coalesce(c.lex_tfs[array_position(c.lex_terms, $%d::text)], 0)::float8 AS f%d", pt, i)
+		// lexical.TermScore: idf * f * (K1+1) / (f + K1*((1-B) + B*dl/avgdl)),
+		// added in the reference's order; an absent term adds exactly 0.
+		fmt.Fprintf(&score, "\n    + CASE WHEN tf.f%[1]d > 0 THEN $%[2]d::float8 * tf.f%[1]d * $2::float8 / (tf.f%[1]d + $3::float8 * ($4::float8 + $5::float8 * c.lex_len::float8 / $6::float8)) ELSE 0 END", i, pi)
+	}
+	cond, fargs := where(r.Filter, "ticket_id", len(args)+1)
+	args = append(args, fargs...)
+	q := fmt.Sprintf(`
+WITH top AS (
+  SELECT c.ticket_id, c.ordinal, c.text, %s AS score
+  FROM clearance_vector_chunks c CROSS JOIN LATERAL (SELECT %s) tf
+  WHERE c.lex_terms && $1::text[] AND %s
+  ORDER BY score DESC, c.ticket_id, c.ordinal OFFSET %d LIMIT %d)
+SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, x.score
+FROM top x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
+ORDER BY x.score DESC, x.ticket_id, x.ordinal`, score.String(), tfs.String(), cond, r.Offset, r.K)
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (retrieval.Hit, error) {
+		var h retrieval.Hit
+		var ord int32
+		var sc float64
+		err := row.Scan(&h.TicketID, &h.Tenant, &h.Project, &h.Title, &ord, &h.Text, &sc)
+		h.Ordinal, h.Score = int(ord), float32(sc)
+		return h, err
+	})
+}
+
+// fillLexical tokenizes, on the primary, every chunk that has no lexical
+// columns yet: rows from before the lexical migration, or written by an older
+// binary during a rolling upgrade. The tokens come from Go, so SQL cannot
+// backfill them. Each transaction takes up to fillBatch tickets, locks their
+// rows in id order (as writers do, so neither deadlocks nor interleaves with an
+// upsert of the same ticket) and rewrites the columns of all their chunks and
+// the tickets' total lengths; committed batches stay done if ctx ends first.
+func (s *Store) fillLexical(ctx context.Context) error {
+	total := 0
+	for {
+		done := 0
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, fmt.Sprintf(`
+SELECT id, title FROM clearance_vector_tickets
+WHERE id IN (SELECT DISTINCT ticket_id FROM clearance_vector_chunks WHERE lex_len IS NULL LIMIT %d)
+ORDER BY id FOR UPDATE`, fillBatch))
+			if err != nil {
+				return err
+			}
+			titles := map[string]string{}
+			var ids []string
+			var id, title string
+			if _, err := pgx.ForEachRow(rows, []any{&id, &title}, func() error {
+				titles[id] = title
+				ids = append(ids, id)
+				return nil
+			}); err != nil || len(ids) == 0 {
+				return err
+			}
+			rows, err = tx.Query(ctx, `SELECT ticket_id, ordinal, text FROM clearance_vector_chunks WHERE ticket_id = ANY($1::text[])`, ids)
+			if err != nil {
+				return err
+			}
+			sums := make(map[string]float64, len(ids))
+			var b pgx.Batch
+			var ord int32
+			var text string
+			if _, err := pgx.ForEachRow(rows, []any{&id, &ord, &text}, func() error {
+				d := lexical.Analyze(id, titles[id], text)
+				terms, tfs := lexColumns(d)
+				sums[id] += float64(d.Len)
+				b.Queue(`UPDATE clearance_vector_chunks SET lex_terms = $3, lex_tfs = $4, lex_len = $5 WHERE ticket_id = $1 AND ordinal = $2`,
+					id, ord, terms, tfs, d.Len)
+				return nil
+			}); err != nil {
+				return err
+			}
+			lens := make([]float64, len(ids))
+			for i, id := range ids {
+				lens[i] = sums[id]
+			}
+			b.Queue(`UPDATE clearance_vector_tickets t SET lex_len = u.l FROM unnest($1::text[], $2::float8[]) u(id, l) WHERE t.id = u.id`, ids, lens)
+			done = len(ids)
+			return tx.SendBatch(ctx, &b).Close()
+		})
+		if err != nil {
+			return unavailable("lexical backfill", err)
+		}
+		if done == 0 {
+			if total > 0 {
+				s.log.InfoContext(ctx, "pgvector: lexical tokens backfilled", "tickets", total)
+			}
+			return nil
+		}
+		total += done
+	}
+}
