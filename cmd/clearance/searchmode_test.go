@@ -8,6 +8,7 @@ import (
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
+	"github.com/clearance-dev/clearance/retrieval/pgvector"
 )
 
 func TestSearchModeFlag(t *testing.T) {
@@ -29,6 +30,10 @@ func TestSearchModeFlag(t *testing.T) {
 		{"vector", vectorOnly, filter.ModeVector, nil},
 		{"hybrid", vectorOnly, "", clearance.ErrUnsupported},
 		{"lexical", vectorOnly, "", clearance.ErrUnsupported},
+		// pgvector has a lexical arm: every mode is allowed, auto is hybrid.
+		{"auto", (*pgvector.Store)(nil), filter.ModeHybrid, nil},
+		{"hybrid", (*pgvector.Store)(nil), filter.ModeHybrid, nil},
+		{"lexical", (*pgvector.Store)(nil), filter.ModeLexical, nil},
 	} {
 		got, err := searchMode(tc.flag, tc.store)
 		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {

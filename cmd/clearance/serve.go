@@ -386,7 +386,7 @@ func searchMode(flag string, store any) (filter.Mode, error) {
 	case flag == "auto" || flag == "":
 		return filter.ModeVector, nil
 	case flag != "vector" && !lex:
-		return "", fmt.Errorf("--search-mode %s: this store has no lexical index (only the embedded store has one): %w", flag, retrieval.ErrUnsupported)
+		return "", fmt.Errorf("--search-mode %s: this store has no lexical index (the embedded and pgvector stores have one): %w", flag, retrieval.ErrUnsupported)
 	}
 	return filter.Mode(flag), nil
 }
