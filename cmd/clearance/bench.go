@@ -113,7 +113,7 @@ server's datastore until the server purges them).`,
 	fl.IntVar(&f.naiveN, "naive-n", 3000, "tenant-wide candidates the naive post-filter checks")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of one query; a strategy past it counts an error")
 	fl.Uint64Var(&f.seed, "seed", 42, "seed of the generated org and queries")
-	fl.BoolVar(&f.quality, "quality", false, "measure retrieval quality instead: known-item success@1 and MRR, topical nDCG@10 and latency of the vector, lexical and hybrid modes at three visibility levels (embedded store; --queries judged queries per kind and user)")
+	fl.BoolVar(&f.quality, "quality", false, "measure retrieval quality instead: known-item success@1 and MRR, topical nDCG@10 and latency of the vector, lexical and hybrid modes at three visibility levels (embedded or pgvector store; --queries judged queries per kind and user)")
 	fl.IntVar(&f.flowRuns, "flow-runs", 20, "flow checks per row of the flow benchmark (a tenant of its own, a user per 25 chunks); 0 skips it")
 	fl.BoolVar(&f.flowOnly, "flow-only", false, "run only the flow benchmark (no corpus, no store)")
 	return cmd
@@ -765,7 +765,7 @@ func rssBytes() uint64 {
 // checks; the pre-filter cache is warm, as in a serving process.
 func runQuality(ctx context.Context, cmd *cobra.Command, org *bench.Org, judged []bench.QualityQuery, eng authz.Engine, store retrieval.Store, emb retrieval.Embedder, log *slog.Logger) error {
 	if _, ok := store.(retrieval.LexicalSearcher); !ok {
-		return fmt.Errorf("bench --quality: the store has no lexical index (use --store embedded): %w", retrieval.ErrUnsupported)
+		return fmt.Errorf("bench --quality: the store has no lexical index (use --store embedded or pgvector): %w", retrieval.ErrUnsupported)
 	}
 	planner := func(fc filter.FusionConfig) *filter.Planner {
 		return filter.New(filter.Config{Logger: log, DecisionCacheSize: -1, Fusion: fc}, eng, store, emb, &filter.MemoryLog{})
