@@ -99,7 +99,7 @@ func TestHybridStatus(t *testing.T) {
 	}
 }
 
-// storeOnly hides the embedded store's lexical index, like pgvector or Qdrant.
+// storeOnly hides the embedded store's lexical index, like Qdrant.
 type storeOnly struct{ filter.Store }
 
 func TestLexicalModeOnAStoreWithoutLexicalIndexFails(t *testing.T) {
