@@ -14,6 +14,7 @@ import (
 
 	"github.com/clearance-dev/clearance/retrieval"
 	"github.com/clearance-dev/clearance/retrieval/embedded"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // newEmbedder is the built-in hashing embedder, small for fast tests.
@@ -147,6 +148,30 @@ func checkStore(t testing.TB, s retrieval.Store, want map[string]retrieval.Ticke
 	}
 	if st.Tickets != len(want) || st.Chunks != wantChunks {
 		t.Errorf("stats: %d tickets, %d chunks; want %d, %d", st.Tickets, st.Chunks, len(want), wantChunks)
+	}
+	// The lexical arm, where the store has one, holds every chunk of every
+	// ticket under its tenant and project: the ticket's id is a term of each.
+	lex, ok := s.(retrieval.LexicalSearcher)
+	if !ok {
+		return
+	}
+	bad = 0
+	for id, w := range want {
+		n := c.Count(w)
+		res, err := lex.SearchLexical(ctx, retrieval.LexicalRequest{Terms: lexical.Terms(id),
+			Filter: retrieval.Filter{Tenant: w.Tenant, Tickets: []string{id}}, K: n + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := 0
+		for _, h := range res.Hits {
+			if h.TicketID == id && h.Project == w.Project {
+				own++
+			}
+		}
+		if own != n || len(res.Hits) != n {
+			report("lexical arm: ticket %s has %d chunks found by its id, want %d", id, own, n)
+		}
 	}
 }
 
