@@ -126,19 +126,28 @@ FROM clearance_vector_tickets c WHERE `+cond, args...).Scan(&n, &sumDL, &missing
 		if err != nil || missing || n == 0 {
 			return err
 		}
-		// Document frequencies over the allowed chunks.
-		cond, args = where(r.Filter, "ticket_id", 2)
-		rows, err := tx.Query(ctx, `
-SELECT t, count(*) FROM clearance_vector_chunks c CROSS JOIN LATERAL unnest(c.lex_terms) t
-WHERE c.lex_terms && $1::text[] AND t = ANY($1::text[]) AND `+cond+` GROUP BY t`, append([]any{terms}, args...)...)
-		if err != nil {
+		// Document frequencies over the allowed chunks, one pass over the rows
+		// holding any term. (Unnesting every matching row's terms instead costs
+		// a row per term of each chunk: ten times slower on common words.)
+		counts := make([]string, len(terms))
+		qargs := []any{terms}
+		for i, t := range terms {
+			qargs = append(qargs, []string{t})
+			counts[i] = fmt.Sprintf("count(*) FILTER (WHERE c.lex_terms @> $%d::text[])", len(qargs))
+		}
+		cond, args = where(r.Filter, "ticket_id", len(qargs)+1)
+		dfs := make([]int64, len(terms))
+		dest := make([]any, len(terms))
+		for i := range dfs {
+			dest[i] = &dfs[i]
+		}
+		if err := tx.QueryRow(ctx, `SELECT `+strings.Join(counts, ", ")+`
+FROM clearance_vector_chunks c WHERE c.lex_terms && $1::text[] AND `+cond, append(qargs, args...)...).Scan(dest...); err != nil {
 			return err
 		}
-		df := map[string]int{}
-		var term string
-		var cnt int64
-		if _, err := pgx.ForEachRow(rows, []any{&term, &cnt}, func() error { df[term] = int(cnt); return nil }); err != nil {
-			return err
+		df := make(map[string]int, len(terms))
+		for i, t := range terms {
+			df[t] = int(dfs[i])
 		}
 		// Terms no allowed chunk holds add nothing to any score.
 		var found []string
@@ -179,12 +188,14 @@ func scoreLexical(ctx context.Context, tx pgx.Tx, r retrieval.LexicalRequest, te
 		// added in the reference's order; an absent term adds exactly 0.
 		fmt.Fprintf(&score, "\n    + CASE WHEN tf.f%[1]d > 0 THEN $%[2]d::float8 * tf.f%[1]d * $2::float8 / (tf.f%[1]d + $3::float8 * ($4::float8 + $5::float8 * c.lex_len::float8 / $6::float8)) ELSE 0 END", i, pi)
 	}
+	// OFFSET 0 keeps the lateral subquery from being inlined: each term's
+	// frequency is looked up once per row instead of once per use (3x).
 	cond, fargs := where(r.Filter, "ticket_id", len(args)+1)
 	args = append(args, fargs...)
 	q := fmt.Sprintf(`
 WITH top AS (
   SELECT c.ticket_id, c.ordinal, c.text, %s AS score
-  FROM clearance_vector_chunks c CROSS JOIN LATERAL (SELECT %s) tf
+  FROM clearance_vector_chunks c CROSS JOIN LATERAL (SELECT %s OFFSET 0) tf
   WHERE c.lex_terms && $1::text[] AND %s
   ORDER BY score DESC, c.ticket_id, c.ordinal OFFSET %d LIMIT %d)
 SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, x.score
