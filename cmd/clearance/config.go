@@ -178,7 +178,7 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.IntVar(&c.RateBurst, "rate-burst", d.RateBurst, "read-path requests a principal may send at once (the bucket size)")
 	fl.IntVar(&c.RateLimitPrincipals, "rate-limit-principals", d.RateLimitPrincipals, "rate-limit buckets kept in memory; the least recently seen principal's is dropped first")
 	fl.IntVar(&c.DecisionCacheSize, "decision-cache-size", filter.DefaultDecisionCacheSize, "entries of the post-filter's decision cache (one per principal and ticket, about 200 bytes each; exact: keyed by the engine's shared revision); 0 disables it")
-	fl.StringVar(&c.SearchMode, "search-mode", "auto", "ranking of searches that name no mode: hybrid, vector, lexical, or auto (hybrid when the store has a lexical index, the embedded store; vector otherwise)")
+	fl.StringVar(&c.SearchMode, "search-mode", "auto", "ranking of searches that name no mode: hybrid, vector, lexical, or auto (hybrid on the embedded store, whose lexical arm is as fast as its vectors; vector on pgvector and qdrant)")
 	fl.IntVar(&c.FusionK, "fusion-k", filter.DefaultFusionK, "hybrid search: the reciprocal-rank constant (a visible chunk at rank r of an arm adds weight/(k+r))")
 	fl.IntVar(&c.FusionDepth, "fusion-depth", filter.DefaultFusionDepth, "hybrid search: visible chunks each arm contributes before fusion (at least top_k)")
 	fl.Float64Var(&c.FusionVectorWeight, "fusion-vector-weight", filter.DefaultFusionVectorWeight, "hybrid search: weight of the vector arm (0 skips it)")

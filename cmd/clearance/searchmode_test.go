@@ -21,21 +21,23 @@ func TestSearchModeFlag(t *testing.T) {
 	for _, tc := range []struct {
 		flag  string
 		store any
+		fast  bool // the store's lexical arm is as fast as its vectors
 		want  filter.Mode
 		err   error
 	}{
-		{"auto", emb, filter.ModeHybrid, nil},
-		{"auto", vectorOnly, filter.ModeVector, nil},
-		{"lexical", emb, filter.ModeLexical, nil},
-		{"vector", vectorOnly, filter.ModeVector, nil},
-		{"hybrid", vectorOnly, "", clearance.ErrUnsupported},
-		{"lexical", vectorOnly, "", clearance.ErrUnsupported},
-		// pgvector has a lexical arm: every mode is allowed, auto is hybrid.
-		{"auto", (*pgvector.Store)(nil), filter.ModeHybrid, nil},
-		{"hybrid", (*pgvector.Store)(nil), filter.ModeHybrid, nil},
-		{"lexical", (*pgvector.Store)(nil), filter.ModeLexical, nil},
+		{"auto", emb, true, filter.ModeHybrid, nil},
+		{"auto", vectorOnly, false, filter.ModeVector, nil},
+		{"lexical", emb, true, filter.ModeLexical, nil},
+		{"vector", vectorOnly, false, filter.ModeVector, nil},
+		{"hybrid", vectorOnly, false, "", clearance.ErrUnsupported},
+		{"lexical", vectorOnly, false, "", clearance.ErrUnsupported},
+		// pgvector has a lexical arm, slower than its vectors: every mode is
+		// allowed, auto stays vector.
+		{"auto", (*pgvector.Store)(nil), false, filter.ModeVector, nil},
+		{"hybrid", (*pgvector.Store)(nil), false, filter.ModeHybrid, nil},
+		{"lexical", (*pgvector.Store)(nil), false, filter.ModeLexical, nil},
 	} {
-		got, err := searchMode(tc.flag, tc.store)
+		got, err := searchMode(tc.flag, tc.store, tc.fast)
 		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 			t.Errorf("searchMode(%s, %T) = %q, %v; want %q, %v", tc.flag, tc.store, got, err, tc.want, tc.err)
 		}

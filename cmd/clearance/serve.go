@@ -268,7 +268,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	// The planner starts no new round after half the search timeout (status
 	// partial), so a slow search answers what it found before the read
 	// path's deadline (Limits.Timeout) cuts it with a 503.
-	mode, err := searchMode(a.cfg.SearchMode, a.store)
+	mode, err := searchMode(a.cfg.SearchMode, a.store, a.cfg.Store == storeEmbedded)
 	if err != nil {
 		ln.Close()
 		return err
@@ -375,13 +375,16 @@ func (a *app) devToken(sub, tenant, act, scope string, ttl time.Duration) (strin
 }
 
 // searchMode resolves --search-mode against the store: auto is hybrid where
-// the store has a lexical index (docs/benchmarks.md, retrieval quality) and
-// vector elsewhere; an explicit lexical or hybrid default on a store without
-// one is refused at start, not discovered by every search.
-func searchMode(flag string, store any) (filter.Mode, error) {
+// the store's lexical index is as fast as its vectors (the embedded store:
+// hybrid p50 0.94-1.00x vector, docs/benchmarks.md) and vector elsewhere
+// (pgvector's BM25 in SQL is 6-9x an exact vector search over a whole tenant,
+// so hybrid there is chosen explicitly); an explicit lexical or hybrid default
+// on a store without a lexical index is refused at start, not discovered by
+// every search.
+func searchMode(flag string, store any, fastLexical bool) (filter.Mode, error) {
 	_, lex := store.(retrieval.LexicalSearcher)
 	switch {
-	case (flag == "auto" || flag == "") && lex:
+	case (flag == "auto" || flag == "") && lex && fastLexical:
 		return filter.ModeHybrid, nil
 	case flag == "auto" || flag == "":
 		return filter.ModeVector, nil
