@@ -44,27 +44,22 @@ type lexicalStore struct {
 	lex retrieval.LexicalSearcher
 }
 
-func (s *lexicalStore) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (res retrieval.SearchResult, err error) {
-	start := time.Now()
-	ctx, span := s.t.start(ctx, "store.SearchLexical", attribute.Int("store.k", r.K), attribute.Int("store.offset", r.Offset), attribute.Int("store.terms", len(r.Terms)))
-	res, err = s.lex.SearchLexical(ctx, r)
-	plan := res.Plan
-	if err != nil || plan == "" {
-		plan = "none"
-	}
-	s.t.storeDuration.WithLabelValues(plan).Observe(seconds(start))
-	s.t.storeSearches.WithLabelValues(plan, Outcome(err)).Inc()
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("store.plan", plan), attribute.Int("store.hits", len(res.Hits)), attribute.Bool("store.exact", res.Exact))
-	}
-	end(span, err)
-	return res, err
+func (s *lexicalStore) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (retrieval.SearchResult, error) {
+	return s.observe(ctx, "store.SearchLexical", func(ctx context.Context) (retrieval.SearchResult, error) { return s.lex.SearchLexical(ctx, r) },
+		attribute.Int("store.k", r.K), attribute.Int("store.offset", r.Offset), attribute.Int("store.terms", len(r.Terms)))
 }
 
-func (s *store) Search(ctx context.Context, r retrieval.SearchRequest) (res retrieval.SearchResult, err error) {
+func (s *store) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
+	return s.observe(ctx, "store.Search", func(ctx context.Context) (retrieval.SearchResult, error) { return s.inner.Search(ctx, r) },
+		attribute.Int("store.k", r.K), attribute.Int("store.offset", r.Offset))
+}
+
+// observe runs one search round under a span called name and counts it by the
+// plan the store reports ("none" when it failed or named none).
+func (s *store) observe(ctx context.Context, name string, search func(context.Context) (retrieval.SearchResult, error), attrs ...attribute.KeyValue) (retrieval.SearchResult, error) {
 	start := time.Now()
-	ctx, span := s.t.start(ctx, "store.Search", attribute.Int("store.k", r.K), attribute.Int("store.offset", r.Offset))
-	res, err = s.inner.Search(ctx, r)
+	ctx, span := s.t.start(ctx, name, attrs...)
+	res, err := search(ctx)
 	plan := res.Plan
 	if err != nil || plan == "" {
 		plan = "none"
