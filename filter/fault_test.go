@@ -85,6 +85,12 @@ func (s faultStore) Get(context.Context, string) (retrieval.Ticket, error) {
 	return retrieval.Ticket{}, s.err
 }
 
+// SearchLexical fails too, so a hybrid or lexical search meets the same fault
+// (a store without the method would answer ErrUnsupported instead).
+func (s faultStore) SearchLexical(context.Context, retrieval.LexicalRequest) (retrieval.SearchResult, error) {
+	return retrieval.SearchResult{}, s.err
+}
+
 type faultEmbedder struct{}
 
 func (faultEmbedder) Embed(context.Context, []string) ([][]float32, error) {
@@ -96,7 +102,8 @@ type faultLog struct{}
 func (faultLog) Append(context.Context, *audit.Record) error { return errors.New("disk full") }
 
 // TestFailClosed: every backend failure is an error wrapping ErrUnavailable with no
-// results, for every principal kind, and the failure itself is audited.
+// results, for every principal kind and every search mode, and the failure
+// itself is audited.
 func TestFailClosed(t *testing.T) {
 	f := newFixture(t)
 	boom := errors.New("connection reset")
@@ -133,21 +140,26 @@ func TestFailClosed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		for _, p := range principals {
-			if tc.skipAdmin && p.User == "ada" {
-				continue
-			}
-			before := len(f.log.Records())
-			resp, err := tc.pl().Search(context.Background(), p, filter.Request{Query: "database timeout", TopK: 3})
-			if !errors.Is(err, clearance.ErrUnavailable) || resp.Results != nil {
-				t.Errorf("%s as %s: %d results, err %v; want ErrUnavailable and nothing", tc.name, p, len(resp.Results), err)
-				continue
-			}
-			if tc.name == "audit log" {
-				continue
-			}
-			recs := f.log.Records()
-			if len(recs) != before+1 || recs[len(recs)-1].Status != "error" || recs[len(recs)-1].Error == "" {
-				t.Errorf("%s as %s: failure not audited", tc.name, p)
+			for _, mode := range []filter.Mode{filter.ModeVector, filter.ModeLexical, filter.ModeHybrid} {
+				if tc.skipAdmin && p.User == "ada" {
+					continue
+				}
+				if tc.name == "embedder" && mode == filter.ModeLexical {
+					continue // a lexical search embeds nothing
+				}
+				before := len(f.log.Records())
+				resp, err := tc.pl().Search(context.Background(), p, filter.Request{Query: "database timeout", TopK: 3, Mode: mode})
+				if !errors.Is(err, clearance.ErrUnavailable) || resp.Results != nil {
+					t.Errorf("%s as %s, mode %s: %d results, err %v; want ErrUnavailable and nothing", tc.name, p, mode, len(resp.Results), err)
+					continue
+				}
+				if tc.name == "audit log" {
+					continue
+				}
+				recs := f.log.Records()
+				if len(recs) != before+1 || recs[len(recs)-1].Status != "error" || recs[len(recs)-1].Error == "" {
+					t.Errorf("%s as %s, mode %s: failure not audited", tc.name, p, mode)
+				}
 			}
 		}
 	}
