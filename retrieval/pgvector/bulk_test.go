@@ -93,12 +93,7 @@ func checkExactAnswer(t *testing.T, s *Store, want Plan) {
 // index that the HNSW plan then uses.
 func TestBulkLoadIsExactUntilTheIndexIsBuilt(t *testing.T) {
 	ctx := t.Context()
-	url := testenv.DatabaseURL(t)
-	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, url := openBulkStore(t)
 	if err := upsertRange(ctx, s, 0, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -288,12 +283,7 @@ func waitForIndex(t *testing.T, s *Store) {
 // from the exact plan, and BuildIndex restores the index.
 func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
 	ctx := t.Context()
-	url := testenv.DatabaseURL(t)
-	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, url := openBulkStore(t)
 	child := startCrashHelper(t, url, "load", 0)
 	poll(t, "the child's load", func() bool {
 		st, err := s.Stats(ctx)
@@ -318,12 +308,7 @@ func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
 // valid one.
 func TestKilledIndexBuildIsDetectedAndRebuilt(t *testing.T) {
 	ctx := t.Context()
-	url := testenv.DatabaseURL(t)
-	s, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, url := openBulkStore(t)
 	child := startCrashHelper(t, url, "build", 10000)
 	building := func() bool {
 		var n int
@@ -361,4 +346,18 @@ JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = 'clearance_vector_chunks'::re
 		t.Errorf("HNSW indexes on the chunk table: %d %v, want 1", n, err)
 	}
 	checkExactAnswer(t, s, PlanHNSW)
+}
+
+// openBulkStore opens a store on a fresh database with a threshold of 10
+// chunks, so the bulk tests' small loads already want the HNSW plan; it is
+// closed when the test ends.
+func openBulkStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	url := testenv.DatabaseURL(t)
+	s, err := Open(t.Context(), Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, url
 }
