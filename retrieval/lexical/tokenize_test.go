@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestTokenize(t *testing.T) {
@@ -76,6 +77,32 @@ func FuzzTokenize(f *testing.F) {
 			if len(tok) < MaxTokenBytes-8 && !slices.Contains(Tokenize(tok), tok) {
 				t.Fatalf("token %q does not find itself: %q (from %q)", tok, Tokenize(tok), s)
 			}
+		}
+	})
+}
+
+// The ASCII fast path folds exactly as the general path (Unicode case folding
+// then NFKC) does, for every ASCII string, and declines everything else.
+func FuzzFoldASCII(f *testing.F) {
+	all := make([]byte, 128)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	for _, s := range []string{string(all), "SEC-12", "ERR_CONN_RESET", "HTTPServer2", "already lower", "Straße", "K\u212a"} {
+		f.Add(s)
+	}
+	fold := cases.Fold()
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := foldASCII(s)
+		ascii := true
+		for i := 0; i < len(s); i++ {
+			ascii = ascii && s[i] < utf8.RuneSelf
+		}
+		if ok != ascii {
+			t.Fatalf("foldASCII(%q) ok = %v, want %v", s, ok, ascii)
+		}
+		if want := norm.NFKC.String(fold.String(s)); ok && got != want {
+			t.Fatalf("foldASCII(%q) = %q, the general path gives %q", s, got, want)
 		}
 	})
 }
