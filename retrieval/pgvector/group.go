@@ -11,7 +11,6 @@ import (
 	pgv "github.com/pgvector/pgvector-go"
 
 	"github.com/clearance-dev/clearance/retrieval"
-	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // Group commit: concurrent Upsert calls are written together, several tickets
@@ -26,7 +25,26 @@ import (
 type pending struct {
 	t      retrieval.Ticket
 	chunks []retrieval.Chunk
+	// rows are the chunk table's rows (chunkColumns) and lexLen the ticket's
+	// lexical length, prepared by the caller (newPending) so that the writer
+	// holding a transaction does no tokenizing: with two writers, the
+	// tokenizing was serialized with the round trips.
+	rows   [][]any
+	lexLen float64
 	done   chan error
+}
+
+// newPending prepares an upsert of t with chunks: the lexical columns are
+// computed here, from the same chunks as the vectors, so both arms are written
+// together.
+func newPending(t retrieval.Ticket, chunks []retrieval.Chunk) *pending {
+	docs, lexLen := analyze(t.ID, t.Title, chunks)
+	rows := make([][]any, len(chunks))
+	for j, c := range chunks {
+		terms, tfs := lexColumns(docs[j])
+		rows[j] = []any{t.ID, int32(c.Ordinal), t.Tenant, t.Project, c.Text, pgv.NewVector(c.Vector), terms, tfs, docs[j].Len}
+	}
+	return &pending{t: t, chunks: chunks, rows: rows, lexLen: lexLen, done: make(chan error, 1)}
 }
 
 // group is the upsert queue and its writer slots.
@@ -124,7 +142,6 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) error {
 		updated                                        = make([]time.Time, n)
 		counts                                         = make([]int32, n)
 		lexLens                                        = make([]float64, n)
-		docs                                           = make([][]lexical.Doc, n)
 		total                                          int
 	)
 	for i, p := range batch {
@@ -134,7 +151,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) error {
 		total += len(p.chunks)
 		// The lexical columns are written with the chunks, in the same
 		// transaction: the two arms never disagree about a ticket.
-		docs[i], lexLens[i] = analyze(t.ID, t.Title, p.chunks)
+		lexLens[i] = p.lexLen
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The ticket rows first: their row locks order concurrent writers of a
@@ -156,12 +173,8 @@ ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, project = EXCLUDED.proj
 			return nil
 		}
 		rows := make([][]any, 0, total)
-		for i, p := range batch {
-			for j, c := range p.chunks {
-				terms, tfs := lexColumns(docs[i][j])
-				rows = append(rows, []any{p.t.ID, int32(c.Ordinal), p.t.Tenant, p.t.Project, c.Text, pgv.NewVector(c.Vector),
-					terms, tfs, docs[i][j].Len})
-			}
+		for _, p := range batch {
+			rows = append(rows, p.rows...)
 		}
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"clearance_vector_chunks"}, chunkColumns, pgx.CopyFromRows(rows))
 		return err

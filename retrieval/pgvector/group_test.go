@@ -99,8 +99,8 @@ func TestFailedBatchRetriesEachTicket(t *testing.T) {
 	defer s.Close()
 	var ps []*pending
 	for i, body := range []string{"a", "bad\x00", "c"} {
-		ps = append(ps, &pending{t: retrieval.Ticket{ID: fmt.Sprint("T", i), Tenant: "acme", Project: "p", Body: body},
-			chunks: []retrieval.Chunk{{Text: body, Vector: []float32{1, 0, 0, 0}}}, done: make(chan error, 1)})
+		ps = append(ps, newPending(retrieval.Ticket{ID: fmt.Sprint("T", i), Tenant: "acme", Project: "p", Body: body},
+			[]retrieval.Chunk{{Text: body, Vector: []float32{1, 0, 0, 0}}}))
 	}
 	s.group.queue, s.group.writers = slices.Clone(ps), 1
 	s.drain(ctx) // one batch of three, refused, then three alone

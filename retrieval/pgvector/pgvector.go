@@ -250,7 +250,7 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	return s.upsertGrouped(ctx, &pending{t: t, chunks: chunks, done: make(chan error, 1)})
+	return s.upsertGrouped(ctx, newPending(t, chunks))
 }
 
 // Delete implements retrieval.Store.
