@@ -15,7 +15,6 @@
 package lexical
 
 import (
-	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -134,13 +133,26 @@ func Terms(query string) []string {
 // each piece (fooBar -> foo, Bar; HTTPServer -> HTTP, Server). Digits stay with
 // the letters before them (ipv6, v2), so only real boundaries split.
 func splitParts(s string, out []string) []string {
-	for _, piece := range strings.FieldsFunc(s, isConnector) {
-		out = splitCase(piece, out)
+	// Connectors are ASCII, and no byte of a multi-byte UTF-8 sequence is, so
+	// splitting the bytes is splitting the runes (strings.FieldsFunc, without
+	// its allocation).
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && !isConnector(rune(s[i])) {
+			continue
+		}
+		if i > start {
+			out = splitCase(s[start:i], out)
+		}
+		start = i + 1
 	}
 	return out
 }
 
 func splitCase(s string, out []string) []string {
+	if _, ok := foldASCII(s); ok {
+		return splitCaseASCII(s, out)
+	}
 	rs := []rune(s)
 	start := 0
 	for i := 1; i < len(rs); i++ {
@@ -158,6 +170,24 @@ func splitCase(s string, out []string) []string {
 		}
 	}
 	return append(out, string(rs[start:]))
+}
+
+// splitCaseASCII is splitCase for ASCII s, where a rune is a byte and the
+// Unicode classes are the ASCII ranges; the parts are substrings of s.
+func splitCaseASCII(s string, out []string) []string {
+	upper := func(c byte) bool { return 'A' <= c && c <= 'Z' }
+	lower := func(c byte) bool { return 'a' <= c && c <= 'z' }
+	digit := func(c byte) bool { return '0' <= c && c <= '9' }
+	start := 0
+	for i := 1; i < len(s); i++ {
+		prev, cur := s[i-1], s[i]
+		if (upper(cur) && (lower(prev) || digit(prev))) ||
+			(upper(prev) && upper(cur) && i+1 < len(s) && lower(s[i+1])) {
+			out = append(out, s[start:i])
+			start = i
+		}
+	}
+	return append(out, s[start:])
 }
 
 // foldASCII returns the case folding of an ASCII s (ok false otherwise): for

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/cases"
@@ -103,6 +104,37 @@ func FuzzFoldASCII(f *testing.F) {
 		}
 		if want := norm.NFKC.String(fold.String(s)); ok && got != want {
 			t.Fatalf("foldASCII(%q) = %q, the general path gives %q", s, got, want)
+		}
+	})
+}
+
+// refSplitParts is splitParts as first written (strings.FieldsFunc, runes):
+// the byte-level version must split every string the same way.
+func refSplitParts(s string) []string {
+	var out []string
+	for _, piece := range strings.FieldsFunc(s, isConnector) {
+		rs := []rune(piece)
+		start := 0
+		for i := 1; i < len(rs); i++ {
+			prev, cur := rs[i-1], rs[i]
+			if (unicode.IsUpper(cur) && (unicode.IsLower(prev) || unicode.IsDigit(prev))) ||
+				(unicode.IsUpper(prev) && unicode.IsUpper(cur) && i+1 < len(rs) && unicode.IsLower(rs[i+1])) {
+				out = append(out, string(rs[start:i]))
+				start = i
+			}
+		}
+		out = append(out, string(rs[start:]))
+	}
+	return out
+}
+
+func FuzzSplitParts(f *testing.F) {
+	for _, s := range []string{"ERR_CONN_RESET", "fooBar.v2Beta", "HTTPServer2", "a--b", ".x.", "ÉtéBlanc-ÇaVa", "日本/語", "\xff-A\xfeb", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := splitParts(s, nil), refSplitParts(s); !slices.Equal(got, want) {
+			t.Fatalf("splitParts(%q) = %q, want %q", s, got, want)
 		}
 	})
 }
