@@ -1,6 +1,7 @@
 package indexer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -385,21 +387,7 @@ func (ix *Indexer) Run(ctx context.Context, src Source) (sum Summary, err error)
 	for k := range w {
 		g.Go(func() error { // worker
 			defer producers.Done()
-			for sh := range shards[k] {
-				if err := ix.apply(gctx, sh.rows, known, t); err != nil {
-					return err
-				}
-				sh.job.mu.Lock()
-				sh.job.pending--
-				last := sh.job.pending == 0
-				sh.job.mu.Unlock()
-				if last {
-					if err := finish(sh.job); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return ix.work(gctx, shards[k], known, t, finish)
 		})
 	}
 	go func() {
@@ -418,6 +406,11 @@ func (ix *Indexer) Run(ctx context.Context, src Source) (sum Summary, err error)
 				}
 				delete(waiting, next)
 				next++
+				if err := gctx.Err(); err != nil {
+					// The run ends: a state that ignores the context must not
+					// save a watermark the run may not have reached.
+					return err
+				}
 				if err := ix.commit(gctx, src.Name(), j.watermark); err != nil {
 					return err
 				}
@@ -480,8 +473,88 @@ func (ix *Indexer) deleteMissing(ctx context.Context, known *refs, seen map[stri
 	return nil
 }
 
-// maxConcurrentUpserts bounds the store writes one worker has in flight.
-const maxConcurrentUpserts = 32
+// Pipelining: a worker prepares a shard (looks up its tickets, writes their
+// tuples, chunks and embeds them) while the upserts of its previous shards are
+// being written, instead of waiting for each shard's writes before reading the
+// next (a 100k-ticket pgvector load spent most of its time so). Bounds:
+// shardDepth shards per worker in flight, inflightChunks chunks of upserts per
+// worker in flight (their vectors and texts are what a run holds in memory).
+const (
+	shardDepth     = 2
+	inflightChunks = 2048
+)
+
+// flight is a shard whose upserts may still be in flight.
+type flight struct {
+	job    *job
+	ids    []string // ids the shard upserts
+	writes *errgroup.Group
+}
+
+// work applies the shards of one worker, in order. A shard's part of its batch
+// is done (and the watermark may pass it) only when all its writes returned.
+// A shard that names a ticket still being written by an earlier shard waits
+// for the earlier shards first, so two versions of a ticket are applied, and
+// compared, in source order.
+func (ix *Indexer) work(ctx context.Context, in <-chan shard, known *refs, t *tally, finish func(*job) error) (err error) {
+	var window []flight
+	busy := map[string]int{} // id -> shards of the window upserting it
+	sem := semaphore.NewWeighted(inflightChunks)
+	defer func() {
+		for _, f := range window {
+			_ = f.writes.Wait() // no write outlives the run
+		}
+	}()
+	land := func() error {
+		f := window[0]
+		window = window[1:]
+		werr := f.writes.Wait()
+		for _, id := range f.ids {
+			if busy[id]--; busy[id] == 0 {
+				delete(busy, id)
+			}
+		}
+		if werr != nil {
+			return werr
+		}
+		f.job.mu.Lock()
+		f.job.pending--
+		last := f.job.pending == 0
+		f.job.mu.Unlock()
+		if last {
+			return finish(f.job)
+		}
+		return nil
+	}
+	for sh := range in {
+		overlap := false
+		for _, r := range sh.rows {
+			if busy[r.ID] > 0 {
+				overlap = true
+				break
+			}
+		}
+		for len(window) > 0 && (overlap || len(window) >= shardDepth) {
+			if err := land(); err != nil {
+				return err
+			}
+		}
+		writes, ids, err := ix.apply(ctx, sh.rows, known, t, sem)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			busy[id]++
+		}
+		window = append(window, flight{job: sh.job, ids: ids, writes: writes})
+	}
+	for len(window) > 0 {
+		if err := land(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // pendingTicket is a ticket to embed and its chunk texts.
 type pendingTicket struct {
@@ -489,63 +562,74 @@ type pendingTicket struct {
 	chunks []string
 }
 
-// apply writes one shard's rows: deletes, moves, skips and embeds. Only store,
-// embedder and context errors are returned; they end the run.
-func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *tally) (err error) {
+// apply writes one shard's rows: deletes, moves and skips at once, and the
+// upserts of new and changed tickets in writes, which the caller waits for;
+// ids are the tickets upserted. Only store, embedder and context errors are
+// returned; they end the run (the writes already started are waited for).
+func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *tally, sem *semaphore.Weighted) (_ *errgroup.Group, ids []string, err error) {
 	if known == nil {
 		// An incremental run asks the store about each row; a store on a
 		// server answers for the whole shard in one round trip instead of one
 		// per row (100k rows: most of a pgvector load's time).
 		if known, err = ix.prefetch(ctx, rows); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	// Upserts run in the background while the next group is embedded, at most
-	// maxConcurrentUpserts at a time (backpressure from the store); the shard
-	// is done only when all of them are.
+	// Upserts run in the background while the next group is embedded (and,
+	// see work, the next shard prepared), at most inflightChunks chunks at a
+	// time (backpressure from the store).
 	writes, wctx := errgroup.WithContext(ctx)
-	writes.SetLimit(maxConcurrentUpserts)
 	defer func() {
 		if err != nil {
 			_ = writes.Wait() // no write outlives the run
 		}
 	}()
-	var todo []pendingTicket
-	pending := map[string]bool{} // ids queued for embedding or being written
-	// ticket#project changes of the queued tickets, written before they are.
+	// A segment: the tickets to embed since the last settle, and their
+	// ticket#project changes, written in one engine call before any of them
+	// reaches the index.
+	var seg []pendingTicket
 	var tupleWrites, tupleDeletes []authz.Tuple
+	pending := map[string]bool{} // ids of the segment or being written
 	flush := func() error {
 		if err := ix.writeTuples(ctx, tupleWrites, tupleDeletes); err != nil {
 			return err
 		}
 		tupleWrites, tupleDeletes = tupleWrites[:0], tupleDeletes[:0]
-		err := ix.embedAndWrite(ctx, wctx, writes, todo, known, t)
-		todo = todo[:0]
-		return err
-	}
-	settle := func() error {
-		if err := flush(); err != nil {
-			return err
+		for len(seg) > 0 {
+			n, texts := 0, 0
+			for n < len(seg) && (n == 0 || texts+len(seg[n].chunks) <= ix.cfg.EmbedBatch) {
+				texts += len(seg[n].chunks)
+				n++
+			}
+			if err := ix.embedAndWrite(ctx, wctx, writes, sem, seg[:n], known, t); err != nil {
+				return err
+			}
+			seg = seg[n:]
 		}
-		clear(pending)
-		return writes.Wait()
+		seg = nil
+		return nil
 	}
 	for _, r := range rows {
 		if pending[r.ID] {
 			// A later version of a ticket not yet written: write the first so
 			// the second is compared with it, in order.
-			if err := settle(); err != nil {
-				return err
+			if err := flush(); err != nil {
+				return nil, nil, err
 			}
+			if err := writes.Wait(); err != nil {
+				return nil, nil, err
+			}
+			clear(pending)
 			writes, wctx = errgroup.WithContext(ctx)
-			writes.SetLimit(maxConcurrentUpserts)
 		}
 		if err := wctx.Err(); err != nil {
-			return writes.Wait() // a write failed: its error, not the cancellation
+			// A write failed: its error, not the cancellation; else the run's
+			// context ended, and the shard is not done.
+			return nil, nil, cmp.Or(writes.Wait(), err)
 		}
 		old, found, err := ix.lookup(ctx, r.ID, known)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		switch {
 		case r.Deleted:
@@ -553,14 +637,14 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 			// it is not indexed (an earlier delete cut short after the index,
 			// or tuples written ahead of a ticket that never came).
 			if err := ix.purge(ctx, r.ID); err != nil {
-				return err
+				return nil, nil, err
 			}
 			if !found {
 				t.add(func(s *Summary) { s.Unchanged++ })
 				continue
 			}
 			if err := ix.cfg.Store.Delete(ctx, r.ID); err != nil {
-				return fmt.Errorf("delete %s: %w", r.ID, err)
+				return nil, nil, fmt.Errorf("delete %s: %w", r.ID, err)
 			}
 			known.del(r.ID)
 			t.add(func(s *Summary) { s.Deleted++ })
@@ -578,10 +662,10 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 			}
 			w, d := tupleChange(tk.ID, old.Project, found, tk.Project)
 			if err := ix.writeTuples(ctx, w, d); err != nil {
-				return err
+				return nil, nil, err
 			}
 			if err := ix.cfg.Store.Move(ctx, tk.ID, tk.Project); err != nil {
-				return fmt.Errorf("move %s: %w", tk.ID, err)
+				return nil, nil, fmt.Errorf("move %s: %w", tk.ID, err)
 			}
 			old.Project = tk.Project
 			known.set(old)
@@ -592,15 +676,14 @@ func (ix *Indexer) apply(ctx context.Context, rows []SourceRow, known *refs, t *
 			w, d := tupleChange(tk.ID, old.Project, found, tk.Project)
 			tupleWrites, tupleDeletes = append(tupleWrites, w...), append(tupleDeletes, d...)
 		}
-		todo = append(todo, pendingTicket{t: tk, chunks: ix.cfg.Chunker.Chunk(tk)})
+		seg = append(seg, pendingTicket{t: tk, chunks: ix.cfg.Chunker.Chunk(tk)})
 		pending[tk.ID] = true
-		if countTexts(todo) >= ix.cfg.EmbedBatch {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
+		ids = append(ids, tk.ID)
 	}
-	return settle()
+	if err := flush(); err != nil {
+		return nil, nil, err
+	}
+	return writes, ids, nil
 }
 
 // RefLookup is implemented by stores that read many tickets' metadata in one
@@ -691,8 +774,10 @@ func (ix *Indexer) lookup(ctx context.Context, id string, known *refs) (retrieva
 }
 
 // embedAndWrite embeds the chunks of ps (title with every chunk) in one call
-// and starts the upsert of each ticket with all its chunks in writes.
-func (ix *Indexer) embedAndWrite(ctx, wctx context.Context, writes *errgroup.Group, ps []pendingTicket, known *refs, t *tally) error {
+// and starts the upsert of each ticket with all its chunks in writes, once sem
+// has room for its chunks (a ticket with more chunks than the whole bound
+// waits for all of it).
+func (ix *Indexer) embedAndWrite(ctx, wctx context.Context, writes *errgroup.Group, sem *semaphore.Weighted, ps []pendingTicket, known *refs, t *tally) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -719,7 +804,15 @@ func (ix *Indexer) embedAndWrite(ctx, wctx context.Context, writes *errgroup.Gro
 			chunks[k] = retrieval.Chunk{Ordinal: k, Text: c, Vector: vecs[i]}
 			i++
 		}
+		w := min(int64(len(chunks)), inflightChunks)
+		if err := sem.Acquire(wctx, w); err != nil {
+			if werr := writes.Wait(); werr != nil {
+				return werr // a write failed: its error, not the cancellation
+			}
+			return fmt.Errorf("upsert %s: %w", p.t.ID, err)
+		}
 		writes.Go(func() error {
+			defer sem.Release(w)
 			if err := ix.cfg.Store.Upsert(wctx, p.t, chunks); err != nil {
 				return fmt.Errorf("upsert %s: %w", p.t.ID, err)
 			}

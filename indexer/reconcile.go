@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -277,7 +278,7 @@ func fix(ctx context.Context, cfg ReconcileConfig, d *Drift) error {
 		t.ContentHash = ContentHash(t)
 		ix := &Indexer{cfg: Config{Store: cfg.Store, Embedder: cfg.Embedder, Chunker: cfg.Chunker}}
 		var writes errgroup.Group
-		err = ix.embedAndWrite(ctx, ctx, &writes, []pendingTicket{{t: t, chunks: cfg.Chunker.Chunk(t)}}, nil, &tally{log: slog.New(slog.DiscardHandler)})
+		err = ix.embedAndWrite(ctx, ctx, &writes, semaphore.NewWeighted(inflightChunks), []pendingTicket{{t: t, chunks: cfg.Chunker.Chunk(t)}}, nil, &tally{log: slog.New(slog.DiscardHandler)})
 		if err := errors.Join(err, writes.Wait()); err != nil {
 			return err
 		}
