@@ -32,22 +32,27 @@ type Doc struct {
 
 // Analyze builds the document of one chunk of ticket id with title and text.
 func Analyze(id, title, text string) Doc {
-	tf := map[string]float32{}
-	var n float32
-	for _, t := range Tokenize(id + " " + title) {
-		tf[t] += TitleWeight
-		n += TitleWeight
+	head, body := Tokenize(id+" "+title), Tokenize(text)
+	// Sorted and merged rather than counted in a map: no hashing, one
+	// allocation. Frequencies and lengths are sums of small integers (title
+	// terms count TitleWeight), exact in float32 in any order.
+	terms := make([]Term, 0, len(head)+len(body))
+	for _, t := range head {
+		terms = append(terms, Term{Term: t, TF: TitleWeight})
 	}
-	for _, t := range Tokenize(text) {
-		tf[t]++
-		n++
+	for _, t := range body {
+		terms = append(terms, Term{Term: t, TF: 1})
 	}
-	d := Doc{Terms: make([]Term, 0, len(tf)), Len: n}
-	for t, f := range tf {
-		d.Terms = append(d.Terms, Term{Term: t, TF: f})
+	slices.SortFunc(terms, func(a, b Term) int { return strings.Compare(a.Term, b.Term) })
+	out := terms[:0]
+	for _, t := range terms {
+		if k := len(out) - 1; k >= 0 && out[k].Term == t.Term {
+			out[k].TF += t.TF
+			continue
+		}
+		out = append(out, t)
 	}
-	slices.SortFunc(d.Terms, func(a, b Term) int { return strings.Compare(a.Term, b.Term) })
-	return d
+	return Doc{Terms: slices.Clip(out), Len: float32(len(head))*TitleWeight + float32(len(body))}
 }
 
 // TF returns the weighted frequency of term in d (0 if absent).
