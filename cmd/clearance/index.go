@@ -44,12 +44,22 @@ func (f *indexSourceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.pgColumns, "pg-columns", "", "column mapping, e.g. id=ticket_id,tenant=org,project=proj,deleted=is_deleted")
 	fl.DurationVar(&f.pgLag, "pg-lag", 0, "re-read rows updated this long before the watermark (late-committing writers)")
 	fl.StringVar(&f.fieldMap, "map", "", "JSONL field mapping, ticket field=source member, e.g. id=ticket_id,title=summary,body=description; -=member ignores a member")
-	fl.IntVar(&f.batch, "batch", 256, "rows per batch (JSONL lines or PostgreSQL page size)")
+	// 1024: a worker's shard (a batch split over the workers) is one engine
+	// tuple write and one store lookup, and bigger shards make fewer of both
+	// (docs/decisions/indexer-pipeline.md); the watermark still advances every
+	// 1024 rows.
+	fl.IntVar(&f.batch, "batch", 1024, "rows per batch (JSONL lines or PostgreSQL page size)")
 }
+
+// maxIndexBatch bounds --batch: a batch is held in memory (split over the
+// workers, two shards of it in flight each).
+const maxIndexBatch = 100_000
 
 // open returns the source and a function releasing it.
 func (f *indexSourceFlags) open(ctx context.Context) (indexer.Source, func(), error) {
 	switch {
+	case f.batch < 1 || f.batch > maxIndexBatch:
+		return nil, nil, fmt.Errorf("--batch must be between 1 and %d, got %d", maxIndexBatch, f.batch)
 	case f.source != "" && f.pgURL != "":
 		return nil, nil, errors.New("set either --source or --pg-url, not both")
 	case f.fieldMap != "" && f.source == "":

@@ -241,3 +241,14 @@ func TestIndexCommandMap(t *testing.T) {
 		t.Errorf("--map with --pg-url: %v\n%s", err, out)
 	}
 }
+
+// --batch is bounded: a batch is held in memory.
+func TestIndexCommandBatchBound(t *testing.T) {
+	dir := t.TempDir()
+	for _, b := range []string{"0", "100001"} {
+		out, err := runCLI(t, "index", "--data-dir", dir, "--source", "../../testdata/tickets.jsonl", "--batch", b)
+		if err == nil || !strings.Contains(err.Error(), "--batch must be between 1 and 100000") {
+			t.Errorf("--batch %s: %v\n%s", b, err, out)
+		}
+	}
+}
