@@ -176,6 +176,11 @@ type Flow struct {
 	// cache and revs: listings kept between checks (nil when off).
 	cache *flowListings
 	revs  authz.Revisioned
+	// clearance: the engine evaluates clearance's own model, so service
+	// accounts are read from direct tuples (flowsa.go); directSAs counts
+	// those listings.
+	clearance bool
+	directSAs atomic.Int64
 }
 
 // NewFlow returns a flow checker over the engine, the audit records it cites and
@@ -189,7 +194,8 @@ func NewFlow(cfg FlowConfig, eng FlowEngine, records FlowRecords, log audit.Log)
 	f := &Flow{cfg: cfg, eng: eng, records: records, log: log, rule: rule}
 	revs, revisioned := eng.(authz.Revisioned)
 	modeled, ok := eng.(authz.ClearanceModeled)
-	if cfg.CacheEntries > 0 && cfg.CacheUsers > 0 && revisioned && ok && modeled.ClearanceModel() {
+	f.clearance = ok && modeled.ClearanceModel()
+	if cfg.CacheEntries > 0 && cfg.CacheUsers > 0 && revisioned && f.clearance {
 		f.cache, f.revs = newFlowListings(cfg.CacheEntries, cfg.CacheUsers), revs
 	}
 	return f
@@ -843,7 +849,7 @@ type memoCtxKey struct{}
 func (f *Flow) listUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
 	m, _ := ctx.Value(memoCtxKey{}).(*listMemo)
 	if m == nil {
-		return f.eng.ListUsers(ctx, q, object, relation, typ)
+		return f.engineList(ctx, q, memoKey{object, relation, typ})
 	}
 	k := memoKey{object, relation, typ}
 	for {
@@ -888,11 +894,26 @@ func (f *Flow) fetch(ctx context.Context, m *listMemo, q authz.Query, k memoKey)
 		}
 	}
 	m.calls.Add(1)
-	users, err := f.eng.ListUsers(ctx, q, k.object, k.relation, k.typ)
+	users, err := f.engineList(ctx, q, k)
 	if err == nil && m.cache != nil {
 		m.cache.put(m.rev, k, users)
 	}
 	return users, err
+}
+
+// engineList answers one listing from the engine: its ListUsers, or, for
+// service accounts under clearance's own model, the direct tuples (directSA).
+func (f *Flow) engineList(ctx context.Context, q authz.Query, k memoKey) ([]string, error) {
+	if f.clearance && k.typ == "service_account" {
+		users, ok, err := f.directSA(ctx, q, k.object, k.relation)
+		if err != nil || ok {
+			if ok {
+				f.directSAs.Add(1)
+			}
+			return users, err
+		}
+	}
+	return f.eng.ListUsers(ctx, q, k.object, k.relation, k.typ)
 }
 
 // errCut stops the other listings of a request once one was cut short.

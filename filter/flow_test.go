@@ -233,16 +233,26 @@ func runFlowDifferential(t *testing.T, eng flowDiffEngine, orgs, n int, cuts boo
 		// Every way of finding who cannot view a source: pairs in one
 		// BatchCheck, one ListUsers per source, the sources' projects listed
 		// once (the model's rule), and the default mix.
+		//
+		// eng evaluates clearance's own model, so service accounts come from
+		// direct tuples (flowsa.go) and listings are kept per revision;
+		// foreign hides that, as for any other model: every listing, service
+		// accounts included, is the engine's ListUsers, none kept.
+		foreign := foreignEngine{eng}
 		flows := []*filter.Flow{
 			filter.NewFlow(filter.FlowConfig{PairChecks: 1 << 30}, eng, log, log),
-			filter.NewFlow(filter.FlowConfig{PairChecks: -1}, eng, log, log),
+			filter.NewFlow(filter.FlowConfig{PairChecks: -1}, foreign, log, log),
 			filter.NewFlow(filter.FlowConfig{PairChecks: -1, ModelDSL: authz.ModelDSL}, eng, log, log),
 			filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL}, eng, log, log),
 			// The destination decides: pairs for small audiences, listings
 			// for larger ones (both ways, with and without the listings kept
 			// between checks).
 			filter.NewFlow(filter.FlowConfig{PairChecks: 40, ModelDSL: authz.ModelDSL}, eng, log, log),
-			filter.NewFlow(filter.FlowConfig{PairChecks: 40, CacheEntries: -1}, eng, log, log),
+			filter.NewFlow(filter.FlowConfig{PairChecks: 40, CacheEntries: -1}, foreign, log, log),
+			// Every source listed whole (ticket#can_view), service accounts
+			// from direct tuples, nothing kept.
+			filter.NewFlow(filter.FlowConfig{PairChecks: -1, CacheEntries: -1}, eng, log, log),
+			filter.NewFlow(filter.FlowConfig{PairChecks: -1, ModelDSL: authz.ModelDSL}, foreign, log, log),
 		}
 		var others []string
 		for i := range perOrg {
@@ -322,11 +332,15 @@ func runFlowDifferential(t *testing.T, eng flowDiffEngine, orgs, n int, cuts boo
 				}
 			}
 		}
+		for _, fl := range flows {
+			ways["direct"] += int(fl.CacheStats().DirectServiceAccounts)
+		}
 	}
 	t.Logf("%d flow decisions (%d allowed, %d with an unknown source or destination, %d after access changed since the read; %d tickets named in reasons, each visible to the caller; %d denied because a listing was cut short): 0 wrong allows, %d wrong denials",
 		decisions, allowed, unknown, changed, named, cut, wrongDenials)
-	t.Logf("sources against the audience's users: %d by pairs, %d by listings; %d decisions used listings kept from earlier checks", ways["pairs"], ways["listed"], ways["kept"])
-	if !cuts && (ways["pairs"] == 0 || ways["listed"] == 0 || ways["kept"] == 0) {
+	t.Logf("sources against the audience's users: %d by pairs, %d by listings; %d decisions used listings kept from earlier checks; %d service-account listings read from direct tuples",
+		ways["pairs"], ways["listed"], ways["kept"], ways["direct"])
+	if !cuts && (ways["pairs"] == 0 || ways["listed"] == 0 || ways["kept"] == 0 || ways["direct"] == 0) {
 		t.Errorf("not every way was exercised: %v", ways)
 	}
 	return flowDiffStats{decisions: decisions, cut: cut}
@@ -589,6 +603,10 @@ func TestFlowUnknownTicketsCostTheSame(t *testing.T) {
 	}
 }
 
+// foreignEngine is the engine without its revisions and model identity: what
+// the checker sees of an engine evaluating another application's model.
+type foreignEngine struct{ filter.FlowEngine }
+
 // revisionedSpy is flowSpy that keeps the engine's revisions and model
 // identity, so the checker keeps listings between checks.
 type revisionedSpy struct {
@@ -662,5 +680,92 @@ func TestFlowKeepsListingsPerRevision(t *testing.T) {
 		if st := fl.CacheStats(); cached != (st.Hits > 0) {
 			t.Errorf("cached=%v: cache stats %+v", cached, st)
 		}
+	}
+}
+
+// TestFlowDecomposition: the ways the checker takes ticket#can_view apart
+// (service accounts from direct tuples, a source project listed once plus the
+// ticket's shares and blocks) against fixed answers, in every configuration: a
+// blocked service account, a user blocked through a team, direct shares to a
+// user and a service account outside the source project's audience, and a
+// destination ticket whose block removes a service account from its audience.
+// A decomposition that forgot a block or a share answers differently.
+func TestFlowDecomposition(t *testing.T) {
+	eng := memoryEngine(t)
+	ctx := context.Background()
+	write := func(ts ...authz.Tuple) {
+		t.Helper()
+		if err := eng.Write(ctx, ts, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tu := func(u, r, o string) authz.Tuple { return authz.Tuple{User: u, Relation: r, Object: o} }
+	write(
+		tu("tenant:dc", "tenant", "project:src"), tu("tenant:dc", "tenant", "project:dst"), tu("tenant:dc", "tenant", "project:dst2"),
+		tu("project:src", "project", "ticket:D-1"), tu("project:src", "project", "ticket:D-2"), tu("project:src", "project", "ticket:D-3"),
+		tu("user:a1", "member", "team:dc-a"), tu("user:a2", "member", "team:dc-a"), tu("user:a2", "member", "team:dc-b"),
+		tu("team:dc-a#member", "member", "project:src"), tu("team:dc-a#member", "viewer", "project:dst"), tu("team:dc-a#member", "viewer", "project:dst2"),
+		tu("service_account:dc-sa1", "member", "project:src"), tu("service_account:dc-sa1", "viewer", "project:dst"),
+		// Outside src's audience, but shared D-3.
+		tu("user:x1", "viewer", "project:dst2"), tu("service_account:dc-sa2", "member", "project:dst2"),
+		tu("user:x1", "viewer", "ticket:D-3"), tu("service_account:dc-sa2", "editor", "ticket:D-3"),
+		// Blocks: a service account on D-1, a team (so a2) on D-2.
+		tu("service_account:dc-sa1", "blocked", "ticket:D-1"), tu("team:dc-b#member", "blocked", "ticket:D-2"),
+	)
+	p := authz.Principal{Kind: authz.KindUser, Tenant: "dc", User: "a1", AuthMethod: "dev"}
+	type want struct {
+		allowed            bool
+		audience, excluded int
+	}
+	cases := []struct {
+		name    string
+		sources []string
+		dest    filter.FlowDestination
+		want    want
+	}{
+		// dst: a1, a2, sa1; sa1 is blocked on D-1.
+		{"blocked service account", []string{"D-1"}, filter.FlowDestination{Project: "dst"}, want{false, 3, 1}},
+		// a2 is blocked on D-2 through team dc-b.
+		{"user blocked through a team", []string{"D-2"}, filter.FlowDestination{Project: "dst"}, want{false, 3, 1}},
+		{"service account and team block together", []string{"D-1", "D-2"}, filter.FlowDestination{Project: "dst"}, want{false, 3, 2}},
+		// dst2: a1, a2, x1, sa2; x1 and sa2 see D-3 through its shares only.
+		{"direct shares outside the project", []string{"D-3"}, filter.FlowDestination{Project: "dst2"}, want{true, 4, 0}},
+		{"shares do not reach another ticket", []string{"D-3", "D-1"}, filter.FlowDestination{Project: "dst2"}, want{false, 4, 2}},
+		// D-1's audience: src's (a1, a2, sa1) minus blocked sa1; a2 cannot view D-2.
+		{"destination ticket's block", []string{"D-2"}, filter.FlowDestination{Ticket: "D-1"}, want{false, 2, 1}},
+		{"destination ticket, allowed", []string{"D-3"}, filter.FlowDestination{Ticket: "D-1"}, want{true, 2, 0}},
+		{"service accounts named", []string{"D-1"}, filter.FlowDestination{Principals: []string{"service_account:dc-sa1", "service_account:dc-sa2", "user:a1"}}, want{false, 3, 2}},
+	}
+	foreign := foreignEngine{eng}
+	log := &filter.MemoryLog{}
+	configs := map[string]*filter.Flow{
+		"pairs":                        filter.NewFlow(filter.FlowConfig{PairChecks: 1 << 30}, eng, log, log),
+		"listed whole, direct SAs":     filter.NewFlow(filter.FlowConfig{PairChecks: -1, CacheEntries: -1}, eng, log, log),
+		"per project, direct SAs":      filter.NewFlow(filter.FlowConfig{PairChecks: -1, ModelDSL: authz.ModelDSL}, eng, log, log),
+		"per project, engine SAs":      filter.NewFlow(filter.FlowConfig{PairChecks: -1, ModelDSL: authz.ModelDSL}, foreign, log, log),
+		"listed whole, engine SAs":     filter.NewFlow(filter.FlowConfig{PairChecks: -1}, foreign, log, log),
+		"default (listings kept)":      filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL}, eng, log, log),
+		"per project, kept, pairs off": filter.NewFlow(filter.FlowConfig{PairChecks: -1, ModelDSL: authz.ModelDSL}, eng, log, log),
+	}
+	for name, fl := range configs {
+		for _, c := range cases {
+			for range 2 { // the second time from kept listings, where kept
+				r, err := fl.Check(ctx, p, filter.FlowRequest{Sources: filter.FlowSources{TicketIDs: c.sources}, Destination: c.dest})
+				if err != nil {
+					t.Fatalf("%s, %s: %v", name, c.name, err)
+				}
+				if got := (want{r.Allowed, r.Audience, r.Excluded}); got != c.want {
+					t.Errorf("%s, %s: got %+v, want %+v (%q)", name, c.name, got, c.want, r.Reasons)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"listed whole, direct SAs", "per project, direct SAs"} {
+		if configs[name].CacheStats().DirectServiceAccounts == 0 {
+			t.Errorf("%s: no service-account listing was read from direct tuples", name)
+		}
+	}
+	if configs["per project, engine SAs"].CacheStats().DirectServiceAccounts != 0 {
+		t.Errorf("a checker of another model read service accounts from tuples")
 	}
 }

@@ -81,15 +81,20 @@ type FlowCacheStats struct {
 	Hits, Misses uint64
 	Entries      int
 	Users        int
+	// DirectServiceAccounts counts service-account listings answered from
+	// direct tuples (flowsa.go) instead of the engine's ListUsers, kept or not.
+	DirectServiceAccounts int64
 }
 
 // CacheStats reports the listing cache's counters (zero when it is off).
 func (f *Flow) CacheStats() FlowCacheStats {
+	st := FlowCacheStats{DirectServiceAccounts: f.directSAs.Load()}
 	c := f.cache
 	if c == nil {
-		return FlowCacheStats{}
+		return st
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return FlowCacheStats{Hits: c.hits, Misses: c.misses, Entries: len(c.m), Users: c.users}
+	st.Hits, st.Misses, st.Entries, st.Users = c.hits, c.misses, len(c.m), c.users
+	return st
 }

@@ -1,0 +1,96 @@
+package filter
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/clearance-dev/clearance/authz"
+)
+
+// Service accounts of an object, read from its direct tuples.
+//
+// OpenFGA's ListUsers for user type service_account walks the whole rewrite of
+// can_view, expanding every team#member userset on the way, though no service
+// account can be a team member: a destination's service-account listing costs
+// about what its user listing does (issue 16's profile). In clearance's own
+// model (authz/model.fga) a service account reaches the relations the flow
+// check lists only through direct tuples:
+//
+//   - project#can_view = member or viewer or admin from tenant, where member =
+//     [user, team#member, service_account] or owner, owner = [user,
+//     team#member], viewer = [user, team#member, service_account] and
+//     tenant#admin = [user, team#member]; team#member = [user, team#member]
+//     holds no service account. So: the service_account users of the
+//     project's direct member and viewer tuples.
+//   - ticket#shared = viewer or editor, both [user, team#member,
+//     service_account]: the direct viewer and editor tuples.
+//   - ticket#blocked = [user, team#member, service_account]: the direct
+//     blocked tuples (a blocked team holds no service account).
+//   - ticket#can_view = (shared or can_view from project) but not blocked, with
+//     project = [project]: (shared ∪ can_view of each project the ticket's
+//     project tuples name) − blocked.
+//
+// No relation has a wildcard or a condition on these paths. TestModelServiceAccountPaths
+// checks these facts on the model by walking its rewrites, so a model change
+// that adds a path fails the tests; the checker takes this way only for engines
+// that evaluate clearance's own model (authz.ClearanceModeled), any other
+// model gets the engine's ListUsers.
+
+// directSA answers the service accounts with relation on object from direct
+// tuples, when clearance's model admits it for that (object type, relation);
+// ok false: ask the engine.
+func (f *Flow) directSA(ctx context.Context, q authz.Query, object, relation string) (users []string, ok bool, err error) {
+	typ, _, _ := strings.Cut(object, ":")
+	var want map[string]bool // direct relations whose service accounts count
+	switch {
+	case typ == "project" && relation == authz.RelationCanView:
+		want = map[string]bool{"member": true, "viewer": true}
+	case typ == "ticket" && relation == "shared":
+		want = map[string]bool{"viewer": true, "editor": true}
+	case typ == "ticket" && relation == "blocked":
+		want = map[string]bool{"blocked": true}
+	case typ == "ticket" && relation == authz.RelationCanView:
+		want = map[string]bool{"viewer": true, "editor": true}
+	default:
+		return nil, false, nil
+	}
+	var blocked, projects []string
+	for t, err := range f.eng.Read(ctx, authz.TupleFilter{Object: object}) {
+		if err != nil {
+			return nil, false, unavailable("read service accounts", err)
+		}
+		isSA := strings.HasPrefix(t.User, "service_account:") && !strings.Contains(t.User, "#")
+		switch {
+		case t.Condition != nil && (want[t.Relation] || t.Relation == "blocked" || t.Relation == "project"):
+			// Not a tuple clearance's model admits there: let the engine
+			// decide what it means.
+			return nil, false, nil
+		case isSA && want[t.Relation]:
+			users = append(users, t.User)
+		case isSA && t.Relation == "blocked" && typ == "ticket":
+			blocked = append(blocked, t.User)
+		case t.Relation == "project" && typ == "ticket":
+			projects = append(projects, t.User)
+		}
+	}
+	if typ == "ticket" && relation == authz.RelationCanView {
+		for _, p := range projects {
+			if !strings.HasPrefix(p, "project:") || strings.Contains(p, "#") {
+				return nil, false, nil
+			}
+			more, err := f.listUsers(ctx, q, p, authz.RelationCanView, "service_account")
+			if err != nil {
+				return nil, false, err
+			}
+			users = append(users, more...)
+		}
+		slices.Sort(blocked)
+		users = slices.DeleteFunc(users, func(u string) bool {
+			_, found := slices.BinarySearch(blocked, u)
+			return found
+		})
+	}
+	slices.Sort(users)
+	return slices.Compact(users), true, nil
+}
