@@ -177,10 +177,10 @@ type Flow struct {
 	cache *flowListings
 	revs  authz.Revisioned
 	// clearance: the engine evaluates clearance's own model, so service
-	// accounts are read from direct tuples (flowsa.go); directSAs counts
-	// those listings.
+	// accounts, and the users of a ticket's shares and blocks, are read from
+	// direct tuples (flowsa.go); directs counts those listings.
 	clearance bool
-	directSAs atomic.Int64
+	directs   atomic.Int64
 }
 
 // NewFlow returns a flow checker over the engine, the audit records it cites and
@@ -196,7 +196,8 @@ func NewFlow(cfg FlowConfig, eng FlowEngine, records FlowRecords, log audit.Log)
 	modeled, ok := eng.(authz.ClearanceModeled)
 	f.clearance = ok && modeled.ClearanceModel()
 	if cfg.CacheEntries > 0 && cfg.CacheUsers > 0 && revisioned && f.clearance {
-		f.cache, f.revs = newFlowListings(cfg.CacheEntries, cfg.CacheUsers), revs
+		changes, _ := eng.(authz.ChangeLister)
+		f.cache, f.revs = newFlowListings(cfg.CacheEntries, cfg.CacheUsers, changes), revs
 	}
 	return f
 }
@@ -901,14 +902,23 @@ func (f *Flow) fetch(ctx context.Context, m *listMemo, q authz.Query, k memoKey)
 	return users, err
 }
 
-// engineList answers one listing from the engine: its ListUsers, or, for
-// service accounts under clearance's own model, the direct tuples (directSA).
+// engineList answers one listing from the engine: its ListUsers, or, under
+// clearance's own model, from direct tuples where the model admits it
+// (directSA, directUsers).
 func (f *Flow) engineList(ctx context.Context, q authz.Query, k memoKey) ([]string, error) {
-	if f.clearance && k.typ == "service_account" {
-		users, ok, err := f.directSA(ctx, q, k.object, k.relation)
+	if f.clearance {
+		var users []string
+		var ok bool
+		var err error
+		switch k.typ {
+		case "service_account":
+			users, ok, err = f.directSA(ctx, q, k.object, k.relation)
+		case "user":
+			users, ok, err = f.directUsers(ctx, q, k.object, k.relation)
+		}
 		if err != nil || ok {
 			if ok {
-				f.directSAs.Add(1)
+				f.directs.Add(1)
 			}
 			return users, err
 		}

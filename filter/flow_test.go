@@ -333,12 +333,12 @@ func runFlowDifferential(t *testing.T, eng flowDiffEngine, orgs, n int, cuts boo
 			}
 		}
 		for _, fl := range flows {
-			ways["direct"] += int(fl.CacheStats().DirectServiceAccounts)
+			ways["direct"] += int(fl.CacheStats().Direct)
 		}
 	}
 	t.Logf("%d flow decisions (%d allowed, %d with an unknown source or destination, %d after access changed since the read; %d tickets named in reasons, each visible to the caller; %d denied because a listing was cut short): 0 wrong allows, %d wrong denials",
 		decisions, allowed, unknown, changed, named, cut, wrongDenials)
-	t.Logf("sources against the audience's users: %d by pairs, %d by listings; %d decisions used listings kept from earlier checks; %d service-account listings read from direct tuples",
+	t.Logf("sources against the audience's users: %d by pairs, %d by listings; %d decisions used listings kept from earlier checks; %d listings (service accounts, shares, blocks) read from direct tuples",
 		ways["pairs"], ways["listed"], ways["kept"], ways["direct"])
 	if !cuts && (ways["pairs"] == 0 || ways["listed"] == 0 || ways["kept"] == 0 || ways["direct"] == 0) {
 		t.Errorf("not every way was exercised: %v", ways)
@@ -526,6 +526,7 @@ type flowSpy struct {
 	batches []checkCall
 	reads   int
 	lists   int
+	listed  []string // "object#relation@type" of each ListUsers
 }
 
 func (e *flowSpy) BatchCheck(ctx context.Context, q authz.Query, checks []authz.Check) ([]bool, error) {
@@ -545,6 +546,7 @@ func (e *flowSpy) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz
 func (e *flowSpy) ListUsers(ctx context.Context, q authz.Query, object, relation, typ string) ([]string, error) {
 	e.mu.Lock()
 	e.lists++
+	e.listed = append(e.listed, object+"#"+relation+"@"+typ)
 	e.mu.Unlock()
 	return e.FlowEngine.ListUsers(ctx, q, object, relation, typ)
 }
@@ -614,7 +616,12 @@ type revisionedSpy struct {
 	rev interface {
 		authz.Revisioned
 		authz.ClearanceModeled
+		authz.ChangeLister
 	}
+}
+
+func (e revisionedSpy) ChangedObjects(from, to authz.Revision) ([]string, bool) {
+	return e.rev.ChangedObjects(from, to)
 }
 
 func (e revisionedSpy) Revision(ctx context.Context) (authz.Revision, error) {
@@ -637,6 +644,7 @@ func TestFlowKeepsListingsPerRevision(t *testing.T) {
 	for i := range 30 {
 		ts = append(ts, authz.Tuple{User: fmt.Sprintf("user:k%d", i), Relation: "member", Object: "team:kt-all"})
 	}
+	ts = append(ts, authz.Tuple{User: "user:k7", Relation: "member", Object: "team:kt-b"})
 	if err := eng.Write(context.Background(), ts, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -667,13 +675,15 @@ func TestFlowKeepsListingsPerRevision(t *testing.T) {
 		if n := check(true); (n == 0) != cached {
 			t.Errorf("cached=%v: the second check at the same revision made %d listings", cached, n)
 		}
-		if err := eng.Write(context.Background(), []authz.Tuple{{User: "user:k7", Relation: "blocked", Object: "ticket:K-1"}}, nil); err != nil {
+		// A team's block: its members are listed (a user's block is read).
+		block := []authz.Tuple{{User: "team:kt-b#member", Relation: "blocked", Object: "ticket:K-1"}}
+		if err := eng.Write(context.Background(), block, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n := check(false); n == 0 {
 			t.Errorf("cached=%v: after a write the check listed nothing", cached)
 		}
-		if err := eng.Write(context.Background(), nil, []authz.Tuple{{User: "user:k7", Relation: "blocked", Object: "ticket:K-1"}}); err != nil {
+		if err := eng.Write(context.Background(), nil, block); err != nil {
 			t.Fatal(err)
 		}
 		check(true)
@@ -709,6 +719,8 @@ func TestFlowDecomposition(t *testing.T) {
 		// Outside src's audience, but shared D-3.
 		tu("user:x1", "viewer", "project:dst2"), tu("service_account:dc-sa2", "member", "project:dst2"),
 		tu("user:x1", "viewer", "ticket:D-3"), tu("service_account:dc-sa2", "editor", "ticket:D-3"),
+		// A team's share: x1 sees D-4 through team dc-c.
+		tu("project:src", "project", "ticket:D-4"), tu("user:x1", "member", "team:dc-c"), tu("team:dc-c#member", "editor", "ticket:D-4"),
 		// Blocks: a service account on D-1, a team (so a2) on D-2.
 		tu("service_account:dc-sa1", "blocked", "ticket:D-1"), tu("team:dc-b#member", "blocked", "ticket:D-2"),
 	)
@@ -730,6 +742,7 @@ func TestFlowDecomposition(t *testing.T) {
 		{"service account and team block together", []string{"D-1", "D-2"}, filter.FlowDestination{Project: "dst"}, want{false, 3, 2}},
 		// dst2: a1, a2, x1, sa2; x1 and sa2 see D-3 through its shares only.
 		{"direct shares outside the project", []string{"D-3"}, filter.FlowDestination{Project: "dst2"}, want{true, 4, 0}},
+		{"a team's share", []string{"D-4"}, filter.FlowDestination{Project: "dst2"}, want{false, 4, 1}},
 		{"shares do not reach another ticket", []string{"D-3", "D-1"}, filter.FlowDestination{Project: "dst2"}, want{false, 4, 2}},
 		// D-1's audience: src's (a1, a2, sa1) minus blocked sa1; a2 cannot view D-2.
 		{"destination ticket's block", []string{"D-2"}, filter.FlowDestination{Ticket: "D-1"}, want{false, 2, 1}},
@@ -761,11 +774,89 @@ func TestFlowDecomposition(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"listed whole, direct SAs", "per project, direct SAs"} {
-		if configs[name].CacheStats().DirectServiceAccounts == 0 {
+		if configs[name].CacheStats().Direct == 0 {
 			t.Errorf("%s: no service-account listing was read from direct tuples", name)
 		}
 	}
-	if configs["per project, engine SAs"].CacheStats().DirectServiceAccounts != 0 {
+	if configs["per project, engine SAs"].CacheStats().Direct != 0 {
 		t.Errorf("a checker of another model read service accounts from tuples")
+	}
+}
+
+// TestFlowKeepsListingsAcrossTicketWrites: a write to another ticket keeps
+// every listing (the next check lists nothing), a write to a source ticket
+// drops only that ticket's listings (its new block is seen at once, the
+// projects' listings stay), and a write to a project drops everything.
+// Against the old cache, which dropped everything on any write, the first two
+// checks list the projects again.
+func TestFlowKeepsListingsAcrossTicketWrites(t *testing.T) {
+	eng := memoryEngine(t)
+	ctx := context.Background()
+	ts := []authz.Tuple{
+		{User: "tenant:kw", Relation: "tenant", Object: "project:src"},
+		{User: "tenant:kw", Relation: "tenant", Object: "project:dst"},
+		{User: "project:src", Relation: "project", Object: "ticket:W-1"},
+		{User: "project:src", Relation: "project", Object: "ticket:W-2"},
+		{User: "team:kw-all#member", Relation: "member", Object: "project:src"},
+		{User: "team:kw-all#member", Relation: "viewer", Object: "project:dst"},
+		{User: "user:w1", Relation: "viewer", Object: "ticket:W-1"},
+	}
+	for i := range 20 {
+		ts = append(ts, authz.Tuple{User: fmt.Sprintf("user:w%d", i), Relation: "member", Object: "team:kw-all"})
+	}
+	ts = append(ts, authz.Tuple{User: "user:w7", Relation: "member", Object: "team:kw-b"})
+	if err := eng.Write(ctx, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	spy := &flowSpy{FlowEngine: eng}
+	log := &filter.MemoryLog{}
+	fl := filter.NewFlow(filter.FlowConfig{ModelDSL: authz.ModelDSL, PairChecks: -1}, revisionedSpy{spy, eng}, log, log)
+	p := authz.Principal{Kind: authz.KindUser, Tenant: "kw", User: "w0", AuthMethod: "dev"}
+	req := filter.FlowRequest{Sources: filter.FlowSources{TicketIDs: []string{"W-1"}}, Destination: filter.FlowDestination{Project: "dst"}}
+	check := func(want bool, excluded int) []string {
+		t.Helper()
+		spy.mu.Lock()
+		spy.listed = nil
+		spy.mu.Unlock()
+		r, err := fl.Check(ctx, p, req)
+		if err != nil || r.Allowed != want || r.Audience != 20 || r.Excluded != excluded {
+			t.Fatalf("%+v %v, want allowed=%v over 20 users, %d excluded", r, err, want, excluded)
+		}
+		spy.mu.Lock()
+		defer spy.mu.Unlock()
+		slices.Sort(spy.listed)
+		return spy.listed
+	}
+	write := func(w, d []authz.Tuple) {
+		t.Helper()
+		if err := eng.Write(ctx, w, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := check(true, 0); len(got) == 0 {
+		t.Fatal("the first check listed nothing")
+	}
+	block := []authz.Tuple{{User: "team:kw-b#member", Relation: "blocked", Object: "ticket:W-1"}}
+	// Another ticket: nothing of this check changed.
+	write([]authz.Tuple{{User: "user:w3", Relation: "viewer", Object: "ticket:W-2"}}, nil)
+	if got := check(true, 0); len(got) != 0 {
+		t.Errorf("after a write to another ticket the check listed %q", got)
+	}
+	// The source ticket: its block (a team's) counts; only what the block
+	// names is listed, the projects' listings are kept.
+	write(block, nil)
+	if got := check(false, 1); !slices.Equal(got, []string{"team:kw-b#member@user"}) {
+		t.Errorf("after a write to the source ticket the check listed %q, want the blocked team only", got)
+	}
+	write(nil, block)
+	check(true, 0)
+	// A project: everything again.
+	write([]authz.Tuple{{User: "user:w99", Relation: "member", Object: "project:src"}}, nil)
+	got := check(true, 0)
+	if !slices.Contains(got, "project:dst#can_view@user") || !slices.Contains(got, "project:src#can_view@user") {
+		t.Errorf("after a write to a project the check listed %q, want every listing again", got)
+	}
+	if st := fl.CacheStats(); st.Kept < 2 {
+		t.Errorf("cache stats %+v: want moves that kept listings", st)
 	}
 }

@@ -31,7 +31,9 @@ import (
 //     project = [project]: (shared ∪ can_view of each project the ticket's
 //     project tuples name) − blocked.
 //
-// No relation has a wildcard or a condition on these paths. TestModelServiceAccountPaths
+// No relation has a wildcard or a condition on these paths. The users of a
+// ticket's shares and blocks come from its direct tuples too (directUsers).
+// TestModelServiceAccountPaths
 // checks these facts on the model by walking its rewrites, so a model change
 // that adds a path fails the tests; the checker takes this way only for engines
 // that evaluate clearance's own model (authz.ClearanceModeled), any other
@@ -44,6 +46,8 @@ func (f *Flow) directSA(ctx context.Context, q authz.Query, object, relation str
 	typ, _, _ := strings.Cut(object, ":")
 	var want map[string]bool // direct relations whose service accounts count
 	switch {
+	case typ == "team" && relation == "member":
+		return nil, true, nil // team#member = [user, team#member]: never a service account
 	case typ == "project" && relation == authz.RelationCanView:
 		want = map[string]bool{"member": true, "viewer": true}
 	case typ == "ticket" && relation == "shared":
@@ -90,6 +94,57 @@ func (f *Flow) directSA(ctx context.Context, q authz.Query, object, relation str
 			_, found := slices.BinarySearch(blocked, u)
 			return found
 		})
+	}
+	slices.Sort(users)
+	return slices.Compact(users), true, nil
+}
+
+// directUsers answers the users (type user) of a ticket's shared or blocked
+// relation from its direct tuples, when clearance's model admits it; ok false:
+// ask the engine. ticket#shared = viewer or editor and ticket#blocked are
+// [user, team#member, service_account] (TestModelServiceAccountPaths): their
+// users are the direct user tuples and the members of each team whose
+// team#member userset is there, listed by the engine (ListUsers of
+// team#member, nested teams expanded by it). Most tickets' shares and blocks
+// name users directly, so the listing costs a Read.
+func (f *Flow) directUsers(ctx context.Context, q authz.Query, object, relation string) (users []string, ok bool, err error) {
+	var want map[string]bool
+	switch typ, _, _ := strings.Cut(object, ":"); {
+	case typ == "ticket" && relation == "shared":
+		want = map[string]bool{"viewer": true, "editor": true}
+	case typ == "ticket" && relation == "blocked":
+		want = map[string]bool{"blocked": true}
+	default:
+		return nil, false, nil
+	}
+	var teams []string
+	for t, err := range f.eng.Read(ctx, authz.TupleFilter{Object: object}) {
+		if err != nil {
+			return nil, false, unavailable("read shares and blocks", err)
+		}
+		if !want[t.Relation] {
+			continue
+		}
+		uType, rest, _ := strings.Cut(t.User, ":")
+		id, rel, isSet := strings.Cut(rest, "#")
+		switch {
+		case t.Condition != nil || strings.Contains(id, "*"):
+			return nil, false, nil // not a tuple clearance's model admits: the engine decides
+		case uType == "user" && !isSet:
+			users = append(users, t.User)
+		case uType == "team" && isSet && rel == "member":
+			teams = append(teams, "team:"+id)
+		case uType == "service_account" && !isSet:
+		default:
+			return nil, false, nil
+		}
+	}
+	for _, team := range teams {
+		more, err := f.listUsers(ctx, q, team, "member", "user")
+		if err != nil {
+			return nil, false, err
+		}
+		users = append(users, more...)
 	}
 	slices.Sort(users)
 	return slices.Compact(users), true, nil

@@ -76,11 +76,13 @@ func reachServiceAccount(m *openfgav1.AuthorizationModel, typ, rel string) []str
 }
 
 // TestModelServiceAccountPaths checks the facts about authz/model.fga that
-// directSA (flowsa.go) rests on: a service account reaches project#can_view,
+// directSA and directUsers (flowsa.go) rest on: a service account reaches project#can_view,
 // ticket#shared and ticket#blocked only through the direct tuples directSA
 // reads (no userset of any type admits one, no wildcard, no condition), and
 // ticket#can_view is exactly (shared or can_view from project) but not
-// blocked, with project = [project]. A model change that breaks one fails here.
+// blocked, with project = [project]; a ticket's shares and blocks are direct
+// [user, team#member, service_account] tuples. A model change that breaks one
+// fails here.
 func TestModelServiceAccountPaths(t *testing.T) {
 	m, err := authz.Model()
 	if err != nil {
@@ -112,6 +114,31 @@ func TestModelServiceAccountPaths(t *testing.T) {
 	for _, td := range m.GetTypeDefinitions() {
 		if td.GetType() != "ticket" {
 			continue
+		}
+		// directUsers: shares and blocks take users, team members and
+		// service accounts, nothing public or conditioned.
+		for _, rel := range []string{"viewer", "editor", "blocked"} {
+			if !isThis(td.GetRelations()[rel]) {
+				t.Errorf("ticket#%s is not directly assigned", rel)
+			}
+			var got []string
+			for _, d := range td.GetMetadata().GetRelations()[rel].GetDirectlyRelatedUserTypes() {
+				s := d.GetType()
+				if d.GetRelation() != "" {
+					s += "#" + d.GetRelation()
+				}
+				if d.GetWildcard() != nil || d.GetCondition() != "" {
+					s += " public or conditioned"
+				}
+				got = append(got, s)
+			}
+			slices.Sort(got)
+			if want := []string{"service_account", "team#member", "user"}; !slices.Equal(got, want) {
+				t.Errorf("ticket#%s admits %q, directUsers reads %q", rel, got, want)
+			}
+		}
+		if u := td.GetRelations()["shared"].GetUnion().GetChild(); len(u) != 2 || u[0].GetComputedUserset().GetRelation() != "viewer" || u[1].GetComputedUserset().GetRelation() != "editor" {
+			t.Errorf("ticket#shared is not viewer or editor: %v", td.GetRelations()["shared"])
 		}
 		var ts []string
 		for _, d := range td.GetMetadata().GetRelations()["project"].GetDirectlyRelatedUserTypes() {
