@@ -137,10 +137,14 @@ type FlowRow struct {
 	Case string `json:"case"`
 	// Kept: listings kept between checks at an unchanged revision (the
 	// default); otherwise every listing is asked afresh.
-	Kept     bool `json:"kept"`
-	Sources  int  `json:"sources"`
-	Audience int  `json:"audience"`
-	Allowed  int  `json:"allowed"`
+	Kept bool `json:"kept"`
+	// TicketWrites: with Kept, a tuple of some ticket (a share, the common
+	// write) was written before each decision, so the revision moved each
+	// time and only that ticket's listings were dropped.
+	TicketWrites bool `json:"ticket_writes,omitempty"`
+	Sources      int  `json:"sources"`
+	Audience     int  `json:"audience"`
+	Allowed      int  `json:"allowed"`
 	// Cut counts decisions denied because a listing was cut short (a remote
 	// server's ListUsers caps): their times are not what a complete check costs.
 	Cut   int     `json:"cut,omitempty"`
@@ -164,7 +168,10 @@ type FlowRow struct {
 // 10 and 50 sources (a tenant admin's own earlier answer) into the
 // company-wide project and into a team project, with the listings kept between
 // checks (an untimed first check warms them, as a destination is written to
-// again and again) and with every listing afresh.
+// again and again), the same with a share of a random ticket written before
+// each decision (a user outside the org, taken back at the end: the revision
+// moves every time, as in a store where tickets are shared and indexed), and
+// with every listing afresh.
 func RunFlow(ctx context.Context, o *FlowOrg, eng filter.FlowEngine, model *openfgav1.AuthorizationModel, tuplesPerWrite int, cfg FlowConfig, progress Progress) ([]FlowRow, float64, error) {
 	if progress == nil {
 		progress = func(string, int, int) {}
@@ -212,9 +219,13 @@ func RunFlow(ctx context.Context, o *FlowOrg, eng filter.FlowEngine, model *open
 	}
 	admin := authz.Principal{Kind: authz.KindUser, Tenant: "fb", User: "fb-u0", AuthMethod: "bench"}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 3))
-	total := 4 * len(cfg.Sources) * cfg.Runs
+	var total int
 	done := 0
-	for _, kept := range []bool{true, false} {
+	type mode struct{ kept, writes bool }
+	var shared *authz.Tuple // the share written before the last decision
+	total = 6 * len(cfg.Sources) * cfg.Runs
+	for _, md := range []mode{{true, false}, {true, true}, {false, false}} {
+		kept := md.kept
 		for _, dest := range []string{o.Wide, team} {
 			for _, n := range cfg.Sources {
 				ce := &flowCounter{FlowEngine: eng}
@@ -248,9 +259,22 @@ func RunFlow(ctx context.Context, o *FlowOrg, eng filter.FlowEngine, model *open
 					}
 				}
 				ce.reset()
-				row := FlowRow{Case: fmt.Sprintf("flow check, %d sources -> project %s", n, dest), Kept: kept, Sources: n, Runs: cfg.Runs}
+				row := FlowRow{Case: fmt.Sprintf("flow check, %d sources -> project %s", n, dest), Kept: kept, TicketWrites: md.writes, Sources: n, Runs: cfg.Runs}
 				var d, fd []time.Duration
 				for range cfg.Runs {
+					if md.writes {
+						// Untimed: a share of a random ticket moves the
+						// revision; the last one is taken back.
+						t := authz.Tuple{User: "user:fb-writer", Relation: "viewer", Object: fmt.Sprintf("ticket:FB-%d", rng.IntN(o.Tickets))}
+						var del []authz.Tuple
+						if shared != nil && *shared != t {
+							del = []authz.Tuple{*shared}
+						}
+						if err := w.Write(ctx, []authz.Tuple{t}, del); err != nil {
+							return nil, loadSeconds, fmt.Errorf("flow benchmark: write a share: %w", err)
+						}
+						shared = &t
+					}
 					qctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 					t0 := time.Now()
 					_, err := eng.ListUsers(qctx, hc, "project:"+dest, authz.RelationCanView, "user")
@@ -281,6 +305,11 @@ func RunFlow(ctx context.Context, o *FlowOrg, eng filter.FlowEngine, model *open
 				row.ListUsers, row.BatchCheck, row.Read = float64(ce.list.Load())/runs, float64(ce.batch.Load())/runs, float64(ce.read.Load())/runs
 				rows = append(rows, row)
 			}
+		}
+	}
+	if shared != nil {
+		if err := w.Write(ctx, nil, []authz.Tuple{*shared}); err != nil {
+			return nil, loadSeconds, fmt.Errorf("flow benchmark: take back a share: %w", err)
 		}
 	}
 	return rows, loadSeconds, nil
@@ -327,6 +356,13 @@ func (c *flowCounter) Revision(ctx context.Context) (authz.Revision, error) {
 	return authz.Revision{}, errors.New("engine has no revisions")
 }
 
+func (c *flowCounter) ChangedObjects(from, to authz.Revision) ([]string, bool) {
+	if l, ok := c.FlowEngine.(authz.ChangeLister); ok {
+		return l.ChangedObjects(from, to)
+	}
+	return nil, false
+}
+
 func (c *flowCounter) ClearanceModel() bool {
 	m, ok := c.FlowEngine.(authz.ClearanceModeled)
 	return ok && m.ClearanceModel()
@@ -348,6 +384,9 @@ func WriteFlowMarkdown(w io.Writer, rows []FlowRow) {
 		}
 		how, calls := "kept per revision",
 			fmt.Sprintf("%.1f ListUsers, %.1f BatchCheck, %.1f Read", r.ListUsers, r.BatchCheck, r.Read)
+		if r.TicketWrites {
+			how = "kept, a ticket written before each"
+		}
 		if !r.Kept {
 			how = "afresh"
 		}
