@@ -111,6 +111,31 @@ func TestModelServiceAccountPaths(t *testing.T) {
 		!slices.Equal(r.ttus, []ttu{{tupleset: "project", computed: authz.RelationCanView}}) {
 		t.Fatalf("ticket#can_view is not (shared or can_view from project) but not blocked: %+v", r)
 	}
+	// directUsers of a project: can_view = member or viewer or admin from
+	// tenant, member = [...] or owner, every part directly assigned.
+	rels := relationsOf(m, "project")
+	cv := rels[authz.RelationCanView].GetUnion().GetChild()
+	if len(cv) != 3 || cv[0].GetComputedUserset().GetRelation() != "member" || cv[1].GetComputedUserset().GetRelation() != "viewer" ||
+		cv[2].GetTupleToUserset().GetTupleset().GetRelation() != "tenant" || cv[2].GetTupleToUserset().GetComputedUserset().GetRelation() != "admin" {
+		t.Errorf("project#can_view is not member or viewer or admin from tenant: %v", rels[authz.RelationCanView])
+	}
+	mem := rels["member"].GetUnion().GetChild()
+	if len(mem) != 2 || !isThis(mem[0]) || mem[1].GetComputedUserset().GetRelation() != "owner" {
+		t.Errorf("project#member is not [...] or owner: %v", rels["member"])
+	}
+	for rel, want := range map[string][]string{
+		"member": {"service_account", "team#member", "user"},
+		"owner":  {"team#member", "user"},
+		"viewer": {"service_account", "team#member", "user"},
+		"tenant": {"tenant"},
+	} {
+		if rel != "member" && !isThis(rels[rel]) {
+			t.Errorf("project#%s is not directly assigned", rel)
+		}
+		if got := directTypes(m, "project", rel); !slices.Equal(got, want) {
+			t.Errorf("project#%s admits %q, directUsers reads %q", rel, got, want)
+		}
+	}
 	for _, td := range m.GetTypeDefinitions() {
 		if td.GetType() != "ticket" {
 			continue
@@ -121,19 +146,7 @@ func TestModelServiceAccountPaths(t *testing.T) {
 			if !isThis(td.GetRelations()[rel]) {
 				t.Errorf("ticket#%s is not directly assigned", rel)
 			}
-			var got []string
-			for _, d := range td.GetMetadata().GetRelations()[rel].GetDirectlyRelatedUserTypes() {
-				s := d.GetType()
-				if d.GetRelation() != "" {
-					s += "#" + d.GetRelation()
-				}
-				if d.GetWildcard() != nil || d.GetCondition() != "" {
-					s += " public or conditioned"
-				}
-				got = append(got, s)
-			}
-			slices.Sort(got)
-			if want := []string{"service_account", "team#member", "user"}; !slices.Equal(got, want) {
+			if got, want := directTypes(m, "ticket", rel), []string{"service_account", "team#member", "user"}; !slices.Equal(got, want) {
 				t.Errorf("ticket#%s admits %q, directUsers reads %q", rel, got, want)
 			}
 		}
@@ -151,4 +164,36 @@ func TestModelServiceAccountPaths(t *testing.T) {
 			t.Errorf("ticket#project admits %q, directSA reads project objects only", ts)
 		}
 	}
+}
+
+func relationsOf(m *openfgav1.AuthorizationModel, typ string) map[string]*openfgav1.Userset {
+	for _, td := range m.GetTypeDefinitions() {
+		if td.GetType() == typ {
+			return td.GetRelations()
+		}
+	}
+	return nil
+}
+
+// directTypes lists typ#rel's direct type restrictions, sorted ("team#member";
+// a public or conditioned one is marked).
+func directTypes(m *openfgav1.AuthorizationModel, typ, rel string) []string {
+	var out []string
+	for _, td := range m.GetTypeDefinitions() {
+		if td.GetType() != typ {
+			continue
+		}
+		for _, d := range td.GetMetadata().GetRelations()[rel].GetDirectlyRelatedUserTypes() {
+			s := d.GetType()
+			if d.GetRelation() != "" {
+				s += "#" + d.GetRelation()
+			}
+			if d.GetWildcard() != nil || d.GetCondition() != "" {
+				s += " public or conditioned"
+			}
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
