@@ -992,7 +992,9 @@ func (f *Flow) missing(ctx context.Context, audience []string, sources []*source
 			listTypes = append(listTypes, typ)
 			continue
 		}
-		if len(members)*len(sources) <= f.cfg.PairChecks {
+		// Under clearance's model a source's service accounts are read from
+		// direct tuples (flowsa.go), cheaper than any BatchCheck of pairs.
+		if len(members)*len(sources) <= f.cfg.PairChecks && !(f.clearance && typ == "service_account") {
 			paired = append(paired, members...)
 		} else {
 			listTypes = append(listTypes, typ)

@@ -338,7 +338,7 @@ func runFlowDifferential(t *testing.T, eng flowDiffEngine, orgs, n int, cuts boo
 	}
 	t.Logf("%d flow decisions (%d allowed, %d with an unknown source or destination, %d after access changed since the read; %d tickets named in reasons, each visible to the caller; %d denied because a listing was cut short): 0 wrong allows, %d wrong denials",
 		decisions, allowed, unknown, changed, named, cut, wrongDenials)
-	t.Logf("sources against the audience's users: %d by pairs, %d by listings; %d decisions used listings kept from earlier checks; %d listings (service accounts, shares, blocks) read from direct tuples",
+	t.Logf("sources against the audience's users: %d by pairs, %d by listings; %d decisions used listings kept from earlier checks; %d listings (service accounts, projects, shares, blocks) taken from direct tuples",
 		ways["pairs"], ways["listed"], ways["kept"], ways["direct"])
 	if !cuts && (ways["pairs"] == 0 || ways["listed"] == 0 || ways["kept"] == 0 || ways["direct"] == 0) {
 		t.Errorf("not every way was exercised: %v", ways)
