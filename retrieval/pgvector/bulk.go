@@ -154,7 +154,8 @@ func (s *Store) EndBulk(ctx context.Context) (bool, error) {
 
 // BuildIndex builds the HNSW index if it is missing or invalid (dropping an
 // invalid one first) and some search can take the HNSW plan, that is some
-// tenant has more than ExactThreshold chunks; otherwise every search is exact
+// tenant has more than ExactThreshold chunks (with Config.Plan PlanAuto; never
+// with PlanExact, always with PlanHNSW); otherwise every search is exact
 // and the index would only slow writes down, so it stays deferred. It reports
 // whether it built, and returns ErrBulkBusy without waiting when a bulk load or
 // another build holds the lock (that session builds, or leaves it to the next
@@ -245,6 +246,12 @@ func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 		stmts = append(stmts, `DROP INDEX CONCURRENTLY IF EXISTS `+hnswIndex)
 	}
 	need := largest > int64(s.cfg.ExactThreshold)
+	switch s.cfg.Plan {
+	case PlanExact:
+		need = false // no search walks the graph
+	case PlanHNSW:
+		need = largest > 0
+	}
 	if need {
 		// Session settings for the build only, reset before the connection goes
 		// back to the pool. client_connection_check_interval makes the server

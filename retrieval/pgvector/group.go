@@ -176,6 +176,16 @@ ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, project = EXCLUDED.proj
 		for _, p := range batch {
 			rows = append(rows, p.rows...)
 		}
+		// Rows by (tenant, project): COPY appends them in this order, so a
+		// batch's chunks of one tenant share pages and an exact scan of a
+		// tenant reads fewer pages holding other tenants' rows (the vectors
+		// are stored inline, a few rows a page).
+		slices.SortStableFunc(rows, func(a, b []any) int {
+			if c := strings.Compare(a[2].(string), b[2].(string)); c != 0 {
+				return c
+			}
+			return strings.Compare(a[3].(string), b[3].(string))
+		})
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"clearance_vector_chunks"}, chunkColumns, pgx.CopyFromRows(rows))
 		return err
 	})
