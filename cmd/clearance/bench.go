@@ -32,6 +32,7 @@ import (
 	"github.com/clearance-dev/clearance/internal/bench"
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
+	"github.com/clearance-dev/clearance/retrieval/pgvector"
 )
 
 type benchFlags struct {
@@ -55,6 +56,10 @@ type benchFlags struct {
 	// The remote server's ListUsers caps (as serve's flags).
 	listUsersMax      int
 	listUsersDeadline time.Duration
+	// pgvector's plan choice (as serve's flags).
+	pgvPlan      string
+	pgvThreshold int
+	pgvWorkers   int
 }
 
 func newBenchCommand() *cobra.Command {
@@ -106,6 +111,9 @@ server's datastore until the server purges them).`,
 	fl.DurationVar(&f.listDeadline, "openfga-list-deadline", openfga.DefaultServerListObjectsDeadline, "the OpenFGA server's --listObjects-deadline: a listing that lasts this long counts as truncated (an error)")
 	fl.IntVar(&f.listUsersMax, "openfga-listusers-max-results", openfga.DefaultServerListUsersMaxResults, "the OpenFGA server's --listUsers-max-results (0: no cap, what the flow rows need at 100k and up); an answer this large counts as truncated")
 	fl.DurationVar(&f.listUsersDeadline, "openfga-listusers-deadline", openfga.DefaultServerListUsersDeadline, "the OpenFGA server's --listUsers-deadline (0: none); a ListUsers lasting this long counts as truncated")
+	fl.StringVar(&f.pgvPlan, "pgvector-plan", "auto", "--store pgvector's plan: auto, exact or hnsw (as serve's flag)")
+	fl.IntVar(&f.pgvThreshold, "pgvector-exact-threshold", pgvector.DefaultExactThreshold, "largest number of allowed chunks --pgvector-plan auto ranks exactly (as serve's flag)")
+	fl.IntVar(&f.pgvWorkers, "pgvector-exact-workers", 2, "parallel workers of one exact pgvector search (as serve's flag; 0: none)")
 	fl.StringVar(&f.out, "out", "bench-out", "directory for report.md and report.json (and the engine's sqlite file)")
 	fl.IntVar(&f.queries, "queries", 3, "queries per principal")
 	fl.IntVar(&f.samples, "samples", 8, "times each query is timed for the floor and planner rows (their p99 needs samples); the naive and ListObjects-over-tickets rows once")
@@ -156,6 +164,12 @@ func (f *benchFlags) resolve() (int, error) {
 	case storeEmbedded:
 	case storePGVector:
 		usesDB = true
+		if _, ok := pgvectorPlans[f.pgvPlan]; !ok {
+			bad("--pgvector-plan %q: want auto, exact or hnsw", f.pgvPlan)
+		}
+		if f.pgvThreshold < 0 || f.pgvWorkers < 0 || f.pgvWorkers > 64 {
+			bad("--pgvector-exact-threshold %d / --pgvector-exact-workers %d: want a positive number of chunks and 0 to 64 workers", f.pgvThreshold, f.pgvWorkers)
+		}
 		if f.databaseURL == "" {
 			bad("--store pgvector needs --database-url")
 		}
@@ -350,7 +364,8 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	switch f.store {
 	case storePGVector:
 		// The same construction as serve's --store pgvector, on the run's schema.
-		sc := serveConfig{Store: storePGVector, DatabaseURL: schema.storeURL}
+		sc := serveConfig{Store: storePGVector, DatabaseURL: schema.storeURL,
+			PGVectorPlan: f.pgvPlan, PGVectorExactThreshold: f.pgvThreshold, PGVectorExactWorkers: f.pgvWorkers}
 		store, err = sc.openStore(ctx, emb, log)
 		storeName = fmt.Sprintf("pgvector %s (PostgreSQL %s)", schema.vectorVersion, schema.serverVersion)
 	default:

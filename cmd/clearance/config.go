@@ -78,13 +78,19 @@ type serveConfig struct {
 	// DatabaseReadURL is an optional streaming replica for pgvector searches.
 	DatabaseReadURL    string
 	DatabaseReadMaxLag time.Duration
-	QdrantURL          string
-	QdrantKey          string
-	Embedder           string // hashing | openai
-	EmbeddingDim       int
-	OpenAIURL          string
-	OpenAIModel        string
-	OpenAIKey          string
+	// PGVectorPlan, PGVectorExactThreshold and PGVectorExactWorkers choose how
+	// pgvector ranks a filter (retrieval/pgvector Config.Plan, ExactThreshold,
+	// ExactWorkers); zero values take the store's defaults.
+	PGVectorPlan           string // auto | exact | hnsw
+	PGVectorExactThreshold int
+	PGVectorExactWorkers   int
+	QdrantURL              string
+	QdrantKey              string
+	Embedder               string // hashing | openai
+	EmbeddingDim           int
+	OpenAIURL              string
+	OpenAIModel            string
+	OpenAIKey              string
 
 	// Tokens.
 	Issuer      string
@@ -260,6 +266,9 @@ func (c *serveConfig) registerIndex(fl *pflag.FlagSet) {
 	fl.StringVar(&c.Store, "store", storeEmbedded, "vector store: embedded, pgvector (needs --database-url) or qdrant (needs --qdrant-url)")
 	fl.StringVar(&c.DatabaseReadURL, "database-read-url", "", "streaming replica of --database-url that answers --store pgvector's vector searches while it is at most --database-read-max-lag behind (writes, ticket reads and reconcile stay on the primary)")
 	fl.DurationVar(&c.DatabaseReadMaxLag, "database-read-max-lag", 5*time.Second, "most staleness a search may read from --database-read-url; a replica further behind, or whose lag cannot be measured, is skipped for the primary")
+	fl.StringVar(&c.PGVectorPlan, "pgvector-plan", "auto", "how --store pgvector ranks a search: auto (exact up to --pgvector-exact-threshold allowed chunks, the approximate HNSW graph above it), exact (always; answers stay exact and complete, latency grows with the allowed chunks) or hnsw (always the graph; answers say exact:false and are never complete)")
+	fl.IntVar(&c.PGVectorExactThreshold, "pgvector-exact-threshold", pgvector.DefaultExactThreshold, "largest number of allowed chunks --pgvector-plan auto ranks exactly (about 1.4-2.2 ms per 1,000 chunks on 2 cores, docs/benchmarks.md); above it answers come from HNSW and are reported approximate")
+	fl.IntVar(&c.PGVectorExactWorkers, "pgvector-exact-workers", 2, "parallel workers PostgreSQL may add to one exact pgvector search (max_parallel_workers_per_gather; 0: none)")
 	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC address for --store qdrant, e.g. http://127.0.0.1:6334")
 	fl.StringVar(&c.QdrantKey, "qdrant-api-key", "", "API key for the Qdrant server")
 	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings); must match the index")
@@ -356,6 +365,15 @@ func (c *serveConfig) resolve() error {
 		}
 		if c.DatabaseReadMaxLag <= 0 {
 			bad("--database-read-max-lag %v: want a positive duration", c.DatabaseReadMaxLag)
+		}
+		if _, ok := pgvectorPlans[c.PGVectorPlan]; !ok && c.PGVectorPlan != "" {
+			bad("--pgvector-plan %q: want auto, exact or hnsw", c.PGVectorPlan)
+		}
+		if c.PGVectorExactThreshold < 0 {
+			bad("--pgvector-exact-threshold %d: want a positive number of chunks", c.PGVectorExactThreshold)
+		}
+		if c.PGVectorExactWorkers < 0 || c.PGVectorExactWorkers > 64 {
+			bad("--pgvector-exact-workers %d: want 0 to 64", c.PGVectorExactWorkers)
 		}
 	case storeQdrant:
 		if c.QdrantURL == "" {
@@ -577,8 +595,13 @@ func (c *serveConfig) openStore(ctx context.Context, emb retrieval.Embedder, log
 		}
 		return s, nil
 	case storePGVector:
+		workers := c.PGVectorExactWorkers
+		if workers == 0 {
+			workers = -1 // the flag's 0 is none; the store's zero is its default
+		}
 		s, err := pgvector.Open(ctx, pgvector.Config{DatabaseURL: c.DatabaseURL, ReadDatabaseURL: c.DatabaseReadURL,
-			MaxReplicaLag: c.DatabaseReadMaxLag, Meta: meta, Logger: log.With("component", "store")})
+			MaxReplicaLag: c.DatabaseReadMaxLag, Meta: meta, Logger: log.With("component", "store"),
+			Plan: pgvectorPlans[c.PGVectorPlan], ExactThreshold: c.PGVectorExactThreshold, ExactWorkers: workers})
 		if err != nil {
 			return nil, fmt.Errorf("pgvector store at %s: %w", redactURL(c.DatabaseURL), err)
 		}
@@ -592,6 +615,9 @@ func (c *serveConfig) openStore(ctx context.Context, emb retrieval.Embedder, log
 	}
 	return nil, fmt.Errorf("--store %q: want embedded, pgvector or qdrant", c.Store)
 }
+
+// pgvectorPlans maps --pgvector-plan to the store's plans.
+var pgvectorPlans = map[string]pgvector.Plan{"auto": pgvector.PlanAuto, "exact": pgvector.PlanExact, "hnsw": pgvector.PlanHNSW}
 
 // redactURL drops a URL's password for logs.
 func redactURL(s string) string {
