@@ -208,4 +208,21 @@ WITH cand AS MATERIALIZED (SELECT c.ticket_id, c.ordinal, c.embedding FROM clear
 SELECT ticket_id, ordinal FROM cand ORDER BY embedding <#> $1, ticket_id, ordinal LIMIT 10`, dim, dim, pool))
 		})
 	}
+	// HNSW with iterative scan and an exactly re-ranked candidate pool (the
+	// store's index definition, built once here).
+	st2 := time.Now()
+	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`SET maintenance_work_mem = '%dMB'; SET max_parallel_maintenance_workers = %d;
+CREATE INDEX IF NOT EXISTS `+hnswIndex+` ON clearance_vector_chunks `+hnswIndexDef, s.cfg.BuildMemoryMB, s.cfg.BuildWorkers)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("HNSW build: %.1f s", time.Since(st2).Seconds())
+	for _, p := range []struct{ pool, ef int }{{30, 200}, {1000, 1000}} {
+		report(fmt.Sprintf("hnsw iterative scan, pool %d re-ranked, ef_search %d", p.pool, p.ef), func(q query) ([]retrieval.Hit, error) {
+			return raw(q, fmt.Sprintf(`SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = %d;
+SET LOCAL hnsw.max_scan_tuples = 100000; SET LOCAL enable_sort = off`, p.ef), fmt.Sprintf(`
+WITH cand AS MATERIALIZED (SELECT c.ticket_id, c.ordinal, c.embedding FROM clearance_vector_chunks c WHERE %%s
+  ORDER BY c.embedding <#> $1 LIMIT %d)
+SELECT ticket_id, ordinal FROM cand ORDER BY embedding <#> $1, ticket_id, ordinal LIMIT 10`, p.pool))
+		})
+	}
 }
