@@ -149,9 +149,15 @@ func TestUpgradeFromUnversioned(t *testing.T) {
 	var chunks, idx int
 	err := conn.QueryRow(ctx, `SELECT (SELECT watermark FROM clearance_index_state WHERE source = 'jsonl:old'),
 		(SELECT count(*) FROM clearance_vector_chunks),
-		(SELECT count(*) FROM pg_indexes WHERE indexname = 'clearance_vector_tickets_tenant_project')`).Scan(&w, &chunks, &idx)
+		(SELECT count(*) FROM pg_indexes WHERE indexname = 'clearance_vector_tickets_tenant_project_chunks')`).Scan(&w, &chunks, &idx)
 	if err != nil || w != "w1" || chunks != 1 || idx != 1 {
-		t.Fatalf("after the upgrade: watermark %q, chunks %d, step-2 index %d, %v", w, chunks, idx, err)
+		t.Fatalf("after the upgrade: watermark %q, chunks %d, step-4 index %d, %v", w, chunks, idx, err)
+	}
+	// Step 3: vectors are stored inline from now on.
+	var storage string
+	if err := conn.QueryRow(ctx, `SELECT attstorage::text FROM pg_attribute
+		WHERE attrelid = 'clearance_vector_chunks'::regclass AND attname = 'embedding'`).Scan(&storage); err != nil || storage != "p" {
+		t.Fatalf("embedding storage %q, %v", storage, err)
 	}
 	// The existing column keeps its dimension (the store's metadata check then
 	// refuses another one).
