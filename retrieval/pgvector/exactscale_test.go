@@ -194,6 +194,16 @@ func TestExactAtScale(t *testing.T) {
 			return h, err
 		})
 	}
+	// The same ranking with the planner's free choice of scan (seq scan when
+	// the filter covers most of the table) against the btree-led bitmap scan
+	// the store asks for.
+	for _, seq := range []string{"on", "off"} {
+		report(fmt.Sprintf("exact, enable_seqscan %s, 2 workers", seq), func(q query) ([]retrieval.Hit, error) {
+			return raw(q, fmt.Sprintf(`SET LOCAL max_parallel_workers_per_gather = 2; SET LOCAL enable_seqscan = %s`, seq), `
+SELECT c.ticket_id, c.ordinal FROM clearance_vector_chunks c WHERE %s
+ORDER BY c.embedding <#> $1, c.ticket_id, c.ordinal LIMIT 10`)
+		})
+	}
 	// Quantized first passes over the same rows (read from the heap: their
 	// latency is the exact scan's plus the re-rank; what they show is recall).
 	report("halfvec top-10, no re-rank", func(q query) ([]retrieval.Hit, error) {

@@ -464,7 +464,12 @@ func (s *Store) search(ctx context.Context, pool *pgxpool.Pool, r retrieval.Sear
 		// A whole tenant's scan (hundreds of thousands of rows) is split over
 		// parallel workers when the planner finds it worth it; small filters
 		// stay serial (min_parallel_table_scan_size and the setup cost).
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL max_parallel_workers_per_gather = %d`, s.cfg.ExactWorkers)); err != nil {
+		// enable_seqscan off: read the allowed rows through the (tenant,
+		// project) index even when they are a quarter of the table. The
+		// planner assumes them spread over every page and picks a full scan,
+		// but writes keep a tenant's rows together (group.go), so the bitmap
+		// scan reads about the tenant's own pages.
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL max_parallel_workers_per_gather = %d; SET LOCAL enable_seqscan = off`, s.cfg.ExactWorkers)); err != nil {
 			return err
 		}
 		// Ordering by the negated distance cannot use the HNSW index, so this
