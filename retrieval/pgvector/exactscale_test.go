@@ -214,9 +214,12 @@ ORDER BY c.embedding::halfvec(%d) <#> $1::halfvec(%d), c.ticket_id, c.ordinal LI
 		report(fmt.Sprintf("binary_quantize + hamming, pool %d re-ranked exactly", pool), func(q query) ([]retrieval.Hit, error) {
 			return raw(q, "", fmt.Sprintf(`
 WITH cand AS MATERIALIZED (SELECT c.ticket_id, c.ordinal, c.embedding FROM clearance_vector_chunks c WHERE %%s
-  ORDER BY binary_quantize(c.embedding)::bit(%d) <~> binary_quantize($1)::bit(%d) LIMIT %d)
+  ORDER BY binary_quantize(c.embedding)::bit(%d) <~> binary_quantize($1::vector)::bit(%d) LIMIT %d)
 SELECT ticket_id, ordinal FROM cand ORDER BY embedding <#> $1, ticket_id, ordinal LIMIT 10`, dim, dim, pool))
 		})
+	}
+	if os.Getenv("CLEARANCE_PGVECTOR_EXACTSCALE_HNSW") == "off" {
+		return
 	}
 	// HNSW with iterative scan and an exactly re-ranked candidate pool (the
 	// store's index definition, built once here).

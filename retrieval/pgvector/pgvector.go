@@ -379,19 +379,23 @@ func count(ctx context.Context, pool *pgxpool.Pool, f retrieval.Filter) (int, er
 
 // countUpTo counts allowed chunks exactly when there are at most limit of them
 // and otherwise returns some number above limit, reading at most limit+1 ticket
-// rows in the common case: a whole-tenant filter need not sum every ticket.
-func countUpTo(ctx context.Context, pool *pgxpool.Pool, f retrieval.Filter, limit int) (int, error) {
+// rows in the common case: a whole-tenant filter need not sum every ticket. It
+// also returns PostgreSQL's estimate of the chunk table's rows (pg_class
+// reltuples; 0 when never analyzed), in the same round trip.
+func countUpTo(ctx context.Context, pool *pgxpool.Pool, f retrieval.Filter, limit int) (n int, total float64, err error) {
 	cond, args := where(f, "id", 1)
 	var tickets, chunks int64
-	err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(chunks), 0)
-FROM (SELECT c.chunks FROM clearance_vector_tickets c WHERE %s LIMIT %d) x`, cond, limit+1), args...).Scan(&tickets, &chunks)
+	err = pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(chunks), 0),
+  (SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = 'clearance_vector_chunks'::regclass)
+FROM (SELECT c.chunks FROM clearance_vector_tickets c WHERE %s LIMIT %d) x`, cond, limit+1), args...).Scan(&tickets, &chunks, &total)
 	if err != nil {
-		return 0, unavailable("count", err)
+		return 0, 0, unavailable("count", err)
 	}
 	if tickets <= int64(limit) || chunks > int64(limit) {
-		return int(chunks), nil // all tickets seen, or already past the limit
+		return int(chunks), total, nil // all tickets seen, or already past the limit
 	}
-	return count(ctx, pool, f) // more tickets than limit but few chunks: count them all
+	n, err = count(ctx, pool, f) // more tickets than limit but few chunks: count them all
+	return n, total, err
 }
 
 // Search implements retrieval.Store.
@@ -422,11 +426,16 @@ func (s *Store) search(ctx context.Context, pool *pgxpool.Pool, r retrieval.Sear
 		return nil, PlanExact, nil // nothing allowed: the empty answer is exact
 	}
 	cond, args := where(r.Filter, "ticket_id", 2)
+	// A filter allowing less than half the table is read through the (tenant,
+	// project) index (see the exact query); unknown (a forced plan) leaves
+	// the scan to PostgreSQL's planner.
+	narrow := false
 	if plan == PlanAuto {
-		n, err := countUpTo(ctx, pool, r.Filter, s.cfg.ExactThreshold)
+		n, total, err := countUpTo(ctx, pool, r.Filter, s.cfg.ExactThreshold)
 		if err != nil {
 			return nil, plan, err
 		}
+		narrow = float64(n)*2 < total
 		plan = PlanHNSW
 		if n <= s.cfg.ExactThreshold {
 			plan = PlanExact
@@ -464,12 +473,18 @@ func (s *Store) search(ctx context.Context, pool *pgxpool.Pool, r retrieval.Sear
 		// A whole tenant's scan (hundreds of thousands of rows) is split over
 		// parallel workers when the planner finds it worth it; small filters
 		// stay serial (min_parallel_table_scan_size and the setup cost).
-		// enable_seqscan off: read the allowed rows through the (tenant,
-		// project) index even when they are a quarter of the table. The
-		// planner assumes them spread over every page and picks a full scan,
-		// but writes keep a tenant's rows together (group.go), so the bitmap
-		// scan reads about the tenant's own pages.
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL max_parallel_workers_per_gather = %d; SET LOCAL enable_seqscan = off`, s.cfg.ExactWorkers)); err != nil {
+		// A narrow filter (under half the table's rows) is read through the
+		// (tenant, project) index even when it is a quarter of the table: the
+		// planner assumes the rows spread over every page and picks a full
+		// scan, but writes keep a tenant's rows together (group.go), so the
+		// bitmap scan reads about the tenant's own pages. A filter of most of
+		// the table is scanned sequentially, faster than through the bitmap
+		// (0.39 s against 0.69 s for a whole 250,000-chunk table).
+		settings := fmt.Sprintf(`SET LOCAL max_parallel_workers_per_gather = %d`, s.cfg.ExactWorkers)
+		if narrow {
+			settings += `; SET LOCAL enable_seqscan = off`
+		}
+		if _, err := tx.Exec(ctx, settings); err != nil {
 			return err
 		}
 		// Ordering by the negated distance cannot use the HNSW index, so this
