@@ -99,12 +99,12 @@ func TestExactAtScale(t *testing.T) {
 		exact  []retrieval.Hit
 	}
 	var queries []query
-	texts := org.Queries(len(org.Viewers)*2, 7)
+	texts := org.Queries(len(org.Viewers)*4, 7)
 	vecs, err := emb.Embed(ctx, texts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rep := range 2 {
+	for rep := range 4 {
 		for i, v := range org.Viewers {
 			if v.Principal.Kind != "user" || v.Bucket < 0.05 {
 				continue
