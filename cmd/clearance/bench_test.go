@@ -35,6 +35,8 @@ func TestBenchFlagValidation(t *testing.T) {
 		{[]string{"--audit", "postgres"}, "--audit postgres needs --database-url"},
 		{[]string{"--audit", "file"}, `--audit "file": want memory or postgres`},
 		{[]string{"--store", "pgvector", "--database-url", "mysql://db/x"}, "--database-url: want postgres://"},
+		{[]string{"--store", "pgvector", "--database-url", "postgres://db/x", "--pgvector-plan", "ivfflat"}, `--pgvector-plan "ivfflat": want auto, exact or hnsw`},
+		{[]string{"--store", "pgvector", "--database-url", "postgres://db/x", "--pgvector-exact-workers", "-1"}, "--pgvector-exact-workers -1"},
 		{[]string{"--scale", "ten"}, `--scale "ten"`},
 		{[]string{"--samples", "0"}, "--samples 0: want 1..100"},
 		{[]string{"--flow-runs", "-1"}, "--flow-runs -1: want at least 1"},
