@@ -297,3 +297,31 @@ func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 // hnswIndexDef is the index's access method, column and build parameters, shared
 // by the migration that created it first (internal/pgschema/vector) and rebuilds.
 const hnswIndexDef = `USING hnsw (embedding vector_ip_ops)`
+
+// BuildProgress is how far a running HNSW index build on this store's table
+// has got, from PostgreSQL's pg_stat_progress_create_index (blocks of the
+// table read; pgvector reports no total for the graph inserts themselves).
+type BuildProgress struct {
+	Phase       string
+	BlocksDone  int64
+	BlocksTotal int64
+	TuplesDone  int64
+}
+
+// BuildProgress reports the index build running on this store's table, from
+// any session (another process's build too), and false when none runs.
+func (s *Store) BuildProgress(ctx context.Context) (BuildProgress, bool, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var p BuildProgress
+	err := s.pool.QueryRow(ctx, `SELECT phase, blocks_done, blocks_total, tuples_done
+FROM pg_stat_progress_create_index WHERE relid = 'clearance_vector_chunks'::regclass LIMIT 1`).
+		Scan(&p.Phase, &p.BlocksDone, &p.BlocksTotal, &p.TuplesDone)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return BuildProgress{}, false, nil
+	}
+	if err != nil {
+		return BuildProgress{}, false, unavailable("build progress", err)
+	}
+	return p, true, nil
+}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/clearance-dev/clearance/internal/testenv"
 	"github.com/clearance-dev/clearance/retrieval"
 )
@@ -360,4 +362,68 @@ func openBulkStore(t *testing.T) (*Store, string) {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, url
+}
+
+// TestBuildProgressReportsARunningBuild: while an index build runs, any store
+// on the database sees it (phase and counters from PostgreSQL); before and
+// after, none. The build is held in its first phase by a transaction that may
+// write the table, which CREATE INDEX CONCURRENTLY waits for.
+func TestBuildProgressReportsARunningBuild(t *testing.T) {
+	ctx := t.Context()
+	s, url := openBulkStore(t)
+	if err := upsertRange(ctx, s, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, running, err := s.BuildProgress(ctx); err != nil || running {
+		t.Fatalf("progress with no build: running %v, %v", running, err)
+	}
+	writer, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close(context.WithoutCancel(ctx))
+	tx, err := writer.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE clearance_vector_chunks IN ROW EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	built := make(chan error, 1)
+	go func() {
+		ok, err := s.EndBulk(ctx)
+		if err == nil && !ok {
+			err = errors.New("EndBulk did not build")
+		}
+		built <- err
+	}()
+	other, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var seen BuildProgress
+	poll(t, "the build in progress", func() bool {
+		p, running, err := other.BuildProgress(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = p
+		return running
+	})
+	if seen.Phase == "" {
+		t.Errorf("running build without a phase: %+v", seen)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-built; err != nil {
+		t.Fatal(err)
+	}
+	if p, running, err := other.BuildProgress(ctx); err != nil || running {
+		t.Fatalf("progress after the build: running %v %+v, %v", running, p, err)
+	}
 }
