@@ -392,7 +392,7 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	}
 	if bulk {
 		start := time.Now()
-		built, err := bl.EndBulk(ctx)
+		built, err := withBuildProgress(ctx, store, stderr, tty, bl.EndBulk)
 		if err != nil {
 			return fmt.Errorf("store: build index: %w", err)
 		}

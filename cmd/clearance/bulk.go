@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
+
 	"github.com/clearance-dev/clearance/indexer"
 	"github.com/clearance-dev/clearance/retrieval"
 	"github.com/clearance-dev/clearance/retrieval/pgvector"
@@ -31,7 +33,7 @@ type bulkLoader interface {
 // dropping the index costs no one anything. Without a bulk load, a missing or
 // invalid index (a crashed earlier load) is built after the run, when it would
 // otherwise be grown row by row during it.
-func bulkIndexRun(ctx context.Context, store retrieval.Store, bulk *bool, log *slog.Logger, w io.Writer,
+func bulkIndexRun(ctx context.Context, store retrieval.Store, bulk *bool, log *slog.Logger, w io.Writer, tty bool,
 	run func(context.Context) (indexer.Summary, error)) (indexer.Summary, error) {
 	bl, ok := store.(bulkLoader)
 	if !ok {
@@ -60,12 +62,12 @@ func bulkIndexRun(ctx context.Context, store retrieval.Store, bulk *bool, log *s
 	if useBulk {
 		// Built also after a failed run: what was written is searchable. A
 		// cancelled context fails the build; the next run builds it.
-		built, ierr = bl.EndBulk(ctx)
+		built, ierr = withBuildProgress(ctx, store, w, tty, bl.EndBulk)
 		if !built && ierr == nil {
 			fmt.Fprintln(w, "search index deferred: no tenant has more chunks than the exact-search threshold, every search is exact")
 		}
 	} else {
-		built, ierr = bl.BuildIndex(ctx)
+		built, ierr = withBuildProgress(ctx, store, w, tty, bl.BuildIndex)
 	}
 	if errors.Is(ierr, pgvector.ErrBulkBusy) {
 		log.Warn("search index not built here: another process is loading or building it")
@@ -80,4 +82,69 @@ func bulkIndexRun(ctx context.Context, store retrieval.Store, bulk *bool, log *s
 	}
 	fmt.Fprintf(w, "search index built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return sum, err
+}
+
+// buildReporter is a store that can say how far its running index build has
+// got (pgvector: an HNSW build over a million chunks takes many minutes).
+type buildReporter interface {
+	BuildProgress(ctx context.Context) (pgvector.BuildProgress, bool, error)
+}
+
+// withBuildProgress runs build and, while it runs, shows the store's build
+// progress on w: a bar on a terminal, a line every 30 s otherwise. A failing
+// progress query ends the display only; the build goes on.
+func withBuildProgress(ctx context.Context, store any, w io.Writer, tty bool, build func(context.Context) (bool, error)) (bool, error) {
+	br, ok := store.(buildReporter)
+	if !ok {
+		return build(ctx)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var bar *progressbar.ProgressBar
+		defer func() {
+			if bar != nil {
+				_ = bar.Finish()
+			}
+		}()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		start, lastLine := time.Now(), time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			p, running, err := br.BuildProgress(ctx)
+			if err != nil {
+				return
+			}
+			if !running || p.BlocksTotal <= 0 {
+				continue
+			}
+			if !tty {
+				if time.Since(lastLine) >= 30*time.Second {
+					lastLine = time.Now()
+					fmt.Fprintf(w, "building search index: %s, %d/%d blocks, %d rows, %s\n", p.Phase,
+						p.BlocksDone, p.BlocksTotal, p.TuplesDone, time.Since(start).Round(time.Second))
+				}
+				continue
+			}
+			if bar == nil {
+				bar = progressbar.NewOptions64(p.BlocksTotal, progressbar.OptionSetWriter(w),
+					progressbar.OptionSetDescription("building search index"), progressbar.OptionShowCount(),
+					progressbar.OptionSetItsString("blocks"), progressbar.OptionShowIts(),
+					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+			}
+			_ = bar.Set64(p.BlocksDone)
+		}
+	}()
+	built, err := build(ctx)
+	close(stop)
+	<-done
+	return built, err
 }

@@ -255,7 +255,7 @@ listed), 1 on any other error.`,
 					bulkFlag = &bulk
 				}
 				once = func(ctx context.Context) (indexer.Summary, error) {
-					return bulkIndexRun(ctx, store, bulkFlag, log, cmd.ErrOrStderr(), func(ctx context.Context) (indexer.Summary, error) {
+					return bulkIndexRun(ctx, store, bulkFlag, log, cmd.ErrOrStderr(), tty, func(ctx context.Context) (indexer.Summary, error) {
 						bar := newProgress(cmd.ErrOrStderr(), tty, "indexing", log)
 						defer bar.finish()
 						ix, err := indexer.New(indexer.Config{
