@@ -36,23 +36,24 @@ import (
 )
 
 type benchFlags struct {
-	scale        string
-	store        string
-	engine       string
-	audit        string
-	databaseURL  string
-	openfgaToken string
-	listDeadline time.Duration
-	out          string
-	queries      int
-	samples      int
-	k            int
-	naiveN       int
-	timeout      time.Duration
-	seed         uint64
-	quality      bool
-	flowRuns     int
-	flowOnly     bool
+	scale         string
+	store         string
+	engine        string
+	audit         string
+	databaseURL   string
+	buildMemoryMB int
+	openfgaToken  string
+	listDeadline  time.Duration
+	out           string
+	queries       int
+	samples       int
+	k             int
+	naiveN        int
+	timeout       time.Duration
+	seed          uint64
+	quality       bool
+	flowRuns      int
+	flowOnly      bool
 	// The remote server's ListUsers caps (as serve's flags).
 	listUsersMax      int
 	listUsersDeadline time.Duration
@@ -106,6 +107,7 @@ server's datastore until the server purges them).`,
 	fl.StringVar(&f.store, "store", storeEmbedded, "vector store: embedded or pgvector (needs --database-url)")
 	fl.StringVar(&f.engine, "engine", fgaembedded.SQLite, "relationship engine: embedded OpenFGA on sqlite (or embedded), postgres (needs --database-url) or memory, or the http(s) URL of an OpenFGA server")
 	fl.StringVar(&f.audit, "audit", "memory", "where the planner's audit records go: memory, or postgres (the audit table on --database-url, as serve writes it)")
+	fl.IntVar(&f.buildMemoryMB, "pgvector-build-memory-mb", 1024, "memory in MB for building --store pgvector's HNSW index (maintenance_work_mem); 2048+ at 1M chunks keeps the build in memory")
 	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for --store pgvector and --engine postgres (the run gets its own schema, dropped at the end)")
 	fl.StringVar(&f.openfgaToken, "openfga-token", "", "API token (preshared key) for the OpenFGA server of --engine URL")
 	fl.DurationVar(&f.listDeadline, "openfga-list-deadline", openfga.DefaultServerListObjectsDeadline, "the OpenFGA server's --listObjects-deadline: a listing that lasts this long counts as truncated (an error)")
@@ -364,7 +366,7 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	switch f.store {
 	case storePGVector:
 		// The same construction as serve's --store pgvector, on the run's schema.
-		sc := serveConfig{Store: storePGVector, DatabaseURL: schema.storeURL,
+		sc := serveConfig{Store: storePGVector, DatabaseURL: schema.storeURL, PGVectorBuildMemoryMB: f.buildMemoryMB,
 			PGVectorPlan: f.pgvPlan, PGVectorExactThreshold: f.pgvThreshold, PGVectorExactWorkers: f.pgvWorkers}
 		store, err = sc.openStore(ctx, emb, log)
 		storeName = fmt.Sprintf("pgvector %s (PostgreSQL %s)", schema.vectorVersion, schema.serverVersion)

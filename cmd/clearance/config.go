@@ -84,13 +84,16 @@ type serveConfig struct {
 	PGVectorPlan           string // auto | exact | hnsw
 	PGVectorExactThreshold int
 	PGVectorExactWorkers   int
-	QdrantURL              string
-	QdrantKey              string
-	Embedder               string // hashing | openai
-	EmbeddingDim           int
-	OpenAIURL              string
-	OpenAIModel            string
-	OpenAIKey              string
+	// PGVectorBuildMemoryMB is maintenance_work_mem for pgvector's HNSW builds
+	// (0: the store's default, 1024).
+	PGVectorBuildMemoryMB int
+	QdrantURL             string
+	QdrantKey             string
+	Embedder              string // hashing | openai
+	EmbeddingDim          int
+	OpenAIURL             string
+	OpenAIModel           string
+	OpenAIKey             string
 
 	// Tokens.
 	Issuer      string
@@ -269,6 +272,7 @@ func (c *serveConfig) registerIndex(fl *pflag.FlagSet) {
 	fl.StringVar(&c.PGVectorPlan, "pgvector-plan", "auto", "how --store pgvector ranks a search: auto (exact up to --pgvector-exact-threshold allowed chunks, the approximate HNSW graph above it), exact (always; answers stay exact and complete, latency grows with the allowed chunks) or hnsw (always the graph; answers say exact:false and are never complete)")
 	fl.IntVar(&c.PGVectorExactThreshold, "pgvector-exact-threshold", pgvector.DefaultExactThreshold, "largest number of allowed chunks --pgvector-plan auto ranks exactly (about 1-3 ms per 1,000 chunks on 2 cores, docs/benchmarks.md); above it answers come from HNSW and are reported approximate")
 	fl.IntVar(&c.PGVectorExactWorkers, "pgvector-exact-workers", 2, "parallel workers PostgreSQL may add to one exact pgvector search (max_parallel_workers_per_gather; 0: none)")
+	fl.IntVar(&c.PGVectorBuildMemoryMB, "pgvector-build-memory-mb", 1024, "memory in MB for building --store pgvector's HNSW index (PostgreSQL's maintenance_work_mem for the build); a graph that outgrows it is built on disk, many times slower: about 2 KB per 384-dimension chunk, so 2048+ at 1M chunks")
 	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC address for --store qdrant, e.g. http://127.0.0.1:6334")
 	fl.StringVar(&c.QdrantKey, "qdrant-api-key", "", "API key for the Qdrant server")
 	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings); must match the index")
@@ -374,6 +378,9 @@ func (c *serveConfig) resolve() error {
 		}
 		if c.PGVectorExactWorkers < 0 || c.PGVectorExactWorkers > 64 {
 			bad("--pgvector-exact-workers %d: want 0 to 64", c.PGVectorExactWorkers)
+		}
+		if c.PGVectorBuildMemoryMB < 1 || c.PGVectorBuildMemoryMB > 2*1024*1024 {
+			bad("--pgvector-build-memory-mb %d: want 1 to 2097152 (PostgreSQL's maintenance_work_mem range)", c.PGVectorBuildMemoryMB)
 		}
 	case storeQdrant:
 		if c.QdrantURL == "" {
@@ -600,7 +607,7 @@ func (c *serveConfig) openStore(ctx context.Context, emb retrieval.Embedder, log
 			workers = -1 // the flag's 0 is none; the store's zero is its default
 		}
 		s, err := pgvector.Open(ctx, pgvector.Config{DatabaseURL: c.DatabaseURL, ReadDatabaseURL: c.DatabaseReadURL,
-			MaxReplicaLag: c.DatabaseReadMaxLag, Meta: meta, Logger: log.With("component", "store"),
+			MaxReplicaLag: c.DatabaseReadMaxLag, BuildMemoryMB: c.PGVectorBuildMemoryMB, Meta: meta, Logger: log.With("component", "store"),
 			Plan: pgvectorPlans[c.PGVectorPlan], ExactThreshold: c.PGVectorExactThreshold, ExactWorkers: workers})
 		if err != nil {
 			return nil, fmt.Errorf("pgvector store at %s: %w", redactURL(c.DatabaseURL), err)

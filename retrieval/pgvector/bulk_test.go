@@ -1,15 +1,19 @@
 package pgvector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -426,4 +430,48 @@ func TestBuildProgressReportsARunningBuild(t *testing.T) {
 	if p, running, err := other.BuildProgress(ctx); err != nil || running {
 		t.Fatalf("progress after the build: running %v %+v, %v", running, p, err)
 	}
+}
+
+// TestBuildOutgrowingItsMemoryIsLogged: pgvector's notice that a build no
+// longer fits in maintenance_work_mem (and goes on on disk, many times slower)
+// reaches the operator as a warning.
+func TestBuildOutgrowingItsMemoryIsLogged(t *testing.T) {
+	ctx := t.Context()
+	var logs syncBuffer
+	s, err := Open(ctx, Config{DatabaseURL: testenv.DatabaseURL(t), Meta: bulkMeta(), ExactThreshold: 10, BuildMemoryMB: 1,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := upsertRange(ctx, s, 0, 3000); err != nil { // 6,000 chunks: a graph of several MB
+		t.Fatal(err)
+	}
+	if built, err := s.EndBulk(ctx); err != nil || !built {
+		t.Fatalf("EndBulk: built %v, %v", built, err)
+	}
+	if out := logs.String(); !strings.Contains(out, "outgrew its memory") || !strings.Contains(out, "build_memory_mb=1") {
+		t.Fatalf("no warning about the build's memory in the log:\n%s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
