@@ -18,6 +18,7 @@ type index struct {
 	quantize bool
 	tickets  map[string]*ticket
 	tenants  map[string]map[string]*partition // tenant -> project -> partition
+	dict     *termDict                        // the lexical arm's terms
 	chunks   int
 	// bytes is the encoded size of all live tickets: about what a snapshot
 	// takes, for the compaction heuristic.
@@ -31,7 +32,7 @@ type ticket struct {
 	rows  []int32
 	ords  []int32
 	texts []string
-	lex   []*lexDoc // the lexical document of each chunk, in part
+	lex   *lexTicket // the lexical documents of the chunks
 	// size is the encoded size of the ticket's live log record, for the
 	// compaction heuristic.
 	size int64
@@ -54,7 +55,7 @@ type rowRef struct {
 }
 
 func newIndex(dim int, quantize bool) *index {
-	return &index{dim: dim, quantize: quantize, tickets: map[string]*ticket{}, tenants: map[string]map[string]*partition{}}
+	return &index{dim: dim, quantize: quantize, tickets: map[string]*ticket{}, tenants: map[string]map[string]*partition{}, dict: newTermDict()}
 }
 
 func (ix *index) partition(tenant, project string, create bool) *partition {
@@ -95,11 +96,12 @@ func (ix *index) upsert(t retrieval.Ticket, ords []int32, texts []string, vecs [
 	if docs == nil {
 		docs = lexDocs(t, texts)
 	}
-	ix.appendRows(p, tk, vecs, docs)
+	ix.intern(tk, docs)
+	ix.appendRows(p, tk, vecs)
 }
 
-func (ix *index) appendRows(p *partition, tk *ticket, vecs []float32, docs []lexical.Doc) {
-	p.lex.add(tk, docs)
+func (ix *index) appendRows(p *partition, tk *ticket, vecs []float32) {
+	p.lex.add(tk)
 	n := len(vecs) / max(ix.dim, 1)
 	tk.part = p
 	tk.rows = make([]int32, n)
@@ -119,6 +121,7 @@ func (ix *index) remove(id string) bool {
 		return false
 	}
 	ix.removeRows(tk)
+	ix.release(tk)
 	delete(ix.tickets, id)
 	ix.bytes -= tk.size
 	return true
@@ -172,10 +175,9 @@ func (ix *index) move(id, project string) bool {
 		return true
 	}
 	vecs := ix.vectors(tk)
-	docs := docsOf(tk)
-	ix.removeRows(tk)
+	ix.removeRows(tk) // the ticket keeps its interned terms
 	tk.Project = project
-	ix.appendRows(ix.partition(tk.Tenant, project, true), tk, vecs, docs)
+	ix.appendRows(ix.partition(tk.Tenant, project, true), tk, vecs)
 	return true
 }
 

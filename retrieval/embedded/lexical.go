@@ -1,8 +1,10 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"slices"
+	"sync"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -16,31 +18,131 @@ import (
 // Nothing of it is persisted: it is derived from the ticket text the log and
 // snapshots already hold, so replay rebuilds it and it can never disagree with
 // the vectors after a crash.
+//
+// The representation is compact and free of pointers where it is large (docs/
+// decisions/embedded-store-layout.md): terms are interned once per store into
+// uint32 ids, a chunk's document is a sorted run of (id, tf) pairs in its
+// ticket, and a posting is (document slot, tf) into its partition's slot
+// arrays. At a million chunks that is tens of millions of postings the garbage
+// collector never has to scan, and one string per distinct term instead of one
+// per (chunk, term).
 
-// lexDoc is the lexical document of one chunk in one partition. A removed or
-// moved ticket's documents are marked dead; their postings are dropped lazily.
-type lexDoc struct {
-	t    *ticket
-	k    int32
-	doc  lexical.Doc
-	dead bool
+// termDict interns terms store-wide. refs counts the live documents holding a
+// term; an id is freed (and reused) when the count drops to zero, which is
+// exactly when every partition has dropped its postings for it, so a reused id
+// never meets a stale posting.
+type termDict struct {
+	ids   map[string]uint32
+	terms []string // by id; "" when free
+	refs  []int32
+	free  []uint32
 }
 
-type posting struct {
-	d  *lexDoc
+func newTermDict() *termDict { return &termDict{ids: map[string]uint32{}} }
+
+func (d *termDict) intern(t string) uint32 {
+	id, ok := d.ids[t]
+	if !ok {
+		if n := len(d.free); n > 0 {
+			id = d.free[n-1]
+			d.free = d.free[:n-1]
+			d.terms[id] = t
+		} else {
+			id = uint32(len(d.terms))
+			d.terms = append(d.terms, t)
+			d.refs = append(d.refs, 0)
+		}
+		d.ids[t] = id
+	}
+	d.refs[id]++
+	return id
+}
+
+func (d *termDict) release(id uint32) {
+	if d.refs[id]--; d.refs[id] > 0 {
+		return
+	}
+	delete(d.ids, d.terms[id])
+	d.terms[id] = ""
+	d.free = append(d.free, id)
+}
+
+// lexTerm is one distinct term of a document: its id and weighted frequency.
+type lexTerm struct {
+	id uint32
 	tf float32
 }
 
-// lexPart is one partition's postings and statistics.
+// lexTicket is the lexical form of a ticket's chunks: chunk k's terms are
+// terms[end[k-1]:end[k]], sorted by id; slot[k] is its document slot in the
+// ticket's partition.
+type lexTicket struct {
+	terms []lexTerm
+	end   []int32
+	dl    []float32
+	slot  []int32
+}
+
+func (lt *lexTicket) chunk(k int) []lexTerm {
+	lo := int32(0)
+	if k > 0 {
+		lo = lt.end[k-1]
+	}
+	return lt.terms[lo:lt.end[k]]
+}
+
+// tf returns the weighted frequency of term id in chunk k (0 if absent).
+func (lt *lexTicket) tf(k int, id uint32) float32 {
+	ts := lt.chunk(k)
+	i, ok := slices.BinarySearchFunc(ts, id, func(t lexTerm, id uint32) int {
+		switch {
+		case t.id < id:
+			return -1
+		case t.id > id:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return 0
+	}
+	return ts[i].tf
+}
+
+type posting struct {
+	doc uint32 // slot in the partition
+	tf  float32
+}
+
+// termList is one term's postings in a partition; df counts the live ones.
+type termList struct {
+	df   int32
+	post []posting // may hold dead postings
+}
+
+// docRef names the chunk of a document slot.
+type docRef struct {
+	t *ticket
+	k int32
+}
+
+// lexPart is one partition's postings and statistics. Document slots are
+// stable while any posting names them: a removed document's slot is marked
+// dead (dl < 0) and counts the postings still naming it; it is reused once
+// they are all dropped.
 type lexPart struct {
-	post  map[string][]posting // may hold dead postings
-	df    map[string]int32     // live documents per term
-	live  int
-	sumDL float64
+	terms   map[uint32]termList
+	dl      []float32 // by slot; negative: dead
+	docs    []docRef  // by slot
+	pending []int32   // by dead slot: postings still naming it
+	free    []int32
+	live    int
+	sumDL   float64
+	shrinks int // renumberings so far (for tests)
 }
 
 func newLexPart() *lexPart {
-	return &lexPart{post: map[string][]posting{}, df: map[string]int32{}}
+	return &lexPart{terms: map[uint32]termList{}}
 }
 
 // lexDocs analyzes a ticket's chunks (outside any lock when called from
@@ -53,55 +155,163 @@ func lexDocs(t retrieval.Ticket, texts []string) []lexical.Doc {
 	return out
 }
 
+// intern turns analyzed documents into tk's lexical form, interning their
+// terms (one reference per document and term).
+func (ix *index) intern(tk *ticket, docs []lexical.Doc) {
+	n := 0
+	for _, d := range docs {
+		n += len(d.Terms)
+	}
+	lt := &lexTicket{terms: make([]lexTerm, 0, n), end: make([]int32, len(docs)), dl: make([]float32, len(docs))}
+	for k, d := range docs {
+		start := len(lt.terms)
+		for _, t := range d.Terms {
+			lt.terms = append(lt.terms, lexTerm{id: ix.dict.intern(t.Term), tf: t.TF})
+		}
+		slices.SortFunc(lt.terms[start:], func(a, b lexTerm) int { return cmp.Compare(a.id, b.id) })
+		lt.end[k] = int32(len(lt.terms))
+		lt.dl[k] = d.Len
+	}
+	tk.lex = lt
+}
+
+// release drops tk's references to its terms.
+func (ix *index) release(tk *ticket) {
+	if tk.lex == nil {
+		return
+	}
+	for _, t := range tk.lex.terms {
+		ix.dict.release(t.id)
+	}
+	tk.lex = nil
+}
+
 // add indexes tk's documents in lp.
-func (lp *lexPart) add(tk *ticket, docs []lexical.Doc) {
-	tk.lex = make([]*lexDoc, len(docs))
-	for k, doc := range docs {
-		d := &lexDoc{t: tk, k: int32(k), doc: doc}
-		tk.lex[k] = d
-		for _, term := range doc.Terms {
-			lp.post[term.Term] = append(lp.post[term.Term], posting{d: d, tf: term.TF})
-			lp.df[term.Term]++
+func (lp *lexPart) add(tk *ticket) {
+	lt := tk.lex
+	lt.slot = make([]int32, len(lt.end))
+	for k := range lt.end {
+		var s int32
+		if n := len(lp.free); n > 0 {
+			s = lp.free[n-1]
+			lp.free = lp.free[:n-1]
+			lp.dl[s], lp.docs[s], lp.pending[s] = lt.dl[k], docRef{t: tk, k: int32(k)}, 0
+		} else {
+			s = int32(len(lp.dl))
+			lp.dl = append(lp.dl, lt.dl[k])
+			lp.docs = append(lp.docs, docRef{t: tk, k: int32(k)})
+			lp.pending = append(lp.pending, 0)
+		}
+		lt.slot[k] = s
+		for _, t := range lt.chunk(k) {
+			tl := lp.terms[t.id]
+			tl.df++
+			tl.post = append(tl.post, posting{doc: uint32(s), tf: t.tf})
+			lp.terms[t.id] = tl
 		}
 		lp.live++
-		lp.sumDL += float64(doc.Len)
+		lp.sumDL += float64(lt.dl[k])
+	}
+}
+
+// unpend notes that one posting naming dead slot s was dropped.
+func (lp *lexPart) unpend(s uint32) {
+	if lp.pending[s]--; lp.pending[s] == 0 {
+		lp.free = append(lp.free, int32(s))
 	}
 }
 
 // remove unindexes tk's documents. A term's postings are rewritten once more
 // than half of them are dead, so the garbage is bounded and its cleanup costs
-// O(1) amortized per removed posting.
+// O(1) amortized per removed posting; a slot is reused once no posting names
+// it, and the slot arrays are renumbered when mostly free.
 func (lp *lexPart) remove(tk *ticket) {
-	for _, d := range tk.lex {
-		d.dead = true
+	lt := tk.lex
+	for k, s := range lt.slot {
+		terms := lt.chunk(k)
+		lp.dl[s] = -1
+		lp.docs[s] = docRef{}
+		lp.pending[s] = int32(len(terms))
+		if len(terms) == 0 {
+			lp.free = append(lp.free, s)
+		}
 		lp.live--
-		lp.sumDL -= float64(d.doc.Len)
-		for _, term := range d.doc.Terms {
-			df := lp.df[term.Term] - 1
-			if df <= 0 {
-				delete(lp.df, term.Term)
-				delete(lp.post, term.Term)
+		lp.sumDL -= float64(lt.dl[k])
+		for _, t := range terms {
+			tl := lp.terms[t.id]
+			if tl.df--; tl.df <= 0 {
+				for _, p := range tl.post {
+					lp.unpend(p.doc)
+				}
+				delete(lp.terms, t.id)
 				continue
 			}
-			lp.df[term.Term] = df
-			if ps := lp.post[term.Term]; len(ps) > 2*int(df)+8 {
-				lp.post[term.Term] = slices.DeleteFunc(ps, func(p posting) bool { return p.d.dead })
+			if len(tl.post) > 2*int(tl.df)+8 {
+				tl.post = slices.DeleteFunc(tl.post, func(p posting) bool {
+					if lp.dl[p.doc] < 0 {
+						lp.unpend(p.doc)
+						return true
+					}
+					return false
+				})
 			}
+			lp.terms[t.id] = tl
 		}
 	}
 	if lp.live == 0 {
 		lp.sumDL = 0 // no drift left behind by float subtraction
 	}
-	tk.lex = nil
+	lt.slot = nil
+	lp.shrink(shrinkMin)
 }
 
-// docsOf returns the lexical documents of tk (for a move, which keeps them).
-func docsOf(tk *ticket) []lexical.Doc {
-	out := make([]lexical.Doc, len(tk.lex))
-	for i, d := range tk.lex {
-		out[i] = d.doc
+// shrinkMin is the fewest free slots worth a renumbering (tests lower it).
+var shrinkMin = 1024
+
+// shrink renumbers the slots once most of them are free (after large
+// deletes), dropping every dead posting, so the slot arrays give memory back.
+// It costs O(slots + postings) of the partition, after at least as many
+// removals.
+func (lp *lexPart) shrink(minFree int) {
+	if len(lp.free) < minFree || len(lp.free) < 3*len(lp.dl)/4 {
+		return
 	}
-	return out
+	lp.shrinks++
+	renum := make([]int32, len(lp.dl))
+	n := int32(0)
+	for s, dl := range lp.dl {
+		if dl < 0 {
+			renum[s] = -1
+			continue
+		}
+		renum[s] = n
+		lp.dl[n], lp.docs[n] = dl, lp.docs[s]
+		ref := lp.docs[n]
+		ref.t.lex.slot[ref.k] = n
+		n++
+	}
+	for id, tl := range lp.terms {
+		post := tl.post[:0]
+		for _, p := range tl.post {
+			if r := renum[p.doc]; r >= 0 {
+				post = append(post, posting{doc: uint32(r), tf: p.tf})
+			}
+		}
+		tl.post = slices.Clip(post)
+		lp.terms[id] = tl
+	}
+	lp.dl = slices.Clone(lp.dl[:n])
+	lp.docs = slices.Clone(lp.docs[:n])
+	lp.pending = make([]int32, n)
+	lp.free = nil
+}
+
+// lexScratch is a search's score accumulator, keyed by document slot; acc is
+// all zeros between partitions (every score is positive, so zero means
+// untouched).
+type lexScratch struct {
+	acc     []float64
+	touched []uint32
 }
 
 // SearchLexical implements retrieval.LexicalSearcher: BM25 over the chunks the
@@ -119,7 +329,7 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 		return retrieval.SearchResult{}, err
 	}
 	defer s.mu.RUnlock()
-	hits := s.ix.searchLexical(lexical.QueryTerms(r.Terms), r.Filter, r.K+r.Offset)
+	hits := s.ix.searchLexical(lexical.QueryTerms(r.Terms), r.Filter, r.K+r.Offset, &s.lexScratch)
 	if r.Offset >= len(hits) {
 		hits = nil
 	} else {
@@ -128,10 +338,19 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 	return retrieval.SearchResult{Hits: hits, Plan: retrieval.PlanBM25, Exact: true}, nil
 }
 
-func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int) []retrieval.Hit {
+func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *sync.Pool) []retrieval.Hit {
 	segs, _ := ix.resolve(f)
 	if len(segs) == 0 || len(terms) == 0 {
 		return nil
+	}
+	// A term the store has never seen has no postings and no document
+	// frequency anywhere; it only has to keep its place out of the sums.
+	ids := make([]uint32, 0, len(terms))
+	known := make([]bool, len(terms))
+	for i, t := range terms {
+		id, ok := ix.dict.ids[t]
+		ids = append(ids, id)
+		known[i] = ok
 	}
 	// Statistics of the allowed chunks only: whole partitions from their
 	// counters, named tickets from their documents.
@@ -143,16 +362,19 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int) []retr
 			lp := sg.p.lex
 			n += lp.live
 			sumDL += lp.sumDL
-			for i, t := range terms {
-				df[i] += int(lp.df[t])
+			for i, id := range ids {
+				if known[i] {
+					df[i] += int(lp.terms[id].df)
+				}
 			}
 			continue
 		}
-		for _, d := range sg.t.lex {
+		lt := sg.t.lex
+		for k, dl := range lt.dl {
 			n++
-			sumDL += float64(d.doc.Len)
-			for i, t := range terms {
-				if d.doc.TF(t) > 0 {
+			sumDL += float64(dl)
+			for i, id := range ids {
+				if known[i] && lt.tf(k, id) > 0 {
 					df[i]++
 				}
 			}
@@ -167,32 +389,67 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int) []retr
 		idf[i] = lexical.IDF(n, df[i])
 	}
 	// Scores are summed term by term in sorted term order, in float64.
-	acc := map[*lexDoc]float64{}
+	top := newTopK(m)
+	var sc *lexScratch
 	for _, sg := range segs {
-		if sg.t == nil {
-			for i, t := range terms {
-				for _, p := range sg.p.lex.post[t] {
-					if !p.d.dead {
-						acc[p.d] += lexical.TermScore(idf[i], p.tf, p.d.doc.Len, avgdl)
+		if sg.t != nil {
+			lt := sg.t.lex
+			for k, dl := range lt.dl {
+				var acc float64
+				hit := false
+				for i, id := range ids {
+					if !known[i] {
+						continue
 					}
+					if tf := lt.tf(k, id); tf > 0 {
+						acc += lexical.TermScore(idf[i], tf, dl, avgdl)
+						hit = true
+					}
+				}
+				if c := (cand{score: float32(acc), t: sg.t, k: int32(k)}); hit && top.admits(c.score) {
+					top.push(c)
 				}
 			}
 			continue
 		}
-		for _, d := range sg.t.lex {
-			for i, t := range terms {
-				if tf := d.doc.TF(t); tf > 0 {
-					acc[d] += lexical.TermScore(idf[i], tf, d.doc.Len, avgdl)
-				}
+		if sc == nil {
+			sc, _ = pool.Get().(*lexScratch)
+			if sc == nil {
+				sc = &lexScratch{}
 			}
 		}
-	}
-	top := newTopK(m)
-	for d, sc := range acc {
-		c := cand{score: float32(sc), t: d.t, k: d.k}
-		if top.admits(c.score) {
-			top.push(c)
+		lp := sg.p.lex
+		if len(sc.acc) < len(lp.dl) {
+			sc.acc = make([]float64, len(lp.dl))
 		}
+		acc := sc.acc[:len(lp.dl)]
+		touched := sc.touched[:0]
+		for i, id := range ids {
+			if !known[i] {
+				continue
+			}
+			for _, p := range lp.terms[id].post {
+				dl := lp.dl[p.doc]
+				if dl < 0 {
+					continue
+				}
+				if acc[p.doc] == 0 {
+					touched = append(touched, p.doc)
+				}
+				acc[p.doc] += lexical.TermScore(idf[i], p.tf, dl, avgdl)
+			}
+		}
+		for _, d := range touched {
+			c := cand{score: float32(acc[d]), t: lp.docs[d].t, k: lp.docs[d].k}
+			acc[d] = 0
+			if top.admits(c.score) {
+				top.push(c)
+			}
+		}
+		sc.touched = touched[:0]
+	}
+	if sc != nil {
+		pool.Put(sc)
 	}
 	cands := top.sorted()
 	hits := make([]retrieval.Hit, len(cands))

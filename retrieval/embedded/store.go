@@ -76,6 +76,10 @@ type Store struct {
 	ix      *index
 	closed  bool
 	disk    *disk // nil in memory mode
+
+	// lexScratch pools the lexical arm's score accumulators (*lexScratch),
+	// one per concurrent search, sized by the largest partition scanned.
+	lexScratch sync.Pool
 }
 
 var (

@@ -1,0 +1,120 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
+)
+
+// The lexical benchmarks build a store whose chunks carry ticket-like text
+// (Zipf-distributed words from a 2,000-word vocabulary, an error code, a
+// customer and a unique host name per ticket) and tiny vectors, so the
+// lexical arm dominates the memory and the build time they report:
+//
+//	go test ./retrieval/embedded -run '^$' -bench SearchLexical -benchmem [-large]
+var lexBenchStores sync.Map
+
+const lexBenchDim = 8
+
+func lexBenchVocab() []string {
+	v := make([]string, 0, 2000)
+	for i := range 2000 {
+		v = append(v, fmt.Sprintf("w%dq%s", i, strings.Repeat("x", i%7)))
+	}
+	return v
+}
+
+func lexBenchStore(b *testing.B, rows int) *Store {
+	if s, ok := lexBenchStores.Load(rows); ok {
+		return s.(*Store)
+	}
+	s, err := Open(context.Background(), Config{Meta: retrieval.IndexMeta{Model: "bench", Dim: lexBenchDim}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	vocab := lexBenchVocab()
+	rng := rand.New(rand.NewPCG(5, uint64(rows)))
+	zipf := rand.NewZipf(rng, 1.1, 2, uint64(len(vocab)-1))
+	cs := make([]retrieval.Chunk, benchChunks)
+	for i := range cs {
+		cs[i] = retrieval.Chunk{Ordinal: i, Vector: make([]float32, lexBenchDim)}
+		cs[i].Vector[0] = 1
+	}
+	var sb strings.Builder
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	for i := range rows / benchChunks {
+		for k := range cs {
+			sb.Reset()
+			for w := range 60 {
+				if w > 0 {
+					sb.WriteByte(' ')
+				}
+				if rng.IntN(3) == 0 {
+					sb.WriteString(vocab[rng.IntN(len(vocab))])
+				} else {
+					sb.WriteString(vocab[zipf.Uint64()])
+				}
+			}
+			fmt.Fprintf(&sb, " ERR_%d cust%d host-%d.prod", rng.IntN(5000), rng.IntN(2000), i)
+			cs[k].Text = sb.String()
+		}
+		tk := retrieval.Ticket{ID: fmt.Sprintf("T%07d", i), Tenant: "acme", Project: fmt.Sprintf("p%04d", i%benchProjects),
+			Title: vocab[zipf.Uint64()] + " " + vocab[rng.IntN(len(vocab))]}
+		if err := s.Upsert(context.Background(), tk, cs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	el := time.Since(start)
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	b.Logf("built %d rows in %v (%.0f chunks/s), live heap %d MiB", rows, el, float64(rows)/el.Seconds(),
+		(after.HeapAlloc-before.HeapAlloc)>>20)
+	lexBenchStores.Store(rows, s)
+	return s
+}
+
+// BenchmarkSearchLexical measures BM25 searches under filters of 1%, 10% and
+// 100% of the rows, for a rare term, two common words, and a mixed query.
+func BenchmarkSearchLexical(b *testing.B) {
+	sizes := []int{100_000}
+	if *large {
+		sizes = append(sizes, 1_000_000)
+	}
+	if *benchRows > 0 {
+		sizes = []int{*benchRows}
+	}
+	vocab := lexBenchVocab()
+	queries := map[string]string{
+		"rare":   "host-1234.prod",
+		"common": vocab[2] + " " + vocab[5],
+		"mixed":  "ERR_42 " + vocab[3] + " " + vocab[900] + " cust17",
+	}
+	for _, rows := range sizes {
+		for _, pct := range []float64{1, 10, 100} {
+			for _, qn := range []string{"rare", "common", "mixed"} {
+				b.Run(fmt.Sprintf("rows=%s/filter=%g%%/q=%s", short(rows), pct, qn), func(b *testing.B) {
+					s := lexBenchStore(b, rows)
+					req := retrieval.LexicalRequest{Terms: lexical.Terms(queries[qn]), Filter: benchFilter(pct), K: 50}
+					b.ResetTimer()
+					for b.Loop() {
+						if _, err := s.SearchLexical(context.Background(), req); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
+}
