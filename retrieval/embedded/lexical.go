@@ -114,10 +114,11 @@ type posting struct {
 	tf  float32
 }
 
-// termList is one term's postings in a partition; df counts the live ones.
+// termList is one term's postings in a partition, arena[off:off+n] with room
+// for cap; df counts the live ones (the others are dead).
 type termList struct {
-	df   int32
-	post []posting // may hold dead postings
+	df          int32
+	off, n, cap uint32
 }
 
 // docRef names the chunk of a document slot.
@@ -131,14 +132,21 @@ type docRef struct {
 // dead (dl < 0) and counts the postings still naming it; it is reused once
 // they are all dropped.
 type lexPart struct {
-	terms   map[uint32]termList
-	dl      []float32 // by slot; negative: dead
-	docs    []docRef  // by slot
-	pending []int32   // by dead slot: postings still naming it
-	free    []int32
-	live    int
-	sumDL   float64
-	shrinks int // renumberings so far (for tests)
+	// The postings of all terms share one arena, so neither the map nor the
+	// arena holds a pointer: the garbage collector skips both. A list that
+	// outgrows its room moves to the arena's end, leaving a hole; the arena
+	// is rebuilt once holes are half of it.
+	terms    map[uint32]termList
+	arena    []posting
+	holes    int
+	dl       []float32 // by slot; negative: dead
+	docs     []docRef  // by slot
+	pending  []int32   // by dead slot: postings still naming it
+	free     []int32
+	live     int
+	sumDL    float64
+	shrinks  int // renumberings so far (for tests)
+	rebuilds int // arena rebuilds so far (for tests)
 }
 
 func newLexPart() *lexPart {
@@ -206,12 +214,84 @@ func (lp *lexPart) add(tk *ticket) {
 		for _, t := range lt.chunk(k) {
 			tl := lp.terms[t.id]
 			tl.df++
-			tl.post = append(tl.post, posting{doc: uint32(s), tf: t.tf})
+			lp.push(&tl, posting{doc: uint32(s), tf: t.tf})
 			lp.terms[t.id] = tl
 		}
 		lp.live++
 		lp.sumDL += float64(lt.dl[k])
 	}
+	lp.maybeCompact()
+}
+
+// list returns tl's postings.
+func (lp *lexPart) list(tl termList) []posting { return lp.arena[tl.off : tl.off+tl.n] }
+
+// push appends p to tl's postings, moving them to the arena's end (or
+// growing them there in place) when they are out of room.
+func (lp *lexPart) push(tl *termList, p posting) {
+	if tl.n == tl.cap {
+		c := max(2, 2*tl.cap)
+		if tl.cap > 0 && int(tl.off+tl.cap) == len(lp.arena) {
+			lp.arena = extend(lp.arena, int(c-tl.cap))
+		} else {
+			off := uint32(len(lp.arena))
+			lp.arena = append(lp.arena, lp.arena[tl.off:tl.off+tl.n]...)
+			lp.arena = extend(lp.arena, int(c-tl.n))
+			lp.holes += int(tl.cap)
+			tl.off = off
+		}
+		tl.cap = c
+	}
+	lp.arena[tl.off+tl.n] = p
+	tl.n++
+}
+
+// extend lengthens a by n entries (their contents are never read).
+func extend(a []posting, n int) []posting {
+	a = slices.Grow(a, n)
+	return a[:len(a)+n]
+}
+
+// compactMin is the fewest holes (and free slots) worth a rebuild (tests
+// lower it).
+var compactMin = 1024
+
+func (lp *lexPart) maybeCompact() {
+	if lp.holes >= compactMin && lp.holes > len(lp.arena)/2 {
+		lp.rebuild(nil)
+	}
+}
+
+// rebuild copies every list into a new arena with room for half as many
+// postings again, so a rebuild is paid for by at least that many appends or
+// removals. With renum, dead postings are dropped and slots renumbered.
+func (lp *lexPart) rebuild(renum []int32) {
+	lp.rebuilds++
+	total := 0
+	for _, tl := range lp.terms {
+		total += int(tl.n) + int(tl.n)/2 + 1
+	}
+	arena := make([]posting, 0, total)
+	for id, tl := range lp.terms {
+		off := len(arena)
+		for _, p := range lp.list(tl) {
+			if renum != nil {
+				r := renum[p.doc]
+				if r < 0 {
+					continue
+				}
+				p.doc = uint32(r)
+			}
+			arena = append(arena, p)
+		}
+		n := len(arena) - off
+		c := n + n/2 + 1
+		arena = arena[:off+c]
+		tl.off, tl.n, tl.cap = uint32(off), uint32(n), uint32(c)
+		lp.terms[id] = tl
+	}
+	lp.arena = arena
+	lp.holes = 0
 }
 
 // unpend notes that one posting naming dead slot s was dropped.
@@ -240,20 +320,21 @@ func (lp *lexPart) remove(tk *ticket) {
 		for _, t := range terms {
 			tl := lp.terms[t.id]
 			if tl.df--; tl.df <= 0 {
-				for _, p := range tl.post {
+				for _, p := range lp.list(tl) {
 					lp.unpend(p.doc)
 				}
+				lp.holes += int(tl.cap)
 				delete(lp.terms, t.id)
 				continue
 			}
-			if len(tl.post) > 2*int(tl.df)+8 {
-				tl.post = slices.DeleteFunc(tl.post, func(p posting) bool {
+			if tl.n > 2*uint32(tl.df)+8 {
+				tl.n = uint32(len(slices.DeleteFunc(lp.list(tl), func(p posting) bool {
 					if lp.dl[p.doc] < 0 {
 						lp.unpend(p.doc)
 						return true
 					}
 					return false
-				})
+				})))
 			}
 			lp.terms[t.id] = tl
 		}
@@ -262,11 +343,9 @@ func (lp *lexPart) remove(tk *ticket) {
 		lp.sumDL = 0 // no drift left behind by float subtraction
 	}
 	lt.slot = nil
-	lp.shrink(shrinkMin)
+	lp.shrink(compactMin)
+	lp.maybeCompact()
 }
-
-// shrinkMin is the fewest free slots worth a renumbering (tests lower it).
-var shrinkMin = 1024
 
 // shrink renumbers the slots once most of them are free (after large
 // deletes), dropping every dead posting, so the slot arrays give memory back.
@@ -290,16 +369,7 @@ func (lp *lexPart) shrink(minFree int) {
 		ref.t.lex.slot[ref.k] = n
 		n++
 	}
-	for id, tl := range lp.terms {
-		post := tl.post[:0]
-		for _, p := range tl.post {
-			if r := renum[p.doc]; r >= 0 {
-				post = append(post, posting{doc: uint32(r), tf: p.tf})
-			}
-		}
-		tl.post = slices.Clip(post)
-		lp.terms[id] = tl
-	}
+	lp.rebuild(renum)
 	lp.dl = slices.Clone(lp.dl[:n])
 	lp.docs = slices.Clone(lp.docs[:n])
 	lp.pending = make([]int32, n)
@@ -428,7 +498,7 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 			if !known[i] {
 				continue
 			}
-			for _, p := range lp.terms[id].post {
+			for _, p := range lp.list(lp.terms[id]) {
 				dl := lp.dl[p.doc]
 				if dl < 0 {
 					continue

@@ -26,8 +26,8 @@ func TestLexicalChurnMatchesRebuild(t *testing.T) {
 		return s
 	}
 	churned := open()
-	defer func(n int) { shrinkMin = n }(shrinkMin)
-	shrinkMin = 16
+	defer func(n int) { compactMin = n }(compactMin)
+	compactMin = 16
 	rng := rand.New(rand.NewPCG(3, 9))
 	projects := []string{"a", "b", "c"}
 	type state struct {
@@ -136,20 +136,21 @@ func TestLexicalChurnMatchesRebuild(t *testing.T) {
 			if ix.dict.terms[id] == "" {
 				t.Errorf("partition %s keeps postings of freed term id %d", p.project, id)
 			}
-			posts += len(tl.post)
+			posts += int(tl.n)
 			livePosts += int(tl.df)
 		}
-		if len(lp.dl) > 4*lp.live+1024 || posts > 2*livePosts+8*len(lp.terms) {
-			t.Errorf("partition %s: %d slots and %d postings for %d live documents and %d live postings",
-				p.project, len(lp.dl), posts, lp.live, livePosts)
+		if len(lp.dl) > 4*lp.live+1024 || posts > 2*livePosts+8*len(lp.terms) || len(lp.arena) > 4*(posts+len(lp.terms))+2*compactMin {
+			t.Errorf("partition %s: %d slots, %d postings in an arena of %d for %d live documents and %d live postings",
+				p.project, len(lp.dl), posts, len(lp.arena), lp.live, livePosts)
 		}
 	}
-	shrinks := 0
+	shrinks, rebuilds := 0, 0
 	for _, p := range ix.tenants["acme"] {
 		shrinks += p.lex.shrinks
+		rebuilds += p.lex.rebuilds - p.lex.shrinks
 	}
-	if shrinks == 0 {
-		t.Error("no partition was ever renumbered; the test does not exercise shrink")
+	if shrinks == 0 || rebuilds == 0 {
+		t.Errorf("%d renumberings and %d arena rebuilds; the test does not exercise both", shrinks, rebuilds)
 	}
 	if len(ix.dict.free) == 0 {
 		t.Error("no term id was ever freed; the test does not exercise reuse")
