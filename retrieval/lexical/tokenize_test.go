@@ -138,3 +138,11 @@ func FuzzSplitParts(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkAnalyze(b *testing.B) {
+	text := strings.Repeat("login fails after deploy with ERR_CONN_RESET on db01.prod, customer cust017 reports SEC-12 timeout again ", 4)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		Analyze("BT-1234", "Checkout fails with timeout", text)
+	}
+}
