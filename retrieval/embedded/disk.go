@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/clearance-dev/clearance/internal/dirlock"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -222,11 +224,19 @@ func (d *disk) loadSnapshot(path string, ix *index) error {
 		return bad("bad header")
 	}
 	var scratch []float32
+	b := newSnapshotBatch(ix)
 	for {
 		p, err := rr.next()
 		if err != nil {
 			return bad(err.Error())
 		}
+		if p[0] == opUpsert {
+			if err := b.add(p); err != nil {
+				return bad(err.Error())
+			}
+			continue
+		}
+		b.flush()
 		if p[0] == opEnd {
 			dec := &decoder{b: p[1:]}
 			tickets, chunks := dec.uint(), dec.uint()
@@ -239,6 +249,57 @@ func (d *disk) loadSnapshot(path string, ix *index) error {
 			return bad(err.Error())
 		}
 	}
+}
+
+// snapshotBatch applies a snapshot's upserts in order, analyzing each batch's
+// text for the lexical arm on all cores first: analysis is most of a load's
+// CPU once the vectors are copied, and a snapshot is read single-threaded.
+type snapshotBatch struct {
+	ix      *index
+	n       int
+	recs    []*upsertRecord
+	sizes   []int64
+	scratch [][]float32 // per slot, reused across batches (upsert copies vectors)
+}
+
+const snapshotBatchSize = 256
+
+func newSnapshotBatch(ix *index) *snapshotBatch {
+	return &snapshotBatch{ix: ix, recs: make([]*upsertRecord, snapshotBatchSize),
+		sizes: make([]int64, snapshotBatchSize), scratch: make([][]float32, snapshotBatchSize)}
+}
+
+// add decodes one upsert payload (copied out: the reader reuses its buffer).
+func (b *snapshotBatch) add(payload []byte) error {
+	u, err := decodeUpsert(&decoder{b: payload[1:]}, b.ix.dim, b.scratch[b.n])
+	if err != nil {
+		return err
+	}
+	b.scratch[b.n] = u.vecs
+	b.recs[b.n], b.sizes[b.n] = u, int64(len(payload)+frameHeader)
+	if b.n++; b.n == snapshotBatchSize {
+		b.flush()
+	}
+	return nil
+}
+
+func (b *snapshotBatch) flush() {
+	recs := b.recs[:b.n]
+	workers := min(runtime.GOMAXPROCS(0), len(recs))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(recs); i += workers {
+				recs[i].docs = lexDocs(recs[i].t, recs[i].texts)
+			}
+		})
+	}
+	wg.Wait()
+	for i, u := range recs {
+		b.ix.upsert(u.t, u.ords, u.texts, u.vecs, u.docs, b.sizes[i])
+		recs[i] = nil
+	}
+	b.n = 0
 }
 
 // replay applies a log. In the newest log a torn tail (the write a crash
