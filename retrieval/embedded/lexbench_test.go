@@ -40,6 +40,13 @@ func lexBenchStore(b *testing.B, rows int) *Store {
 	if err != nil {
 		b.Fatal(err)
 	}
+	fillLexBench(b, s, rows)
+	lexBenchStores.Store(rows, s)
+	return s
+}
+
+// fillLexBench upserts rows chunks of ticket-like text into s.
+func fillLexBench(b *testing.B, s *Store, rows int) {
 	vocab := lexBenchVocab()
 	rng := rand.New(rand.NewPCG(5, uint64(rows)))
 	zipf := rand.NewZipf(rng, 1.1, 2, uint64(len(vocab)-1))
@@ -81,8 +88,35 @@ func lexBenchStore(b *testing.B, rows int) *Store {
 	runtime.ReadMemStats(&after)
 	b.Logf("built %d rows in %v (%.0f chunks/s), live heap %d MiB", rows, el, float64(rows)/el.Seconds(),
 		(after.HeapAlloc-before.HeapAlloc)>>20)
-	lexBenchStores.Store(rows, s)
-	return s
+}
+
+// BenchmarkReopenLexical opens a snapshot of ticket-like text: replay
+// analyzes every chunk again for the lexical arm.
+func BenchmarkReopenLexical(b *testing.B) {
+	rows := 100_000
+	if *benchRows > 0 {
+		rows = *benchRows
+	}
+	cfg := Config{DataDir: b.TempDir(), Meta: retrieval.IndexMeta{Model: "bench", Dim: lexBenchDim}, NoSync: true, CompactBytes: 1 << 40}
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fillLexBench(b, s, rows)
+	if err := s.Compact(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		s, err := Open(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
 }
 
 // BenchmarkSearchLexical measures BM25 searches under filters of 1%, 10% and
