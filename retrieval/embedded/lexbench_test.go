@@ -86,8 +86,19 @@ func fillLexBench(b *testing.B, s *Store, rows int) {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	b.Logf("built %d rows in %v (%.0f chunks/s), live heap %d MiB", rows, el, float64(rows)/el.Seconds(),
-		(after.HeapAlloc-before.HeapAlloc)>>20)
+	var posts, arena, arenaCap, terms int
+	for _, ps := range s.ix.tenants {
+		for _, p := range ps {
+			for _, tl := range p.lex.terms {
+				posts += int(tl.n)
+			}
+			terms += len(p.lex.terms)
+			arena += len(p.lex.arena)
+			arenaCap += cap(p.lex.arena)
+		}
+	}
+	b.Logf("built %d rows in %v (%.0f chunks/s), live heap %d MiB; %d postings of %d (partition, term) pairs in arenas of %d (capacity %d), %d distinct terms",
+		rows, el, float64(rows)/el.Seconds(), (after.HeapAlloc-before.HeapAlloc)>>20, posts, terms, arena, arenaCap, len(s.ix.dict.ids))
 }
 
 // BenchmarkReopenLexical opens a snapshot of ticket-like text: replay

@@ -135,7 +135,7 @@ type lexPart struct {
 	// The postings of all terms share one arena, so neither the map nor the
 	// arena holds a pointer: the garbage collector skips both. A list that
 	// outgrows its room moves to the arena's end, leaving a hole; the arena
-	// is rebuilt once holes are half of it.
+	// is rebuilt once holes are a third of it.
 	terms    map[uint32]termList
 	arena    []posting
 	holes    int
@@ -257,19 +257,19 @@ func extend(a []posting, n int) []posting {
 var compactMin = 1024
 
 func (lp *lexPart) maybeCompact() {
-	if lp.holes >= compactMin && lp.holes > len(lp.arena)/2 {
+	if lp.holes >= compactMin && lp.holes > len(lp.arena)/3 {
 		lp.rebuild(nil)
 	}
 }
 
-// rebuild copies every list into a new arena with room for half as many
+// rebuild copies every list into a new arena with room for a quarter as many
 // postings again, so a rebuild is paid for by at least that many appends or
 // removals. With renum, dead postings are dropped and slots renumbered.
 func (lp *lexPart) rebuild(renum []int32) {
 	lp.rebuilds++
 	total := 0
 	for _, tl := range lp.terms {
-		total += int(tl.n) + int(tl.n)/2 + 1
+		total += int(tl.n) + int(tl.n)/4 + 1
 	}
 	arena := make([]posting, 0, total)
 	for id, tl := range lp.terms {
@@ -285,7 +285,7 @@ func (lp *lexPart) rebuild(renum []int32) {
 			arena = append(arena, p)
 		}
 		n := len(arena) - off
-		c := n + n/2 + 1
+		c := n + n/4 + 1
 		arena = arena[:off+c]
 		tl.off, tl.n, tl.cap = uint32(off), uint32(n), uint32(c)
 		lp.terms[id] = tl
