@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/clearance-dev/clearance/retrieval"
@@ -121,6 +122,33 @@ func TestLexicalChurnMatchesRebuild(t *testing.T) {
 			}
 		}
 	}
+
+	// Concurrent searches each get their own accumulator: the same answers.
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 40 {
+				req := retrieval.LexicalRequest{Terms: lexical.Terms(queries[(g+i)%len(queries)]), Filter: filters[i%len(filters)], K: 1000}
+				got, err := churned.SearchLexical(t.Context(), req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				want, err := fresh.SearchLexical(t.Context(), req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !slices.EqualFunc(got.Hits, want.Hits, func(a, b retrieval.Hit) bool {
+					return a.TicketID == b.TicketID && a.Ordinal == b.Ordinal && a.Score == b.Score
+				}) {
+					t.Errorf("concurrent %+v: answers differ", req)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 
 	// Bounded garbage: the dictionary holds exactly the live terms, and each
 	// partition's slots and postings stay within a constant factor of its
