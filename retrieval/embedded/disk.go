@@ -224,7 +224,7 @@ func (d *disk) loadSnapshot(path string, ix *index) error {
 		return bad("bad header")
 	}
 	var scratch []float32
-	b := newSnapshotBatch(ix)
+	b := newUpsertBatch(ix)
 	for {
 		p, err := rr.next()
 		if err != nil {
@@ -251,10 +251,12 @@ func (d *disk) loadSnapshot(path string, ix *index) error {
 	}
 }
 
-// snapshotBatch applies a snapshot's upserts in order, analyzing each batch's
-// text for the lexical arm on all cores first: analysis is most of a load's
-// CPU once the vectors are copied, and a snapshot is read single-threaded.
-type snapshotBatch struct {
+// upsertBatch applies the upserts of a snapshot or log in order, analyzing
+// each batch's text for the lexical arm on all cores first: analysis is most
+// of a load's CPU once the vectors are copied, and files are read by one
+// goroutine. Only decoding can fail, and it fails in add, before anything
+// later is applied, so a bad record still cuts the load exactly where it is.
+type upsertBatch struct {
 	ix      *index
 	n       int
 	recs    []*upsertRecord
@@ -262,28 +264,28 @@ type snapshotBatch struct {
 	scratch [][]float32 // per slot, reused across batches (upsert copies vectors)
 }
 
-const snapshotBatchSize = 256
+const upsertBatchSize = 256
 
-func newSnapshotBatch(ix *index) *snapshotBatch {
-	return &snapshotBatch{ix: ix, recs: make([]*upsertRecord, snapshotBatchSize),
-		sizes: make([]int64, snapshotBatchSize), scratch: make([][]float32, snapshotBatchSize)}
+func newUpsertBatch(ix *index) *upsertBatch {
+	return &upsertBatch{ix: ix, recs: make([]*upsertRecord, upsertBatchSize),
+		sizes: make([]int64, upsertBatchSize), scratch: make([][]float32, upsertBatchSize)}
 }
 
 // add decodes one upsert payload (copied out: the reader reuses its buffer).
-func (b *snapshotBatch) add(payload []byte) error {
+func (b *upsertBatch) add(payload []byte) error {
 	u, err := decodeUpsert(&decoder{b: payload[1:]}, b.ix.dim, b.scratch[b.n])
 	if err != nil {
 		return err
 	}
 	b.scratch[b.n] = u.vecs
 	b.recs[b.n], b.sizes[b.n] = u, int64(len(payload)+frameHeader)
-	if b.n++; b.n == snapshotBatchSize {
+	if b.n++; b.n == upsertBatchSize {
 		b.flush()
 	}
 	return nil
 }
 
-func (b *snapshotBatch) flush() {
+func (b *upsertBatch) flush() {
 	recs := b.recs[:b.n]
 	workers := min(runtime.GOMAXPROCS(0), len(recs))
 	var wg sync.WaitGroup
@@ -312,6 +314,8 @@ func (d *disk) replay(seq uint64, ix *index, newest bool, scratch *[]float32) er
 	}
 	rr := newRecordReader(f)
 	records := 0
+	b := newUpsertBatch(ix)
+	defer b.flush() // every record added before a failure is applied, as before
 	for {
 		start := rr.off
 		p, err := rr.next()
@@ -319,7 +323,12 @@ func (d *disk) replay(seq uint64, ix *index, newest bool, scratch *[]float32) er
 			break
 		}
 		if err == nil {
-			err = apply(ix, p, scratch)
+			if p[0] == opUpsert {
+				err = b.add(p)
+			} else {
+				b.flush()
+				err = apply(ix, p, scratch)
+			}
 		}
 		if err != nil {
 			rr.off = start // cut before the record that failed
