@@ -101,33 +101,40 @@ func fillLexBench(b *testing.B, s *Store, rows int) {
 		rows, el, float64(rows)/el.Seconds(), (after.HeapAlloc-before.HeapAlloc)>>20, posts, terms, arena, arenaCap, len(s.ix.dict.ids))
 }
 
-// BenchmarkReopenLexical opens a snapshot of ticket-like text: replay
-// analyzes every chunk again for the lexical arm.
+// BenchmarkReopenLexical opens a store of ticket-like text from a snapshot
+// and from its log: either way every chunk is analyzed again for the lexical
+// arm.
 func BenchmarkReopenLexical(b *testing.B) {
 	rows := 100_000
 	if *benchRows > 0 {
 		rows = *benchRows
 	}
-	cfg := Config{DataDir: b.TempDir(), Meta: retrieval.IndexMeta{Model: "bench", Dim: lexBenchDim}, NoSync: true, CompactBytes: 1 << 40}
-	s, err := Open(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
+	for _, from := range []string{"snapshot", "log"} {
+		b.Run("from="+from, func(b *testing.B) {
+			cfg := Config{DataDir: b.TempDir(), Meta: retrieval.IndexMeta{Model: "bench", Dim: lexBenchDim}, NoSync: true, CompactBytes: 1 << 40}
+			s, err := Open(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fillLexBench(b, s, rows)
+			if from == "snapshot" {
+				if err := s.Compact(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				s, err := Open(context.Background(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+			}
+			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
+		})
 	}
-	fillLexBench(b, s, rows)
-	if err := s.Compact(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		s, err := Open(context.Background(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.Close()
-	}
-	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
 }
 
 // BenchmarkSearchLexical measures BM25 searches under filters of 1%, 10% and
