@@ -110,57 +110,77 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 
 // searchLexical runs one lexical search on pool. missing reports chunks
 // without lexical columns anywhere in the table, in which case it has no hits.
+//
+// One statement reads the filter's statistics and scores in one scan of the
+// narrow lexical table: it gathers the allowed rows holding any query term
+// (GIN) with each term's frequency in them, counts the document frequencies
+// over those rows, computes the IDFs and the average length, and ranks the
+// rows by BM25 with them. PostgreSQL's ln and Go's math.Log may differ in the
+// last bit, so the statement also returns the frequencies and the IDFs it
+// used: when every IDF equals lexical.IDF of the same counts (almost always),
+// the scores are lexical's to the bit; otherwise the rows are scored again in
+// the same snapshot with Go's IDFs passed in (scoreLexical).
 func (s *Store) searchLexical(ctx context.Context, pool *pgxpool.Pool, terms []string, r retrieval.LexicalRequest) (hits []retrieval.Hit, missing bool, err error) {
-	// One snapshot for the statistics and the scores: a write between them
+	// One snapshot for a possible second statement: a write between them
 	// would otherwise make the IDFs disagree with the rows scored.
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		cond, args := where(r.Filter, "id", 1)
-		var n int64
-		var sumDL float64
-		// A ticket rewritten with no chunks by an older binary may keep a stale
-		// lex_len: its length is 0 whatever the column says.
-		err := tx.QueryRow(ctx, `
-SELECT coalesce(sum(c.chunks), 0), coalesce(sum(CASE WHEN c.chunks = 0 THEN 0 ELSE c.lex_len END), 0),
-  EXISTS (SELECT 1 FROM clearance_vector_chunks WHERE lex_len IS NULL)
-FROM clearance_vector_tickets c WHERE `+cond, args...).Scan(&n, &sumDL, &missing)
-		if err != nil || missing || n == 0 {
+		// The gathered rows stay in memory up to this size (a ticket-key query
+		// matches every allowed chunk; about 100 bytes each).
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL work_mem = '%dMB'", lexicalWorkMemMB)); err != nil {
 			return err
 		}
-		// Document frequencies over the allowed chunks, one pass over the rows
-		// holding any term. (Unnesting every matching row's terms instead costs
-		// a row per term of each chunk: ten times slower on common words.)
-		counts := make([]string, len(terms))
-		qargs := []any{terms}
-		for i, t := range terms {
-			qargs = append(qargs, []string{t})
-			counts[i] = fmt.Sprintf("count(*) FILTER (WHERE c.lex_terms @> $%d::text[])", len(qargs))
-		}
-		cond, args = where(r.Filter, "ticket_id", len(qargs)+1)
-		dfs := make([]int64, len(terms))
-		dest := make([]any, len(terms))
-		for i := range dfs {
-			dest[i] = &dfs[i]
-		}
-		if err := tx.QueryRow(ctx, `SELECT `+strings.Join(counts, ", ")+`
-FROM clearance_vector_chunks c WHERE c.lex_terms && $1::text[] AND `+cond, append(qargs, args...)...).Scan(dest...); err != nil {
+		q, args := lexicalQuery(r, terms)
+		var (
+			n, sumDL float64
+			avgdl    *float64
+			dfs      = make([]int64, len(terms))
+			idfs     = make([]float64, len(terms))
+			top      []retrieval.Hit
+		)
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
 			return err
 		}
-		df := make(map[string]int, len(terms))
-		for i, t := range terms {
-			df[t] = int(dfs[i])
-		}
-		// Terms no allowed chunk holds add nothing to any score.
-		var found []string
-		for _, t := range terms {
-			if df[t] > 0 {
-				found = append(found, t)
+		for rows.Next() {
+			var (
+				id, tenant, project, title, text *string
+				ord                              *int32
+				score                            *float64
+			)
+			dest := []any{&n, &sumDL, &avgdl, &missing}
+			for i := range terms {
+				dest = append(dest, &dfs[i], &idfs[i])
+			}
+			dest = append(dest, &id, &tenant, &project, &title, &ord, &text, &score)
+			if err := rows.Scan(dest...); err != nil {
+				rows.Close()
+				return err
+			}
+			if id != nil { // the one row of an empty ranking has only the statistics
+				top = append(top, retrieval.Hit{TicketID: *id, Tenant: *tenant, Project: *project, Title: *title, Ordinal: int(*ord), Text: *text, Score: float32(*score)})
 			}
 		}
-		avgdl := sumDL / float64(n)
-		if len(found) == 0 || avgdl <= 0 {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if missing || n == 0 || avgdl == nil || *avgdl <= 0 {
 			return nil
 		}
-		hits, err = scoreLexical(ctx, tx, r, found, df, int(n), avgdl)
+		df := make(map[string]int, len(terms))
+		var found []string
+		same := *avgdl == sumDL/n
+		for i, t := range terms {
+			df[t] = int(dfs[i])
+			if dfs[i] > 0 {
+				found = append(found, t)
+				same = same && idfs[i] == lexical.IDF(int(n), int(dfs[i]))
+			}
+		}
+		if (same && !s.goIDFs) || len(found) == 0 {
+			hits = top
+			return nil
+		}
+		hits, err = scoreLexical(ctx, tx, r, found, df, int(n), sumDL/n)
 		return err
 	})
 	if err != nil {
@@ -169,8 +189,74 @@ FROM clearance_vector_chunks c WHERE c.lex_terms && $1::text[] AND `+cond, appen
 	return hits, missing, nil
 }
 
+// lexicalWorkMemMB is work_mem of a lexical search's transaction.
+const lexicalWorkMemMB = 32
+
+// lexicalQuery is searchLexical's statement for terms (sorted, distinct).
+// Its rows: n, the total length, the average length, missing, then each
+// term's document frequency and IDF, then a hit's ticket id, tenant, project,
+// title, ordinal, text and score; the hit columns are NULL in the one row of
+// an empty ranking.
+func lexicalQuery(r retrieval.LexicalRequest, terms []string) (string, []any) {
+	// $1 terms, $2 K1+1, $3 K1, $4 1-B, $5 B; then each term; then the
+	// filter's arguments, once for the tickets and once for the rows.
+	args := []any{terms, float64(lexical.K1 + 1), float64(lexical.K1), float64(1 - lexical.B), float64(lexical.B)}
+	var tfs, dfs, idfs, outs, score strings.Builder
+	score.WriteString("0::float8")
+	for i, t := range terms {
+		args = append(args, t)
+		if i > 0 {
+			tfs.WriteString(", ")
+			dfs.WriteString(", ")
+		}
+		fmt.Fprintf(&tfs, "coalesce(c.tfs[array_position(c.terms, $%d::text)], 0)::float8 AS f%d", len(args), i)
+		fmt.Fprintf(&dfs, "count(*) FILTER (WHERE m.f%[1]d > 0)::float8 AS d%[1]d", i)
+		// lexical.IDF: ln(1 + (n - df + 0.5) / (df + 0.5)).
+		fmt.Fprintf(&idfs, ",\n    ln(1::float8 + (st.n - d.d%[1]d + 0.5::float8) / (d.d%[1]d + 0.5::float8)) AS i%[1]d", i)
+		fmt.Fprintf(&outs, ", p.d%[1]d::int8, p.i%[1]d", i)
+		// lexical.TermScore: idf * f * (K1+1) / (f + K1*((1-B) + B*dl/avgdl)),
+		// added in the reference's (sorted) order; an absent term adds exactly 0.
+		fmt.Fprintf(&score, "\n    + CASE WHEN m.f%[1]d > 0 THEN p.i%[1]d * m.f%[1]d * $2::float8 / (m.f%[1]d + $3::float8 * ($4::float8 + $5::float8 * m.dl / p.avgdl)) ELSE 0 END", i)
+	}
+	tcond, targs := where(r.Filter, "id", len(args)+1)
+	args = append(args, targs...)
+	cond, cargs := where(r.Filter, "ticket_id", len(args)+1)
+	args = append(args, cargs...)
+	// A ticket rewritten with no chunks by an older binary may keep a stale
+	// lex_len: its length is 0 whatever the column says. OFFSET 0 keeps the
+	// lateral subquery from being inlined: each term's frequency is looked up
+	// once per row instead of once per use.
+	q := fmt.Sprintf(`
+WITH st AS (
+  SELECT coalesce(sum(c.chunks), 0)::float8 AS n,
+    coalesce(sum(CASE WHEN c.chunks = 0 THEN 0 ELSE c.lex_len END), 0)::float8 AS dl,
+    EXISTS (SELECT 1 FROM clearance_vector_chunks WHERE lex_len IS NULL) AS missing
+  FROM clearance_vector_tickets c WHERE %s),
+m AS MATERIALIZED (
+  SELECT c.ticket_id, c.ordinal, c.len::float8 AS dl, tf.*
+  FROM clearance_vector_lexical c CROSS JOIN LATERAL (SELECT %s OFFSET 0) tf
+  WHERE c.terms && $1::text[] AND %s),
+d AS (SELECT %s FROM m),
+p AS (
+  SELECT st.n, st.dl, st.dl / nullif(st.n, 0) AS avgdl, st.missing, d.*%s
+  FROM st CROSS JOIN d),
+top AS (
+  SELECT m.ticket_id, m.ordinal, %s AS score
+  FROM m CROSS JOIN p WHERE NOT p.missing AND p.avgdl > 0
+  ORDER BY score DESC, m.ticket_id, m.ordinal OFFSET %d LIMIT %d),
+hit AS (
+  SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, ch.text, x.score
+  FROM top x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
+  JOIN clearance_vector_chunks ch ON ch.ticket_id = x.ticket_id AND ch.ordinal = x.ordinal)
+SELECT p.n, p.dl, p.avgdl, p.missing%s, h.*
+FROM p LEFT JOIN hit h ON true
+ORDER BY h.score DESC, h.ticket_id, h.ordinal`, tcond, tfs.String(), cond, dfs.String(), idfs.String(), score.String(), r.Offset, r.K, outs.String())
+	return q, args
+}
+
 // scoreLexical ranks the allowed chunks holding any of terms (sorted, each
-// with df[term] > 0) by BM25 over n chunks of average length avgdl.
+// with df[term] > 0) by BM25 over n chunks of average length avgdl, with the
+// IDFs computed in Go.
 func scoreLexical(ctx context.Context, tx pgx.Tx, r retrieval.LexicalRequest, terms []string, df map[string]int, n int, avgdl float64) ([]retrieval.Hit, error) {
 	// $1 terms, $2 K1+1, $3 K1, $4 1-B, $5 B, $6 avgdl; then each term and its
 	// IDF; then the filter's arguments.
@@ -183,23 +269,20 @@ func scoreLexical(ctx context.Context, tx pgx.Tx, r retrieval.LexicalRequest, te
 		if i > 0 {
 			tfs.WriteString(", ")
 		}
-		fmt.Fprintf(&tfs, "coalesce(c.lex_tfs[array_position(c.lex_terms, $%d::text)], 0)::float8 AS f%d", pt, i)
-		// lexical.TermScore: idf * f * (K1+1) / (f + K1*((1-B) + B*dl/avgdl)),
-		// added in the reference's order; an absent term adds exactly 0.
-		fmt.Fprintf(&score, "\n    + CASE WHEN tf.f%[1]d > 0 THEN $%[2]d::float8 * tf.f%[1]d * $2::float8 / (tf.f%[1]d + $3::float8 * ($4::float8 + $5::float8 * c.lex_len::float8 / $6::float8)) ELSE 0 END", i, pi)
+		fmt.Fprintf(&tfs, "coalesce(c.tfs[array_position(c.terms, $%d::text)], 0)::float8 AS f%d", pt, i)
+		fmt.Fprintf(&score, "\n    + CASE WHEN tf.f%[1]d > 0 THEN $%[2]d::float8 * tf.f%[1]d * $2::float8 / (tf.f%[1]d + $3::float8 * ($4::float8 + $5::float8 * c.len::float8 / $6::float8)) ELSE 0 END", i, pi)
 	}
-	// OFFSET 0 keeps the lateral subquery from being inlined: each term's
-	// frequency is looked up once per row instead of once per use (3x).
 	cond, fargs := where(r.Filter, "ticket_id", len(args)+1)
 	args = append(args, fargs...)
 	q := fmt.Sprintf(`
 WITH top AS (
-  SELECT c.ticket_id, c.ordinal, c.text, %s AS score
-  FROM clearance_vector_chunks c CROSS JOIN LATERAL (SELECT %s OFFSET 0) tf
-  WHERE c.lex_terms && $1::text[] AND %s
+  SELECT c.ticket_id, c.ordinal, %s AS score
+  FROM clearance_vector_lexical c CROSS JOIN LATERAL (SELECT %s OFFSET 0) tf
+  WHERE c.terms && $1::text[] AND %s
   ORDER BY score DESC, c.ticket_id, c.ordinal OFFSET %d LIMIT %d)
-SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, x.text, x.score
+SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, ch.text, x.score
 FROM top x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
+JOIN clearance_vector_chunks ch ON ch.ticket_id = x.ticket_id AND ch.ordinal = x.ordinal
 ORDER BY x.score DESC, x.ticket_id, x.ordinal`, score.String(), tfs.String(), cond, r.Offset, r.K)
 	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {

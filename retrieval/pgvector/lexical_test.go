@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/clearance-dev/clearance/internal/pgschema"
 	"github.com/clearance-dev/clearance/internal/testenv"
 	"github.com/clearance-dev/clearance/retrieval"
 	"github.com/clearance-dev/clearance/retrieval/lexical"
@@ -94,5 +96,155 @@ UPDATE clearance_vector_tickets SET lex_len = 999 WHERE id >= 'T-0200'`); err !=
 	}
 	if missing != 0 || stale != 0 {
 		t.Fatalf("after backfill: %d chunks without tokens, %d tickets with a wrong total length", missing, stale)
+	}
+}
+
+// lexFixture writes tickets with varied words, one with an error code, into a
+// fresh store and returns it with a connection of its own.
+func lexFixture(t *testing.T, model string) (*Store, *pgx.Conn, string) {
+	t.Helper()
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	s, err := Open(ctx, Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: model, Dim: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	words := []string{"login", "timeout", "replica", "lag", "payment", "refund", "crash", "ipad", "layout"}
+	for i := range 120 {
+		id := fmt.Sprintf("L-%03d", i)
+		tk := retrieval.Ticket{ID: id, Tenant: "acme", Project: fmt.Sprintf("p%d", i%4), Title: words[i%len(words)] + " " + words[(i/3)%len(words)]}
+		var chunks []retrieval.Chunk
+		for o := range 1 + i%3 {
+			text := strings.Repeat(words[(i+o)%len(words)]+" ", 1+o) + words[(i*5+o)%len(words)]
+			if i%17 == 0 {
+				text += " ERR_CONN_RESET on 1.22.1"
+			}
+			chunks = append(chunks, retrieval.Chunk{Ordinal: o, Text: text, Vector: []float32{1, 0, 0, 0}})
+		}
+		if err := s.Upsert(ctx, tk, chunks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return s, conn, url
+}
+
+var lexQueries = []struct {
+	q string
+	f retrieval.Filter
+}{
+	{"login timeout", retrieval.Filter{Tenant: "acme", AllProjects: true}},
+	{"L-017 err_conn_reset", retrieval.Filter{Tenant: "acme", Projects: []string{"p1"}, Tickets: []string{"L-034", "L-017"}}},
+	{"refund lag 1.22.1 zebra", retrieval.Filter{Tenant: "acme", Projects: []string{"p0", "p2"}}},
+	{"ipad layout crash", retrieval.Filter{Tenant: "acme", Tickets: []string{"L-007", "L-008"}}},
+}
+
+func lexSearchAll(t *testing.T, s *Store, k, offset int) [][]retrieval.Hit {
+	t.Helper()
+	var out [][]retrieval.Hit
+	for _, q := range lexQueries {
+		res, err := s.SearchLexical(context.Background(), retrieval.LexicalRequest{Terms: lexical.Terms(q.q), Filter: q.f, K: k, Offset: offset})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Exact {
+			t.Fatalf("%q: not exact", q.q)
+		}
+		out = append(out, res.Hits)
+	}
+	return out
+}
+
+// TestLexicalGoIDFs: the second scoring (IDFs from Go, taken when
+// PostgreSQL's ln disagrees with Go's in the last bit) ranks and scores
+// exactly as the one-statement search, on every page.
+func TestLexicalGoIDFs(t *testing.T) {
+	s, _, _ := lexFixture(t, "lex-goidf")
+	for _, page := range [][2]int{{10, 0}, {7, 7}, {50, 3}} {
+		want := lexSearchAll(t, s, page[0], page[1])
+		s.goIDFs = true
+		got := lexSearchAll(t, s, page[0], page[1])
+		s.goIDFs = false
+		for i := range want {
+			if len(want[i]) == 0 && page[1] == 0 {
+				t.Fatalf("%q: no hits", lexQueries[i].q)
+			}
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("%q k=%d offset=%d with Go's IDFs:\n got %v\nwant %v", lexQueries[i].q, page[0], page[1], got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestLexicalTable: the narrow lexical table holds exactly the tokenized
+// chunks after upserts, replacements, moves, deletes (cascaded from the
+// ticket row) and a backfill; and the migration that created it copies the
+// chunks already there (applied again to a database it left empty).
+func TestLexicalTable(t *testing.T) {
+	ctx := context.Background()
+	s, conn, url := lexFixture(t, "lex-table")
+	inStep := func(when string) {
+		t.Helper()
+		var bad, n int
+		if err := conn.QueryRow(ctx, `SELECT
+  (SELECT count(*) FROM clearance_vector_chunks c FULL JOIN clearance_vector_lexical l USING (ticket_id, ordinal)
+   WHERE c.lex_len IS NOT NULL AND (l.ticket_id IS NULL OR c.tenant <> l.tenant OR c.project <> l.project
+     OR c.lex_terms <> l.terms OR c.lex_tfs <> l.tfs OR c.lex_len <> l.len)
+   OR c.ticket_id IS NULL OR (c.lex_len IS NULL AND l.ticket_id IS NOT NULL)),
+  (SELECT count(*) FROM clearance_vector_lexical)`).Scan(&bad, &n); err != nil {
+			t.Fatal(err)
+		}
+		if bad != 0 || n == 0 {
+			t.Fatalf("%s: %d rows of the lexical table out of step (%d rows)", when, bad, n)
+		}
+	}
+	inStep("after upserts")
+	vec := []float32{0, 1, 0, 0}
+	if err := s.Upsert(ctx, retrieval.Ticket{ID: "L-005", Tenant: "acme", Project: "p3", Title: "quokka"},
+		[]retrieval.Chunk{{Ordinal: 0, Text: "wombat", Vector: vec}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Move(ctx, "L-006", "p9"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"L-010", "L-011"} {
+		if err := s.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inStep("after a replace, a move and deletes")
+	want := lexSearchAll(t, s, 20, 0)
+
+	if _, err := conn.Exec(ctx, `UPDATE clearance_vector_chunks SET lex_terms = NULL, lex_tfs = NULL, lex_len = NULL WHERE ticket_id < 'L-050'`); err != nil {
+		t.Fatal(err)
+	}
+	if got := lexSearchAll(t, s, 20, 0); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("after the backfill:\n got %v\nwant %v", got, want)
+	}
+	inStep("after the backfill")
+
+	// The database as the migration before the table left it: no rows, no
+	// triggers, version 2.
+	if _, err := conn.Exec(ctx, `
+DROP TRIGGER clearance_vector_lexical_insert ON clearance_vector_chunks;
+DROP TRIGGER clearance_vector_lexical_delete ON clearance_vector_chunks;
+DROP TRIGGER clearance_vector_lexical_update ON clearance_vector_chunks;
+DROP TABLE clearance_vector_lexical;
+DELETE FROM `+pgschema.VectorTable+` WHERE version_id = 3`); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: "lex-table", Dim: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	inStep("after the migration")
+	if got := lexSearchAll(t, s2, 20, 0); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("after the migration:\n got %v\nwant %v", got, want)
 	}
 }

@@ -133,6 +133,10 @@ type Store struct {
 	log     *slog.Logger
 	group   group
 
+	// goIDFs makes every lexical search score a second time with Go's IDFs,
+	// the path taken when PostgreSQL's ln and Go's disagree (tests only).
+	goIDFs bool
+
 	bulkMu sync.Mutex
 	bulk   *bulkState // the connection holding the bulk-load lock
 
