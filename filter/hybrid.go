@@ -3,10 +3,12 @@ package filter
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clearance-dev/clearance/audit"
@@ -49,17 +51,8 @@ func (r *run) hybrid(ctx context.Context) (Status, error) {
 	for round := 0; ; round++ {
 		// Each arm down to depth (a zero weight cannot move any fused score:
 		// its reads are skipped).
-		for _, a := range arms {
-			if a.weight == 0 || a.exhausted || len(a.hits) >= depth {
-				continue
-			}
-			n := depth - len(a.hits)
-			hits, err := r.fetch(ctx, a.mode, n, len(a.hits))
-			if err != nil {
-				return "", err
-			}
-			a.hits = append(a.hits, hits...)
-			a.exhausted = len(hits) < n
+		if err := r.readArms(ctx, arms, depth); err != nil {
+			return "", err
 		}
 		list := r.fuse(arms, depth)
 		// Each round decides the whole fused list again (from the decisions
@@ -100,6 +93,61 @@ func (r *run) hybrid(ctx context.Context) (Status, error) {
 		r.note(fc, depth)
 		return Partial, nil
 	}
+}
+
+// readArms reads each arm that needs it down to depth. Two arms read at once:
+// a hybrid search then waits about as long as its slower arm, not the sum.
+// Their pages are accounted for in arm order, whichever finished first.
+func (r *run) readArms(ctx context.Context, arms []*arm, depth int) error {
+	type read struct {
+		a   *arm
+		n   int
+		res retrieval.SearchResult
+		err error
+	}
+	var reads []*read
+	for _, a := range arms {
+		if a.weight == 0 || a.exhausted || len(a.hits) >= depth {
+			continue
+		}
+		reads = append(reads, &read{a: a, n: depth - len(a.hits)})
+	}
+	if len(reads) == 0 {
+		return nil
+	}
+	t := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, rd := range reads[1:] {
+		wg.Go(func() {
+			rd.res, rd.err = r.query(ctx, rd.a.mode, rd.n, len(rd.a.hits))
+			if rd.err != nil {
+				cancel() // the answer is an error either way: stop the other arm
+			}
+		})
+	}
+	rd := reads[0]
+	rd.res, rd.err = r.query(ctx, rd.a.mode, rd.n, len(rd.a.hits))
+	if rd.err != nil {
+		cancel()
+	}
+	wg.Wait()
+	r.searchUS += since(t)
+	var first error
+	for _, rd := range reads {
+		hits, err := r.record(rd.res, rd.err)
+		if err != nil {
+			// The arm that failed first, not the one it cancelled.
+			if first == nil || errors.Is(first, context.Canceled) {
+				first = err
+			}
+			continue
+		}
+		rd.a.hits = append(rd.a.hits, hits...)
+		rd.a.exhausted = len(hits) < rd.n
+	}
+	return first
 }
 
 // note records the fusion parameters and each arm's candidates.

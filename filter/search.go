@@ -278,14 +278,22 @@ func (r *run) loop(ctx context.Context) (Status, error) {
 // pre-filter and accounts for it in the plan.
 func (r *run) fetch(ctx context.Context, arm Mode, n, offset int) ([]retrieval.Hit, error) {
 	t := time.Now()
-	var res retrieval.SearchResult
-	var err error
-	if arm == ModeLexical {
-		res, err = r.pl.lex.SearchLexical(ctx, retrieval.LexicalRequest{Terms: r.terms, Filter: r.pf.filter, K: n, Offset: offset})
-	} else {
-		res, err = r.pl.store.Search(ctx, retrieval.SearchRequest{Vector: r.vec, Filter: r.pf.filter, K: n, Offset: offset})
-	}
+	res, err := r.query(ctx, arm, n, offset)
 	r.searchUS += since(t)
+	return r.record(res, err)
+}
+
+// query reads one page of an arm's ranking. It touches no state of the run, so
+// the two arms of a hybrid search may query at once.
+func (r *run) query(ctx context.Context, arm Mode, n, offset int) (retrieval.SearchResult, error) {
+	if arm == ModeLexical {
+		return r.pl.lex.SearchLexical(ctx, retrieval.LexicalRequest{Terms: r.terms, Filter: r.pf.filter, K: n, Offset: offset})
+	}
+	return r.pl.store.Search(ctx, retrieval.SearchRequest{Vector: r.vec, Filter: r.pf.filter, K: n, Offset: offset})
+}
+
+// record accounts for one page in the plan.
+func (r *run) record(res retrieval.SearchResult, err error) ([]retrieval.Hit, error) {
 	if err != nil {
 		return nil, unavailable("search store", err)
 	}
