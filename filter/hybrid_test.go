@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
@@ -129,5 +132,54 @@ func TestLexicalModeOnAStoreWithoutLexicalIndexFails(t *testing.T) {
 	}
 	if resp := search(t, pl, user("acme", "ada"), filter.Request{}); len(resp.Results) == 0 {
 		t.Fatal("vector search on the store without lexical index found nothing")
+	}
+}
+
+// meetStore makes each arm's read wait for the other's to begin: both meet
+// only if the planner reads them at once.
+type meetStore struct {
+	filter.Store
+	lex            retrieval.LexicalSearcher
+	vecIn, lexIn   chan struct{}
+	vecOnce, lxOne sync.Once
+	met            atomic.Int32
+}
+
+func (s *meetStore) wait(ctx context.Context, mine *sync.Once, in, other chan struct{}) {
+	mine.Do(func() { close(in) })
+	select {
+	case <-other:
+		s.met.Add(1)
+	case <-time.After(10 * time.Second): // only a failing test waits this long
+	case <-ctx.Done():
+	}
+}
+
+func (s *meetStore) Search(ctx context.Context, r retrieval.SearchRequest) (retrieval.SearchResult, error) {
+	s.wait(ctx, &s.vecOnce, s.vecIn, s.lexIn)
+	return s.Store.Search(ctx, r)
+}
+
+func (s *meetStore) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (retrieval.SearchResult, error) {
+	s.wait(ctx, &s.lxOne, s.lexIn, s.vecIn)
+	return s.lex.SearchLexical(ctx, r)
+}
+
+// The two arms of a hybrid search are read at once (a hybrid search waits for
+// its slower arm, not for the sum of both), and the answer is the one read in
+// turn would give.
+func TestHybridReadsBothArmsAtOnce(t *testing.T) {
+	f := newFixture(t)
+	req := filter.Request{Query: "login timeout", TopK: 3, Mode: filter.ModeHybrid}
+	want := search(t, f.planner(nil, nil, nil), user("acme", "anne"), req)
+	ms := &meetStore{Store: f.store, lex: f.store, vecIn: make(chan struct{}), lexIn: make(chan struct{})}
+	got := search(t, f.planner(nil, ms, nil), user("acme", "anne"), req)
+	if ms.met.Load() != 2 {
+		t.Fatalf("the arms did not read at once (%d of 2 met the other)", ms.met.Load())
+	}
+	if len(got.Results) == 0 || !slices.EqualFunc(got.Results, want.Results, func(a, b filter.Result) bool {
+		return a.TicketID == b.TicketID && a.Chunk == b.Chunk && a.Score == b.Score
+	}) || got.Status != want.Status {
+		t.Fatalf("read at once: %s %+v\nwant %s %+v", got.Status, got.Results, want.Status, want.Results)
 	}
 }
