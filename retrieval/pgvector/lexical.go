@@ -115,11 +115,13 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 // narrow lexical table: it gathers the allowed rows holding any query term
 // (GIN) with each term's frequency in them, counts the document frequencies
 // over those rows, computes the IDFs and the average length, and ranks the
-// rows by BM25 with them. PostgreSQL's ln and Go's math.Log may differ in the
-// last bit, so the statement also returns the frequencies and the IDFs it
-// used: when every IDF equals lexical.IDF of the same counts (almost always),
-// the scores are lexical's to the bit; otherwise the rows are scored again in
-// the same snapshot with Go's IDFs passed in (scoreLexical).
+// rows by BM25 with them. The IDFs use clearance_ln, lexical.Ln in SQL
+// (PostgreSQL's own ln differs from Go's in the last bit for some counts). The
+// statement also returns the frequencies and the IDFs it used: when every IDF
+// equals lexical.IDF of the same counts (always, unless the server's float
+// arithmetic is not IEEE double's), the scores are lexical's to the bit;
+// otherwise the rows are scored again in the same snapshot with Go's IDFs
+// passed in (scoreLexical), and a warning says so.
 func (s *Store) searchLexical(ctx context.Context, pool *pgxpool.Pool, terms []string, r retrieval.LexicalRequest) (hits []retrieval.Hit, missing bool, err error) {
 	// One snapshot for a possible second statement: a write between them
 	// would otherwise make the IDFs disagree with the rows scored.
@@ -180,6 +182,9 @@ func (s *Store) searchLexical(ctx context.Context, pool *pgxpool.Pool, terms []s
 			hits = top
 			return nil
 		}
+		if !s.goIDFs {
+			s.log.WarnContext(ctx, "pgvector: the server's BM25 statistics differ from Go's in the last bit; scoring again with Go's (twice the work)")
+		}
 		hits, err = scoreLexical(ctx, tx, r, found, df, int(n), sumDL/n)
 		return err
 	})
@@ -211,8 +216,8 @@ func lexicalQuery(r retrieval.LexicalRequest, terms []string) (string, []any) {
 		}
 		fmt.Fprintf(&tfs, "coalesce(c.tfs[array_position(c.terms, $%d::text)], 0)::float8 AS f%d", len(args), i)
 		fmt.Fprintf(&dfs, "count(*) FILTER (WHERE m.f%[1]d > 0)::float8 AS d%[1]d", i)
-		// lexical.IDF: ln(1 + (n - df + 0.5) / (df + 0.5)).
-		fmt.Fprintf(&idfs, ",\n    ln(1::float8 + (st.n - d.d%[1]d + 0.5::float8) / (d.d%[1]d + 0.5::float8)) AS i%[1]d", i)
+		// lexical.IDF: Ln(1 + (n - df + 0.5) / (df + 0.5)).
+		fmt.Fprintf(&idfs, ",\n    clearance_ln(1::float8 + (st.n - d.d%[1]d + 0.5::float8) / (d.d%[1]d + 0.5::float8)) AS i%[1]d", i)
 		fmt.Fprintf(&outs, ", p.d%[1]d::int8, p.i%[1]d", i)
 		// lexical.TermScore: idf * f * (K1+1) / (f + K1*((1-B) + B*dl/avgdl)),
 		// added in the reference's (sorted) order; an absent term adds exactly 0.
