@@ -303,4 +303,21 @@ func WriteQualityMarkdown(w io.Writer, rows []QualityRow) {
 		fmt.Fprintf(w, "| %s | %s | %d | %.3f | %.3f | %d | %.3f | %.2f | %.2f | %.2f | %d |\n",
 			r.Level, r.Mode, r.KnownItems, r.Success1, r.MRR, r.Topical, r.NDCG10, r.P50ms, r.P95ms, r.P99ms, r.Leaks)
 	}
+	// The latency target: hybrid p50 at most 1.3x vector-only, in the
+	// same run.
+	p50 := map[[2]string]float64{}
+	var levels []string
+	for _, r := range rows {
+		if !slices.Contains(levels, r.Level) {
+			levels = append(levels, r.Level)
+		}
+		p50[[2]string{r.Level, r.Mode}] = r.P50ms
+	}
+	fmt.Fprintln(w)
+	for _, l := range levels {
+		v, h, x := p50[[2]string{l, "vector"}], p50[[2]string{l, "hybrid"}], p50[[2]string{l, "lexical"}]
+		if v > 0 {
+			fmt.Fprintf(w, "- %s: p50 hybrid %.2fx, lexical %.2fx of vector\n", l, h/v, x/v)
+		}
+	}
 }
