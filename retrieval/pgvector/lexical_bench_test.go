@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,8 +24,14 @@ import (
 // (Zipf) law from a 5,000-word vocabulary, so common words hold in most rows.
 //
 //	./scripts/with-test-servers.sh go test -run '^$' -bench Lexical -benchtime 20x ./retrieval/pgvector/
+//
+// CLEARANCE_LEXBENCH_CHUNKS sets another number of chunks.
 func BenchmarkLexical(b *testing.B) {
-	const lexBenchChunks, projects = 50_000, 20
+	const projects = 20
+	lexBenchChunks := 50_000
+	if n, err := strconv.Atoi(os.Getenv("CLEARANCE_LEXBENCH_CHUNKS")); err == nil && n > 0 {
+		lexBenchChunks = n
+	}
 	ctx := context.Background()
 	s, err := Open(ctx, Config{DatabaseURL: testenv.DatabaseURL(b), Meta: retrieval.IndexMeta{Model: "bench-lexical", Dim: benchDim}, Timeout: time.Hour})
 	if err != nil {
