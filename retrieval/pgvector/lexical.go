@@ -15,21 +15,15 @@ import (
 
 // The lexical arm (retrieval.LexicalSearcher). Each chunk row carries the
 // lexical form clearance's own tokenizer gives it (lexical.Analyze: distinct
-// terms sorted, their weighted frequencies, the weighted length) under a GIN
-// index on the terms, and each ticket row the sum of its chunks' lengths. A
-// search reads, in one repeatable-read snapshot:
-//
-//  1. the filter's corpus size and total length from the narrow tickets table;
-//  2. each query term's document frequency over the allowed chunks (GIN);
-//  3. the BM25 score of every allowed chunk holding a term, in SQL, ranked
-//     with ties by (ticket_id, ordinal) in byte order, paged by offset and k.
-//
-// The IDFs and the average length are computed in Go with lexical's functions
-// and passed as parameters, and the score expression is lexical.TermScore's,
-// operation for operation in float8, summed in the same (sorted) term order:
-// scores equal the embedded store's and the conformance reference's. Every
-// statistic comes from rows the filter allows (docs/decisions/
-// lexical-statistics.md).
+// terms sorted, their weighted frequencies, the weighted length), and each
+// ticket row the sum of its chunks' lengths. Triggers copy the chunk's form
+// into the narrow table clearance_vector_lexical (a jsonb object term ->
+// frequency under a GIN index, and the length) that searches read
+// (docs/decisions/pgvector-lexical-table.md). The score expression is
+// lexical.TermScore's, operation for operation in float8, summed in the same
+// (sorted) term order, with IDFs from clearance_ln (lexical.Ln in SQL): scores
+// equal the embedded store's and the conformance reference's. Every statistic
+// comes from rows the filter allows (docs/decisions/lexical-statistics.md).
 
 var _ retrieval.LexicalSearcher = (*Store)(nil)
 
@@ -214,7 +208,7 @@ func lexicalQuery(r retrieval.LexicalRequest, terms []string) (string, []any) {
 			tfs.WriteString(", ")
 			dfs.WriteString(", ")
 		}
-		fmt.Fprintf(&tfs, "coalesce(c.tfs[array_position(c.terms, $%d::text)], 0)::float8 AS f%d", len(args), i)
+		fmt.Fprintf(&tfs, "coalesce((c.doc -> $%d::text)::float8, 0) AS f%d", len(args), i)
 		fmt.Fprintf(&dfs, "count(*) FILTER (WHERE m.f%[1]d > 0)::float8 AS d%[1]d", i)
 		// lexical.IDF: Ln(1 + (n - df + 0.5) / (df + 0.5)).
 		fmt.Fprintf(&idfs, ",\n    clearance_ln(1::float8 + (st.n - d.d%[1]d + 0.5::float8) / (d.d%[1]d + 0.5::float8)) AS i%[1]d", i)
@@ -228,9 +222,9 @@ func lexicalQuery(r retrieval.LexicalRequest, terms []string) (string, []any) {
 	cond, cargs := where(r.Filter, "ticket_id", len(args)+1)
 	args = append(args, cargs...)
 	// A ticket rewritten with no chunks by an older binary may keep a stale
-	// lex_len: its length is 0 whatever the column says. OFFSET 0 keeps the
-	// lateral subquery from being inlined: each term's frequency is looked up
-	// once per row instead of once per use.
+	// lex_len: its length is 0 whatever the column says. m is materialized,
+	// so each term's frequency is looked up once per row however often the
+	// later steps use it.
 	q := fmt.Sprintf(`
 WITH st AS (
   SELECT coalesce(sum(c.chunks), 0)::float8 AS n,
@@ -238,9 +232,9 @@ WITH st AS (
     EXISTS (SELECT 1 FROM clearance_vector_chunks WHERE lex_len IS NULL) AS missing
   FROM clearance_vector_tickets c WHERE %s),
 m AS MATERIALIZED (
-  SELECT c.ticket_id, c.ordinal, c.len::float8 AS dl, tf.*
-  FROM clearance_vector_lexical c CROSS JOIN LATERAL (SELECT %s OFFSET 0) tf
-  WHERE c.terms && $1::text[] AND %s),
+  SELECT c.ticket_id, c.ordinal, c.len::float8 AS dl, %s
+  FROM clearance_vector_lexical c
+  WHERE c.doc ?| $1::text[] AND %s),
 d AS (SELECT %s FROM m),
 p AS (
   SELECT st.n, st.dl, st.dl / nullif(st.n, 0) AS avgdl, st.missing, d.*%s
@@ -274,7 +268,7 @@ func scoreLexical(ctx context.Context, tx pgx.Tx, r retrieval.LexicalRequest, te
 		if i > 0 {
 			tfs.WriteString(", ")
 		}
-		fmt.Fprintf(&tfs, "coalesce(c.tfs[array_position(c.terms, $%d::text)], 0)::float8 AS f%d", pt, i)
+		fmt.Fprintf(&tfs, "coalesce((c.doc -> $%d::text)::float8, 0) AS f%d", pt, i)
 		fmt.Fprintf(&score, "\n    + CASE WHEN tf.f%[1]d > 0 THEN $%[2]d::float8 * tf.f%[1]d * $2::float8 / (tf.f%[1]d + $3::float8 * ($4::float8 + $5::float8 * c.len::float8 / $6::float8)) ELSE 0 END", i, pi)
 	}
 	cond, fargs := where(r.Filter, "ticket_id", len(args)+1)
@@ -283,7 +277,7 @@ func scoreLexical(ctx context.Context, tx pgx.Tx, r retrieval.LexicalRequest, te
 WITH top AS (
   SELECT c.ticket_id, c.ordinal, %s AS score
   FROM clearance_vector_lexical c CROSS JOIN LATERAL (SELECT %s OFFSET 0) tf
-  WHERE c.terms && $1::text[] AND %s
+  WHERE c.doc ?| $1::text[] AND %s
   ORDER BY score DESC, c.ticket_id, c.ordinal OFFSET %d LIMIT %d)
 SELECT x.ticket_id, t.tenant, t.project, t.title, x.ordinal, ch.text, x.score
 FROM top x JOIN clearance_vector_tickets t ON t.id = x.ticket_id
