@@ -208,7 +208,7 @@ func lexicalQuery(r retrieval.LexicalRequest, terms []string) (string, []any) {
 			tfs.WriteString(", ")
 			dfs.WriteString(", ")
 		}
-		fmt.Fprintf(&tfs, "coalesce((c.doc -> $%d::text)::float8, 0) AS f%d", len(args), i)
+		fmt.Fprintf(&tfs, "coalesce((c.doc ->> $%d::text)::float8, 0) AS f%d", len(args), i)
 		fmt.Fprintf(&dfs, "count(*) FILTER (WHERE m.f%[1]d > 0)::float8 AS d%[1]d", i)
 		// lexical.IDF: Ln(1 + (n - df + 0.5) / (df + 0.5)).
 		fmt.Fprintf(&idfs, ",\n    clearance_ln(1::float8 + (st.n - d.d%[1]d + 0.5::float8) / (d.d%[1]d + 0.5::float8)) AS i%[1]d", i)
@@ -268,7 +268,7 @@ func scoreLexical(ctx context.Context, tx pgx.Tx, r retrieval.LexicalRequest, te
 		if i > 0 {
 			tfs.WriteString(", ")
 		}
-		fmt.Fprintf(&tfs, "coalesce((c.doc -> $%d::text)::float8, 0) AS f%d", pt, i)
+		fmt.Fprintf(&tfs, "coalesce((c.doc ->> $%d::text)::float8, 0) AS f%d", pt, i)
 		fmt.Fprintf(&score, "\n    + CASE WHEN tf.f%[1]d > 0 THEN $%[2]d::float8 * tf.f%[1]d * $2::float8 / (tf.f%[1]d + $3::float8 * ($4::float8 + $5::float8 * c.len::float8 / $6::float8)) ELSE 0 END", i, pi)
 	}
 	cond, fargs := where(r.Filter, "ticket_id", len(args)+1)

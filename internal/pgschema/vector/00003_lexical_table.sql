@@ -7,7 +7,7 @@
 -- one jsonb object (term -> frequency): finding a term in it is a binary
 -- search of byte strings, where array_position on text[] called the collation
 -- comparison once per element (most of a search's time). The frequencies are
--- sums of the field weights (small integers), exact in jsonb's numeric.
+-- written as text and read back with float8's input, exactly.
 --
 -- Statement triggers on the chunk table keep it in step, in the writing
 -- transaction, whatever writes the chunks: this binary's upserts (DELETE, then
@@ -74,10 +74,11 @@ BEGIN
   RETURN k * ln2hi - ((hfsq - (s * (hfsq + r) + k * ln2lo)) - f);
 END $$;
 
--- A chunk's lexical columns as the table's object.
+-- A chunk's lexical columns as the table's object: each frequency as its
+-- shortest decimal text, which reads back as the same float exactly.
 CREATE OR REPLACE FUNCTION clearance_lex_doc(terms text[], tfs real[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT coalesce(jsonb_object_agg(u.t, u.f::float8), '{}'::jsonb) FROM unnest(terms, tfs) u(t, f)
+  SELECT jsonb_object(terms, tfs::text[])
 $$;
 
 CREATE OR REPLACE FUNCTION clearance_vector_lexical_insert() RETURNS trigger LANGUAGE plpgsql AS $$
