@@ -377,8 +377,9 @@ func (a *app) devToken(sub, tenant, act, scope string, ttl time.Duration) (strin
 // searchMode resolves --search-mode against the store: auto is hybrid where
 // the store's lexical index is as fast as its vectors (the embedded store:
 // hybrid p50 0.94-1.00x vector, docs/benchmarks.md) and vector elsewhere
-// (pgvector's BM25 in SQL is 6-9x an exact vector search over a whole tenant,
-// so hybrid there is chosen explicitly); an explicit lexical or hybrid default
+// (pgvector's BM25 in SQL is still about 2x an exact vector search over a
+// whole tenant, and slower than the HNSW walk of large tenants, so hybrid
+// there is chosen explicitly); an explicit lexical or hybrid default
 // on a store without a lexical index is refused at start, not discovered by
 // every search.
 func searchMode(flag string, store any, fastLexical bool) (filter.Mode, error) {
