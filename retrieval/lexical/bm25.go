@@ -89,7 +89,7 @@ const (
 // math.Log also uses, with the argument reduced by exact halvings instead of
 // Frexp and every product converted explicitly so that no compiler fuses a
 // multiply-add. PostgreSQL's clearance_ln function (internal/pgschema, vector
-// migration 3) repeats it operation for operation, so a store computing
+// migration 5) repeats it operation for operation, so a store computing
 // IDFs in SQL gets the bits this function gives; math.Log and the C
 // library's log differ in the last bit for about 7% of the IDFs BM25 needs.
 // Arguments outside the normal positive range go to math.Log.

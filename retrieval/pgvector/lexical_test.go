@@ -229,13 +229,13 @@ func TestLexicalTable(t *testing.T) {
 	inStep("after the backfill")
 
 	// The database as the migration before the table left it: no rows, no
-	// triggers, version 2.
+	// triggers, version 4.
 	if _, err := conn.Exec(ctx, `
 DROP TRIGGER clearance_vector_lexical_insert ON clearance_vector_chunks;
 DROP TRIGGER clearance_vector_lexical_delete ON clearance_vector_chunks;
 DROP TRIGGER clearance_vector_lexical_update ON clearance_vector_chunks;
 DROP TABLE clearance_vector_lexical;
-DELETE FROM `+pgschema.VectorTable+` WHERE version_id = 3`); err != nil {
+DELETE FROM `+pgschema.VectorTable+` WHERE version_id = 5`); err != nil {
 		t.Fatal(err)
 	}
 	s2, err := Open(ctx, Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: "lex-table", Dim: 4}})
