@@ -477,3 +477,38 @@ func TestFirstCheckBatchIsWhatIsMissing(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstCheckBatchCountsResults: the first batch checks the tickets of the
+// next k results, not k tickets: a ticket whose three chunks are the top three
+// results is the whole first batch of a top-3 search (the old batch checked
+// three tickets, covering twice as many results as needed).
+func TestFirstCheckBatchCountsResults(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	pl := f.planner(nil, nil, nil)
+	texts := []string{"zebra quokka marmot one", "zebra quokka marmot two", "zebra quokka marmot three"}
+	vecs, _ := f.emb.Embed(ctx, texts)
+	chunks := make([]retrieval.Chunk, len(texts))
+	for i := range chunks {
+		chunks[i] = retrieval.Chunk{Ordinal: i, Text: texts[i], Vector: vecs[i]}
+	}
+	if err := f.store.Upsert(ctx, retrieval.Ticket{ID: "T-7", Tenant: "acme", Project: "zeus", Title: "zebra", Body: strings.Join(texts, " ")}, chunks); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.eng.Write(ctx, []authz.Tuple{{User: "project:zeus", Relation: "project", Object: "ticket:T-7"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	resp := search(t, pl, user("acme", "bob"), filter.Request{Query: "zebra quokka marmot", TopK: 3})
+	if len(resp.Results) != 3 || !slices.Equal(ids(resp), []string{"T-7"}) {
+		t.Fatalf("results %+v, want T-7's three chunks", resp.Results)
+	}
+	rec, _ := f.log.Record(resp.AuditID)
+	if rec.Plan.Checked != 1 || rec.Plan.Rounds != 1 {
+		t.Errorf("checked %d tickets in %d rounds, want 1 in 1 (plan %+v)", rec.Plan.Checked, rec.Plan.Rounds, rec.Plan)
+	}
+	// Grouped, the same search needs three tickets: the batch grows to them.
+	resp = search(t, pl, user("acme", "bob"), filter.Request{Query: "zebra quokka marmot", TopK: 3, GroupByTicket: true})
+	if len(resp.Results) != 3 || resp.Results[0].TicketID != "T-7" {
+		t.Fatalf("grouped results %v", ids(resp))
+	}
+}

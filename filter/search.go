@@ -337,16 +337,37 @@ func (r *run) takeInOrder(ctx context.Context, n int, hit func(int) retrieval.Hi
 		// and shares, or the tenant-admin shortcut): only blocks and undelegated
 		// shares are denied, so checking exactly what is missing is the likely
 		// cheapest plan; a denial costs one more, small batch.
+		//
+		// want counts results, not tickets: a ticket has several chunks, and
+		// each of them is a result (one per ticket with group_by_ticket). The
+		// batch is the undecided tickets of the shortest run of entries that
+		// would give want results if all of them were allowed: for the first
+		// batch, the tickets of the next `need` results, exactly what the
+		// floor's BatchCheck(k) checks, instead of `need` tickets, which cover
+		// twice as many chunks at two chunks per ticket.
 		var batch []string
 		inBatch := map[string]bool{}
+		counted := map[string]bool{}
+		expect := 0
 		j := i
-		for ; j < n && len(batch) < want; j++ {
+		for ; j < n && expect < want; j++ {
 			h := hit(j)
-			if _, ok := r.decided[h.TicketID]; ok || inBatch[h.TicketID] || !r.eligible(h) {
+			if !r.eligible(h) {
 				continue
 			}
-			inBatch[h.TicketID] = true
-			batch = append(batch, h.TicketID)
+			allowed, decided := r.decided[h.TicketID]
+			if decided && !allowed {
+				continue
+			}
+			if !decided && !inBatch[h.TicketID] {
+				inBatch[h.TicketID] = true
+				batch = append(batch, h.TicketID)
+			}
+			if r.req.GroupByTicket && (r.returned[h.TicketID] || counted[h.TicketID]) {
+				continue
+			}
+			counted[h.TicketID] = true
+			expect++
 		}
 		if err := r.check(ctx, batch); err != nil {
 			return err
