@@ -426,6 +426,7 @@ func runBench(ctx context.Context, cmd *cobra.Command, f benchFlags) (err error)
 	}
 
 	strategies := []bench.Strategy{
+		bench.Floor(store, eng),
 		bench.FloorListObjects(eng),
 		bench.FloorScan(store, eng),
 		bench.FloorBatchCheck(store, eng),

@@ -182,3 +182,43 @@ func TestRunFlow(t *testing.T) {
 		t.Errorf("markdown:\n%s", md.String())
 	}
 }
+
+// TestSamplesInterleaved: the further samples of the floor and planner rows
+// are taken one of each per round, not all of one strategy then all of the
+// next, so that load on a shared machine falls on both alike; p99's rank and
+// the planner's stages are reported.
+func TestSamplesInterleaved(t *testing.T) {
+	ctx := context.Background()
+	org := GenerateOrg(OrgConfig{Chunks: 400, ChunksPerTicket: 2, Tenants: 1, ChunksPerProject: 100, UsersPerBucket: 1, Seed: 3})
+	org.Viewers = org.Viewers[:1]
+	eng := newEngine(t)
+	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 16})
+	store, err := storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	corpus, _, err := Load(ctx, org, eng, store, emb, 1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	fake := func(name string) Strategy {
+		return Strategy{Name: name, Cheap: true, Search: func(context.Context, authz.Principal, string, []float32, int) (Outcome, error) {
+			calls = append(calls, name)
+			return Outcome{Status: "n/a", Stages: map[string]float64{"check": 1}}, nil
+		}}
+	}
+	rows, err := Run(ctx, corpus, eng, emb, []Strategy{fake("a"), fake("b")}, RunConfig{K: 10, QueriesPerViewer: 1, Samples: 3, Seed: 1, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(calls, ""); got != "abbaab" {
+		t.Errorf("call order %q, want the first answers (ab), then one of each per round, rotated (ba, ab)", got)
+	}
+	for _, r := range rows {
+		if r.Samples != 3 || r.P99Rank != 1 || r.StageP50ms["check"] != 1 {
+			t.Errorf("%s: %d samples, p99 rank %d, stages %v", r.Strategy, r.Samples, r.P99Rank, r.StageP50ms)
+		}
+	}
+}

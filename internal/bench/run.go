@@ -42,6 +42,8 @@ type Outcome struct {
 	// Elapsed, when set, is the time of the measured part alone (floor parts do
 	// untimed set-up first); otherwise Run times the whole call.
 	Elapsed time.Duration
+	// Stages, when set, are the latencies (ms) of the strategy's own stages.
+	Stages map[string]float64
 }
 
 // Strategy answers a query for a principal.
@@ -270,20 +272,26 @@ func sortScored[T any](s []T, f func(a, b T) int) { slices.SortFunc(s, f) }
 // Row is one line of the result table: a strategy on one visibility bucket and
 // principal kind.
 type Row struct {
-	Strategy    string         `json:"strategy"`
-	Bucket      string         `json:"bucket"`
-	Kind        string         `json:"kind"`
-	Queries     int            `json:"queries"`
-	Samples     int            `json:"latency_samples"`
-	P50ms       float64        `json:"p50_ms"`
-	P95ms       float64        `json:"p95_ms"`
-	P99ms       float64        `json:"p99_ms"`
-	Recall      float64        `json:"recall_at_k"`
-	Leaks       int            `json:"leaks"`
-	Errors      int            `json:"errors"`
-	EngineCalls float64        `json:"engine_calls_per_query"`
-	Candidates  float64        `json:"candidates_per_query"`
-	Statuses    map[string]int `json:"statuses"`
+	Strategy string  `json:"strategy"`
+	Bucket   string  `json:"bucket"`
+	Kind     string  `json:"kind"`
+	Queries  int     `json:"queries"`
+	Samples  int     `json:"latency_samples"`
+	P50ms    float64 `json:"p50_ms"`
+	P95ms    float64 `json:"p95_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	// P99Rank says which sample p99 is: 1 for the slowest of Samples, 2 for
+	// the second slowest, and so on (ceiling rank).
+	P99Rank int `json:"p99_rank_from_top"`
+	// StageP50ms is the median of each stage the strategy reported (the
+	// planner's audit latencies: prefilter, embed, search, check, total).
+	StageP50ms  map[string]float64 `json:"stage_p50_ms,omitempty"`
+	Recall      float64            `json:"recall_at_k"`
+	Leaks       int                `json:"leaks"`
+	Errors      int                `json:"errors"`
+	EngineCalls float64            `json:"engine_calls_per_query"`
+	Candidates  float64            `json:"candidates_per_query"`
+	Statuses    map[string]int     `json:"statuses"`
 }
 
 // RunConfig controls a run.
@@ -317,6 +325,7 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 	type key struct{ strategy, bucket, kind string }
 	type acc struct {
 		lat            []float64
+		stages         map[string][]float64
 		recall         float64
 		leaks, errs, n int
 		extraErrs      int // of the further samples
@@ -328,16 +337,36 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 	total := len(queries) * len(strategies)
 	done := 0
 	qi := 0
+	// sample times one call of s, latency (and stages) only.
+	sample := func(s Strategy, a *acc, v *Viewer, q string, vec []float32) {
+		sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		start := time.Now()
+		o, err := s.Search(sctx, v.Principal, q, vec, cfg.K)
+		d := time.Since(start)
+		cancel()
+		if err != nil {
+			a.extraErrs++
+			return
+		}
+		if o.Elapsed > 0 {
+			d = o.Elapsed
+		}
+		a.lat = append(a.lat, float64(d.Microseconds())/1000)
+		for st, ms := range o.Stages {
+			a.stages[st] = append(a.stages[st], ms)
+		}
+	}
 	for _, v := range c.Org.Viewers {
 		for range cfg.QueriesPerViewer {
 			q, vec := queries[qi], vecs[qi]
 			qi++
 			exact := c.ExactTopK(v, vec, cfg.K)
-			for _, s := range strategies {
+			var cheap []int // strategies whose first answer succeeded and that take more samples
+			for si, s := range strategies {
 				k := key{s.Name, BucketName(v.Bucket), string(v.Principal.Kind)}
 				a := accs[k]
 				if a == nil {
-					a = &acc{statuses: map[string]int{}}
+					a = &acc{statuses: map[string]int{}, stages: map[string][]float64{}}
 					accs[k] = a
 					order = append(order, k)
 				}
@@ -346,24 +375,6 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 				out, err := s.Search(qctx, v.Principal, q, vec, cfg.K)
 				elapsed := time.Since(start)
 				cancel()
-				if err == nil && s.Cheap {
-					// Further samples of the same query, latency only.
-					for range cfg.Samples - 1 {
-						sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-						start := time.Now()
-						o, err := s.Search(sctx, v.Principal, q, vec, cfg.K)
-						d := time.Since(start)
-						cancel()
-						if err != nil {
-							a.extraErrs++
-							continue
-						}
-						if o.Elapsed > 0 {
-							d = o.Elapsed
-						}
-						a.lat = append(a.lat, float64(d.Microseconds())/1000)
-					}
-				}
 				done++
 				cfg.Progress("queries", done, total)
 				a.n++
@@ -377,10 +388,16 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 					cfg.Logger.Debug("strategy error", "strategy", s.Name, "err", err)
 					continue
 				}
+				if s.Cheap {
+					cheap = append(cheap, si)
+				}
 				if out.Elapsed > 0 {
 					elapsed = out.Elapsed
 				}
 				a.lat = append(a.lat, float64(elapsed.Microseconds())/1000)
+				for st, ms := range out.Stages {
+					a.stages[st] = append(a.stages[st], ms)
+				}
 				a.calls += out.EngineCalls
 				a.cands += out.Candidates
 				a.statuses[out.Status]++
@@ -391,6 +408,16 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 				}
 				a.leaks += leaks
 			}
+			// Further samples of the same query, interleaved: one of each cheap
+			// strategy per round, starting one strategy later every round, so
+			// that a burst of load on the shared machine lands on the floor and
+			// the planner rows alike instead of on whichever was being sampled.
+			for round := 1; round < cfg.Samples; round++ {
+				for j := range cheap {
+					s := strategies[cheap[(j+round)%len(cheap)]]
+					sample(s, accs[key{s.Name, BucketName(v.Bucket), string(v.Principal.Kind)}], v, q, vec)
+				}
+			}
 		}
 	}
 	rows := make([]Row, 0, len(order))
@@ -400,6 +427,13 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 		r := Row{Strategy: k.strategy, Bucket: k.bucket, Kind: k.kind, Queries: a.n, Samples: len(a.lat), Leaks: a.leaks, Errors: a.errs + a.extraErrs, Statuses: a.statuses}
 		if ok > 0 {
 			r.P50ms, r.P95ms, r.P99ms = percentile(a.lat, 50), percentile(a.lat, 95), percentile(a.lat, 99)
+			r.P99Rank = rankFromTop(len(a.lat), 99)
+			for stage, xs := range a.stages {
+				if r.StageP50ms == nil {
+					r.StageP50ms = map[string]float64{}
+				}
+				r.StageP50ms[stage] = percentile(xs, 50)
+			}
 			r.Recall = a.recall / float64(ok)
 			r.EngineCalls = float64(a.calls) / float64(ok)
 			r.Candidates = float64(a.cands) / float64(ok)
@@ -451,6 +485,13 @@ func countLeaks(ctx context.Context, c *Corpus, eng Engine, v *Viewer, results [
 		}
 	}
 	return leaks, nil
+}
+
+// rankFromTop is which sample, counted from the slowest, percentile p of n
+// samples is.
+func rankFromTop(n int, p float64) int {
+	i := int(math.Ceil(p/100*float64(n))) - 1
+	return n - max(0, min(i, n-1))
 }
 
 func percentile(xs []float64, p float64) float64 {
