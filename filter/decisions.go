@@ -283,12 +283,19 @@ func (pl *Planner) decisionBounds(ctx context.Context, p authz.Principal, now ti
 	if !ok {
 		return time.Time{}, errNoBound
 	}
+	grants, err := readDelegationGrants(ctx, rd, p)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return grantsBound(grants, now)
+}
+
+// grantsBound is the earliest expires_at after now among the not_expired
+// grants (zero when none expires after now), or errNoBound when a grant
+// carries a condition or an expiry it does not understand.
+func grantsBound(grants []authz.Tuple, now time.Time) (time.Time, error) {
 	var until time.Time
-	f := authz.TupleFilter{User: "delegation:" + authz.DelegationID(p.User, p.Agent), Relation: "granted", Object: "project:"}
-	for t, err := range rd.Read(ctx, f) {
-		if err != nil {
-			return time.Time{}, err
-		}
+	for _, t := range grants {
 		if t.Condition == nil {
 			continue
 		}
@@ -376,6 +383,12 @@ func (r *run) keepChecks(ctx context.Context, ids []string, ok []bool) {
 func (r *run) decisionBounds(ctx context.Context) (time.Time, error) {
 	if r.p.Kind != authz.KindAgent {
 		return time.Time{}, nil
+	}
+	if r.pf.grantsRead && r.pf.rev == r.decisionState.rev {
+		// Read with the listing, after this request's probe (or cached under
+		// the same revision): the same tuples a read now would return at
+		// this revision, without another engine call.
+		return grantsBound(r.pf.grants, r.now)
 	}
 	key := r.decisionPrefix + "grants"
 	if e, ok := r.pl.decisions.entry(r.decisionState, key, r.now); ok {

@@ -3,8 +3,10 @@ package filter_test
 import (
 	"context"
 	"errors"
+	"iter"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -510,5 +512,75 @@ func TestFirstCheckBatchCountsResults(t *testing.T) {
 	resp = search(t, pl, user("acme", "bob"), filter.Request{Query: "zebra quokka marmot", TopK: 3, GroupByTicket: true})
 	if len(resp.Results) != 3 || resp.Results[0].TicketID != "T-7" {
 		t.Fatalf("grouped results %v", ids(resp))
+	}
+}
+
+// listCounter counts an engine's listings by relation; Read is passed through
+// (or fails with readErr), so the planner reads an agent's grants.
+type listCounter struct {
+	authz.Engine
+	mu      sync.Mutex
+	lists   map[string]int
+	readErr error
+}
+
+func (c *listCounter) ListObjects(ctx context.Context, q authz.Query, user, relation, typ string) iter.Seq2[string, error] {
+	c.mu.Lock()
+	c.lists[relation]++
+	c.mu.Unlock()
+	return c.Engine.ListObjects(ctx, q, user, relation, typ)
+}
+
+func (c *listCounter) Read(ctx context.Context, f authz.TupleFilter) iter.Seq2[authz.Tuple, error] {
+	if c.readErr != nil {
+		return func(yield func(authz.Tuple, error) bool) { yield(authz.Tuple{}, c.readErr) }
+	}
+	return c.Engine.(interface {
+		Read(context.Context, authz.TupleFilter) iter.Seq2[authz.Tuple, error]
+	}).Read(ctx, f)
+}
+
+// TestAgentSharesListedOnlyForOutsideGrants: an agent's user's direct shares
+// are listed only when the delegation grants a project outside the agent's
+// listed projects (anne's copilot is granted apollo, where anne is a member:
+// no share listing, and the answer is the same); carl's copilot is granted
+// zeus, where carl only has a share (T-3): the shares are listed and T-3 is
+// found. A failed read of the grants fails the search.
+func TestAgentSharesListedOnlyForOutsideGrants(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	if err := f.eng.Write(ctx, []authz.Tuple{
+		{User: "user:carl", Relation: "delegator", Object: "delegation:carl~copilot"},
+		{User: "agent:copilot", Relation: "agent", Object: "delegation:carl~copilot"},
+		{User: "delegation:carl~copilot", Relation: "granted", Object: "project:zeus"},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	plain := f.planner(&faultEngine{Engine: f.eng}, nil, nil) // no Read: lists shares always
+	for _, tc := range []struct {
+		p          authz.Principal
+		wantShares int
+	}{
+		{agent("acme", "anne", "copilot"), 0},
+		{agent("acme", "carl", "copilot"), 1},
+	} {
+		eng := &listCounter{Engine: f.eng, lists: map[string]int{}}
+		pl := filter.New(filter.Config{CacheSize: -1, DecisionCacheSize: -1}, eng, f.store, f.emb, f.log)
+		got := search(t, pl, tc.p, filter.Request{Query: "database timeout refund export", TopK: 5})
+		want := search(t, plain, tc.p, filter.Request{Query: "database timeout refund export", TopK: 5})
+		if eng.lists["shared"] != tc.wantShares {
+			t.Errorf("%s: %d share listings, want %d", tc.p, eng.lists["shared"], tc.wantShares)
+		}
+		if !slices.Equal(ids(got), ids(want)) || got.Status != want.Status {
+			t.Errorf("%s: %v %s, want %v %s", tc.p, ids(got), got.Status, ids(want), want.Status)
+		}
+		if tc.p.User == "carl" && !slices.Equal(ids(got), []string{"T-3"}) {
+			t.Errorf("carl's copilot: %v, want T-3 (shared with carl, zeus granted)", ids(got))
+		}
+		failing := filter.New(filter.Config{}, &listCounter{Engine: f.eng, lists: map[string]int{}, readErr: errors.New("connection reset")}, f.store, f.emb, f.log)
+		resp, err := failing.Search(ctx, tc.p, filter.Request{Query: "database timeout", TopK: 5})
+		if !errors.Is(err, clearance.ErrUnavailable) || resp.Results != nil {
+			t.Errorf("%s with the grants' read failing: %d results, %v", tc.p, len(resp.Results), err)
+		}
 	}
 }

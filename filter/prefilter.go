@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,11 @@ type listing struct {
 	projects  []string // sorted, unique
 	tickets   []string // sorted, unique
 	truncated bool
+	// grants are an agent's delegation's stored project#granted tuples, when
+	// grantsRead (read with the listing, at the same revision): they decide
+	// whether direct shares need listing and bound cached allowances in time.
+	grants     []authz.Tuple
+	grantsRead bool
 }
 
 // prefilter is the store filter for one request and how it was built.
@@ -44,6 +50,10 @@ type prefilter struct {
 	// rev is the engine revision probed before the first engine call ("" when
 	// unknown or not asked): the decision cache's key.
 	rev authz.Revision
+	// grants are the agent's delegation's grants read with the listing (at
+	// rev, when the listing is keyed by it), when grantsRead.
+	grants     []authz.Tuple
+	grantsRead bool
 }
 
 // unavailable wraps a backend failure as clearance.ErrUnavailable, keeping the
@@ -118,6 +128,7 @@ func (pl *Planner) prefilter(ctx context.Context, p authz.Principal, req Request
 		return pf, err
 	}
 	pf.plan.CacheHit = hit
+	pf.grants, pf.grantsRead = l.grants, l.grantsRead
 	pf.filter = retrieval.Filter{Tenant: p.Tenant}
 	switch {
 	case l.admin || l.truncated:
@@ -285,26 +296,45 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 			return l, nil
 		}
 	}
-	// Three listings in parallel: the projects the principal may view (across
-	// tenants: project ids are global), the tenant's own projects to intersect
-	// them with, and the tickets shared with the principal directly. Direct
-	// shares are listed for agents too: an agent may view a ticket shared with its
-	// user when the ticket's project is delegated, even if the user is not a
-	// member of that project. The post-filter decides either way.
-	calls := []struct {
+	// The listings run in parallel: the projects the principal may view
+	// (across tenants: project ids are global), the tenant's own projects to
+	// intersect them with, and the tickets shared with the principal directly.
+	//
+	// An agent may view a ticket shared with its user when the ticket's
+	// project is delegated, even if the user is not a member of that project
+	// (ADR planner-agent-direct-shares). A delegated project is always one its
+	// delegation holds a project#granted tuple on (ADR
+	// planner-agent-grants-bound-shares), so the agent's delegation's grants
+	// are read instead, in parallel with the rest: when every granted project
+	// is among the listed ones, a share the agent may view lies in a listed
+	// project already, and the shares are not listed (nor checked: in the
+	// benchmark org they rank among the top results and are all denied). Only
+	// a grant outside the listed projects makes the planner list the shares,
+	// after the rest. The grants also bound cached allowances in time
+	// (decisions.go), so that read is not made twice.
+	type call struct {
 		user, relation, typ string
 		ids                 []string
 		truncated           bool
 		err                 error
-	}{
+	}
+	calls := []*call{
 		{user: p.Subject(), relation: p.ViewRelation(), typ: "project"},
 		{user: "tenant:" + p.Tenant, relation: "tenant", typ: "project"},
-		{user: p.Subject(), relation: authz.RelationShared, typ: "ticket"},
 	}
+	shares := &call{user: p.Subject(), relation: authz.RelationShared, typ: "ticket"}
+	rd, readGrants := pl.eng.(tupleReader)
+	readGrants = readGrants && p.Kind == authz.KindAgent
+	if !readGrants {
+		calls = append(calls, shares)
+	}
+	var grantsErr error
 	var wg sync.WaitGroup
-	for i := range calls {
-		c := &calls[i]
+	for _, c := range calls {
 		wg.Go(func() { c.ids, c.truncated, c.err = drain(ctx, pl.eng, q, c.user, c.relation, c.typ) })
+	}
+	if readGrants {
+		wg.Go(func() { l.grants, grantsErr = readDelegationGrants(ctx, rd, p) })
 	}
 	wg.Wait()
 	// The engine reports a listing ended by the caller's cancellation as
@@ -312,11 +342,25 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 	if err := ctx.Err(); err != nil {
 		return l, unavailable("list", err)
 	}
+	if grantsErr != nil {
+		return l, unavailable("read the delegation's grants", grantsErr)
+	}
 	for _, c := range calls {
 		if c.err != nil {
 			return l, unavailable(fmt.Sprintf("list %s %s of %s", c.typ, c.relation, c.user), c.err)
 		}
 		l.truncated = l.truncated || c.truncated
+	}
+	l.grantsRead = readGrants
+	if readGrants && !l.truncated && !grantsWithin(l.grants, calls[0].ids) {
+		shares.ids, shares.truncated, shares.err = drain(ctx, pl.eng, q, shares.user, shares.relation, shares.typ)
+		if err := ctx.Err(); err != nil {
+			return l, unavailable("list", err)
+		}
+		if shares.err != nil {
+			return l, unavailable(fmt.Sprintf("list %s %s of %s", shares.typ, shares.relation, shares.user), shares.err)
+		}
+		l.truncated = shares.truncated
 	}
 	own := map[string]bool{}
 	for _, id := range calls[1].ids {
@@ -327,8 +371,46 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 			l.projects = append(l.projects, id)
 		}
 	}
-	l.tickets = calls[2].ids
+	l.tickets = shares.ids
 	return l, nil
+}
+
+// maxGrants bounds the grants read of one delegation; a delegation with more
+// is refused (the request fails) rather than read without a bound. Grants are
+// written one project at a time by its user, so this is far above any real one.
+const maxGrants = 100000
+
+// readDelegationGrants reads the stored project#granted tuples of p's own
+// delegation (an agent's).
+func readDelegationGrants(ctx context.Context, rd tupleReader, p authz.Principal) ([]authz.Tuple, error) {
+	var out []authz.Tuple
+	f := authz.TupleFilter{User: "delegation:" + authz.DelegationID(p.User, p.Agent), Relation: "granted", Object: "project:"}
+	for t, err := range rd.Read(ctx, f) {
+		if err != nil {
+			return nil, err
+		}
+		if len(out) == maxGrants {
+			return nil, fmt.Errorf("delegation %s holds more than %d grants", authz.DelegationID(p.User, p.Agent), maxGrants)
+		}
+		out = append(out, t)
+	}
+	return out, ctx.Err()
+}
+
+// grantsWithin reports whether every granted project is one of projects (the
+// agent's own listing, before the tenant intersection).
+func grantsWithin(grants []authz.Tuple, projects []string) bool {
+	in := make(map[string]bool, len(projects))
+	for _, id := range projects {
+		in[id] = true
+	}
+	for _, g := range grants {
+		id, ok := strings.CutPrefix(g.Object, "project:")
+		if !ok || !in[id] {
+			return false
+		}
+	}
+	return true
 }
 
 // drain reads a listing to the end. A truncated listing is reported, not failed.
