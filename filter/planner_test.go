@@ -584,3 +584,47 @@ func TestAgentSharesListedOnlyForOutsideGrants(t *testing.T) {
 		}
 	}
 }
+
+// rendezvous makes the embedder and the engine's first listing wait for each
+// other: a planner that embeds only after the pre-filter (or lists only after
+// embedding) never gets past it.
+type rendezvous struct {
+	authz.Engine
+	emb           filter.Embedder
+	listing, embd chan struct{}
+	once1, once2  sync.Once
+}
+
+func (r *rendezvous) ListObjects(ctx context.Context, q authz.Query, user, relation, typ string) iter.Seq2[string, error] {
+	r.once1.Do(func() { close(r.listing) })
+	select {
+	case <-r.embd:
+	case <-ctx.Done():
+		return func(yield func(string, error) bool) { yield("", ctx.Err()) }
+	}
+	return r.Engine.ListObjects(ctx, q, user, relation, typ)
+}
+
+func (r *rendezvous) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	r.once2.Do(func() { close(r.embd) })
+	select {
+	case <-r.listing:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return r.emb.Embed(ctx, texts)
+}
+
+// TestEmbedAlongsidePrefilter: the query is embedded while the pre-filter
+// lists, not after it.
+func TestEmbedAlongsidePrefilter(t *testing.T) {
+	f := newFixture(t)
+	rv := &rendezvous{Engine: f.eng, emb: f.emb, listing: make(chan struct{}), embd: make(chan struct{})}
+	pl := filter.New(filter.Config{CacheSize: -1, DecisionCacheSize: -1}, rv, f.store, rv, f.log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := pl.Search(ctx, user("acme", "bob"), filter.Request{Query: "webhook retry backlog", TopK: 1})
+	if err != nil || len(resp.Results) != 1 {
+		t.Fatalf("%v, %d results: the embedding waited for the pre-filter", err, len(resp.Results))
+	}
+}

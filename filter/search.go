@@ -130,6 +130,29 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 		return Response{}, clearance.Invalid("mode", "must be one of hybrid, vector, lexical")
 	}
 
+	// The query's embedding does not depend on the pre-filter: it runs
+	// alongside it (with a remote embedder, the two round trips overlap instead
+	// of adding up). Its result is used only after the pre-filter succeeded,
+	// and the goroutine is always waited for.
+	var (
+		vecs     [][]float32
+		embedErr error
+		embedUS  int64
+	)
+	embedded := make(chan struct{})
+	ectx, cancelEmbed := context.WithCancel(ctx)
+	defer func() { cancelEmbed(); <-embedded }()
+	if mode != ModeLexical {
+		go func() {
+			defer close(embedded)
+			t := time.Now()
+			vecs, embedErr = pl.emb.Embed(ectx, []string{req.Query})
+			embedUS = since(t)
+		}()
+	} else {
+		close(embedded)
+	}
+
 	pf, err := pl.prefilter(ctx, p, req)
 	pf.plan.Mode = string(mode)
 	rec.Latency["prefilter"] = since(start)
@@ -146,11 +169,10 @@ func (pl *Planner) search(ctx context.Context, p authz.Principal, req Request, r
 
 	r := run{pl: pl, p: p, req: req, pf: pf, rec: rec, mode: mode, start: start, now: pl.cfg.Now(), decided: map[string]bool{}, returned: map[string]bool{}, exact: true}
 	if mode != ModeLexical {
-		t := time.Now()
-		vecs, err := pl.emb.Embed(ctx, []string{req.Query})
-		rec.Latency["embed"] = since(t)
-		if err != nil {
-			return Response{}, unavailable("embed query", err)
+		<-embedded
+		rec.Latency["embed"] = embedUS
+		if embedErr != nil {
+			return Response{}, unavailable("embed query", embedErr)
 		}
 		if len(vecs) != 1 {
 			return Response{}, unavailable("embed query", fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs)))
