@@ -303,14 +303,13 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 	// An agent may view a ticket shared with its user when the ticket's
 	// project is delegated, even if the user is not a member of that project
 	// (ADR planner-agent-direct-shares). A delegated project is always one its
-	// delegation holds a project#granted tuple on (ADR
-	// planner-agent-grants-bound-shares), so the agent's delegation's grants
-	// are read instead, in parallel with the rest: when every granted project
-	// is among the listed ones, a share the agent may view lies in a listed
-	// project already, and the shares are not listed (nor checked: in the
-	// benchmark org they rank among the top results and are all denied). Only
-	// a grant outside the listed projects makes the planner list the shares,
-	// after the rest. The grants also bound cached allowances in time
+	// delegation holds a project#granted tuple on (same ADR), so the agent's
+	// delegation's grants are read instead, in parallel with the rest: when
+	// every granted project is among the listed ones, a share the agent may
+	// view lies in a listed project already, and the shares are not listed
+	// (nor checked: in the benchmark org they rank among the top results and
+	// are all denied). Only a grant outside the listed projects makes the
+	// planner list the shares, after the rest. The grants also bound cached allowances in time
 	// (decisions.go), so that read is not made twice.
 	type call struct {
 		user, relation, typ string
