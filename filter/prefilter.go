@@ -309,8 +309,8 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 	// view lies in a listed project already, and the shares are not listed
 	// (nor checked: in the benchmark org they rank among the top results and
 	// are all denied). Only a grant outside the listed projects makes the
-	// planner list the shares, after the rest. The grants also bound cached allowances in time
-	// (decisions.go), so that read is not made twice.
+	// planner list the shares, after the rest. The grants also bound cached
+	// allowances in time (decisions.go), so that read is not made twice.
 	type call struct {
 		user, relation, typ string
 		ids                 []string
