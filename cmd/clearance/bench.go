@@ -72,8 +72,8 @@ func newBenchCommand() *cobra.Command {
 users who see 0.1% to 100% of their tenant, direct shares, blocks, agents with
 grants) and a ticket corpus, loads it, and sends the same queries through every
 strategy in one run: the naive post-filter of a tenant-wide top-N, ListObjects over
-tickets as the filter, clearance's planner, and the three parts of the floor alone
-(ListObjects of projects, the filtered scan, BatchCheck of k). It reports latency
+tickets as the filter, clearance's planner, and the floor (ListObjects of projects,
+the filtered scan, BatchCheck of k) as one query and each part alone. It reports latency
 percentiles, recall@k against the exact visible top-k, leaks (checked with the
 engine's Check), engine calls and candidates per query, as Markdown and JSON.
 
@@ -118,7 +118,7 @@ server's datastore until the server purges them).`,
 	fl.IntVar(&f.pgvWorkers, "pgvector-exact-workers", 2, "parallel workers of one exact pgvector search (as serve's flag; 0: none)")
 	fl.StringVar(&f.out, "out", "bench-out", "directory for report.md and report.json (and the engine's sqlite file)")
 	fl.IntVar(&f.queries, "queries", 3, "queries per principal")
-	fl.IntVar(&f.samples, "samples", 8, "times each query is timed for the floor and planner rows (their p99 needs samples); the naive and ListObjects-over-tickets rows once")
+	fl.IntVar(&f.samples, "samples", 8, "times each query is timed for the floor and planner rows (their p99 needs samples; taken interleaved, one of each row per round); the naive and ListObjects-over-tickets rows once")
 	fl.IntVar(&f.k, "k", 10, "results per query")
 	fl.IntVar(&f.naiveN, "naive-n", 3000, "tenant-wide candidates the naive post-filter checks")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of one query; a strategy past it counts an error")
