@@ -6,11 +6,11 @@ import (
 	"iter"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -117,7 +117,9 @@ func (s *bruteStore) Upsert(_ context.Context, t retrieval.Ticket, cs []retrieva
 		s.mu.Lock()
 		delete(s.chunks, t.ID)
 		s.mu.Unlock()
-		runtime.Gosched()
+		// A gap long enough for the suite's readers to fall into on a loaded
+		// machine: a bare Gosched was missed under CI's load.
+		time.Sleep(time.Millisecond)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
