@@ -56,32 +56,7 @@ func TestExactAtScale(t *testing.T) {
 		if err := s.BeginBulk(ctx); err != nil {
 			t.Fatal(err)
 		}
-		const batch = 500
-		for i := 0; i < len(org.Tickets); i += batch {
-			ts := org.Tickets[i:min(i+batch, len(org.Tickets))]
-			var texts []string
-			for _, tk := range ts {
-				texts = append(texts, tk.Chunks...)
-			}
-			vecs, err := emb.Embed(ctx, texts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			errs := make(chan error, len(ts))
-			for _, tk := range ts {
-				cs := make([]retrieval.Chunk, len(tk.Chunks))
-				for j := range cs {
-					cs[j] = retrieval.Chunk{Ordinal: j, Text: tk.Chunks[j], Vector: vecs[0]}
-					vecs = vecs[1:]
-				}
-				go func() { errs <- s.Upsert(ctx, tk.Ticket, cs) }()
-			}
-			for range ts {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		loadBenchTickets(ctx, t, s, emb, org)
 		t.Logf("loaded %d chunks without the index in %.1f s", chunks, time.Since(start).Seconds())
 		s.bulk.conn.Release()
 		s.bulk = nil
@@ -109,15 +84,7 @@ func TestExactAtScale(t *testing.T) {
 			if v.Principal.Kind != "user" || v.Bucket < 0.05 {
 				continue
 			}
-			f := retrieval.Filter{Tenant: v.Principal.Tenant, AllProjects: v.Admin}
-			if !v.Admin {
-				for p := range v.Projects {
-					f.Projects = append(f.Projects, p)
-				}
-				for id := range v.Shared {
-					f.Tickets = append(f.Tickets, id)
-				}
-			}
+			f := viewerFilter(v)
 			q := query{bucket: bench.BucketName(v.Bucket), f: f, vec: vecs[rep*len(org.Viewers)+i]}
 			if q.exact, _, err = s.search(ctx, s.pool, retrieval.SearchRequest{Vector: q.vec, Filter: f, K: 10}, PlanExact); err != nil {
 				t.Fatal(err)
