@@ -232,23 +232,11 @@ func (r *run) decideFused(f *fused) {
 		return
 	}
 	c := audit.Candidate{TicketID: h.TicketID, Project: h.Project, Chunk: h.Ordinal, Score: float32(f.score), Arm: "fused"}
-	allowed, checked := r.decided[h.TicketID]
+	c.Decision = r.admit(h, float32(f.score))
+	// The arms' rows say what the checks decided, not where the fused hit landed.
 	armDecision := audit.Allowed
-	switch {
-	case !r.eligible(h) || !checked:
-		c.Decision, armDecision = audit.NotChecked, audit.NotChecked
-	case !allowed:
-		c.Decision, armDecision = audit.DeniedByCheck, audit.DeniedByCheck
-		r.pf.plan.Denied++
-	case len(r.results) >= r.req.TopK || (r.req.GroupByTicket && r.returned[h.TicketID]):
-		c.Decision = audit.BeyondK
-	default:
-		c.Decision = audit.Returned
-		r.returned[h.TicketID] = true
-		r.results = append(r.results, Result{
-			TicketID: h.TicketID, ProjectID: h.Project, TenantID: h.Tenant, Title: h.Title,
-			Snippet: snippet(h.Text, r.pl.cfg.SnippetChars), Chunk: h.Ordinal, Score: float32(f.score),
-		})
+	if c.Decision == audit.NotChecked || c.Decision == audit.DeniedByCheck {
+		armDecision = c.Decision
 	}
 	r.rec.Results = append(r.rec.Results, c)
 	for _, ah := range f.arms {

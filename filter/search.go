@@ -331,6 +331,29 @@ func (r *run) record(res retrieval.SearchResult, err error) ([]retrieval.Hit, er
 // eligible says whether a hit may be considered at all: the store filter has the
 // tenant already (checked again here), and narrowing also binds directly shared
 // tickets, which the store admits by id.
+// admit decides one hit of the final ranking, for the vector and the fused
+// path alike: it is returned only when this search's checks allowed its
+// ticket, the hit is eligible and the answer has room; the one place a hit
+// becomes a result.
+func (r *run) admit(h retrieval.Hit, score float32) audit.Decision {
+	allowed, checked := r.decided[h.TicketID]
+	switch {
+	case !r.eligible(h) || !checked:
+		return audit.NotChecked
+	case !allowed:
+		r.pf.plan.Denied++
+		return audit.DeniedByCheck
+	case len(r.results) >= r.req.TopK || (r.req.GroupByTicket && r.returned[h.TicketID]):
+		return audit.BeyondK
+	}
+	r.returned[h.TicketID] = true
+	r.results = append(r.results, Result{
+		TicketID: h.TicketID, ProjectID: h.Project, TenantID: h.Tenant, Title: h.Title,
+		Snippet: snippet(h.Text, r.pl.cfg.SnippetChars), Chunk: h.Ordinal, Score: score,
+	})
+	return audit.Returned
+}
+
 func (r *run) eligible(h retrieval.Hit) bool {
 	return h.Tenant == r.p.Tenant && (r.pf.narrow == nil || r.pf.narrow[h.Project])
 }
@@ -459,23 +482,7 @@ func (r *run) decide(h retrieval.Hit) {
 		return
 	}
 	c := audit.Candidate{TicketID: h.TicketID, Project: h.Project, Chunk: h.Ordinal, Score: h.Score}
-	allowed, checked := r.decided[h.TicketID]
-	switch {
-	case !r.eligible(h) || !checked:
-		c.Decision = audit.NotChecked
-	case !allowed:
-		c.Decision = audit.DeniedByCheck
-		r.pf.plan.Denied++
-	case len(r.results) >= r.req.TopK || (r.req.GroupByTicket && r.returned[h.TicketID]):
-		c.Decision = audit.BeyondK
-	default:
-		c.Decision = audit.Returned
-		r.returned[h.TicketID] = true
-		r.results = append(r.results, Result{
-			TicketID: h.TicketID, ProjectID: h.Project, TenantID: h.Tenant, Title: h.Title,
-			Snippet: snippet(h.Text, r.pl.cfg.SnippetChars), Chunk: h.Ordinal, Score: h.Score,
-		})
-	}
+	c.Decision = r.admit(h, h.Score)
 	r.rec.Results = append(r.rec.Results, c)
 }
 
