@@ -1,12 +1,20 @@
 package qdrant
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/retrieval"
+	"github.com/clearance-dev/clearance/retrieval/lexical"
 )
 
 // These run without a server: the pure parts of the adapter.
@@ -87,6 +95,288 @@ func TestClientConfig(t *testing.T) {
 	for _, bad := range []string{"", "ftp://x:1", "host:notaport", ":6334"} {
 		if _, err := clientConfig(Config{URL: bad}); !errors.Is(err, clearance.ErrInvalid) {
 			t.Fatalf("%q: err = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+// collideA and collideB are two terms with the same FNV-1a id.
+const collideA, collideB = "w673879", "w1180600"
+
+func TestTermIDs(t *testing.T) {
+	if termID(collideA) != termID(collideB) {
+		t.Fatalf("termID(%q) = %d, termID(%q) = %d: the test pair must collide", collideA, termID(collideA), collideB, termID(collideB))
+	}
+	// Ids are stored in the collection: changing the hash would orphan every
+	// indexed chunk, so pin it (FNV-1a 32).
+	for term, want := range map[string]uint32{"": 2166136261, "a": 0xe40c292c, "err_conn_reset": termID("err_conn_reset")} {
+		if got := termID(term); got != want {
+			t.Fatalf("termID(%q) = %#x, want %#x", term, got, want)
+		}
+	}
+	if termID("login") == termID("logout") {
+		t.Fatal("distinct common terms share an id")
+	}
+}
+
+// sparseTF is what a sparse query {termID(term): 1} scores the chunk with,
+// after posting's lex_coll override.
+func sparseTF(d lexDoc, term string) float32 {
+	if tf, ok := d.coll[term]; ok {
+		return tf
+	}
+	i, ok := slices.BinarySearch(d.indices, termID(term))
+	if !ok {
+		return 0
+	}
+	return d.values[i]
+}
+
+func TestAnalyzeChunk(t *testing.T) {
+	texts := []string{
+		"", "login timeout after ERR_CONN_RESET", "regression since 1.22.1 on db01.prod db01.prod",
+		"Straße STRASSE fooBarService SQLSTATE 40001", strings.Repeat("cache miss ", 50),
+	}
+	for _, text := range texts {
+		want := lexical.Analyze("SEC-12", "Login fails", text)
+		d := analyzeChunk("SEC-12", "Login fails", text)
+		if float32(d.length) != want.Len {
+			t.Fatalf("%q: length %d, want %v (lengths must be integers)", text, d.length, want.Len)
+		}
+		if !slices.IsSorted(d.indices) || len(slices.Compact(slices.Clone(d.indices))) != len(d.indices) || len(d.values) != len(d.indices) {
+			t.Fatalf("%q: indices %v are not sorted and distinct", text, d.indices)
+		}
+		if len(d.terms) != len(want.Terms) || d.coll != nil {
+			t.Fatalf("%q: %d terms (coll %v), want %d", text, len(d.terms), d.coll, len(want.Terms))
+		}
+		for i, term := range want.Terms {
+			if d.terms[i] != term.Term || sparseTF(d, term.Term) != term.TF {
+				t.Fatalf("%q: term %q: payload %q, sparse tf %v, want tf %v", text, term.Term, d.terms[i], sparseTF(d, term.Term), term.TF)
+			}
+		}
+		p := map[string]any{}
+		d.payload(p)
+		if p[keyLexLen] != d.length || len(p[keyLexTerms].([]any)) != len(d.terms) || p[keyLexColl] != nil {
+			t.Fatalf("%q: payload %v", text, p)
+		}
+	}
+}
+
+func TestAnalyzeChunkCollision(t *testing.T) {
+	d := analyzeChunk("T-1", "", collideA+" "+collideB+" "+collideB)
+	if tf := sparseTF(d, collideA); tf != 1 {
+		t.Fatalf("tf(%s) = %v, want 1", collideA, tf)
+	}
+	if tf := sparseTF(d, collideB); tf != 2 {
+		t.Fatalf("tf(%s) = %v, want 2", collideB, tf)
+	}
+	if len(d.coll) != 2 {
+		t.Fatalf("lex_coll = %v, want both colliding terms", d.coll)
+	}
+	if len(slices.Compact(slices.Clone(d.indices))) != len(d.indices) {
+		t.Fatalf("duplicate sparse index: %v", d.indices)
+	}
+	p := map[string]any{}
+	d.payload(p)
+	if coll, _ := p[keyLexColl].(map[string]any); coll[collideA] != 1.0 || coll[collideB] != 2.0 {
+		t.Fatalf("payload lex_coll = %v", p[keyLexColl])
+	}
+	if _, err := qdrant.TryValueMap(p); err != nil {
+		t.Fatalf("payload is not a Qdrant value: %v", err)
+	}
+}
+
+// Lengths are integers for any text (Facet sums them as integers).
+func FuzzLexicalLengthIsInteger(f *testing.F) {
+	f.Add("SEC-12", "Login", "ERR_CONN_RESET 1.22.1 fooBar ǅemo")
+	f.Fuzz(func(t *testing.T, id, title, text string) {
+		d := lexical.Analyze(id, title, text)
+		if d.Len != float32(int64(d.Len)) || analyzeChunk(id, title, text).length != int64(d.Len) {
+			t.Fatalf("length %v is not an integer", d.Len)
+		}
+	})
+}
+
+func TestTermFilter(t *testing.T) {
+	f := termFilter(retrieval.Filter{Tenant: "acme", Projects: []string{"p1"}, Tickets: []string{"T-9"}}, "zebrafish")
+	if len(f.Must) != 2 || f.Must[0].GetField().GetKey() != keyTenant || f.Must[0].GetField().GetMatch().GetKeyword() != "acme" ||
+		f.Must[1].GetField().GetKey() != keyLexTerms || f.Must[1].GetField().GetMatch().GetKeyword() != "zebrafish" {
+		t.Fatalf("must = %v, want tenant = acme and lex_terms = zebrafish", f.Must)
+	}
+	if len(f.Should) != 2 || f.Should[0].GetField().GetKey() != keyProject || f.Should[1].GetField().GetKey() != keyTicket {
+		t.Fatalf("should = %v: the term must narrow the store filter, not replace it", f.Should)
+	}
+	// Each call builds its own filter: narrowing one term's must not narrow
+	// the statistics' filter.
+	if base := filter(retrieval.Filter{Tenant: "acme", Projects: []string{"p1"}}); len(base.Must) != 1 {
+		t.Fatalf("filter shares conditions with termFilter: %v", base.Must)
+	}
+}
+
+func TestFacetTotals(t *testing.T) {
+	hit := func(v int64, n uint64) *qdrant.FacetHit {
+		return &qdrant.FacetHit{Value: &qdrant.FacetValue{Variant: &qdrant.FacetValue_IntegerValue{IntegerValue: v}}, Count: n}
+	}
+	n, sum, complete := facetTotals([]*qdrant.FacetHit{hit(12, 3), hit(40, 1), hit(7, 2)}, 10)
+	if n != 6 || sum != 12*3+40+7*2 || !complete {
+		t.Fatalf("n %d sum %v complete %v", n, sum, complete)
+	}
+	if _, _, complete := facetTotals([]*qdrant.FacetHit{hit(1, 1), hit(2, 1)}, 2); complete {
+		t.Fatal("a facet answer as long as its limit may have left lengths out")
+	}
+}
+
+func TestPlanPostings(t *testing.T) {
+	for _, tc := range []struct {
+		df, want []int
+		budget   int
+		capped   bool
+	}{
+		{[]int{3, 0, 10}, []int{3, 0, 10}, 100, false},
+		{[]int{3, 0, 10}, []int{3, 0, 10}, 13, false},
+		// The rarest terms are read whole; the common one gets what is left.
+		{[]int{150000, 2, 40}, []int{58, 2, 40}, 100, true},
+		{[]int{90, 90}, []int{90, 10}, 100, true},
+		{[]int{500, 200, 300}, []int{0, 200, 300}, 500, true},
+	} {
+		got, capped := planPostings(tc.df, tc.budget)
+		if !slices.Equal(got, tc.want) || capped != tc.capped {
+			t.Fatalf("planPostings(%v, %d) = %v, %v; want %v, %v", tc.df, tc.budget, got, capped, tc.want, tc.capped)
+		}
+	}
+}
+
+func TestPostingFromScoredPoint(t *testing.T) {
+	pt := func(payload map[string]any, score float32) *qdrant.ScoredPoint {
+		return &qdrant.ScoredPoint{Id: chunkID("T-1", 2), Score: score, Payload: qdrant.NewValueMap(payload)}
+	}
+	p, ok := posting(pt(map[string]any{keyTicket: "T-1", keyOrdinal: int64(2), keyLexLen: int64(17)}, 3), "x")
+	if !ok || p.ticket != "T-1" || p.ordinal != 2 || p.dl != 17 || p.tf != 3 || p.point != chunkID("T-1", 2).GetUuid() {
+		t.Fatalf("posting = %+v, %v", p, ok)
+	}
+	// A colliding term's frequency comes from lex_coll, not the shared value.
+	p, ok = posting(pt(map[string]any{keyTicket: "T-1", keyOrdinal: int64(2), keyLexLen: int64(17),
+		keyLexColl: map[string]any{collideA: 1.0, collideB: int64(2)}}, 3), collideB)
+	if !ok || p.tf != 2 {
+		t.Fatalf("collided posting = %+v, %v; want tf 2", p, ok)
+	}
+	// A chunk written without the lexical fields cannot be scored.
+	if _, ok := posting(pt(map[string]any{keyTicket: "T-1", keyOrdinal: int64(2)}, 3), "x"); ok {
+		t.Fatal("a point without lex_len was taken as a posting")
+	}
+}
+
+// lexCorpusDoc is one chunk of the in-memory corpus below.
+type lexCorpusDoc struct {
+	tenant, project, ticket, title, text string
+	ordinal                              int
+}
+
+// TestRankLexicalMatchesReference feeds rankLexical the statistics and
+// postings the server's exact answers would hold for a filter (Facet of
+// lengths, per-term Count, per-term sparse queries read through analyzeChunk's
+// vectors and lex_coll) and compares its ranking with BM25F computed directly
+// from lexical.Analyze over the allowed chunks: same order, same bits.
+func TestRankLexicalMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(20, 7))
+	words := strings.Fields("login timeout error database replica lag payment refund cache token " + collideA + " " + collideB)
+	var docs []lexCorpusDoc
+	for i := range 300 {
+		tenant := []string{"acme", "globex"}[rng.IntN(2)]
+		ws := make([]string, 2+rng.IntN(20))
+		for j := range ws {
+			ws[j] = words[rng.IntN(len(words))]
+		}
+		docs = append(docs, lexCorpusDoc{tenant: tenant, project: fmt.Sprintf("p%d", rng.IntN(4)),
+			ticket: fmt.Sprintf("%s-T%03d", tenant, i/2), ordinal: i % 2, title: words[rng.IntN(len(words))], text: strings.Join(ws, " ")})
+	}
+	allowed := func(d lexCorpusDoc) bool { return d.tenant == "acme" && (d.project == "p1" || d.project == "p2") }
+	for _, query := range []string{"login timeout", collideA, collideB + " cache", "acme-T010", "nothing"} {
+		terms := lexical.QueryTerms(lexical.Terms(query))
+		// What the server answers, under the filter only.
+		lengths := map[int64]uint64{}
+		st := lexStats{df: make([]int, len(terms))}
+		lists := make([][]lexPosting, len(terms))
+		total := 0
+		for _, d := range docs {
+			if !allowed(d) {
+				continue
+			}
+			total++
+			ld := analyzeChunk(d.ticket, d.title, d.text)
+			lengths[ld.length]++
+			for i, term := range terms {
+				if !slices.Contains(ld.terms, term) { // the lex_terms filter
+					continue
+				}
+				st.df[i]++
+				lists[i] = append(lists[i], lexPosting{point: chunkID(d.ticket, d.ordinal).GetUuid(), ticket: d.ticket,
+					ordinal: d.ordinal, dl: float32(ld.length), tf: sparseTF(ld, term)})
+			}
+		}
+		var hits []*qdrant.FacetHit
+		for v, n := range lengths {
+			hits = append(hits, &qdrant.FacetHit{Value: &qdrant.FacetValue{Variant: &qdrant.FacetValue_IntegerValue{IntegerValue: v}}, Count: n})
+		}
+		var complete bool
+		st.n, st.sumDL, complete = facetTotals(hits, facetLimit)
+		if !complete || st.n != total {
+			t.Fatalf("facet totals %d of %d chunks", st.n, total)
+		}
+		got := rankLexical(st, lists)
+
+		// The reference: lexical's BM25F over the allowed chunks.
+		type ref struct {
+			ticket  string
+			ordinal int
+			score   float64
+		}
+		var want []ref
+		var n int
+		var sum float64
+		df := make([]int, len(terms))
+		for _, d := range docs {
+			if allowed(d) {
+				a := lexical.Analyze(d.ticket, d.title, d.text)
+				n++
+				sum += float64(a.Len)
+				for i, term := range terms {
+					if a.TF(term) > 0 {
+						df[i]++
+					}
+				}
+			}
+		}
+		for _, d := range docs {
+			if !allowed(d) {
+				continue
+			}
+			a := lexical.Analyze(d.ticket, d.title, d.text)
+			var s float64
+			hit := false
+			for i, term := range terms {
+				if tf := a.TF(term); tf > 0 {
+					hit = true
+					s += lexical.TermScore(lexical.IDF(n, df[i]), tf, a.Len, sum/float64(n))
+				}
+			}
+			if hit {
+				want = append(want, ref{d.ticket, d.ordinal, s})
+			}
+		}
+		slices.SortFunc(want, func(a, b ref) int {
+			return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.ticket, b.ticket), cmp.Compare(a.ordinal, b.ordinal))
+		})
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d hits, want %d", query, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].ticket != want[i].ticket || got[i].ordinal != want[i].ordinal || got[i].score != want[i].score {
+				t.Fatalf("%q: rank %d = %s/%d %v, want %s/%d %v", query, i, got[i].ticket, got[i].ordinal, got[i].score,
+					want[i].ticket, want[i].ordinal, want[i].score)
+			}
+		}
+		if query != "nothing" && len(want) == 0 {
+			t.Fatalf("%q: the corpus has no match: the test checks nothing", query)
 		}
 	}
 }

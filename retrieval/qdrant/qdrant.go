@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/qdrant/go-client/qdrant"
+	"google.golang.org/grpc"
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/retrieval"
@@ -61,6 +62,12 @@ type Config struct {
 	Exact bool
 	// HnswEf is the search-time ef (default: Qdrant's, the collection's ef_construct).
 	HnswEf int
+	// LexicalMaxPostings bounds the postings (chunks holding a query term,
+	// counted once per term) one lexical search reads (default
+	// DefaultLexicalMaxPostings). A search whose terms hold more under its
+	// filter reads every posting of its rarer terms and the best of the
+	// rest, and answers exact:false (PlanBM25Capped).
+	LexicalMaxPostings int
 	// Timeout bounds each operation that has no earlier context deadline (default 30s).
 	Timeout time.Duration
 	// Logger receives debug lines (never texts or keys). Default: discard.
@@ -77,9 +84,15 @@ type Store struct {
 	chunks  string
 	tickets string
 	log     *slog.Logger
+	// lex: the chunks collection has the lexical arm's sparse vector (a
+	// collection created before it has not; Qdrant 1.17 cannot add one).
+	lex bool
 }
 
-var _ retrieval.Store = (*Store)(nil)
+var (
+	_ retrieval.Store           = (*Store)(nil)
+	_ retrieval.LexicalSearcher = (*Store)(nil)
+)
 
 // Payload keys.
 const (
@@ -115,6 +128,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.LexicalMaxPostings <= 0 {
+		cfg.LexicalMaxPostings = DefaultLexicalMaxPostings
 	}
 	qc, err := clientConfig(cfg)
 	if err != nil {
@@ -167,7 +183,11 @@ func clientConfig(cfg Config) (*qdrant.Config, error) {
 	if err != nil || port <= 0 || port > 65535 || host == "" {
 		return nil, clearance.Invalid("url", "want host:port, got %q", cfg.URL)
 	}
-	return &qdrant.Config{Host: host, Port: port, APIKey: cfg.APIKey, UseTLS: tls, SkipCompatibilityCheck: true}, nil
+	// A lexical search's postings come back in one message, about 100 bytes
+	// each; gRPC's default limit (4 MiB) would cut a search at 40,000.
+	recv := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(max(64<<20, 256*cfg.LexicalMaxPostings)))
+	return &qdrant.Config{Host: host, Port: port, APIKey: cfg.APIKey, UseTLS: tls, SkipCompatibilityCheck: true,
+		GrpcOptions: []grpc.DialOption{recv}}, nil
 }
 
 func unavailable(op string, err error) error {
@@ -184,7 +204,7 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 // setup creates missing collections and indexes and checks the embedding space.
 func (s *Store) setup(ctx context.Context) error {
 	wait := true
-	create := func(name string, size uint64, indexes map[string]bool) error {
+	create := func(name string, size uint64, indexes map[string]bool, sparse bool) error {
 		ok, err := s.c.CollectionExists(ctx, name)
 		if err != nil {
 			return unavailable("open", err)
@@ -192,11 +212,16 @@ func (s *Store) setup(ctx context.Context) error {
 		if ok {
 			return nil
 		}
-		err = s.c.CreateCollection(ctx, &qdrant.CreateCollection{
+		cc := &qdrant.CreateCollection{
 			CollectionName: name,
 			VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: size, Distance: qdrant.Distance_Cosine}),
-		})
-		if err != nil {
+		}
+		if sparse {
+			// No modifier: values are our term frequencies, and the
+			// statistics are computed per filter, not by Qdrant.
+			cc.SparseVectorsConfig = qdrant.NewSparseVectorsConfig(map[string]*qdrant.SparseVectorParams{lexVector: {}})
+		}
+		if err = s.c.CreateCollection(ctx, cc); err != nil {
 			return unavailable("create collection "+name, err)
 		}
 		for field, tenant := range indexes {
@@ -215,13 +240,33 @@ func (s *Store) setup(ctx context.Context) error {
 				return unavailable("create payload index "+field, err)
 			}
 		}
+		if sparse {
+			// lex_terms: the per-term Count and the posting filter; lex_len:
+			// Facet (which needs an index with lookups) sums the lengths.
+			lookup, no := true, false
+			for field, params := range map[string]*qdrant.PayloadIndexParams{
+				keyLexTerms: qdrant.NewPayloadIndexParamsKeyword(&qdrant.KeywordIndexParams{}),
+				keyLexLen:   qdrant.NewPayloadIndexParamsInt(&qdrant.IntegerIndexParams{Lookup: &lookup, Range: &no}),
+			} {
+				ft := qdrant.FieldType_FieldTypeKeyword
+				if field == keyLexLen {
+					ft = qdrant.FieldType_FieldTypeInteger
+				}
+				_, err := s.c.CreateFieldIndex(ctx, &qdrant.CreateFieldIndexCollection{
+					CollectionName: name, Wait: &wait, FieldName: field, FieldType: ft.Enum(), FieldIndexParams: params,
+				})
+				if err != nil {
+					return unavailable("create payload index "+field, err)
+				}
+			}
+		}
 		s.log.InfoContext(ctx, "qdrant collection created", "collection", name)
 		return nil
 	}
-	if err := create(s.chunks, uint64(s.cfg.Meta.Dim), map[string]bool{keyTenant: true, keyProject: false, keyTicket: false}); err != nil {
+	if err := create(s.chunks, uint64(s.cfg.Meta.Dim), map[string]bool{keyTenant: true, keyProject: false, keyTicket: false}, true); err != nil {
 		return err
 	}
-	if err := create(s.tickets, 1, map[string]bool{keyKind: false}); err != nil {
+	if err := create(s.tickets, 1, map[string]bool{keyKind: false}, false); err != nil {
 		return err
 	}
 	info, err := s.c.GetCollectionInfo(ctx, s.chunks)
@@ -230,6 +275,10 @@ func (s *Store) setup(ctx context.Context) error {
 	}
 	if size := info.GetConfig().GetParams().GetVectorsConfig().GetParams().GetSize(); size != uint64(s.cfg.Meta.Dim) {
 		return fmt.Errorf("qdrant: collection %s has %d dimensions, opened with %d: %w", s.chunks, size, s.cfg.Meta.Dim, retrieval.ErrIndexMismatch)
+	}
+	_, s.lex = info.GetConfig().GetParams().GetSparseVectorsConfig().GetMap()[lexVector]
+	if !s.lex {
+		s.log.WarnContext(ctx, "qdrant collection has no lexical index (created before it): lexical and hybrid searches answer unsupported; index into a new collection to get one", "collection", s.chunks)
 	}
 	pts, err := s.c.Get(ctx, &qdrant.GetPoints{
 		CollectionName: s.tickets, Ids: []*qdrant.PointId{metaID()}, WithPayload: qdrant.NewWithPayload(true),
@@ -300,14 +349,27 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 		pts := make([]*qdrant.PointStruct, len(chunks))
 		for i, c := range chunks {
 			ids[i] = chunkID(t.ID, c.Ordinal)
-			payload, err := qdrant.TryValueMap(map[string]any{
+			fields := map[string]any{
 				keyTenant: t.Tenant, keyProject: t.Project, keyTicket: t.ID,
 				keyOrdinal: int64(c.Ordinal), keyTitle: t.Title, keyText: c.Text,
-			})
+			}
+			vectors := qdrant.NewVectorsDense(c.Vector)
+			if s.lex {
+				// The lexical fields travel in the chunk's own point, so they
+				// change with its text in the same write.
+				d := analyzeChunk(t.ID, t.Title, c.Text)
+				d.payload(fields)
+				named := map[string]*qdrant.Vector{"": qdrant.NewVectorDense(c.Vector)}
+				if len(d.indices) > 0 {
+					named[lexVector] = qdrant.NewVectorSparse(d.indices, d.values)
+				}
+				vectors = qdrant.NewVectorsMap(named)
+			}
+			payload, err := qdrant.TryValueMap(fields)
 			if err != nil { // CheckUpsert already refused invalid UTF-8
 				return clearance.Invalid(fmt.Sprintf("chunks[%d]", i), "%v", err)
 			}
-			pts[i] = &qdrant.PointStruct{Id: ids[i], Vectors: qdrant.NewVectorsDense(c.Vector), Payload: payload}
+			pts[i] = &qdrant.PointStruct{Id: ids[i], Vectors: vectors, Payload: payload}
 		}
 		if _, err := s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.chunks, Wait: &wait, Points: pts}); err != nil {
 			return unavailable("upsert", err)
