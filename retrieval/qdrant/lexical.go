@@ -58,9 +58,9 @@ const PlanBM25Capped = "bm25-capped"
 // (about 100 bytes each on the wire).
 const DefaultLexicalMaxPostings = 200_000
 
-// maxQueryTerms bounds the distinct terms of one lexical search: each is a
-// Count and a query of the batch.
-const maxQueryTerms = 256
+// maxQueryTerms bounds the distinct terms of one lexical search (as on
+// pgvector): each is a Count and a query of the batch.
+const maxQueryTerms = 1000
 
 // facetLimit bounds the distinct chunk lengths a search sums; a filter whose
 // chunks have more distinct lengths is answered with exact:false.
@@ -435,10 +435,13 @@ func (s *Store) termQuery(term string, flt *qdrant.Filter, limit int) *qdrant.Qu
 // completeCapped reads, for each term read short, its postings in the chunks
 // the other terms found, so that every candidate's score is exact; what a
 // capped answer can miss is only chunks that hold nothing but capped terms
-// beyond the cap.
+// beyond the cap. It asks about at most LexicalMaxPostings chunks in all; a
+// term past that stays short and its candidates' scores are lower bounds
+// (the answer is exact:false either way).
 func (s *Store) completeCapped(ctx context.Context, terms []string, limits, df []int, lists [][]lexPosting, f retrieval.Filter) error {
 	var qs []*qdrant.QueryPoints
 	var which []int
+	budget := s.cfg.LexicalMaxPostings
 	for i, t := range terms {
 		if limits[i] == df[i] {
 			continue
@@ -460,9 +463,10 @@ func (s *Store) completeCapped(ctx context.Context, terms []string, limits, df [
 				}
 			}
 		}
-		if len(ids) == 0 {
+		if len(ids) == 0 || len(ids) > budget {
 			continue
 		}
+		budget -= len(ids)
 		flt := termFilter(f, t)
 		flt.Must = append(flt.Must, qdrant.NewHasID(ids...))
 		qs = append(qs, s.termQuery(t, flt, len(ids)))
