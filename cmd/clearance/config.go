@@ -95,6 +95,12 @@ type serveConfig struct {
 	OpenAIModel           string
 	OpenAIKey             string
 
+	// QdrantCollection is the prefix of the Qdrant collections; a new one
+	// re-indexes from scratch (e.g. to get the lexical arm on an index
+	// created before it). QdrantLexicalMaxPostings bounds one lexical search.
+	QdrantCollection         string
+	QdrantLexicalMaxPostings int
+
 	// Tokens.
 	Issuer      string
 	Audience    string
@@ -275,6 +281,8 @@ func (c *serveConfig) registerIndex(fl *pflag.FlagSet) {
 	fl.IntVar(&c.PGVectorBuildMemoryMB, "pgvector-build-memory-mb", 1024, "memory in MB for building --store pgvector's HNSW index (PostgreSQL's maintenance_work_mem for the build); a graph that outgrows it is built on disk, many times slower: about 2 KB per 384-dimension chunk, so 2048+ at 1M chunks")
 	fl.StringVar(&c.QdrantURL, "qdrant-url", "", "Qdrant gRPC address for --store qdrant, e.g. http://127.0.0.1:6334")
 	fl.StringVar(&c.QdrantKey, "qdrant-api-key", "", "API key for the Qdrant server")
+	fl.StringVar(&c.QdrantCollection, "qdrant-collection", "clearance", "prefix of --store qdrant's two collections (<prefix>_chunks, <prefix>_tickets); a new prefix is a new, empty index")
+	fl.IntVar(&c.QdrantLexicalMaxPostings, "qdrant-lexical-max-postings", qdrant.DefaultLexicalMaxPostings, "most postings (allowed chunks holding a query term, once per term) one lexical search on --store qdrant reads; a search whose terms hold more reads the rarer terms whole and answers exact:false (status partial)")
 	fl.StringVar(&c.Embedder, "embedder", embedderHashing, "embedder: hashing (built in) or openai (any OpenAI-compatible /v1/embeddings); must match the index")
 	fl.IntVar(&c.EmbeddingDim, "embedding-dim", 384, "embedding dimension (hashing: any of 8..8192; openai: the model's output dimension)")
 	fl.StringVar(&c.OpenAIURL, "openai-url", "", "base URL of the OpenAI-compatible embeddings API, e.g. http://127.0.0.1:11434/v1")
@@ -385,6 +393,12 @@ func (c *serveConfig) resolve() error {
 	case storeQdrant:
 		if c.QdrantURL == "" {
 			bad("--store qdrant needs --qdrant-url")
+		}
+		if !validCollection(c.QdrantCollection) {
+			bad("--qdrant-collection %q: want 1 to 200 letters, digits, '_' or '-'", c.QdrantCollection)
+		}
+		if c.QdrantLexicalMaxPostings < 1 || c.QdrantLexicalMaxPostings > 10_000_000 {
+			bad("--qdrant-lexical-max-postings %d: want 1 to 10000000", c.QdrantLexicalMaxPostings)
 		}
 	default:
 		bad("--store %q: want embedded, pgvector or qdrant", c.Store)
@@ -614,13 +628,28 @@ func (c *serveConfig) openStore(ctx context.Context, emb retrieval.Embedder, log
 		}
 		return s, nil
 	case storeQdrant:
-		s, err := qdrant.Open(ctx, qdrant.Config{URL: c.QdrantURL, APIKey: c.QdrantKey, Meta: meta, Logger: log.With("component", "store")})
+		s, err := qdrant.Open(ctx, qdrant.Config{URL: c.QdrantURL, APIKey: c.QdrantKey, Collection: c.QdrantCollection,
+			LexicalMaxPostings: c.QdrantLexicalMaxPostings, Meta: meta, Logger: log.With("component", "store")})
 		if err != nil {
 			return nil, fmt.Errorf("qdrant store at %s: %w", c.QdrantURL, err)
 		}
 		return s, nil
 	}
 	return nil, fmt.Errorf("--store %q: want embedded, pgvector or qdrant", c.Store)
+}
+
+// validCollection reports whether name is a Qdrant collection prefix we
+// accept (Qdrant's own rules are looser; these names need no quoting anywhere).
+func validCollection(name string) bool {
+	if name == "" || len(name) > 200 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // pgvectorPlans maps --pgvector-plan to the store's plans.

@@ -9,6 +9,7 @@ import (
 	"github.com/clearance-dev/clearance/retrieval"
 	storeembedded "github.com/clearance-dev/clearance/retrieval/embedded"
 	"github.com/clearance-dev/clearance/retrieval/pgvector"
+	"github.com/clearance-dev/clearance/retrieval/qdrant"
 )
 
 func TestSearchModeFlag(t *testing.T) {
@@ -36,6 +37,10 @@ func TestSearchModeFlag(t *testing.T) {
 		{"auto", (*pgvector.Store)(nil), false, filter.ModeVector, nil},
 		{"hybrid", (*pgvector.Store)(nil), false, filter.ModeHybrid, nil},
 		{"lexical", (*pgvector.Store)(nil), false, filter.ModeLexical, nil},
+		// Qdrant: a collection without the lexical index (created before it)
+		// refuses lexical defaults at start; auto stays vector.
+		{"auto", &qdrant.Store{}, false, filter.ModeVector, nil},
+		{"hybrid", &qdrant.Store{}, false, "", clearance.ErrUnsupported},
 	} {
 		got, err := searchMode(tc.flag, tc.store, tc.fast)
 		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {

@@ -384,13 +384,18 @@ func (a *app) devToken(sub, tenant, act, scope string, ttl time.Duration) (strin
 // every search.
 func searchMode(flag string, store any, fastLexical bool) (filter.Mode, error) {
 	_, lex := store.(retrieval.LexicalSearcher)
+	// A Qdrant index created before the lexical arm has none, though the
+	// store type can search one.
+	if h, ok := store.(interface{ HasLexicalIndex() bool }); ok && !h.HasLexicalIndex() {
+		lex = false
+	}
 	switch {
 	case (flag == "auto" || flag == "") && lex && fastLexical:
 		return filter.ModeHybrid, nil
 	case flag == "auto" || flag == "":
 		return filter.ModeVector, nil
 	case flag != "vector" && !lex:
-		return "", fmt.Errorf("--search-mode %s: this store has no lexical index (the embedded and pgvector stores have one): %w", flag, retrieval.ErrUnsupported)
+		return "", fmt.Errorf("--search-mode %s: this store has no lexical index (the embedded and pgvector stores have one, and Qdrant collections created by this version): %w", flag, retrieval.ErrUnsupported)
 	}
 	return filter.Mode(flag), nil
 }

@@ -619,6 +619,11 @@ func (s *Store) Stats(ctx context.Context) (retrieval.Stats, error) {
 	return st, nil
 }
 
+// HasLexicalIndex reports whether the chunks collection has the lexical
+// arm's sparse vector: false for a collection created before it, whose
+// lexical searches answer retrieval.ErrUnsupported.
+func (s *Store) HasLexicalIndex() bool { return s.lex }
+
 // Close closes the gRPC connections.
 func (s *Store) Close() error { return s.c.Close() }
 
