@@ -168,6 +168,11 @@ func Reconcile(ctx context.Context, cfg ReconcileConfig) (Report, error) {
 	slices.SortFunc(refs, func(a, b retrieval.TicketRef) int { return strings.Compare(a.ID, b.ID) })
 	rep.Tickets = len(refs)
 	lex, _ := cfg.Store.(retrieval.LexicalSearcher)
+	// A Qdrant index created before the lexical arm has none to compare
+	// (its searches answer ErrUnsupported); its vectors are still reconciled.
+	if h, ok := cfg.Store.(interface{ HasLexicalIndex() bool }); ok && !h.HasLexicalIndex() {
+		lex = nil
+	}
 	for _, ref := range refs {
 		d, ok := compare(ref, ticketProjects[ref.ID], projectTenants)
 		if !ok && lex != nil {

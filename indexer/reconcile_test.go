@@ -175,4 +175,19 @@ func TestReconcileLexicalArm(t *testing.T) {
 	if err != nil || len(rep.Drift) != 1 || rep.Drift[0].TicketID != "T-2" || rep.Drift[0].Kind != DriftLexical {
 		t.Fatalf("lost lexical ticket: %+v, %v", rep, err)
 	}
+	// A store that can search lexically but whose index has no lexical arm (a
+	// Qdrant collection created before it) is reconciled on its vectors alone.
+	rep, err = Reconcile(ctx, ReconcileConfig{Store: noLexicalIndex{s}, Engine: engine})
+	if err != nil || len(rep.Drift) != 0 {
+		t.Fatalf("index without a lexical arm: %+v, %v", rep, err)
+	}
+}
+
+// noLexicalIndex is a store type with a lexical arm whose index lacks it.
+type noLexicalIndex struct{ retrieval.Store }
+
+func (noLexicalIndex) HasLexicalIndex() bool { return false }
+
+func (noLexicalIndex) SearchLexical(context.Context, retrieval.LexicalRequest) (retrieval.SearchResult, error) {
+	return retrieval.SearchResult{}, retrieval.ErrUnsupported
 }
