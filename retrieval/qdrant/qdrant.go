@@ -11,6 +11,10 @@
 // Tenant isolation is always in our filter (must tenant = T), never in Qdrant's
 // auth: Qdrant deprecated JWT payload filters in 1.16.
 //
+// The lexical arm (lexical.go) keeps each chunk's terms in the chunk's own
+// point (a sparse vector of term frequencies and keyword payload) and
+// computes BM25 in Go from counts taken under the search's filter.
+//
 // Qdrant has no multi-point transactions. Upsert writes the new chunk points
 // (replacing same-ordinal points), then deletes the ticket's other points, then
 // writes the ticket point: between the first and second step a search can see new
