@@ -271,12 +271,7 @@ type lexCorpusDoc struct {
 	ordinal                              int
 }
 
-// TestRankLexicalMatchesReference feeds rankLexical the statistics and
-// postings the server's exact answers would hold for a filter (Facet of
-// lengths, per-term Count, per-term sparse queries read through analyzeChunk's
-// vectors and lex_coll) and compares its ranking with BM25F computed directly
-// from lexical.Analyze over the allowed chunks: same order, same bits.
-func TestRankLexicalMatchesReference(t *testing.T) {
+func lexCorpus() []lexCorpusDoc {
 	rng := rand.New(rand.NewPCG(20, 7))
 	words := strings.Fields("login timeout error database replica lag payment refund cache token " + collideA + " " + collideB)
 	var docs []lexCorpusDoc
@@ -289,83 +284,113 @@ func TestRankLexicalMatchesReference(t *testing.T) {
 		docs = append(docs, lexCorpusDoc{tenant: tenant, project: fmt.Sprintf("p%d", rng.IntN(4)),
 			ticket: fmt.Sprintf("%s-T%03d", tenant, i/2), ordinal: i % 2, title: words[rng.IntN(len(words))], text: strings.Join(ws, " ")})
 	}
-	allowed := func(d lexCorpusDoc) bool { return d.tenant == "acme" && (d.project == "p1" || d.project == "p2") }
+	return docs
+}
+
+func lexAllowed(d lexCorpusDoc) bool { return d.tenant == "acme" && (d.project == "p1" || d.project == "p2") }
+
+// serverAnswers is what the server's exact requests answer for terms under
+// the filter lexAllowed: the statistics (Count, Facet of lengths, per-term
+// Count) and each term's whole postings, highest frequency first (a sparse
+// query), read through analyzeChunk's vectors and lex_coll.
+func serverAnswers(t *testing.T, docs []lexCorpusDoc, terms []string) (lexStats, [][]lexPosting) {
+	t.Helper()
+	lengths := map[int64]uint64{}
+	st := lexStats{df: make([]int, len(terms))}
+	lists := make([][]lexPosting, len(terms))
+	total := 0
+	for _, d := range docs {
+		if !lexAllowed(d) {
+			continue
+		}
+		total++
+		ld := analyzeChunk(d.ticket, d.title, d.text)
+		lengths[ld.length]++
+		for i, term := range terms {
+			if !slices.Contains(ld.terms, term) { // the lex_terms condition
+				continue
+			}
+			st.df[i]++
+			lists[i] = append(lists[i], lexPosting{point: chunkID(d.ticket, d.ordinal).GetUuid(), ticket: d.ticket,
+				ordinal: d.ordinal, dl: float32(ld.length), tf: sparseTF(ld, term)})
+		}
+	}
+	for _, l := range lists {
+		slices.SortFunc(l, func(a, b lexPosting) int { return cmp.Or(cmp.Compare(b.tf, a.tf), strings.Compare(a.point, b.point)) })
+	}
+	var hits []*qdrant.FacetHit
+	for v, n := range lengths {
+		hits = append(hits, &qdrant.FacetHit{Value: &qdrant.FacetValue{Variant: &qdrant.FacetValue_IntegerValue{IntegerValue: v}}, Count: n})
+	}
+	var ok bool
+	st.n, st.sumDL, ok = facetTotals(hits, facetLimit)
+	if !ok || st.n != total {
+		t.Fatalf("facet totals %d of %d chunks", st.n, total)
+	}
+	return st, lists
+}
+
+type lexRef struct {
+	ticket  string
+	ordinal int
+	score   float64
+	terms   []string
+}
+
+// lexReference is BM25F computed directly from lexical.Analyze over the
+// allowed chunks, ranked like every store ranks.
+func lexReference(docs []lexCorpusDoc, terms []string) []lexRef {
+	var want []lexRef
+	var n int
+	var sum float64
+	df := make([]int, len(terms))
+	for _, d := range docs {
+		if lexAllowed(d) {
+			a := lexical.Analyze(d.ticket, d.title, d.text)
+			n++
+			sum += float64(a.Len)
+			for i, term := range terms {
+				if a.TF(term) > 0 {
+					df[i]++
+				}
+			}
+		}
+	}
+	for _, d := range docs {
+		if !lexAllowed(d) {
+			continue
+		}
+		a := lexical.Analyze(d.ticket, d.title, d.text)
+		r := lexRef{ticket: d.ticket, ordinal: d.ordinal}
+		for i, term := range terms {
+			if tf := a.TF(term); tf > 0 {
+				r.terms = append(r.terms, term)
+				r.score += lexical.TermScore(lexical.IDF(n, df[i]), tf, a.Len, sum/float64(n))
+			}
+		}
+		if r.terms != nil {
+			want = append(want, r)
+		}
+	}
+	slices.SortFunc(want, func(a, b lexRef) int {
+		return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.ticket, b.ticket), cmp.Compare(a.ordinal, b.ordinal))
+	})
+	return want
+}
+
+// TestRankLexicalMatchesReference feeds rankLexical the statistics and
+// postings the server's exact answers would hold for a filter and compares
+// its ranking with BM25F computed directly: same order, same bits.
+func TestRankLexicalMatchesReference(t *testing.T) {
+	docs := lexCorpus()
 	for _, query := range []string{"login timeout", collideA, collideB + " cache", "acme-T010", "nothing"} {
 		terms := lexical.QueryTerms(lexical.Terms(query))
-		// What the server answers, under the filter only.
-		lengths := map[int64]uint64{}
-		st := lexStats{df: make([]int, len(terms))}
-		lists := make([][]lexPosting, len(terms))
-		total := 0
-		for _, d := range docs {
-			if !allowed(d) {
-				continue
-			}
-			total++
-			ld := analyzeChunk(d.ticket, d.title, d.text)
-			lengths[ld.length]++
-			for i, term := range terms {
-				if !slices.Contains(ld.terms, term) { // the lex_terms filter
-					continue
-				}
-				st.df[i]++
-				lists[i] = append(lists[i], lexPosting{point: chunkID(d.ticket, d.ordinal).GetUuid(), ticket: d.ticket,
-					ordinal: d.ordinal, dl: float32(ld.length), tf: sparseTF(ld, term)})
-			}
+		st, lists := serverAnswers(t, docs, terms)
+		limits, capped := planPostings(st.df, DefaultLexicalMaxPostings)
+		if capped || !complete(lists, limits) {
+			t.Fatalf("%q: capped %v, postings %v of %v", query, capped, lists, limits)
 		}
-		var hits []*qdrant.FacetHit
-		for v, n := range lengths {
-			hits = append(hits, &qdrant.FacetHit{Value: &qdrant.FacetValue{Variant: &qdrant.FacetValue_IntegerValue{IntegerValue: v}}, Count: n})
-		}
-		var complete bool
-		st.n, st.sumDL, complete = facetTotals(hits, facetLimit)
-		if !complete || st.n != total {
-			t.Fatalf("facet totals %d of %d chunks", st.n, total)
-		}
-		got := rankLexical(st, lists)
-
-		// The reference: lexical's BM25F over the allowed chunks.
-		type ref struct {
-			ticket  string
-			ordinal int
-			score   float64
-		}
-		var want []ref
-		var n int
-		var sum float64
-		df := make([]int, len(terms))
-		for _, d := range docs {
-			if allowed(d) {
-				a := lexical.Analyze(d.ticket, d.title, d.text)
-				n++
-				sum += float64(a.Len)
-				for i, term := range terms {
-					if a.TF(term) > 0 {
-						df[i]++
-					}
-				}
-			}
-		}
-		for _, d := range docs {
-			if !allowed(d) {
-				continue
-			}
-			a := lexical.Analyze(d.ticket, d.title, d.text)
-			var s float64
-			hit := false
-			for i, term := range terms {
-				if tf := a.TF(term); tf > 0 {
-					hit = true
-					s += lexical.TermScore(lexical.IDF(n, df[i]), tf, a.Len, sum/float64(n))
-				}
-			}
-			if hit {
-				want = append(want, ref{d.ticket, d.ordinal, s})
-			}
-		}
-		slices.SortFunc(want, func(a, b ref) int {
-			return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.ticket, b.ticket), cmp.Compare(a.ordinal, b.ordinal))
-		})
+		got, want := rankLexical(st, lists), lexReference(docs, terms)
 		if len(got) != len(want) {
 			t.Fatalf("%q: %d hits, want %d", query, len(got), len(want))
 		}
@@ -377,6 +402,128 @@ func TestRankLexicalMatchesReference(t *testing.T) {
 		}
 		if query != "nothing" && len(want) == 0 {
 			t.Fatalf("%q: the corpus has no match: the test checks nothing", query)
+		}
+	}
+}
+
+// TestCappedRankingScoresExact: with a budget below the postings, the terms
+// are read as planned (rare whole, common best-first) and the capped terms'
+// frequencies looked up in the other candidates. A candidate's score is then
+// exact when each capped term either listed it or had its lookups, and never
+// above the exact score; a chunk of the exact ranking is missing only if it
+// holds capped terms alone.
+func TestCappedRankingScoresExact(t *testing.T) {
+	docs := lexCorpus()
+	terms := lexical.QueryTerms(lexical.Terms("login timeout " + collideA))
+	st, full := serverAnswers(t, docs, terms)
+	want := map[string]lexRef{}
+	for _, r := range lexReference(docs, terms) {
+		want[fmt.Sprint(r.ticket, "/", r.ordinal)] = r
+	}
+	exact, lower := 0, 0
+	for _, budget := range []int{1, 5, 20, 40, 60, 100} {
+		limits, capped := planPostings(st.df, budget)
+		if !capped {
+			t.Fatalf("budget %d: not capped (df %v)", budget, st.df)
+		}
+		lists := make([][]lexPosting, len(terms))
+		listed := make([]map[string]bool, len(terms))
+		for i := range full {
+			lists[i] = slices.Clone(full[i][:limits[i]])
+			listed[i] = map[string]bool{}
+			for _, p := range lists[i] {
+				listed[i][p.point] = true
+			}
+		}
+		if !complete(lists, limits) {
+			t.Fatal("planned postings not complete")
+		}
+		lookups := cappedLookups(lists, limits, st.df, budget)
+		n := 0
+		for i, points := range lookups {
+			if limits[i] == st.df[i] {
+				t.Fatalf("budget %d: lookups for term %q, which was read whole", budget, terms[i])
+			}
+			n += len(points)
+			for _, p := range full[i] { // the HasId query
+				if slices.Contains(points, p.point) {
+					lists[i] = append(lists[i], p)
+				}
+			}
+		}
+		if n > budget {
+			t.Fatalf("budget %d: %d lookups", budget, n)
+		}
+		got := rankLexical(st, lists)
+		seen := map[string]bool{}
+		for _, c := range got {
+			key := fmt.Sprint(c.ticket, "/", c.ordinal)
+			seen[key] = true
+			sure := true
+			for i := range terms {
+				if _, looked := lookups[i]; limits[i] < st.df[i] && !looked && !listed[i][c.point] {
+					sure = false
+				}
+			}
+			w, ok := want[key]
+			switch {
+			case !ok || c.score > w.score:
+				t.Fatalf("budget %d: %s scored %v, exact %v (a match: %v)", budget, key, c.score, w.score, ok)
+			case sure && c.score != w.score:
+				t.Fatalf("budget %d: %s scored %v, exact %v, though every capped term listed or looked it up", budget, key, c.score, w.score)
+			case sure:
+				exact++
+			case c.score != w.score:
+				lower++
+			}
+		}
+		for key, w := range want {
+			if seen[key] {
+				continue
+			}
+			for _, term := range w.terms {
+				if i := slices.Index(terms, term); limits[i] == st.df[i] {
+					t.Fatalf("budget %d: %s is missing but holds %q, whose postings were read whole", budget, key, term)
+				}
+			}
+		}
+	}
+	if exact == 0 || lower == 0 {
+		t.Fatalf("%d exact and %d lower-bound scores: the test checks too little", exact, lower)
+	}
+}
+
+func TestCappedLookups(t *testing.T) {
+	p := func(id string) lexPosting { return lexPosting{point: id} }
+	lists := [][]lexPosting{{p("a"), p("b")}, {p("b"), p("c")}, {p("c"), p("d"), p("e")}}
+	// Term 2 was read short (3 of 10): a, b are candidates it lacks.
+	got := cappedLookups(lists, []int{2, 2, 3}, []int{2, 2, 10}, 100)
+	if len(got) != 1 || !slices.Equal(got[2], []string{"a", "b"}) {
+		t.Fatalf("lookups = %v, want term 2: [a b]", got)
+	}
+	// Two capped terms; the budget covers the first only.
+	got = cappedLookups(lists, []int{2, 2, 3}, []int{5, 2, 10}, 3)
+	if len(got) != 1 || !slices.Equal(got[0], []string{"c", "d", "e"}) {
+		t.Fatalf("lookups = %v, want term 0: [c d e] only", got)
+	}
+	if got := cappedLookups(lists, []int{2, 2, 3}, []int{2, 2, 3}, 100); len(got) != 0 {
+		t.Fatalf("nothing capped, lookups %v", got)
+	}
+}
+
+func TestCompleteAndPage(t *testing.T) {
+	lists := [][]lexPosting{{{point: "a"}}, nil}
+	if !complete(lists, []int{1, 0}) || complete(lists, []int{2, 0}) || complete(lists, []int{1, 1}) {
+		t.Fatal("complete must hold exactly when every term has its planned postings")
+	}
+	cands := make([]lexCand, 5)
+	for i := range cands {
+		cands[i].ordinal = i
+	}
+	for _, tc := range []struct{ offset, k, first, n int }{{0, 2, 0, 2}, {3, 10, 3, 2}, {5, 1, 0, 0}, {9, 1, 0, 0}} {
+		got := page(cands, tc.offset, tc.k)
+		if len(got) != tc.n || (tc.n > 0 && got[0].ordinal != tc.first) {
+			t.Fatalf("page(%d, %d) = %v", tc.offset, tc.k, got)
 		}
 	}
 }

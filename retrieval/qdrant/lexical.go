@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/qdrant/go-client/qdrant"
 	"golang.org/x/sync/errgroup"
@@ -235,6 +236,25 @@ func rankLexical(st lexStats, lists [][]lexPosting) []lexCand {
 	return cands
 }
 
+// complete reports whether every term's postings are as many as planned
+// (the counts said): fewer or more means a write landed in between.
+func complete(lists [][]lexPosting, limits []int) bool {
+	for i, l := range lists {
+		if len(l) != limits[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// page is the ranking from offset, at most k.
+func page(cands []lexCand, offset, k int) []lexCand {
+	if offset >= len(cands) {
+		return nil
+	}
+	return cands[offset:min(len(cands), offset+k)]
+}
+
 // posting reads one scored point of term's query.
 func posting(p *qdrant.ScoredPoint, term string) (lexPosting, bool) {
 	pl := p.GetPayload()
@@ -294,7 +314,15 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 			return res, nil
 		}
 		if attempt == 1 {
-			s.log.WarnContext(ctx, "qdrant lexical search: statistics and postings disagree twice (concurrent writes, or chunks written without the lexical fields); answering exact:false")
+			// Chunks written without the lexical fields make every search
+			// disagree: warn once a minute, not once a search.
+			msg := "qdrant lexical search: statistics and postings disagree twice (concurrent writes, or chunks written without the lexical fields: clearance reconcile reports them); answering exact:false"
+			now, last := time.Now().Unix(), s.lexWarned.Load()
+			if now-last >= 60 && s.lexWarned.CompareAndSwap(last, now) {
+				s.log.WarnContext(ctx, msg)
+			} else {
+				s.log.DebugContext(ctx, msg)
+			}
 			res.Exact = false
 			return res, nil
 		}
@@ -317,23 +345,17 @@ func (s *Store) searchLexical(ctx context.Context, terms []string, r retrieval.L
 	if err != nil {
 		return retrieval.SearchResult{}, false, err
 	}
-	consistent = consistent && ok
-	for i, l := range lists {
-		if len(l) != limits[i] {
-			consistent = false
-		}
-	}
+	consistent = consistent && ok && complete(lists, limits)
 	if capped {
 		res.Plan, res.Exact = PlanBM25Capped, false
 		if err := s.completeCapped(ctx, terms, limits, st.df, lists, r.Filter); err != nil {
 			return retrieval.SearchResult{}, false, err
 		}
 	}
-	cands := rankLexical(st, lists)
-	if r.Offset >= len(cands) {
+	cands := page(rankLexical(st, lists), r.Offset, r.K)
+	if len(cands) == 0 {
 		return res, consistent, nil
 	}
-	cands = cands[r.Offset:min(len(cands), r.Offset+r.K)]
 	hits, ok, err := s.lexHits(ctx, cands)
 	if err != nil {
 		return retrieval.SearchResult{}, false, err
@@ -432,34 +454,36 @@ func (s *Store) termQuery(term string, flt *qdrant.Filter, limit int) *qdrant.Qu
 	}
 }
 
-// completeCapped reads, for each term read short, its postings in the chunks
-// the other terms found, so that every candidate's score is exact; what a
-// capped answer can miss is only chunks that hold nothing but capped terms
-// beyond the cap. It asks about at most LexicalMaxPostings chunks in all; a
-// term past that stays short and its candidates' scores are lower bounds
-// (the answer is exact:false either way).
-func (s *Store) completeCapped(ctx context.Context, terms []string, limits, df []int, lists [][]lexPosting, f retrieval.Filter) error {
-	var qs []*qdrant.QueryPoints
-	var which []int
-	budget := s.cfg.LexicalMaxPostings
-	for i, t := range terms {
-		if limits[i] == df[i] {
-			continue
+// cappedLookups lists, for each term read short (limits[i] < df[i]), the
+// candidates (points of any term's postings) missing from its postings: the
+// chunks whose frequency of it must still be read for their scores to be
+// exact. At most budget ids in all, rarer terms (higher IDF, larger shares
+// of a score) first; a term whose lookups would pass it gets none, and the
+// scores of candidates lacking it stay lower bounds (the answer is
+// exact:false anyway). Ids come in a stable order.
+func cappedLookups(lists [][]lexPosting, limits, df []int, budget int) map[int][]string {
+	out := map[int][]string{}
+	var capped []int
+	for i := range lists {
+		if limits[i] < df[i] {
+			capped = append(capped, i)
 		}
+	}
+	slices.SortStableFunc(capped, func(a, b int) int { return cmp.Compare(df[a], df[b]) })
+	for _, i := range capped {
 		have := map[string]bool{}
 		for _, p := range lists[i] {
 			have[p.point] = true
 		}
-		var ids []*qdrant.PointId
-		seen := map[string]bool{}
+		var ids []string
 		for j, l := range lists {
 			if j == i {
 				continue
 			}
 			for _, p := range l {
-				if !have[p.point] && !seen[p.point] {
-					seen[p.point] = true
-					ids = append(ids, qdrant.NewIDUUID(p.point))
+				if !have[p.point] {
+					have[p.point] = true
+					ids = append(ids, p.point)
 				}
 			}
 		}
@@ -467,17 +491,42 @@ func (s *Store) completeCapped(ctx context.Context, terms []string, limits, df [
 			continue
 		}
 		budget -= len(ids)
-		flt := termFilter(f, t)
-		flt.Must = append(flt.Must, qdrant.NewHasID(ids...))
-		qs = append(qs, s.termQuery(t, flt, len(ids)))
-		which = append(which, i)
+		out[i] = ids
 	}
-	if len(qs) == 0 {
+	return out
+}
+
+// completeCapped reads the frequencies cappedLookups names and adds them to
+// the postings, so that every candidate's score is exact; what a capped
+// answer can miss is only chunks that hold nothing but capped terms beyond
+// the cap.
+func (s *Store) completeCapped(ctx context.Context, terms []string, limits, df []int, lists [][]lexPosting, f retrieval.Filter) error {
+	lookups := cappedLookups(lists, limits, df, s.cfg.LexicalMaxPostings)
+	if len(lookups) == 0 {
 		return nil
+	}
+	var qs []*qdrant.QueryPoints
+	var which []int
+	for i := range terms {
+		points, ok := lookups[i]
+		if !ok {
+			continue
+		}
+		ids := make([]*qdrant.PointId, len(points))
+		for k, p := range points {
+			ids[k] = qdrant.NewIDUUID(p)
+		}
+		flt := termFilter(f, terms[i])
+		flt.Must = append(flt.Must, qdrant.NewHasID(ids...))
+		qs = append(qs, s.termQuery(terms[i], flt, len(ids)))
+		which = append(which, i)
 	}
 	res, err := s.c.QueryBatch(ctx, &qdrant.QueryBatchPoints{CollectionName: s.chunks, QueryPoints: qs})
 	if err != nil {
 		return unavailable("lexical search", err)
+	}
+	if len(res) != len(qs) {
+		return unavailable("lexical search", fmt.Errorf("%d results for %d queries", len(res), len(qs)))
 	}
 	for j, br := range res {
 		i := which[j]

@@ -39,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qdrant/go-client/qdrant"
@@ -91,6 +92,9 @@ type Store struct {
 	// lex: the chunks collection has the lexical arm's sparse vector (a
 	// collection created before it has not; Qdrant 1.17 cannot add one).
 	lex bool
+	// lexWarned is when (unix seconds) a lexical search last warned that it
+	// answered exact:false for disagreeing reads.
+	lexWarned atomic.Int64
 }
 
 var (
