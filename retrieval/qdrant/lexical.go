@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -348,7 +349,7 @@ func (s *Store) searchLexical(ctx context.Context, terms []string, r retrieval.L
 	consistent = consistent && ok && complete(lists, limits)
 	if capped {
 		res.Plan, res.Exact = PlanBM25Capped, false
-		if err := s.completeCapped(ctx, terms, limits, st.df, lists, r.Filter); err != nil {
+		if err := s.completeCapped(ctx, terms, st, limits, lists, r.Offset+r.K, r.Filter); err != nil {
 			return retrieval.SearchResult{}, false, err
 		}
 	}
@@ -454,54 +455,83 @@ func (s *Store) termQuery(term string, flt *qdrant.Filter, limit int) *qdrant.Qu
 	}
 }
 
-// cappedLookups lists, for each term read short (limits[i] < df[i]), the
-// candidates (points of any term's postings) missing from its postings: the
-// chunks whose frequency of it must still be read for their scores to be
-// exact. At most budget ids in all, rarer terms (higher IDF, larger shares
-// of a score) first; a term whose lookups would pass it gets none, and the
-// scores of candidates lacking it stay lower bounds (the answer is
-// exact:false anyway). Ids come in a stable order.
-func cappedLookups(lists [][]lexPosting, limits, df []int, budget int) map[int][]string {
+// cappedLookups chooses, for each term read short (limits[i] < df[i]), the
+// candidates (points of any term's postings) whose frequency of it must be
+// read by id so that the first need candidates of the ranking are exactly
+// the best need of all candidates, with exact scores.
+//
+// A candidate a capped term did not list holds that term at most as often as
+// the least frequent posting read (the postings come highest frequency
+// first), or any number of times if none was read; so its score is at most
+// its score so far plus each such term's contribution at that frequency (or
+// its supremum, idf * (K1+1)). Candidates whose bound is below the need-th
+// score so far can never reach the page: lookups only raise scores. The
+// others are looked up, best first, at most budget ids in all; past it the
+// rest keep lower-bound scores (the answer is exact:false either way).
+func cappedLookups(st lexStats, lists [][]lexPosting, limits []int, need, budget int) map[int][]string {
 	out := map[int][]string{}
 	var capped []int
 	for i := range lists {
-		if limits[i] < df[i] {
+		if limits[i] < st.df[i] {
 			capped = append(capped, i)
 		}
 	}
-	slices.SortStableFunc(capped, func(a, b int) int { return cmp.Compare(df[a], df[b]) })
+	if len(capped) == 0 || st.n == 0 {
+		return out
+	}
+	avgdl := st.sumDL / float64(st.n)
+	listed := make([]map[string]bool, len(lists))
+	tfCap := make([]float32, len(lists))
 	for _, i := range capped {
-		have := map[string]bool{}
+		listed[i] = make(map[string]bool, len(lists[i]))
+		tfCap[i] = float32(math.Inf(1))
 		for _, p := range lists[i] {
-			have[p.point] = true
+			listed[i][p.point] = true
+			tfCap[i] = min(tfCap[i], p.tf)
 		}
-		var ids []string
-		for j, l := range lists {
-			if j == i {
+	}
+	cands := rankLexical(st, lists)
+	theta := 0.0
+	if need <= len(cands) {
+		theta = cands[need-1].score
+	}
+	for _, c := range cands {
+		bound := c.score
+		var missing []int
+		for _, i := range capped {
+			if listed[i][c.point] {
 				continue
 			}
-			for _, p := range l {
-				if !have[p.point] {
-					have[p.point] = true
-					ids = append(ids, p.point)
-				}
+			missing = append(missing, i)
+			idf := lexical.IDF(st.n, st.df[i])
+			if math.IsInf(float64(tfCap[i]), 1) {
+				bound += idf * (lexical.K1 + 1)
+			} else {
+				bound += lexical.TermScore(idf, tfCap[i], c.dl, avgdl)
 			}
 		}
-		if len(ids) == 0 || len(ids) > budget {
+		// A margin for the rounding of the sums: a bound must never fall
+		// below the score it bounds.
+		if len(missing) == 0 || bound*(1+1e-9)+1e-12 < theta {
 			continue
 		}
-		budget -= len(ids)
-		out[i] = ids
+		if len(missing) > budget {
+			break
+		}
+		budget -= len(missing)
+		for _, i := range missing {
+			out[i] = append(out[i], c.point)
+		}
 	}
 	return out
 }
 
 // completeCapped reads the frequencies cappedLookups names and adds them to
-// the postings, so that every candidate's score is exact; what a capped
-// answer can miss is only chunks that hold nothing but capped terms beyond
-// the cap.
-func (s *Store) completeCapped(ctx context.Context, terms []string, limits, df []int, lists [][]lexPosting, f retrieval.Filter) error {
-	lookups := cappedLookups(lists, limits, df, s.cfg.LexicalMaxPostings)
+// the postings, so that the page is the exact best of the candidates; what a
+// capped answer can miss is only chunks that hold nothing but capped terms
+// beyond the cap.
+func (s *Store) completeCapped(ctx context.Context, terms []string, st lexStats, limits []int, lists [][]lexPosting, need int, f retrieval.Filter) error {
+	lookups := cappedLookups(st, lists, limits, need, s.cfg.LexicalMaxPostings)
 	if len(lookups) == 0 {
 		return nil
 	}
