@@ -36,7 +36,10 @@ import (
 //  2. each term's postings: a sparse query {id(term): 1} whose score is the
 //     chunk's frequency of the term, filtered by lex_terms = term so that a
 //     chunk holding only another term with the same id is never a posting,
-//     all terms in one QueryBatch, at most MaxPostings postings in all;
+//     all terms in one QueryBatch, at most LexicalMaxPostings in all (the
+//     rarest terms whole, then the most frequent postings of the next; a
+//     second batch then reads the capped terms' frequencies in the chunks
+//     found that could still reach the page: cappedLookups);
 //  3. the text of the page's hits (Get).
 //
 // BM25F is then computed here with lexical.IDF and lexical.TermScore, summed
@@ -51,9 +54,10 @@ const (
 )
 
 // PlanBM25Capped is the plan of a lexical search whose query terms held more
-// postings under the filter than Config.LexicalMaxPostings: every hit's score
-// is exact, but chunks holding only the most common query terms may be
-// missing, so the answer says exact:false.
+// postings under the filter than Config.LexicalMaxPostings: the hits are
+// exactly the best of the chunks found, with exact scores, but chunks holding
+// only the most common query terms may be missing, so the answer says
+// exact:false.
 const PlanBM25Capped = "bm25-capped"
 
 // DefaultLexicalMaxPostings bounds the postings one lexical search reads
@@ -248,6 +252,15 @@ func complete(lists [][]lexPosting, limits []int) bool {
 	return true
 }
 
+// postingsRead counts the postings held (for the debug line).
+func postingsRead(lists [][]lexPosting) int {
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	return n
+}
+
 // page is the ranking from offset, at most k.
 func page(cands []lexCand, offset, k int) []lexCand {
 	if offset >= len(cands) {
@@ -362,6 +375,8 @@ func (s *Store) searchLexical(ctx context.Context, terms []string, r retrieval.L
 		return retrieval.SearchResult{}, false, err
 	}
 	res.Hits = hits
+	s.log.DebugContext(ctx, "qdrant lexical search", "terms", len(terms), "k", r.K, "offset", r.Offset,
+		"chunks", st.n, "postings", postingsRead(lists), "capped", capped, "hits", len(hits))
 	return res, consistent && ok, nil
 }
 
@@ -371,7 +386,7 @@ func (s *Store) lexStats(ctx context.Context, terms []string, f retrieval.Filter
 	st := lexStats{df: make([]int, len(terms))}
 	exact := true
 	var total, facetN int
-	var complete bool
+	var allLengths bool
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(statWorkers)
 	g.Go(func() error {
@@ -382,7 +397,7 @@ func (s *Store) lexStats(ctx context.Context, terms []string, f retrieval.Filter
 	g.Go(func() error {
 		limit := uint64(facetLimit)
 		hits, err := s.c.Facet(gctx, &qdrant.FacetCounts{CollectionName: s.chunks, Key: keyLexLen, Filter: filter(f), Limit: &limit, Exact: &exact})
-		facetN, st.sumDL, complete = facetTotals(hits, facetLimit)
+		facetN, st.sumDL, allLengths = facetTotals(hits, facetLimit)
 		return err
 	})
 	for i, t := range terms {
@@ -398,7 +413,7 @@ func (s *Store) lexStats(ctx context.Context, terms []string, f retrieval.Filter
 	// Every allowed chunk has a length: fewer lengths than chunks means chunks
 	// without the lexical fields, or a write between the two requests.
 	st.n = facetN
-	return st, complete && facetN == total, nil
+	return st, allLengths && facetN == total, nil
 }
 
 // postings reads each term's postings under f, limits[i] of term i (the
