@@ -397,8 +397,8 @@ func (c *serveConfig) resolve() error {
 		if !validCollection(c.QdrantCollection) {
 			bad("--qdrant-collection %q: want 1 to 200 letters, digits, '_' or '-'", c.QdrantCollection)
 		}
-		if c.QdrantLexicalMaxPostings < 1 || c.QdrantLexicalMaxPostings > 10_000_000 {
-			bad("--qdrant-lexical-max-postings %d: want 1 to 10000000", c.QdrantLexicalMaxPostings)
+		if c.QdrantLexicalMaxPostings < 1 || c.QdrantLexicalMaxPostings > 2_000_000 {
+			bad("--qdrant-lexical-max-postings %d: want 1 to 2000000", c.QdrantLexicalMaxPostings)
 		}
 	default:
 		bad("--store %q: want embedded, pgvector or qdrant", c.Store)

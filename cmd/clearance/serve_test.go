@@ -24,7 +24,7 @@ func TestServeFlagValidation(t *testing.T) {
 		{[]string{"--store", "faiss"}, nil, []string{`--store "faiss": want embedded, pgvector or qdrant`}},
 		{[]string{"--qdrant-url", "http://q:6334"}, nil, []string{"--qdrant-url/--qdrant-api-key need --store qdrant"}},
 		{[]string{"--store", "qdrant", "--qdrant-url", "q:6334", "--qdrant-collection", "a b", "--qdrant-lexical-max-postings", "0"}, nil,
-			[]string{`--qdrant-collection "a b"`, "--qdrant-lexical-max-postings 0: want 1 to 10000000"}},
+			[]string{`--qdrant-collection "a b"`, "--qdrant-lexical-max-postings 0: want 1 to 2000000"}},
 		{[]string{"--dev", "--jwks-url", "https://idp.example/jwks"}, nil, []string{"--dev and --jwks-url exclude each other", "--jwks-url needs --issuer and --audience"}},
 		{[]string{"--engine", "openfga"}, nil, []string{"--engine openfga needs --openfga-url"}},
 		{[]string{"--engine", "embedded", "--openfga-url", "http://fga:8080"}, nil, []string{"need --engine openfga"}},

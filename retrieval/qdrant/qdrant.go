@@ -193,7 +193,7 @@ func clientConfig(cfg Config) (*qdrant.Config, error) {
 	}
 	// A lexical search's postings come back in one message, about 100 bytes
 	// each; gRPC's default limit (4 MiB) would cut a search at 40,000.
-	recv := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(max(64<<20, 256*cfg.LexicalMaxPostings)))
+	recv := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(min(1<<30, max(64<<20, 256*cfg.LexicalMaxPostings))))
 	return &qdrant.Config{Host: host, Port: port, APIKey: cfg.APIKey, UseTLS: tls, SkipCompatibilityCheck: true,
 		GrpcOptions: []grpc.DialOption{recv}}, nil
 }
