@@ -554,3 +554,46 @@ func TestCompleteAndPage(t *testing.T) {
 		}
 	}
 }
+
+func TestChunkPoint(t *testing.T) {
+	tk := retrieval.Ticket{ID: "SEC-12", Tenant: "acme", Project: "p1", Title: "Login fails"}
+	c := retrieval.Chunk{Ordinal: 3, Text: "ERR_CONN_RESET after " + collideA + " " + collideB, Vector: []float32{0.6, 0.8}}
+	p, err := chunkPoint(tk, c, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.GetId().GetUuid() != chunkID("SEC-12", 3).GetUuid() {
+		t.Fatalf("id %v", p.GetId())
+	}
+	named := p.GetVectors().GetVectors().GetVectors()
+	if dense := named[""].GetDense().GetData(); !slices.Equal(dense, c.Vector) {
+		t.Fatalf("default (unnamed) vector %v, want %v", dense, c.Vector)
+	}
+	d := analyzeChunk(tk.ID, tk.Title, c.Text)
+	sparse := named[lexVector].GetSparse()
+	if !slices.Equal(sparse.GetIndices(), d.indices) || !slices.Equal(sparse.GetValues(), d.values) || len(named) != 2 {
+		t.Fatalf("vectors %v, want the dense one and sparse %v %v", named, d.indices, d.values)
+	}
+	pl := p.GetPayload()
+	if pl[keyLexLen].GetIntegerValue() != d.length || len(pl[keyLexTerms].GetListValue().GetValues()) != len(d.terms) ||
+		len(pl[keyLexColl].GetStructValue().GetFields()) != 2 || pl[keyTicket].GetStringValue() != "SEC-12" || pl[keyOrdinal].GetIntegerValue() != 3 {
+		t.Fatalf("payload %v", pl)
+	}
+	// Reading it back as a posting of each colliding term gives its own
+	// frequency, whatever the shared sparse value.
+	for term, want := range map[string]float32{collideA: 1, collideB: 1, "err_conn_reset": 1, "sec-12": 2} {
+		i, ok := slices.BinarySearch(d.indices, termID(term))
+		if !ok {
+			t.Fatalf("%q has no sparse entry", term)
+		}
+		lp, ok := posting(&qdrant.ScoredPoint{Id: p.Id, Score: d.values[i], Payload: pl}, term)
+		if !ok || lp.tf != want || lp.dl != float32(d.length) {
+			t.Fatalf("%q: posting %+v, %v; want tf %v", term, lp, ok, want)
+		}
+	}
+	// A collection without the lexical arm gets the plain point.
+	p, err = chunkPoint(tk, c, false)
+	if err != nil || !slices.Equal(p.GetVectors().GetVector().GetDense().GetData(), c.Vector) || p.GetPayload()[keyLexLen] != nil {
+		t.Fatalf("plain point %v, %v", p, err)
+	}
+}

@@ -356,28 +356,11 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 	if len(chunks) > 0 {
 		pts := make([]*qdrant.PointStruct, len(chunks))
 		for i, c := range chunks {
-			ids[i] = chunkID(t.ID, c.Ordinal)
-			fields := map[string]any{
-				keyTenant: t.Tenant, keyProject: t.Project, keyTicket: t.ID,
-				keyOrdinal: int64(c.Ordinal), keyTitle: t.Title, keyText: c.Text,
-			}
-			vectors := qdrant.NewVectorsDense(c.Vector)
-			if s.lex {
-				// The lexical fields travel in the chunk's own point, so they
-				// change with its text in the same write.
-				d := analyzeChunk(t.ID, t.Title, c.Text)
-				d.payload(fields)
-				named := map[string]*qdrant.Vector{"": qdrant.NewVectorDense(c.Vector)}
-				if len(d.indices) > 0 {
-					named[lexVector] = qdrant.NewVectorSparse(d.indices, d.values)
-				}
-				vectors = qdrant.NewVectorsMap(named)
-			}
-			payload, err := qdrant.TryValueMap(fields)
+			p, err := chunkPoint(t, c, s.lex)
 			if err != nil { // CheckUpsert already refused invalid UTF-8
 				return clearance.Invalid(fmt.Sprintf("chunks[%d]", i), "%v", err)
 			}
-			pts[i] = &qdrant.PointStruct{Id: ids[i], Vectors: vectors, Payload: payload}
+			ids[i], pts[i] = p.Id, p
 		}
 		if _, err := s.c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: s.chunks, Wait: &wait, Points: pts}); err != nil {
 			return unavailable("upsert", err)
@@ -405,6 +388,32 @@ func (s *Store) Upsert(ctx context.Context, t retrieval.Ticket, chunks []retriev
 		return unavailable("upsert", err)
 	}
 	return nil
+}
+
+// chunkPoint is the point of chunk c of t: its dense vector (the collection's
+// unnamed one) and payload, and with lex the lexical arm's sparse vector and
+// fields, which so travel in the chunk's own point and change with its text
+// in the same write.
+func chunkPoint(t retrieval.Ticket, c retrieval.Chunk, lex bool) (*qdrant.PointStruct, error) {
+	fields := map[string]any{
+		keyTenant: t.Tenant, keyProject: t.Project, keyTicket: t.ID,
+		keyOrdinal: int64(c.Ordinal), keyTitle: t.Title, keyText: c.Text,
+	}
+	vectors := qdrant.NewVectorsDense(c.Vector)
+	if lex {
+		d := analyzeChunk(t.ID, t.Title, c.Text)
+		d.payload(fields)
+		named := map[string]*qdrant.Vector{"": qdrant.NewVectorDense(c.Vector)} // "": Qdrant's default vector
+		if len(d.indices) > 0 {
+			named[lexVector] = qdrant.NewVectorSparse(d.indices, d.values)
+		}
+		vectors = qdrant.NewVectorsMap(named)
+	}
+	payload, err := qdrant.TryValueMap(fields)
+	if err != nil {
+		return nil, err
+	}
+	return &qdrant.PointStruct{Id: chunkID(t.ID, c.Ordinal), Vectors: vectors, Payload: payload}, nil
 }
 
 // Delete implements retrieval.Store: chunks first, so a failure half way leaves a
