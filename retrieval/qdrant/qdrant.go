@@ -248,26 +248,6 @@ func (s *Store) setup(ctx context.Context) error {
 				return unavailable("create payload index "+field, err)
 			}
 		}
-		if sparse {
-			// lex_terms: the per-term Count and the posting filter; lex_len:
-			// Facet (which needs an index with lookups) sums the lengths.
-			lookup, no := true, false
-			for field, params := range map[string]*qdrant.PayloadIndexParams{
-				keyLexTerms: qdrant.NewPayloadIndexParamsKeyword(&qdrant.KeywordIndexParams{}),
-				keyLexLen:   qdrant.NewPayloadIndexParamsInt(&qdrant.IntegerIndexParams{Lookup: &lookup, Range: &no}),
-			} {
-				ft := qdrant.FieldType_FieldTypeKeyword
-				if field == keyLexLen {
-					ft = qdrant.FieldType_FieldTypeInteger
-				}
-				_, err := s.c.CreateFieldIndex(ctx, &qdrant.CreateFieldIndexCollection{
-					CollectionName: name, Wait: &wait, FieldName: field, FieldType: ft.Enum(), FieldIndexParams: params,
-				})
-				if err != nil {
-					return unavailable("create payload index "+field, err)
-				}
-			}
-		}
 		s.log.InfoContext(ctx, "qdrant collection created", "collection", name)
 		return nil
 	}
@@ -287,6 +267,29 @@ func (s *Store) setup(ctx context.Context) error {
 	_, s.lex = info.GetConfig().GetParams().GetSparseVectorsConfig().GetMap()[lexVector]
 	if !s.lex {
 		s.log.WarnContext(ctx, "qdrant collection has no lexical index (created before it): lexical and hybrid searches answer unsupported; index into a new collection to get one", "collection", s.chunks)
+	}
+	// The lexical payload indexes, created here rather than with the
+	// collection so that an open interrupted between the two completes them:
+	// lex_terms serves the per-term Count and the postings' condition;
+	// lex_len, an integer index with lookups, is what Facet sums.
+	lookup, no := true, false
+	for _, ix := range []struct {
+		field  string
+		typ    qdrant.FieldType
+		params *qdrant.PayloadIndexParams
+	}{
+		{keyLexTerms, qdrant.FieldType_FieldTypeKeyword, qdrant.NewPayloadIndexParamsKeyword(&qdrant.KeywordIndexParams{})},
+		{keyLexLen, qdrant.FieldType_FieldTypeInteger, qdrant.NewPayloadIndexParamsInt(&qdrant.IntegerIndexParams{Lookup: &lookup, Range: &no})},
+	} {
+		if _, ok := info.GetPayloadSchema()[ix.field]; ok || !s.lex {
+			continue
+		}
+		_, err := s.c.CreateFieldIndex(ctx, &qdrant.CreateFieldIndexCollection{
+			CollectionName: s.chunks, Wait: &wait, FieldName: ix.field, FieldType: ix.typ.Enum(), FieldIndexParams: ix.params,
+		})
+		if err != nil {
+			return unavailable("create payload index "+ix.field, err)
+		}
 	}
 	pts, err := s.c.Get(ctx, &qdrant.GetPoints{
 		CollectionName: s.tickets, Ids: []*qdrant.PointId{metaID()}, WithPayload: qdrant.NewWithPayload(true),
