@@ -597,3 +597,22 @@ func TestChunkPoint(t *testing.T) {
 		t.Fatalf("plain point %v, %v", p, err)
 	}
 }
+
+// A term's query: the sparse vector {id(term): 1} on "lex", so a posting's
+// score is the chunk's frequency of the term, under the term's filter, with
+// only the payload scoring needs.
+func TestTermQuery(t *testing.T) {
+	s := &Store{chunks: "c_chunks"}
+	flt := termFilter(retrieval.Filter{Tenant: "acme", AllProjects: true}, "err_conn_reset")
+	q := s.termQuery("err_conn_reset", flt, 1234)
+	sparse := q.GetQuery().GetNearest().GetSparse()
+	if !slices.Equal(sparse.GetIndices(), []uint32{termID("err_conn_reset")}) || !slices.Equal(sparse.GetValues(), []float32{1}) {
+		t.Fatalf("query vector %v", sparse)
+	}
+	if q.GetUsing() != lexVector || q.GetCollectionName() != "c_chunks" || q.GetLimit() != 1234 || q.GetFilter() != flt {
+		t.Fatalf("query %v", q)
+	}
+	if fields := q.GetWithPayload().GetInclude().GetFields(); !slices.Equal(fields, []string{keyTicket, keyOrdinal, keyLexLen, keyLexColl}) {
+		t.Fatalf("payload %v: postings need ticket, ordinal, length and lex_coll, not the text", fields)
+	}
+}
