@@ -90,7 +90,7 @@ type Store struct {
 	tickets string
 	log     *slog.Logger
 	// lex: the chunks collection has the lexical arm's sparse vector (a
-	// collection created before it has not; Qdrant 1.17 cannot add one).
+	// collection created before it has not; the 1.17 client cannot add one).
 	lex bool
 	// lexWarned is when (unix seconds) a lexical search last warned that it
 	// answered exact:false for disagreeing reads.
