@@ -27,6 +27,7 @@ func runLexical(t *testing.T, open Opener) {
 		{"LexicalNeverOutsideFilter", testLexicalFilter},
 		{"LexicalFollowsUpsertDeleteMove", testLexicalWrites},
 		{"LexicalPaging", testLexicalPaging},
+		{"LexicalHashCollisions", testLexicalCollisions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,5 +283,36 @@ func testLexicalPaging(t *testing.T, f *fixture, ls retrieval.LexicalSearcher) {
 	}
 	if want := len(f.ref.lexSearch(lexical.Terms("login error slow"), flt)); len(seen) != want {
 		t.Fatalf("pages held %d hits, want %d", len(seen), want)
+	}
+}
+
+// collidingTerms are pairs of tokens with the same 32-bit FNV-1a hash: a store
+// that keys postings by a hash of the term (Qdrant's sparse indices) must not
+// let one stand for the other, in postings or in frequencies.
+var collidingTerms = [][2]string{{"w673879", "w1180600"}}
+
+func testLexicalCollisions(t *testing.T, f *fixture, ls retrieval.LexicalSearcher) {
+	f.lexPopulate([]string{"acme"}, 2, 20)
+	all := retrieval.Filter{Tenant: "acme", AllProjects: true}
+	for _, pair := range collidingTerms {
+		a, b := pair[0], pair[1]
+		f.upsert(ticket("acme-a", "acme", "p0"), []retrieval.Chunk{{Ordinal: 0, Text: "only " + a, Vector: f.unitVector()}})
+		f.upsert(ticket("acme-b", "acme", "p1"), []retrieval.Chunk{{Ordinal: 0, Text: "only " + b + " " + b, Vector: f.unitVector()}})
+		// Both in one chunk, with different frequencies.
+		f.upsert(ticket("acme-ab", "acme", "p0"), []retrieval.Chunk{{Ordinal: 0, Text: a + " " + b + " " + b + " " + b, Vector: f.unitVector()}})
+		for _, q := range []struct {
+			term, only, not string
+		}{{a, "acme-a", "acme-b"}, {b, "acme-b", "acme-a"}} {
+			hits := f.lexCheck(ls, q.term, all, 10, 0)
+			ids := map[string]bool{}
+			for _, h := range hits {
+				ids[h.TicketID] = true
+			}
+			if len(hits) != 2 || !ids[q.only] || !ids["acme-ab"] || ids[q.not] {
+				t.Fatalf("query %q: %s, want %s and acme-ab", q.term, fmtHits(hits), q.only)
+			}
+		}
+		f.lexCheck(ls, a+" "+b, all, 10, 0)
+		f.lexCheck(ls, a, retrieval.Filter{Tenant: "acme", Projects: []string{"p1"}}, 10, 0)
 	}
 }
