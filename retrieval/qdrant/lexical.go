@@ -212,33 +212,103 @@ type lexCand struct {
 	score float64
 }
 
-// rankLexical scores the postings (lists[i] holds term i's, terms in sorted
-// order) with BM25F under st, and ranks them by score, then (ticket,
-// ordinal). A chunk's score adds its terms' contributions in term order, in
-// float64, as every store and the conformance reference do.
-func rankLexical(st lexStats, lists [][]lexPosting) []lexCand {
+// scoreLexical scores the postings (lists[i] holds term i's, terms in sorted
+// order) with BM25F under st, one candidate per chunk, unordered. A chunk's
+// score adds its terms' contributions in term order, in float64, as every
+// store and the conformance reference do.
+func scoreLexical(st lexStats, lists [][]lexPosting) []lexCand {
 	if st.n == 0 {
 		return nil
 	}
 	avgdl := st.sumDL / float64(st.n)
-	byPoint := map[string]int{}
-	var cands []lexCand
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+	byPoint := make(map[string]int32, total)
+	cands := make([]lexCand, 0, total)
 	for i, list := range lists {
 		idf := lexical.IDF(st.n, st.df[i])
 		for _, p := range list {
 			j, ok := byPoint[p.point]
 			if !ok {
-				j = len(cands)
+				j = int32(len(cands))
 				byPoint[p.point] = j
 				cands = append(cands, lexCand{lexPosting: p})
 			}
 			cands[j].score += lexical.TermScore(idf, p.tf, p.dl, avgdl)
 		}
 	}
-	slices.SortFunc(cands, func(a, b lexCand) int {
-		return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.ticket, b.ticket), cmp.Compare(a.ordinal, b.ordinal))
-	})
 	return cands
+}
+
+// better is the ranking order: score, then (ticket, ordinal).
+func better(a, b *lexCand) int {
+	return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.ticket, b.ticket), cmp.Compare(a.ordinal, b.ordinal))
+}
+
+// topLexical returns the best m candidates, ranked (a new slice; cands is
+// left as it is). A heap of m indices: a search needs offset+k of up to the
+// whole budget's candidates, and sorting them all was most of its CPU.
+func topLexical(cands []lexCand, m int) []lexCand {
+	if m >= len(cands) {
+		out := slices.Clone(cands)
+		slices.SortFunc(out, func(a, b lexCand) int { return better(&a, &b) })
+		return out
+	}
+	if m <= 0 {
+		return nil
+	}
+	// h is a max-heap by ranking order: h[0] is the worst of the best m.
+	h := make([]int32, 0, m)
+	worse := func(i, j int32) bool { return better(&cands[i], &cands[j]) > 0 }
+	down := func(i int) {
+		for {
+			l, w := 2*i+1, i
+			if l < len(h) && worse(h[l], h[w]) {
+				w = l
+			}
+			if r := l + 1; r < len(h) && worse(h[r], h[w]) {
+				w = r
+			}
+			if w == i {
+				return
+			}
+			h[i], h[w] = h[w], h[i]
+			i = w
+		}
+	}
+	for i := range cands {
+		c := int32(i)
+		if len(h) < m {
+			h = append(h, c)
+			for k := len(h) - 1; k > 0; {
+				parent := (k - 1) / 2
+				if !worse(h[k], h[parent]) {
+					break
+				}
+				h[k], h[parent] = h[parent], h[k]
+				k = parent
+			}
+			continue
+		}
+		if worse(h[0], c) {
+			h[0] = c
+			down(0)
+		}
+	}
+	out := make([]lexCand, len(h))
+	for i, c := range h {
+		out[i] = cands[c]
+	}
+	slices.SortFunc(out, func(a, b lexCand) int { return better(&a, &b) })
+	return out
+}
+
+// rankLexical is every candidate, ranked.
+func rankLexical(st lexStats, lists [][]lexPosting) []lexCand {
+	c := scoreLexical(st, lists)
+	return topLexical(c, len(c))
 }
 
 // complete reports whether every term's postings are as many as planned
@@ -366,7 +436,7 @@ func (s *Store) searchLexical(ctx context.Context, terms []string, r retrieval.L
 			return retrieval.SearchResult{}, false, err
 		}
 	}
-	cands := page(rankLexical(st, lists), r.Offset, r.K)
+	cands := page(topLexical(scoreLexical(st, lists), r.Offset+r.K), r.Offset, r.K)
 	if len(cands) == 0 {
 		return res, consistent, nil
 	}
@@ -505,12 +575,20 @@ func cappedLookups(st lexStats, lists [][]lexPosting, limits []int, need, budget
 			tfCap[i] = min(tfCap[i], p.tf)
 		}
 	}
-	cands := rankLexical(st, lists)
+	cands := scoreLexical(st, lists)
 	theta := 0.0
-	if need <= len(cands) {
-		theta = cands[need-1].score
+	if top := topLexical(cands, need); need <= len(cands) && len(top) > 0 {
+		theta = top[len(top)-1].score
 	}
-	for _, c := range cands {
+	// The candidates that can reach the page, best first: the budget goes to
+	// the likeliest.
+	type reach struct {
+		c       *lexCand
+		missing []int
+	}
+	var reaching []reach
+	for k := range cands {
+		c := &cands[k]
 		bound := c.score
 		var missing []int
 		for _, i := range capped {
@@ -530,12 +608,16 @@ func cappedLookups(st lexStats, lists [][]lexPosting, limits []int, need, budget
 		if len(missing) == 0 || bound*(1+1e-9)+1e-12 < theta {
 			continue
 		}
-		if len(missing) > budget {
+		reaching = append(reaching, reach{c, missing})
+	}
+	slices.SortFunc(reaching, func(a, b reach) int { return better(a.c, b.c) })
+	for _, r := range reaching {
+		if len(r.missing) > budget {
 			break
 		}
-		budget -= len(missing)
-		for _, i := range missing {
-			out[i] = append(out[i], c.point)
+		budget -= len(r.missing)
+		for _, i := range r.missing {
+			out[i] = append(out[i], r.c.point)
 		}
 	}
 	return out
