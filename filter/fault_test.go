@@ -118,9 +118,6 @@ func TestFailClosed(t *testing.T) {
 		{"list projects", func() *filter.Planner {
 			return f.planner(&faultEngine{Engine: f.eng, listErr: map[string]error{"can_view": boom, "agent_can_view": boom}}, nil, nil)
 		}, true},
-		{"list tenant projects", func() *filter.Planner {
-			return f.planner(&faultEngine{Engine: f.eng, listErr: map[string]error{"tenant": authz.ErrUnavailable}}, nil, nil)
-		}, true},
 		{"list shared tickets", func() *filter.Planner {
 			return f.planner(&faultEngine{Engine: f.eng, listErr: map[string]error{"shared": boom}}, nil, nil)
 		}, true},
@@ -205,7 +202,7 @@ func TestTruncatedListingFallsBack(t *testing.T) {
 	f := newFixture(t)
 	full := f.planner(nil, nil, &filter.MemoryLog{})
 	sa := authz.Principal{Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "sa-ci"}
-	for _, rel := range []string{"can_view", "agent_can_view", "shared", "tenant"} {
+	for _, rel := range []string{"can_view", "agent_can_view", "shared"} {
 		pl := f.planner(&faultEngine{Engine: f.eng, truncate: map[string]bool{rel: true}}, nil, nil)
 		for _, p := range []authz.Principal{user("acme", "anne"), user("acme", "bob"), user("acme", "carl"), agent("acme", "anne", "copilot"), sa} {
 			for _, req := range []filter.Request{{TopK: 10}, {TopK: 1}, {TopK: 10, Filters: filter.Filters{Projects: []string{"zeus"}}}} {

@@ -157,8 +157,10 @@ func TestWhoSeesWhat(t *testing.T) {
 		{agent("acme", "bob", "copilot"), nil, filter.PathEmpty},                         // no grant
 		{authz.Principal{Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "sa-ci"}, []string{"T-3", "T-5"}, filter.PathPrefilter},
 		{user("globex", "gina"), []string{"G-1"}, filter.PathPrefilter},
-		{user("globex", "anne"), nil, filter.PathEmpty}, // anne's acme access is not globex's
-		{user("acme", "gina"), nil, filter.PathEmpty},
+		// anne's acme access is not globex's: her acme projects are listed (ids
+		// are global) and the store filter, bound to globex, finds nothing in them.
+		{user("globex", "anne"), nil, filter.PathPrefilter},
+		{user("acme", "gina"), nil, filter.PathPrefilter},
 	} {
 		resp := search(t, pl, tc.p, filter.Request{})
 		if got := ids(resp); !slices.Equal(got, tc.want) {
@@ -626,5 +628,36 @@ func TestEmbedAlongsidePrefilter(t *testing.T) {
 	resp, err := pl.Search(ctx, user("acme", "bob"), filter.Request{Query: "webhook retry backlog", TopK: 1})
 	if err != nil || len(resp.Results) != 1 {
 		t.Fatalf("%v, %d results: the embedding waited for the pre-filter", err, len(resp.Results))
+	}
+}
+
+// TestPrefilterListsNoTenantProjects: the pre-filter lists the principal's
+// projects (and shares) only, not the tenant's own projects to intersect them
+// with (a listing of the whole tenant on every cold search); a principal with
+// roles in another tenant's projects still sees nothing of them there, and
+// the request naming only another tenant's project is empty and exhausted.
+func TestPrefilterListsNoTenantProjects(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		p    authz.Principal
+		req  filter.Request
+		want []string
+	}{
+		{user("acme", "bob"), filter.Request{}, []string{"T-3", "T-5"}},
+		{agent("acme", "anne", "copilot"), filter.Request{}, []string{"T-1", "T-2"}},
+		{authz.Principal{Kind: authz.KindServiceAccount, Tenant: "acme", ServiceAccount: "sa-ci"}, filter.Request{}, []string{"T-3", "T-5"}},
+		{user("globex", "anne"), filter.Request{}, nil},
+		{user("acme", "gina"), filter.Request{}, nil},
+		{user("acme", "gina"), filter.Request{Filters: filter.Filters{Projects: []string{"hermes"}}}, nil},
+	} {
+		eng := &listCounter{Engine: f.eng, lists: map[string]int{}}
+		pl := filter.New(filter.Config{CacheSize: -1, DecisionCacheSize: -1}, eng, f.store, f.emb, f.log)
+		resp := search(t, pl, tc.p, tc.req)
+		if got := ids(resp); !slices.Equal(got, tc.want) || resp.Status != filter.Exhausted {
+			t.Errorf("%s: %v %s, want %v exhausted", tc.p, got, resp.Status, tc.want)
+		}
+		if eng.lists["tenant"] != 0 {
+			t.Errorf("%s: %d listings of the tenant's projects, want none", tc.p, eng.lists["tenant"])
+		}
 	}
 }

@@ -296,9 +296,12 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 			return l, nil
 		}
 	}
-	// The listings run in parallel: the projects the principal may view
-	// (across tenants: project ids are global), the tenant's own projects to
-	// intersect them with, and the tickets shared with the principal directly.
+	// The listings run in parallel: the projects the principal may view and
+	// the tickets shared with it directly. Project ids are global, so the
+	// first may name projects of another tenant (a role there); they are
+	// kept: the store filter carries the tenant, so they widen nothing, and
+	// listing the tenant's own projects to drop them cost every search a
+	// listing of the whole tenant (ADR planner-tenant-projects).
 	//
 	// An agent may view a ticket shared with its user when the ticket's
 	// project is delegated, even if the user is not a member of that project
@@ -317,10 +320,7 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 		truncated           bool
 		err                 error
 	}
-	calls := []*call{
-		{user: p.Subject(), relation: p.ViewRelation(), typ: "project"},
-		{user: "tenant:" + p.Tenant, relation: "tenant", typ: "project"},
-	}
+	calls := []*call{{user: p.Subject(), relation: p.ViewRelation(), typ: "project"}}
 	shares := &call{user: p.Subject(), relation: authz.RelationShared, typ: "ticket"}
 	rd, readGrants := pl.eng.(tupleReader)
 	readGrants = readGrants && p.Kind == authz.KindAgent
@@ -361,15 +361,7 @@ func (pl *Planner) listOne(ctx context.Context, p authz.Principal) (listing, err
 		}
 		l.truncated = shares.truncated
 	}
-	own := map[string]bool{}
-	for _, id := range calls[1].ids {
-		own[id] = true
-	}
-	for _, id := range calls[0].ids {
-		if own[id] {
-			l.projects = append(l.projects, id)
-		}
-	}
+	l.projects = calls[0].ids
 	l.tickets = shares.ids
 	return l, nil
 }
