@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,25 @@ func TestSamplesInterleaved(t *testing.T) {
 		if r.Samples != 3 || r.P99Rank != 1 || r.StageP50ms["check"] != 1 {
 			t.Errorf("%s: %d samples, p99 rank %d, stages %v", r.Strategy, r.Samples, r.P99Rank, r.StageP50ms)
 		}
+	}
+}
+
+// TestRatioCIPaired: the interval resamples rounds whole: when every round's
+// cold sample is 1.2 times its floor sample, however noisy the rounds, the
+// p99 ratio is 1.2 in every resample; resampled independently it would not be.
+func TestRatioCIPaired(t *testing.T) {
+	var floor, cold []float64
+	for i := range 64 {
+		f := 5 + float64(i%7)*float64(i%5) // rounds of very different load
+		floor = append(floor, f)
+		cold = append(cold, 1.2*f)
+	}
+	lo, hi := ratioCI(cold, floor, 99, 0.9)
+	if math.Abs(lo-1.2) > 1e-9 || math.Abs(hi-1.2) > 1e-9 {
+		t.Errorf("paired interval %.3f-%.3f, want 1.2-1.2", lo, hi)
+	}
+	lo, hi = ratioCI(cold[:63], floor, 99, 0.9)
+	if !(lo < 1.2 || hi > 1.2) || lo > hi {
+		t.Errorf("unpaired interval %.3f-%.3f should spread around 1.2", lo, hi)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sort"
@@ -285,13 +286,17 @@ type Row struct {
 	P99Rank int `json:"p99_rank_from_top"`
 	// StageP50ms is the median of each stage the strategy reported (the
 	// planner's audit latencies: prefilter, embed, search, check, total).
-	StageP50ms  map[string]float64 `json:"stage_p50_ms,omitempty"`
-	Recall      float64            `json:"recall_at_k"`
-	Leaks       int                `json:"leaks"`
-	Errors      int                `json:"errors"`
-	EngineCalls float64            `json:"engine_calls_per_query"`
-	Candidates  float64            `json:"candidates_per_query"`
-	Statuses    map[string]int     `json:"statuses"`
+	StageP50ms map[string]float64 `json:"stage_p50_ms,omitempty"`
+	// LatenciesMs are the samples in the order taken (the i-th of two cheap
+	// rows of a bucket were taken in the same round, one after the other),
+	// kept so that a ratio of two rows' tails can be given with its spread.
+	LatenciesMs []float64      `json:"latencies_ms,omitempty"`
+	Recall      float64        `json:"recall_at_k"`
+	Leaks       int            `json:"leaks"`
+	Errors      int            `json:"errors"`
+	EngineCalls float64        `json:"engine_calls_per_query"`
+	Candidates  float64        `json:"candidates_per_query"`
+	Statuses    map[string]int `json:"statuses"`
 }
 
 // RunConfig controls a run.
@@ -428,6 +433,7 @@ func Run(ctx context.Context, c *Corpus, eng Engine, emb retrieval.Embedder, str
 		if ok > 0 {
 			r.P50ms, r.P95ms, r.P99ms = percentile(a.lat, 50), percentile(a.lat, 95), percentile(a.lat, 99)
 			r.P99Rank = rankFromTop(len(a.lat), 99)
+			r.LatenciesMs = a.lat
 			for stage, xs := range a.stages {
 				if r.StageP50ms == nil {
 					r.StageP50ms = map[string]float64{}
@@ -502,4 +508,37 @@ func percentile(xs []float64, p float64) float64 {
 	sort.Float64s(s)
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
 	return s[max(0, min(i, len(s)-1))]
+}
+
+// ratioCI is a paired bootstrap interval (confidence conf, e.g. 0.9) of
+// percentile p of num over percentile p of den. The i-th samples of the two
+// rows were taken in the same round, so rounds are resampled whole: a burst
+// of load that slowed both stays in both. Rows with different sample counts
+// (a sample failed) are resampled independently. Deterministic (fixed seed),
+// so a report is reproducible from its samples.
+func ratioCI(num, den []float64, p, conf float64) (lo, hi float64) {
+	if len(num) == 0 || len(den) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	const iters = 2000
+	rng := rand.New(rand.NewPCG(1, 2))
+	ratios := make([]float64, iters)
+	a, b := make([]float64, len(num)), make([]float64, len(den))
+	paired := len(num) == len(den)
+	for it := range ratios {
+		for i := range a {
+			j := rng.IntN(len(num))
+			a[i] = num[j]
+			if paired {
+				b[i] = den[j] // the same round for both rows
+			}
+		}
+		if !paired {
+			for i := range b {
+				b[i] = den[rng.IntN(len(den))]
+			}
+		}
+		ratios[it] = percentile(a, p) / percentile(b, p)
+	}
+	return percentile(ratios, 100*(1-conf)/2), percentile(ratios, 100*(1+conf)/2)
 }
