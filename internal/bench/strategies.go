@@ -261,7 +261,7 @@ func Planner(name string, pl *filter.Planner, log *filter.MemoryLog, prewarm boo
 
 // plannerCalls estimates the engine calls of one planner search from its audit
 // plan: the pre-filter's (none on a cache hit; the admin Check for users; the
-// listings of the principal's projects and of the tenant's projects; for users
+// listing of the principal's projects; for users
 // and service accounts the listing of direct shares, for agents the read of
 // their delegation's grants, and the shares only when one lies outside, which
 // the plan shows as direct tickets) plus one BatchCheck per round, more when a
@@ -281,7 +281,7 @@ func plannerCalls(p authz.Principal, plan audit.Plan) int {
 		calls++ // is the user a tenant admin?
 	}
 	if plan.Path != "tenant_admin" {
-		calls += 2 // ListObjects(project) of the principal and of the tenant
+		calls++ // ListObjects(project) of the principal
 		if p.Kind != authz.KindAgent || plan.DirectTickets > 0 {
 			calls++ // ListObjects(shared ticket)
 		}
