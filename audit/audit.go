@@ -54,11 +54,15 @@ type Plan struct {
 	Mode string `json:"mode,omitempty"`
 	// Path: "tenant_admin", "prefilter", "postfilter_only" (ListObjects cut short)
 	// or "empty" (nothing visible after narrowing).
-	Path            string `json:"path"`
-	AllowedProjects int    `json:"allowed_projects"`
-	DirectTickets   int    `json:"direct_tickets"`
-	Truncated       bool   `json:"truncated,omitempty"`
-	CacheHit        bool   `json:"cache_hit,omitempty"`
+	Path string `json:"path"`
+	// AllowedProjects counts the projects the engine listed for the
+	// principal after narrowing. Project ids are global: a role in another
+	// tenant's project counts too; the store filter carries the record's
+	// tenant, so such a project yields nothing.
+	AllowedProjects int  `json:"allowed_projects"`
+	DirectTickets   int  `json:"direct_tickets"`
+	Truncated       bool `json:"truncated,omitempty"`
+	CacheHit        bool `json:"cache_hit,omitempty"`
 	// Revision is the engine revision the pre-filter cache (or, for a flow
 	// check, the kept listings) was keyed by: "changelog:N" follows OpenFGA's change log, shared by every replica;
 	// "process:N" counts this process's writes (a datastore only it opens).
