@@ -118,7 +118,7 @@ server's datastore until the server purges them).`,
 	fl.IntVar(&f.pgvWorkers, "pgvector-exact-workers", 2, "parallel workers of one exact pgvector search (as serve's flag; 0: none)")
 	fl.StringVar(&f.out, "out", "bench-out", "directory for report.md and report.json (and the engine's sqlite file)")
 	fl.IntVar(&f.queries, "queries", 3, "queries per principal")
-	fl.IntVar(&f.samples, "samples", 8, "times each query is timed for the floor and planner rows (their p99 needs samples; taken interleaved, one of each row per round); the naive and ListObjects-over-tickets rows once")
+	fl.IntVar(&f.samples, "samples", 8, "times each query is timed for the floor and planner rows (their p99 needs samples; taken interleaved, one of each row per round; the report gives the cold/floor p99 ratio's 90% interval); the naive and ListObjects-over-tickets rows once")
 	fl.IntVar(&f.k, "k", 10, "results per query")
 	fl.IntVar(&f.naiveN, "naive-n", 3000, "tenant-wide candidates the naive post-filter checks")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of one query; a strategy past it counts an error")
