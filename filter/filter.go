@@ -125,6 +125,13 @@ type FusionConfig struct {
 	// never fewer than top_k; it grows when the post-filter leaves fewer than
 	// k). complete means exact over this depth of each arm.
 	Depth int
+	// RanksOnly turns off the lexical margin: by default the lexical arm's
+	// weight is multiplied, per query, by its top hit's BM25 score over the
+	// best score of another ticket in its fused depth (at least 1), so a
+	// ticket that a very rare term sets far apart keeps its lead over one
+	// both arms rank moderately (docs/decisions/hybrid-fusion.md). RanksOnly
+	// fuses ranks alone, as textbook reciprocal rank fusion does.
+	RanksOnly bool
 }
 
 // Defaults of FusionConfig (docs/benchmarks.md, retrieval quality).

@@ -33,6 +33,7 @@ import (
 type arm struct {
 	mode      Mode
 	weight    float64
+	margin    float64         // the lexical margin of the last fusion (1: none)
 	hits      []retrieval.Hit // fetched so far, in rank order
 	exhausted bool            // the store has no more
 }
@@ -62,7 +63,7 @@ func (r *run) hybrid(ctx context.Context) (Status, error) {
 			return "", err
 		}
 		if len(r.results) >= k {
-			r.note(fc, depth)
+			r.note(fc, depth, arms)
 			return Complete, nil
 		}
 		done := true
@@ -70,7 +71,7 @@ func (r *run) hybrid(ctx context.Context) (Status, error) {
 			done = done && (a.weight == 0 || a.exhausted)
 		}
 		if done {
-			r.note(fc, depth)
+			r.note(fc, depth, arms)
 			return Exhausted, nil
 		}
 		switch {
@@ -90,7 +91,7 @@ func (r *run) hybrid(ctx context.Context) (Status, error) {
 			depth = min(max(next, depth+1), cfg.MaxCandidates/2)
 			continue
 		}
-		r.note(fc, depth)
+		r.note(fc, depth, arms)
 		return Partial, nil
 	}
 }
@@ -150,9 +151,19 @@ func (r *run) readArms(ctx context.Context, arms []*arm, depth int) error {
 	return first
 }
 
-// note records the fusion parameters and each arm's candidates.
-func (r *run) note(fc FusionConfig, depth int) {
-	r.pf.plan.Notes = append(r.pf.plan.Notes, fmt.Sprintf("fusion: rrf k=%d depth=%d weights vector=%g lexical=%g", fc.K, depth, fc.VectorWeight, fc.LexicalWeight))
+// note records the fusion parameters and the lexical margin applied.
+func (r *run) note(fc FusionConfig, depth int, arms []*arm) {
+	n := fmt.Sprintf("fusion: rrf k=%d depth=%d weights vector=%g lexical=%g", fc.K, depth, fc.VectorWeight, fc.LexicalWeight)
+	if fc.RanksOnly {
+		n += " ranks only"
+	} else {
+		for _, a := range arms {
+			if a.mode == ModeLexical && a.weight > 0 {
+				n += fmt.Sprintf(" lexical margin=%.3g", a.margin)
+			}
+		}
+	}
+	r.pf.plan.Notes = append(r.pf.plan.Notes, n)
 }
 
 // fused is one entry of the fused ranking: a chunk, or a ticket with
@@ -173,9 +184,11 @@ type armHit struct {
 }
 
 // fuse combines the arms' first depth hits by reciprocal rank: an entry at
-// rank r (from 1) of an arm gains weight/(K+r).
+// rank r (from 1) of an arm gains weight/(K+r), the lexical arm's weight times
+// its margin (lexicalMargin) unless the config fuses ranks only.
 func (r *run) fuse(arms []*arm, depth int) []*fused {
-	c := float64(r.pl.cfg.Fusion.K)
+	fc := r.pl.cfg.Fusion
+	c := float64(fc.K)
 	type key struct {
 		id  string
 		ord int
@@ -185,6 +198,12 @@ func (r *run) fuse(arms []*arm, depth int) []*fused {
 	for _, a := range arms {
 		if a.weight == 0 {
 			continue
+		}
+		w := a.weight
+		a.margin = 1
+		if a.mode == ModeLexical && !fc.RanksOnly {
+			a.margin = lexicalMargin(a.hits[:min(depth, len(a.hits))])
+			w *= a.margin
 		}
 		rank := 0
 		seen := map[string]bool{}
@@ -204,7 +223,7 @@ func (r *run) fuse(arms []*arm, depth int) []*fused {
 				byKey[kk] = f
 				list = append(list, f)
 			}
-			f.score += a.weight / (c + float64(rank))
+			f.score += w / (c + float64(rank))
 			f.arms = append(f.arms, armHit{arm: a.mode, rank: rank, score: h.Score})
 		}
 	}
@@ -215,6 +234,35 @@ func (r *run) fuse(arms []*arm, depth int) []*fused {
 		return cmp.Or(strings.Compare(a.h.TicketID, b.h.TicketID), cmp.Compare(a.h.Ordinal, b.h.Ordinal))
 	})
 	return list
+}
+
+// lexicalMargin is how far the lexical arm's top hit stands from the rest:
+// its BM25 score over the best score of another ticket among hits (the arm's
+// fused depth, in rank order), at least 1; 1 when no other ticket matched.
+//
+// Why: reciprocal rank throws scores away, so a ticket that only the lexical
+// arm finds, first by a wide margin because it holds a very rare term (a
+// customer name, an error code, its own key), ties with or loses to a ticket
+// both arms rank moderately for a common word of the same query. BM25 is a
+// sum of per-term evidence under the search's own statistics, so the ratio
+// says how many times the evidence of any other ticket the top hit carries;
+// it is a pure number of the arm's own page (no calibration against cosine,
+// no statistics beyond the filter's: docs/decisions/lexical-statistics.md).
+// Near 1 (topical queries, where many tickets hold the words) fusion is the
+// plain weighted reciprocal rank; far above 1 the lexical order leads.
+func lexicalMargin(hits []retrieval.Hit) float64 {
+	if len(hits) == 0 || hits[0].Score <= 0 {
+		return 1
+	}
+	for _, h := range hits[1:] {
+		if h.TicketID != hits[0].TicketID {
+			if h.Score <= 0 {
+				return 1
+			}
+			return max(1, float64(hits[0].Score)/float64(h.Score))
+		}
+	}
+	return 1
 }
 
 // takeFused checks the fused list in order, in batches sized to what is still

@@ -3,7 +3,9 @@ package filter_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/clearance-dev/clearance"
 	"github.com/clearance-dev/clearance/audit"
+	"github.com/clearance-dev/clearance/authz"
 	"github.com/clearance-dev/clearance/filter"
 	"github.com/clearance-dev/clearance/retrieval"
 )
@@ -181,5 +184,64 @@ func TestHybridReadsBothArmsAtOnce(t *testing.T) {
 		return a.TicketID == b.TicketID && a.Chunk == b.Chunk && a.Score == b.Score
 	}) || got.Status != want.Status {
 		t.Fatalf("read at once: %s %+v\nwant %s %+v", got.Status, got.Results, want.Status, want.Results)
+	}
+}
+
+// A ticket only the lexical arm finds, first by a wide margin because it holds
+// a very rare term (a customer's name), stays first in hybrid mode over a
+// ticket both arms rank moderately for the query's common word. Plain
+// reciprocal rank fusion ties the two (lexical rank 1 = 4/3 = vector rank 1 +
+// lexical rank 2 at k 2, weights 1/4) and the tie goes by ticket id, or puts
+// the common-word ticket first outright with a lighter lexical weight; the
+// lexical margin keeps the rare term's ticket first in both.
+func TestHybridKeepsAClearLexicalTopHitFirst(t *testing.T) {
+	f := newFixture(t)
+	// K-1 is short and all about "timeout": the vector arm's first and the
+	// lexical arm's second. K-9 holds the rare name in a long text: the lexical
+	// arm's first by far, below the vector arm's depth (the fillers).
+	f.addTicket(t, retrieval.Ticket{ID: "K-1", Tenant: "acme", Project: "zeus", Title: "Timeout", Body: "timeout"})
+	f.addTicket(t, retrieval.Ticket{ID: "K-9", Tenant: "acme", Project: "zeus", Title: "Billing export",
+		Body: "customer Nixphadru reported it: the monthly billing export stalls on large invoices, the worker restarts and the ledger reconciliation job skips accounts with pending credit notes"})
+	for i, w := range []string{"login", "search", "upload", "report", "cache", "proxy"} {
+		f.addTicket(t, retrieval.Ticket{ID: fmt.Sprintf("F-%d", i), Tenant: "acme", Project: "zeus", Title: w + " timeout",
+			Body: w + " timeout again on " + w})
+	}
+	var tuples []authz.Tuple
+	for _, id := range []string{"K-1", "K-9", "F-0", "F-1", "F-2", "F-3", "F-4", "F-5"} {
+		tuples = append(tuples, authz.Tuple{User: "project:zeus", Relation: "project", Object: "ticket:" + id})
+	}
+	if err := f.eng.Write(context.Background(), tuples, nil); err != nil {
+		t.Fatal(err)
+	}
+	arm := func(mode filter.Mode) []string {
+		resp := search(t, f.planner(nil, nil, nil), user("acme", "bob"), filter.Request{Query: "Nixphadru timeout", TopK: 4, GroupByTicket: true, Mode: mode})
+		var out []string
+		for _, r := range resp.Results {
+			out = append(out, r.TicketID)
+		}
+		return out
+	}
+	// The pattern: vector first K-1 without K-9 in its depth; lexical K-9, K-1.
+	if v, l := arm(filter.ModeVector), arm(filter.ModeLexical); v[0] != "K-1" || slices.Contains(v, "K-9") || !slices.Equal(l[:2], []string{"K-9", "K-1"}) {
+		t.Fatalf("fixture lost its pattern: vector %v, lexical %v", v, l)
+	}
+	for _, tc := range []struct {
+		fc   filter.FusionConfig
+		want string
+	}{
+		{filter.FusionConfig{Depth: 4}, "K-9"},
+		{filter.FusionConfig{Depth: 4, K: 2, VectorWeight: 1, LexicalWeight: 3}, "K-9"},
+		{filter.FusionConfig{Depth: 4, RanksOnly: true}, "K-1"},
+		{filter.FusionConfig{Depth: 4, K: 2, VectorWeight: 1, LexicalWeight: 3, RanksOnly: true}, "K-1"},
+	} {
+		pl := filter.New(filter.Config{Fusion: tc.fc}, f.eng, f.store, f.emb, f.log)
+		resp := search(t, pl, user("acme", "bob"), filter.Request{Query: "Nixphadru timeout", TopK: 4, GroupByTicket: true, Mode: filter.ModeHybrid})
+		if len(resp.Results) == 0 || resp.Results[0].TicketID != tc.want || resp.Status != filter.Complete {
+			t.Fatalf("%+v: %s %v, want %s first", tc.fc, resp.Status, resp.Results, tc.want)
+		}
+		rec, _ := f.log.Record(resp.AuditID)
+		if margin := slices.ContainsFunc(rec.Plan.Notes, func(n string) bool { return strings.Contains(n, "lexical margin=") }); margin == tc.fc.RanksOnly {
+			t.Fatalf("%+v: notes %v", tc.fc, rec.Plan.Notes)
+		}
 	}
 }

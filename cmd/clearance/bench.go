@@ -796,7 +796,7 @@ func runQuality(ctx context.Context, cmd *cobra.Command, org *bench.Org, judged 
 	}
 	for _, fc := range qualityFusions {
 		variants = append(variants, bench.QualityVariant{
-			Name: fmt.Sprintf("hybrid k=%d depth=%d w=%g/%g", fc.K, fc.Depth, fc.VectorWeight, fc.LexicalWeight),
+			Name: qualityFusionName(fc),
 			Mode: filter.ModeHybrid, Searcher: planner(fc),
 		})
 	}
@@ -815,9 +815,20 @@ func runQuality(ctx context.Context, cmd *cobra.Command, org *bench.Org, judged 
 	return nil
 }
 
+// qualityFusionName names a fusion variant in the quality table.
+func qualityFusionName(fc filter.FusionConfig) string {
+	n := fmt.Sprintf("hybrid k=%d depth=%d w=%g/%g", fc.K, fc.Depth, fc.VectorWeight, fc.LexicalWeight)
+	if fc.RanksOnly {
+		n += " ranks only"
+	}
+	return n
+}
+
 // qualityFusions are the fusion settings bench --quality compares with the
 // default.
 var qualityFusions = []filter.FusionConfig{
+	{K: filter.DefaultFusionK, Depth: filter.DefaultFusionDepth, VectorWeight: filter.DefaultFusionVectorWeight,
+		LexicalWeight: filter.DefaultFusionLexicalWeight, RanksOnly: true},
 	{K: 60, Depth: 10, VectorWeight: 1, LexicalWeight: 1},
 	{K: 60, Depth: 20, VectorWeight: 1, LexicalWeight: 1},
 	{K: 10, Depth: 10, VectorWeight: 1, LexicalWeight: 3},

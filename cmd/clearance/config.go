@@ -139,6 +139,7 @@ type serveConfig struct {
 	FusionDepth         int
 	FusionVectorWeight  float64
 	FusionLexicalWeight float64
+	FusionRanksOnly     bool
 
 	// Audit.
 	AuditHashQueries bool
@@ -198,6 +199,7 @@ func (c *serveConfig) register(cmd *cobra.Command) {
 	fl.IntVar(&c.FusionDepth, "fusion-depth", filter.DefaultFusionDepth, "hybrid search: visible chunks each arm contributes before fusion (at least top_k)")
 	fl.Float64Var(&c.FusionVectorWeight, "fusion-vector-weight", filter.DefaultFusionVectorWeight, "hybrid search: weight of the vector arm (0 skips it)")
 	fl.Float64Var(&c.FusionLexicalWeight, "fusion-lexical-weight", filter.DefaultFusionLexicalWeight, "hybrid search: weight of the lexical arm (0 skips it)")
+	fl.BoolVar(&c.FusionRanksOnly, "fusion-ranks-only", false, "hybrid search: fuse ranks alone (textbook reciprocal rank fusion), without multiplying the lexical weight by the lexical arm's margin (its top BM25 score over the best of another ticket)")
 
 	fl.BoolVar(&c.AuditHashQueries, "audit-hash-queries", false, "store only the sha256 of query texts in the audit log")
 	fl.DurationVar(&c.AuditRetention, "audit-retention", 0, "drop audit records older than this (0 keeps everything)")

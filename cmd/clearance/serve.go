@@ -275,7 +275,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(base string
 	}
 	planner := filter.New(filter.Config{Deadline: a.cfg.SearchTimeout / 2, HashQueries: a.cfg.AuditHashQueries, DecisionCacheSize: decisions,
 		Logger: a.log.With("component", "filter"), Mode: mode,
-		Fusion: filter.FusionConfig{K: a.cfg.FusionK, Depth: a.cfg.FusionDepth, VectorWeight: a.cfg.FusionVectorWeight, LexicalWeight: a.cfg.FusionLexicalWeight}},
+		Fusion: filter.FusionConfig{K: a.cfg.FusionK, Depth: a.cfg.FusionDepth, VectorWeight: a.cfg.FusionVectorWeight, LexicalWeight: a.cfg.FusionLexicalWeight,
+			RanksOnly: a.cfg.FusionRanksOnly}},
 		a.engine, a.tel.Store(a.store), a.tel.Embedder(a.embedder), a.tel.AuditLog(a.audit))
 	if err := a.tel.PlannerCaches(planner); err != nil {
 		ln.Close()
