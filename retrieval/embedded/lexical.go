@@ -3,6 +3,7 @@ package embedded
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"sync"
 
@@ -115,10 +116,14 @@ type posting struct {
 }
 
 // termList is one term's postings in a partition, arena[off:off+n] with room
-// for cap; df counts the live ones (the others are dead).
+// for cap; df counts the live ones (the others are dead). maxTF is at least
+// the term's frequency in every live document (a removal leaves it as it was;
+// it is recomputed when the list is compacted), for the partition's score
+// bound.
 type termList struct {
 	df          int32
 	off, n, cap uint32
+	maxTF       float32
 }
 
 // docRef names the chunk of a document slot.
@@ -136,21 +141,24 @@ type lexPart struct {
 	// arena holds a pointer: the garbage collector skips both. A list that
 	// outgrows its room moves to the arena's end, leaving a hole; the arena
 	// is rebuilt once holes are a third of it.
-	terms    map[uint32]termList
-	arena    []posting
-	holes    int
-	dl       []float32 // by slot; negative: dead
-	docs     []docRef  // by slot
-	pending  []int32   // by dead slot: postings still naming it
-	free     []int32
-	live     int
-	sumDL    float64
+	terms   map[uint32]termList
+	arena   []posting
+	holes   int
+	dl      []float32 // by slot; negative: dead
+	docs    []docRef  // by slot
+	pending []int32   // by dead slot: postings still naming it
+	free    []int32
+	live    int
+	sumDL   float64
+	// minDL is at most the length of every live document (a removal leaves it
+	// as it was; renumbering recomputes it), for the partition's score bound.
+	minDL    float32
 	shrinks  int // renumberings so far (for tests)
 	rebuilds int // arena rebuilds so far (for tests)
 }
 
 func newLexPart() *lexPart {
-	return &lexPart{terms: map[uint32]termList{}}
+	return &lexPart{terms: map[uint32]termList{}, minDL: float32(math.Inf(1))}
 }
 
 // lexDocs analyzes a ticket's chunks (outside any lock when called from
@@ -214,9 +222,11 @@ func (lp *lexPart) add(tk *ticket) {
 		for _, t := range lt.chunk(k) {
 			tl := lp.terms[t.id]
 			tl.df++
+			tl.maxTF = max(tl.maxTF, t.tf)
 			lp.push(&tl, posting{doc: uint32(s), tf: t.tf})
 			lp.terms[t.id] = tl
 		}
+		lp.minDL = min(lp.minDL, lt.dl[k])
 		lp.live++
 		lp.sumDL += float64(lt.dl[k])
 	}
@@ -274,6 +284,7 @@ func (lp *lexPart) rebuild(renum []int32) {
 	arena := make([]posting, 0, total)
 	for id, tl := range lp.terms {
 		off := len(arena)
+		tl.maxTF = 0
 		for _, p := range lp.list(tl) {
 			if renum != nil {
 				r := renum[p.doc]
@@ -283,6 +294,9 @@ func (lp *lexPart) rebuild(renum []int32) {
 				p.doc = uint32(r)
 			}
 			arena = append(arena, p)
+			if lp.dl[p.doc] >= 0 { // (renumbered slots: lp.dl is already renumbered)
+				tl.maxTF = max(tl.maxTF, p.tf)
+			}
 		}
 		n := len(arena) - off
 		c := n + n/4 + 1
@@ -335,12 +349,17 @@ func (lp *lexPart) remove(tk *ticket) {
 					}
 					return false
 				})))
+				tl.maxTF = 0
+				for _, p := range lp.list(tl) {
+					tl.maxTF = max(tl.maxTF, p.tf)
+				}
 			}
 			lp.terms[t.id] = tl
 		}
 	}
 	if lp.live == 0 {
 		lp.sumDL = 0 // no drift left behind by float subtraction
+		lp.minDL = float32(math.Inf(1))
 	}
 	lt.slot = nil
 	lp.shrink(compactMin)
@@ -358,11 +377,13 @@ func (lp *lexPart) shrink(minFree int) {
 	lp.shrinks++
 	renum := make([]int32, len(lp.dl))
 	n := int32(0)
+	lp.minDL = float32(math.Inf(1))
 	for s, dl := range lp.dl {
 		if dl < 0 {
 			renum[s] = -1
 			continue
 		}
+		lp.minDL = min(lp.minDL, dl)
 		renum[s] = n
 		lp.dl[n], lp.docs[n] = dl, lp.docs[s]
 		ref := lp.docs[n]
@@ -399,7 +420,7 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 		return retrieval.SearchResult{}, err
 	}
 	defer s.mu.RUnlock()
-	hits := s.ix.searchLexical(lexical.QueryTerms(r.Terms), r.Filter, r.K+r.Offset, &s.lexScratch)
+	hits, _ := s.ix.searchLexical(lexical.QueryTerms(r.Terms), r.Filter, r.K+r.Offset, &s.lexScratch, true)
 	if r.Offset >= len(hits) {
 		hits = nil
 	} else {
@@ -408,10 +429,18 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 	return retrieval.SearchResult{Hits: hits, Plan: retrieval.PlanBM25, Exact: true}, nil
 }
 
-func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *sync.Pool) []retrieval.Hit {
+// searchLexical ranks the top m allowed chunks for terms. With prune, the
+// partitions are scored in the order of their score bound, highest first, and
+// once the top m is full the rest are skipped when their bound is below the
+// m-th score (partition-level MaxScore): none of their documents could enter,
+// not even on a tie, so the answer is the same either way. A ticket key's
+// prefix (`bt` of `BT-1234`) is in every chunk's title; without this, a key
+// query scores every allowed chunk. It also returns how many partitions it
+// skipped (for tests).
+func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *sync.Pool, prune bool) ([]retrieval.Hit, int) {
 	segs, _ := ix.resolve(f)
 	if len(segs) == 0 || len(terms) == 0 {
-		return nil
+		return nil, 0
 	}
 	// A term the store has never seen has no postings and no document
 	// frequency anywhere; it only has to keep its place out of the sums.
@@ -451,36 +480,56 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 		}
 	}
 	if n == 0 {
-		return nil
+		return nil, 0
 	}
 	avgdl := sumDL / float64(n)
 	idf := make([]float64, len(terms))
 	for i := range terms {
 		idf[i] = lexical.IDF(n, df[i])
 	}
-	// Scores are summed term by term in sorted term order, in float64.
+	// Scores are summed term by term in sorted term order, in float64. Named
+	// tickets first, then the partitions (in bound order when pruning).
 	top := newTopK(m)
-	var sc *lexScratch
+	type bounded struct {
+		lp *lexPart
+		ub float64
+	}
+	parts := make([]bounded, 0, len(segs))
 	for _, sg := range segs {
-		if sg.t != nil {
-			lt := sg.t.lex
-			for k, dl := range lt.dl {
-				var acc float64
-				hit := false
-				for i, id := range ids {
-					if !known[i] {
-						continue
-					}
-					if tf := lt.tf(k, id); tf > 0 {
-						acc += lexical.TermScore(idf[i], tf, dl, avgdl)
-						hit = true
-					}
-				}
-				if c := (cand{score: float32(acc), t: sg.t, k: int32(k)}); hit && top.admits(c.score) {
-					top.push(c)
-				}
+		if sg.t == nil {
+			parts = append(parts, bounded{lp: sg.p.lex})
+			if prune {
+				parts[len(parts)-1].ub = sg.p.lex.bound(ids, known, idf, avgdl)
 			}
 			continue
+		}
+		lt := sg.t.lex
+		for k, dl := range lt.dl {
+			var acc float64
+			hit := false
+			for i, id := range ids {
+				if !known[i] {
+					continue
+				}
+				if tf := lt.tf(k, id); tf > 0 {
+					acc += lexical.TermScore(idf[i], tf, dl, avgdl)
+					hit = true
+				}
+			}
+			if c := (cand{score: float32(acc), t: sg.t, k: int32(k)}); hit && top.admits(c.score) {
+				top.push(c)
+			}
+		}
+	}
+	if prune {
+		slices.SortStableFunc(parts, func(a, b bounded) int { return cmp.Compare(b.ub, a.ub) })
+	}
+	var sc *lexScratch
+	skipped := 0
+	for i, pt := range parts {
+		if prune && (pt.ub == 0 || (len(top.h) == top.m && float32(pt.ub) < top.h[0].score)) {
+			skipped = len(parts) - i
+			break
 		}
 		if sc == nil {
 			sc, _ = pool.Get().(*lexScratch)
@@ -488,7 +537,7 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 				sc = &lexScratch{}
 			}
 		}
-		lp := sg.p.lex
+		lp := pt.lp
 		if len(sc.acc) < len(lp.dl) {
 			sc.acc = make([]float64, len(lp.dl))
 		}
@@ -529,5 +578,23 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 			Ordinal: int(c.t.ords[c.k]), Text: c.t.texts[c.k], Score: c.score,
 		}
 	}
-	return hits
+	return hits, skipped
+}
+
+// bound is at least the BM25 score of every live document of lp for the
+// query terms (0 when it holds none of them): each term's score at its
+// highest frequency and the partition's shortest length, summed (BM25 grows
+// with the frequency and falls with the length), with a margin far above the
+// rounding of the real scores' float arithmetic.
+func (lp *lexPart) bound(ids []uint32, known []bool, idf []float64, avgdl float64) float64 {
+	var ub float64
+	for i, id := range ids {
+		if !known[i] {
+			continue
+		}
+		if tl, ok := lp.terms[id]; ok && tl.df > 0 {
+			ub += lexical.TermScore(idf[i], tl.maxTF, lp.minDL, avgdl)
+		}
+	}
+	return ub * (1 + 1e-9)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -182,5 +183,92 @@ func TestLexicalChurnMatchesRebuild(t *testing.T) {
 	}
 	if len(ix.dict.free) == 0 {
 		t.Error("no term id was ever freed; the test does not exercise reuse")
+	}
+}
+
+// TestLexicalPruningChangesNoAnswer: skipping partitions whose score bound is
+// below the m-th score gives exactly the hits and scores of scoring every
+// allowed partition, for every k and offset, over many partitions with varied
+// lengths and frequencies, with ties across partitions at every cut (the same
+// text in many tickets: the lower ticket ids must win), named tickets, and
+// after deletes and rewrites have left the bounds loose and the postings
+// compacted and renumbered. It also checks that partitions are skipped.
+func TestLexicalPruningChangesNoAnswer(t *testing.T) {
+	s, err := Open(t.Context(), Config{Meta: retrieval.IndexMeta{Model: "prune", Dim: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer func(n int) { compactMin = n }(compactMin)
+	compactMin = 8
+	rng := rand.New(rand.NewPCG(1, 2))
+	vocab := []string{"login", "timeout", "replica", "lag", "crash", "ipad", "refund", "zebra"}
+	write := func(i int) {
+		id := fmt.Sprintf("KEY-%d", i)
+		var cs []retrieval.Chunk
+		title := vocab[rng.IntN(len(vocab))]
+		if i%5 == 0 {
+			// Identical chunks in many partitions: equal scores across them.
+			cs = []retrieval.Chunk{{Text: "timeout lag", Vector: []float32{1, 0}}}
+			title = "same"
+		} else {
+			for k := range 1 + rng.IntN(3) {
+				var words []string
+				for range rng.IntN(14) {
+					words = append(words, vocab[rng.IntN(len(vocab))])
+				}
+				if rng.IntN(40) == 0 {
+					words = append(words, "nixphadru")
+				}
+				cs = append(cs, retrieval.Chunk{Ordinal: k, Text: strings.Join(words, " "), Vector: []float32{1, 0}})
+			}
+		}
+		tk := retrieval.Ticket{ID: id, Tenant: "acme", Project: fmt.Sprintf("p%02d", rng.IntN(40)), Title: title}
+		if err := s.Upsert(t.Context(), tk, cs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 800 {
+		write(i)
+	}
+	queries := []string{"KEY-17", "key login", "timeout lag", "timeout lag zebra", "crash", "KEY-5 ipad refund",
+		"replica replica login", "nixphadru timeout", "same"}
+	filters := []retrieval.Filter{
+		{Tenant: "acme", AllProjects: true},
+		{Tenant: "acme", Projects: []string{"p01", "p02", "p03", "p10", "p11", "p12"}, Tickets: []string{"KEY-17", "KEY-5", "KEY-40"}},
+	}
+	skippedAny := false
+	check := func(when string) {
+		t.Helper()
+		for _, q := range queries {
+			terms := lexical.QueryTerms(lexical.Terms(q))
+			for _, f := range filters {
+				for _, m := range []int{1, 2, 3, 5, 10, 25, 100} {
+					got, skipped := s.ix.searchLexical(terms, f, m, &s.lexScratch, true)
+					want, none := s.ix.searchLexical(terms, f, m, &s.lexScratch, false)
+					if none != 0 {
+						t.Fatalf("skipped %d partitions without pruning", none)
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("%s: %q m=%d %+v:\n got %v\nwant %v", when, q, m, f, got, want)
+					}
+					skippedAny = skippedAny || skipped > 0
+				}
+			}
+		}
+	}
+	check("fresh")
+	for i := range 600 {
+		if rng.IntN(2) == 0 {
+			if err := s.Delete(t.Context(), fmt.Sprintf("KEY-%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			write(i)
+		}
+	}
+	check("after churn")
+	if !skippedAny {
+		t.Fatal("no partition was ever skipped: the test does not exercise pruning")
 	}
 }
