@@ -138,8 +138,9 @@ func BenchmarkReopenLexical(b *testing.B) {
 }
 
 // BenchmarkSearchLexical measures BM25 searches under filters of 1%, 10% and
-// 100% of the rows, for a rare term, two common words, and a mixed query,
-// with the partitions' score-bound pruning on and off. "rare" is a host name
+// 100% of the rows, for a rare term, two common words, and a mixed query, for
+// the top 10 (a hybrid search's default depth) and 50, with the partitions'
+// score-bound pruning on and off. "rare" is a host name
 // whose parts host and prod every chunk holds, like a ticket key's prefix.
 func BenchmarkSearchLexical(b *testing.B) {
 	sizes := []int{100_000}
@@ -158,18 +159,20 @@ func BenchmarkSearchLexical(b *testing.B) {
 	for _, rows := range sizes {
 		for _, pct := range []float64{1, 10, 100} {
 			for _, qn := range []string{"rare", "common", "mixed"} {
-				for _, prune := range []bool{true, false} {
-					b.Run(fmt.Sprintf("rows=%s/filter=%g%%/q=%s/prune=%v", short(rows), pct, qn, prune), func(b *testing.B) {
-						s := lexBenchStore(b, rows)
-						terms, flt := lexical.QueryTerms(lexical.Terms(queries[qn])), benchFilter(pct)
-						b.ResetTimer()
-						for b.Loop() {
-							// SearchLexical's work, with pruning on or off.
-							s.mu.RLock()
-							s.ix.searchLexical(terms, flt, 50, &s.lexScratch, prune)
-							s.mu.RUnlock()
-						}
-					})
+				for _, k := range []int{10, 50} {
+					for _, prune := range []bool{true, false} {
+						b.Run(fmt.Sprintf("rows=%s/filter=%g%%/q=%s/k=%d/prune=%v", short(rows), pct, qn, k, prune), func(b *testing.B) {
+							s := lexBenchStore(b, rows)
+							terms, flt := lexical.QueryTerms(lexical.Terms(queries[qn])), benchFilter(pct)
+							b.ResetTimer()
+							for b.Loop() {
+								// SearchLexical's work, with pruning on or off.
+								s.mu.RLock()
+								s.ix.searchLexical(terms, flt, k, &s.lexScratch, prune)
+								s.mu.RUnlock()
+							}
+						})
+					}
 				}
 			}
 		}

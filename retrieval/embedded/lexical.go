@@ -453,19 +453,33 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 	}
 	// Statistics of the allowed chunks only: whole partitions from their
 	// counters, named tickets from their documents.
+	// A partition's term lists are looked up once, here, and kept for its
+	// bound and its scoring.
+	type part struct {
+		lp  *lexPart
+		tls []termList // by query term (zero: none)
+		ub  float64
+	}
 	var n int
 	var sumDL float64
 	df := make([]int, len(terms))
+	parts := make([]part, 0, len(segs))
+	tls := make([]termList, 0, len(segs)*len(ids))
 	for _, sg := range segs {
 		if sg.t == nil {
 			lp := sg.p.lex
 			n += lp.live
 			sumDL += lp.sumDL
+			off := len(tls)
 			for i, id := range ids {
+				var tl termList
 				if known[i] {
-					df[i] += int(lp.terms[id].df)
+					tl = lp.terms[id]
+					df[i] += int(tl.df)
 				}
+				tls = append(tls, tl)
 			}
+			parts = append(parts, part{lp: lp, tls: tls[off:len(tls):len(tls)]})
 			continue
 		}
 		lt := sg.t.lex
@@ -490,17 +504,8 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 	// Scores are summed term by term in sorted term order, in float64. Named
 	// tickets first, then the partitions (in bound order when pruning).
 	top := newTopK(m)
-	type bounded struct {
-		lp *lexPart
-		ub float64
-	}
-	parts := make([]bounded, 0, len(segs))
 	for _, sg := range segs {
 		if sg.t == nil {
-			parts = append(parts, bounded{lp: sg.p.lex})
-			if prune {
-				parts[len(parts)-1].ub = sg.p.lex.bound(ids, known, idf, avgdl)
-			}
 			continue
 		}
 		lt := sg.t.lex
@@ -522,7 +527,10 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 		}
 	}
 	if prune {
-		slices.SortStableFunc(parts, func(a, b bounded) int { return cmp.Compare(b.ub, a.ub) })
+		for i := range parts {
+			parts[i].ub = parts[i].lp.bound(parts[i].tls, idf, avgdl)
+		}
+		slices.SortStableFunc(parts, func(a, b part) int { return cmp.Compare(b.ub, a.ub) })
 	}
 	var sc *lexScratch
 	skipped := 0
@@ -543,11 +551,8 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 		}
 		acc := sc.acc[:len(lp.dl)]
 		touched := sc.touched[:0]
-		for i, id := range ids {
-			if !known[i] {
-				continue
-			}
-			for _, p := range lp.list(lp.terms[id]) {
+		for i, tl := range pt.tls {
+			for _, p := range lp.list(tl) {
 				dl := lp.dl[p.doc]
 				if dl < 0 {
 					continue
@@ -582,17 +587,14 @@ func (ix *index) searchLexical(terms []string, f retrieval.Filter, m int, pool *
 }
 
 // bound is at least the BM25 score of every live document of lp for the
-// query terms (0 when it holds none of them): each term's score at its
+// query terms, given its lists of them (0 when it holds none): each term's score at its
 // highest frequency and the partition's shortest length, summed (BM25 grows
 // with the frequency and falls with the length), with a margin far above the
 // rounding of the real scores' float arithmetic.
-func (lp *lexPart) bound(ids []uint32, known []bool, idf []float64, avgdl float64) float64 {
+func (lp *lexPart) bound(tls []termList, idf []float64, avgdl float64) float64 {
 	var ub float64
-	for i, id := range ids {
-		if !known[i] {
-			continue
-		}
-		if tl, ok := lp.terms[id]; ok && tl.df > 0 {
+	for i, tl := range tls {
+		if tl.df > 0 {
 			ub += lexical.TermScore(idf[i], tl.maxTF, lp.minDL, avgdl)
 		}
 	}

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/clearance-dev/clearance/retrieval"
@@ -71,8 +72,12 @@ func better(a, b cand) bool {
 	if a.score != b.score {
 		return a.score > b.score
 	}
-	if a.t.ID != b.t.ID {
-		return a.t.ID < b.t.ID
+	if a.t != b.t {
+		// One comparison of the ids (ties are common in BM25: equal lengths
+		// and frequencies give equal scores).
+		if c := strings.Compare(a.t.ID, b.t.ID); c != 0 {
+			return c < 0
+		}
 	}
 	return a.t.ords[a.k] < b.t.ords[b.k]
 }
