@@ -52,21 +52,32 @@ const (
 	unlockSQL = `SELECT pg_advisory_unlock($1, 'clearance_vector_chunks'::regclass::oid::int)`
 )
 
-// indexStatusSQL reads the HNSW index's state from pg_index, looked up by the
-// chunk table so another schema's index of the same name never answers.
+// indexStatusSQL reads an index's state from pg_index, looked up by its table
+// (resolved on the search path) so another schema's index of the same name
+// never answers.
 const indexStatusSQL = `
 SELECT coalesce(bool_and(i.indisvalid AND i.indisready), false), count(*)
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-WHERE i.indrelid = 'clearance_vector_chunks'::regclass AND c.relname = $1`
+WHERE i.indrelid = $2::regclass AND c.relname = $1`
 
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// indexStatus is the HNSW index's state.
 func indexStatus(ctx context.Context, q querier) (IndexStatus, error) {
+	return indexStatusOf(ctx, q, "clearance_vector_chunks", hnswIndex)
+}
+
+// lexicalIndexStatus is the state of the lexical table's GIN index.
+func lexicalIndexStatus(ctx context.Context, q querier) (IndexStatus, error) {
+	return indexStatusOf(ctx, q, "clearance_vector_lexical", lexicalIndex)
+}
+
+func indexStatusOf(ctx context.Context, q querier, table, index string) (IndexStatus, error) {
 	var valid bool
 	var n int64
-	if err := q.QueryRow(ctx, indexStatusSQL, hnswIndex).Scan(&valid, &n); err != nil {
+	if err := q.QueryRow(ctx, indexStatusSQL, index, table).Scan(&valid, &n); err != nil {
 		return "", err
 	}
 	switch {
@@ -97,10 +108,13 @@ type bulkState struct {
 }
 
 // BeginBulk starts a bulk load: it takes the store's bulk-load lock (ErrBulkBusy
-// if another session holds it) and drops the HNSW index, so the upserts that
-// follow skip the per-row graph insert. Until EndBulk, searches rank exactly. A
-// process that dies before EndBulk leaves the index missing and the store exact;
-// BuildIndex (any later `clearance index` run) builds it.
+// if another session holds it) and drops the HNSW index and the lexical
+// table's GIN index, so the upserts that follow skip the per-row graph insert
+// and the GIN's per-row entries (together most of a chunk's write cost). Until
+// EndBulk, searches rank exactly and lexical searches read the allowed rows
+// through the (tenant, project) index (same answers, slower). A process that
+// dies before EndBulk leaves the indexes missing; BuildIndex (any later
+// `clearance index` run, or the first search that wants one) builds them.
 func (s *Store) BeginBulk(ctx context.Context) error {
 	s.bulkMu.Lock()
 	defer s.bulkMu.Unlock()
@@ -123,20 +137,24 @@ func (s *Store) BeginBulk(ctx context.Context) error {
 		return ErrBulkBusy
 	}
 	// CONCURRENTLY: searches running on the index finish first, none is blocked.
-	if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+hnswIndex); err != nil {
-		// The connection may hold the lock in a broken state: close it, which
-		// releases the lock with the session.
-		_ = conn.Conn().Close(context.WithoutCancel(ctx))
-		conn.Release()
-		return unavailable("bulk begin", err)
+	s.lexIndexValid.Store(false)
+	for _, index := range []string{hnswIndex, lexicalIndex} {
+		if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+index); err != nil {
+			// The connection may hold the lock in a broken state: close it, which
+			// releases the lock with the session.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			conn.Release()
+			return unavailable("bulk begin", err)
+		}
 	}
 	s.bulk = &bulkState{conn: conn}
-	s.log.InfoContext(ctx, "pgvector bulk load: HNSW index dropped; searches are exact until it is built")
+	s.log.InfoContext(ctx, "pgvector bulk load: HNSW and lexical indexes dropped; searches are exact (and lexical ones slower) until they are built")
 	return nil
 }
 
-// EndBulk ends a bulk load: it builds the HNSW index if the store needs one
-// (see BuildIndex), reports whether it built, and releases the lock. On failure
+// EndBulk ends a bulk load: it builds the lexical table's GIN index, and the
+// HNSW index if the store needs one (see BuildIndex), reports whether it built
+// the HNSW index, and releases the lock. On failure
 // (or cancellation) the lock is released all the same and the index is left
 // missing or invalid: searches stay exact and the next build retries.
 func (s *Store) EndBulk(ctx context.Context) (bool, error) {
@@ -152,8 +170,9 @@ func (s *Store) EndBulk(ctx context.Context) (bool, error) {
 	return built, err
 }
 
-// BuildIndex builds the HNSW index if it is missing or invalid (dropping an
-// invalid one first) and some search can take the HNSW plan, that is some
+// BuildIndex builds the lexical table's GIN index if it is missing or invalid
+// (a bulk load that died), and the HNSW index if it is missing or invalid
+// (dropping an invalid one first) and some search can take the HNSW plan, that is some
 // tenant has more than ExactThreshold chunks (with Config.Plan PlanAuto; never
 // with PlanExact, always with PlanHNSW); otherwise every search is exact
 // and the index would only slow writes down, so it stays deferred. It reports
@@ -167,7 +186,12 @@ func (s *Store) BuildIndex(ctx context.Context) (bool, error) {
 	if st, err := indexStatus(ctx, s.pool); err != nil {
 		return false, unavailable("index status", err)
 	} else if st == IndexValid {
-		return false, nil
+		if lst, err := lexicalIndexStatus(ctx, s.pool); err != nil {
+			return false, unavailable("index status", err)
+		} else if lst == IndexValid {
+			s.lexIndexValid.Store(true)
+			return false, nil
+		}
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -226,6 +250,9 @@ func release(ctx context.Context, conn *pgxpool.Conn) {
 func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.BuildTimeout)
 	defer cancel()
+	if err := s.buildLexical(ctx, conn); err != nil {
+		return false, err
+	}
 	st, err := indexStatus(ctx, conn)
 	if err != nil {
 		return false, unavailable("build index", err)
@@ -293,6 +320,55 @@ func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 	s.log.InfoContext(ctx, "pgvector: HNSW index built", "seconds", time.Since(start).Seconds())
 	return true, nil
 }
+
+// buildLexical makes the lexical table's GIN index valid on conn, which holds
+// the bulk-load lock. Every lexical search can use it, so it is never
+// deferred; building it once over the loaded rows cost a fraction of what
+// adding each row's entries did (docs/decisions/pgvector-lexical-table.md).
+func (s *Store) buildLexical(ctx context.Context, conn *pgxpool.Conn) error {
+	st, err := lexicalIndexStatus(ctx, conn)
+	if err != nil {
+		return unavailable("build lexical index", err)
+	}
+	if st == IndexValid {
+		s.lexIndexValid.Store(true)
+		return nil
+	}
+	var stmts []string
+	if st == IndexInvalid {
+		s.log.WarnContext(ctx, "pgvector: dropping an invalid lexical index left by an interrupted build")
+		stmts = append(stmts, `DROP INDEX CONCURRENTLY IF EXISTS `+lexicalIndex)
+	}
+	if _, err := conn.Exec(ctx, `SET client_connection_check_interval = '1s'`); err != nil {
+		s.log.DebugContext(ctx, "pgvector: client_connection_check_interval not set", "err", err)
+	}
+	stmts = append(stmts,
+		fmt.Sprintf(`SET maintenance_work_mem = '%dMB'`, s.cfg.BuildMemoryMB),
+		`CREATE INDEX CONCURRENTLY `+lexicalIndex+` ON clearance_vector_lexical `+lexicalIndexDef,
+		`RESET ALL`)
+	start := time.Now()
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), `RESET ALL`)
+			return unavailable("build lexical index", err)
+		}
+	}
+	if st, err := lexicalIndexStatus(ctx, conn); err != nil {
+		return unavailable("build lexical index", err)
+	} else if st != IndexValid {
+		return unavailable("build lexical index", fmt.Errorf("index %s is %s after the build", lexicalIndex, st))
+	}
+	s.lexIndexValid.Store(true)
+	s.log.InfoContext(ctx, "pgvector: lexical index built", "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// lexicalIndex is the lexical table's GIN index on its documents, created by
+// vector migration 5; lexicalIndexDef must stay that migration's definition.
+const (
+	lexicalIndex    = "clearance_vector_lexical_doc"
+	lexicalIndexDef = `USING gin (doc)`
+)
 
 // hnswIndexDef is the index's access method, column and build parameters, shared
 // by the migration that created it first (internal/pgschema/vector) and rebuilds.

@@ -302,10 +302,16 @@ func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
 	if st, err := s.IndexStatus(ctx); err != nil || st != IndexMissing {
 		t.Fatalf("index after the killed load: %s %v, want missing", st, err)
 	}
+	if st, err := lexicalIndexStatus(ctx, s.pool); err != nil || st != IndexMissing {
+		t.Fatalf("lexical index after the killed load: %s %v, want missing", st, err)
+	}
 	checkExactAnswer(t, s, PlanExact)
 	// The dead session's lock went with it.
 	waitForIndex(t, s)
 	checkExactAnswer(t, s, PlanHNSW)
+	if st, err := lexicalIndexStatus(ctx, s.pool); err != nil || st != IndexValid {
+		t.Fatalf("lexical index after BuildIndex: %s %v, want valid", st, err)
+	}
 }
 
 // TestKilledIndexBuildIsDetectedAndRebuilt kills (SIGKILL) a real process while

@@ -78,6 +78,7 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	s.checkLexicalIndex(ctx)
 	var missing bool
 	err := s.onReplica(ctx, func(pool *pgxpool.Pool) (err error) {
 		res.Hits, missing, err = s.searchLexical(ctx, pool, terms, r)
@@ -100,6 +101,26 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 	}
 	s.log.DebugContext(ctx, "pgvector lexical search", "terms", len(terms), "k", r.K, "offset", r.Offset, "hits", len(res.Hits))
 	return res, nil
+}
+
+// checkLexicalIndex starts building the lexical table's GIN index in the
+// background when it is missing or invalid (a bulk load running, or one that
+// died): searches answer the same without it, reading every allowed row. It
+// looks only until it has seen the index valid once; a failed look is left to
+// the next search.
+func (s *Store) checkLexicalIndex(ctx context.Context) {
+	if s.lexIndexValid.Load() {
+		return
+	}
+	st, err := lexicalIndexStatus(ctx, s.pool)
+	switch {
+	case err != nil:
+		s.log.DebugContext(ctx, "pgvector: lexical index status", "err", err)
+	case st == IndexValid:
+		s.lexIndexValid.Store(true)
+	default:
+		s.buildInBackground()
+	}
 }
 
 // searchLexical runs one lexical search on pool. missing reports chunks

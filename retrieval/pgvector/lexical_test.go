@@ -285,3 +285,58 @@ func TestLexicalLn(t *testing.T) {
 	}
 	t.Logf("%d arguments; PostgreSQL's ln differs from lexical.Ln on %d", len(xs), lnDiffers)
 }
+
+// TestBulkLoadDefersTheLexicalIndex: BeginBulk drops the lexical table's GIN
+// index too (adding each row's entries was most of what the lexical table
+// cost a load), lexical searches answer the same without it, and EndBulk
+// builds it; on a database a dead load left without it, the first lexical
+// search of a store starts the build.
+func TestBulkLoadDefersTheLexicalIndex(t *testing.T) {
+	ctx := context.Background()
+	s, conn, url := lexFixture(t, "lex-bulk")
+	lexStatus := func() IndexStatus {
+		t.Helper()
+		st, err := lexicalIndexStatus(ctx, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	same := func(when string, got, want [][]retrieval.Hit) {
+		t.Helper()
+		if !slices.EqualFunc(got, want, slices.Equal) {
+			t.Fatalf("%s:\n got %v\nwant %v", when, got, want)
+		}
+	}
+	if st := lexStatus(); st != IndexValid {
+		t.Fatalf("lexical index before the load: %s", st)
+	}
+	want := lexSearchAll(t, s, 20, 0)
+	if err := s.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := lexStatus(); st != IndexMissing {
+		t.Fatalf("lexical index during the load: %s, want missing", st)
+	}
+	same("during the load", lexSearchAll(t, s, 20, 0), want)
+	if _, err := s.EndBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := lexStatus(); st != IndexValid {
+		t.Fatalf("lexical index after the load: %s, want valid", st)
+	}
+	same("after the load", lexSearchAll(t, s, 20, 0), want)
+
+	// What a load killed before EndBulk leaves.
+	if _, err := conn.Exec(ctx, `DROP INDEX `+lexicalIndex); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: "lex-bulk", Dim: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	same("without the index", lexSearchAll(t, s2, 20, 0), want)
+	poll(t, "the lexical index built after a search", func() bool { return lexStatus() == IndexValid })
+	same("after the search built the index", lexSearchAll(t, s2, 20, 0), want)
+}

@@ -140,6 +140,11 @@ type Store struct {
 	bulkMu sync.Mutex
 	bulk   *bulkState // the connection holding the bulk-load lock
 
+	// lexIndexValid: the lexical table's GIN index was last seen valid by
+	// this store (bulk.go); until then each lexical search looks, and starts
+	// a build when it is missing.
+	lexIndexValid atomic.Bool
+
 	// Background index builds started by searches (bulk.go).
 	building atomic.Bool
 	bgCtx    context.Context
@@ -251,6 +256,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, unavailable("index status", err)
 	} else if st != IndexValid {
 		log.WarnContext(ctx, "pgvector: HNSW index is "+string(st)+"; searches rank exactly until it is built (by the first search that needs it, or `clearance index`)")
+	}
+	if st, err := lexicalIndexStatus(ctx, pool); err != nil {
+		pool.Close()
+		return nil, unavailable("index status", err)
+	} else if st != IndexValid {
+		log.WarnContext(ctx, "pgvector: lexical index is "+string(st)+"; lexical searches are slower until it is built (by the first lexical search, or `clearance index`)")
+	} else {
+		s.lexIndexValid.Store(true)
 	}
 	if cfg.ReadDatabaseURL != "" {
 		if s.replica, err = openReplica(ctx, cfg, pool, log); err != nil {
