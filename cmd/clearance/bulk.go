@@ -19,9 +19,10 @@ import (
 // large load than to grow row by row (pgvector's HNSW graph;
 // docs/decisions/pgvector-bulk-load.md).
 type bulkLoader interface {
-	// BeginBulk drops the index; searches rank exactly until it is built.
+	// BeginBulk drops the indexes; searches rank exactly until they are built.
 	BeginBulk(ctx context.Context) error
-	// EndBulk builds the index dropped by BeginBulk, if searches need it.
+	// EndBulk builds the indexes dropped by BeginBulk (the search index only
+	// if searches need it) and reports whether it built the search index.
 	EndBulk(ctx context.Context) (bool, error)
 	// BuildIndex builds a missing or invalid index (a load or build that died),
 	// if searches need it.
@@ -64,7 +65,8 @@ func bulkIndexRun(ctx context.Context, store retrieval.Store, bulk *bool, log *s
 		// cancelled context fails the build; the next run builds it.
 		built, ierr = withBuildProgress(ctx, store, w, tty, bl.EndBulk)
 		if !built && ierr == nil {
-			fmt.Fprintln(w, "search index deferred: no tenant has more chunks than the exact-search threshold, every search is exact")
+			fmt.Fprintf(w, "bulk load ended in %s (lexical index built); search index deferred: no tenant has more chunks than the exact-search threshold, every search is exact\n",
+				time.Since(start).Round(100*time.Millisecond))
 		}
 	} else {
 		built, ierr = withBuildProgress(ctx, store, w, tty, bl.BuildIndex)

@@ -95,7 +95,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "Load: tuples %.1f s, embed %.1f s, store %.1f s (%.0f chunks/s)",
 		r.Load.EngineSeconds, r.Load.EmbedSeconds, r.Load.StoreSeconds, r.Load.ChunksPerSec)
 	if r.Load.IndexSeconds > 0 {
-		fmt.Fprintf(w, ", then the search index %.1f s (%.0f chunks/s with it)", r.Load.IndexSeconds,
+		fmt.Fprintf(w, ", then the search indexes %.1f s (%.0f chunks/s with them)", r.Load.IndexSeconds,
 			float64(r.Load.Chunks)/(float64(r.Load.Chunks)/r.Load.ChunksPerSec+r.Load.IndexSeconds))
 	}
 	fmt.Fprintf(w, ". RSS after load %.0f MiB.\n\n", float64(r.RSSBytes)/(1<<20))

@@ -79,8 +79,9 @@ type LoadStats struct {
 	EmbedSeconds  float64
 	StoreSeconds  float64
 	ChunksPerSec  float64
-	// IndexSeconds is the build of a search index deferred to after the load
-	// (pgvector's HNSW graph in a bulk load), not in ChunksPerSec.
+	// IndexSeconds is the end of a bulk load, building the search indexes
+	// deferred to after it (pgvector: its lexical GIN index, and the HNSW graph
+	// when a search needs one), not in ChunksPerSec.
 	IndexSeconds float64 `json:",omitempty"`
 }
 
