@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -249,16 +250,53 @@ func TestCrashHelper(t *testing.T) {
 	time.Sleep(time.Hour)
 }
 
-// startCrashHelper runs TestCrashHelper in a child process.
+// startCrashHelper runs TestCrashHelper in a child process. Its output is
+// kept and logged under the calling test only if that test fails: written to
+// the parent's stderr, the child's "=== RUN TestCrashHelper" landed in a
+// failing package's output with nothing saying which test had failed.
 func startCrashHelper(t *testing.T, url, mode string, n int) *exec.Cmd {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", crashHelperApp)
+	u.RawQuery = q.Encode()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), crashHelperEnv+"="+url, crashHelperEnv+"_MODE="+mode, crashHelperEnv+"_N="+strconv.Itoa(n))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = append(os.Environ(), crashHelperEnv+"="+u.String(), crashHelperEnv+"_MODE="+mode, crashHelperEnv+"_N="+strconv.Itoa(n))
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("crash helper (mode %s) output:\n%s", mode, out.String())
+		}
+	})
 	return cmd
+}
+
+// crashHelperApp is the application_name of the crash helper's sessions.
+const crashHelperApp = "clearance-crash-helper"
+
+// killCrashHelper kills the child and waits until the server has ended its
+// sessions. Until then the killed process can still change the tables: a
+// COMMIT it sent just before dying sits in its socket and is carried out
+// (two searches of the same test saw different rows that way).
+func killCrashHelper(t *testing.T, s *Store, child *exec.Cmd) {
+	t.Helper()
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	poll(t, "the server to end the killed child's sessions", func() bool {
+		var n int
+		err := s.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, crashHelperApp).Scan(&n)
+		return err == nil && n == 0
+	})
 }
 
 // poll calls cond every 50 ms until it holds, failing the test after a minute.
@@ -295,10 +333,7 @@ func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
 		st, err := s.Stats(ctx)
 		return err == nil && st.Chunks >= 1000
 	})
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = child.Wait()
+	killCrashHelper(t, s, child)
 	if st, err := s.IndexStatus(ctx); err != nil || st != IndexMissing {
 		t.Fatalf("index after the killed load: %s %v, want missing", st, err)
 	}
@@ -318,10 +353,35 @@ func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
 // its CREATE INDEX CONCURRENTLY runs: the server aborts the build and leaves an
 // INVALID index, searches rank exactly, and BuildIndex drops it and builds a
 // valid one.
+//
+// The build is held in its wait for writers by a transaction of the test's
+// that may write the table, taken once the child's load has begun (its
+// BeginBulk's DROP INDEX CONCURRENTLY would wait for it too) and released
+// only after the server has ended the dead child's session. Without the hold
+// the test raced the build under load: a build that ended between two polls
+// was never seen, and one that ended between the poll and the kill left a
+// valid index.
 func TestKilledIndexBuildIsDetectedAndRebuilt(t *testing.T) {
 	ctx := t.Context()
 	s, url := openBulkStore(t)
 	child := startCrashHelper(t, url, "build", 10000)
+	poll(t, "the child's load", func() bool {
+		st, err := s.Stats(ctx)
+		return err == nil && st.Chunks > 0
+	})
+	writer, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close(context.WithoutCancel(ctx))
+	hold, err := writer.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(context.WithoutCancel(ctx))
+	if _, err := hold.Exec(ctx, `LOCK TABLE clearance_vector_chunks IN ROW EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
 	building := func() bool {
 		var n int
 		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_progress_create_index
@@ -329,12 +389,15 @@ WHERE relid = 'clearance_vector_chunks'::regclass`).Scan(&n)
 		return err == nil && n > 0
 	}
 	poll(t, "the child's index build", building)
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+	// client_connection_check_interval: the server notices the dead client
+	// while the build waits for the hold, and aborts it.
+	killCrashHelper(t, s, child)
+	if building() {
+		t.Fatal("the killed child's build still runs")
+	}
+	if err := hold.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_ = child.Wait()
-	// client_connection_check_interval: the server notices the dead client.
-	poll(t, "the server to abort the build", func() bool { return !building() })
 	st, err := s.IndexStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
