@@ -17,7 +17,8 @@ import (
 // (64 tickets at a time, their upserts concurrent, embedded beforehand so only
 // the store is timed). Not a test: it runs only with CLEARANCE_PGVECTOR_LOADRATE
 // set to a corpus size in chunks. CLEARANCE_PGVECTOR_LOADRATE_SQL, statements
-// separated by ';', runs before the load (to measure variants):
+// separated by ';', runs before the load (to measure variants), and
+// CLEARANCE_PGVECTOR_LOADRATE_BUILDS after it, each statement timed:
 //
 //	CLEARANCE_PGVECTOR_LOADRATE=100000 go test -run LoadRate -v ./retrieval/pgvector
 func TestLoadRate(t *testing.T) {
@@ -56,8 +57,20 @@ func TestLoadRate(t *testing.T) {
 	if err := s.BeginBulk(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// CLEARANCE_PGVECTOR_LOADRATE_KEEPGIN=1: load with the lexical GIN index,
+	// as bulk loads did before they dropped it.
+	if os.Getenv("CLEARANCE_PGVECTOR_LOADRATE_KEEPGIN") == "1" {
+		if _, err := s.pool.Exec(ctx, `CREATE INDEX `+lexicalIndex+` ON clearance_vector_lexical `+lexicalIndexDef); err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := time.Now()
-	const batch = 64
+	// CLEARANCE_PGVECTOR_LOADRATE_BATCH: tickets upserted at once (the
+	// bench's 64 by default), each round waiting for the previous.
+	batch, _ := strconv.Atoi(os.Getenv("CLEARANCE_PGVECTOR_LOADRATE_BATCH"))
+	if batch <= 0 {
+		batch = 64
+	}
 	for i := 0; i < len(org.Tickets); i += batch {
 		hi := min(i+batch, len(org.Tickets))
 		errs := make(chan error, hi-i)
@@ -85,4 +98,16 @@ func TestLoadRate(t *testing.T) {
 	}
 	t.Logf("loaded %d chunks (%d lexical rows) in %.2f s: %.0f chunks/s; end of bulk %.2f s",
 		st.Chunks, lex, load.Seconds(), float64(st.Chunks)/load.Seconds(), time.Since(bstart).Seconds())
+	// CLEARANCE_PGVECTOR_LOADRATE_BUILDS: statements timed after the load,
+	// separated by ';' (index builds to compare).
+	for _, q := range strings.Split(os.Getenv("CLEARANCE_PGVECTOR_LOADRATE_BUILDS"), ";") {
+		if strings.TrimSpace(q) == "" {
+			continue
+		}
+		start := time.Now()
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		t.Logf("%.2f s: %s", time.Since(start).Seconds(), strings.TrimSpace(q))
+	}
 }
