@@ -95,17 +95,7 @@ func checkReference(t *testing.T, eng *authzembedded.Engine, org *Org) {
 func TestSmallestScaleCorrectness(t *testing.T) {
 	ctx := context.Background()
 	org := GenerateOrg(OrgConfig{Chunks: 4000, ChunksPerTicket: 2, Tenants: 2, ChunksPerProject: 100, UsersPerBucket: 1, Seed: 3})
-	eng := newEngine(t)
-	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 64})
-	store, err := storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	corpus, _, err := Load(ctx, org, eng, store, emb, 1000, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, emb, store, corpus := loadOrg(t, org, 64)
 	coldLog, warmLog := &filter.MemoryLog{}, &filter.MemoryLog{}
 	strategies := []Strategy{
 		NaivePostFilter(store, eng, 100),
@@ -192,17 +182,7 @@ func TestSamplesInterleaved(t *testing.T) {
 	ctx := context.Background()
 	org := GenerateOrg(OrgConfig{Chunks: 400, ChunksPerTicket: 2, Tenants: 1, ChunksPerProject: 100, UsersPerBucket: 1, Seed: 3})
 	org.Viewers = org.Viewers[:1]
-	eng := newEngine(t)
-	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: 16})
-	store, err := storeembedded.Open(ctx, storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	corpus, _, err := Load(ctx, org, eng, store, emb, 1000, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, emb, _, corpus := loadOrg(t, org, 16)
 	var calls []string
 	fake := func(name string) Strategy {
 		return Strategy{Name: name, Cheap: true, Search: func(context.Context, authz.Principal, string, []float32, int) (Outcome, error) {
@@ -242,4 +222,22 @@ func TestRatioCIPaired(t *testing.T) {
 	if !(lo < 1.2 || hi > 1.2) || lo > hi {
 		t.Errorf("unpaired interval %.3f-%.3f should spread around 1.2", lo, hi)
 	}
+}
+
+// loadOrg loads org into a fresh in-memory engine and embedded store with a
+// hashing embedder of dim dimensions.
+func loadOrg(t *testing.T, org *Org, dim int) (*authzembedded.Engine, retrieval.Embedder, *storeembedded.Store, *Corpus) {
+	t.Helper()
+	eng := newEngine(t)
+	emb := retrieval.NewHashing(retrieval.HashingConfig{Dim: dim})
+	store, err := storeembedded.Open(context.Background(), storeembedded.Config{Meta: retrieval.IndexMeta{Model: emb.Model(), Dim: emb.Dim()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	corpus, _, err := Load(context.Background(), org, eng, store, emb, 1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, emb, store, corpus
 }
