@@ -65,13 +65,19 @@ func Migrate(ctx context.Context, cc *pgx.ConnConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return run(ctx, cc, "core", CoreTable, sub, nil, log)
+	return run(ctx, cc, "core", CoreTable, sub, nil, 0, log)
 }
 
 // MigrateVector applies the pgvector store's migrations. dim is the embedding
 // dimension its tables get when they are created (an existing database keeps
 // its own; the store checks it against its metadata row).
 func MigrateVector(ctx context.Context, cc *pgx.ConnConfig, dim int, log *slog.Logger) error {
+	return migrateVector(ctx, cc, dim, 0, log)
+}
+
+// migrateVector applies the vector set up to version upTo (0: all of it); the
+// upgrade tests stop at an older version to write rows in its shape first.
+func migrateVector(ctx context.Context, cc *pgx.ConnConfig, dim int, upTo int64, log *slog.Logger) error {
 	if dim <= 0 {
 		return fmt.Errorf("pgschema: dimension %d", dim)
 	}
@@ -98,10 +104,10 @@ func MigrateVector(ctx context.Context, cc *pgx.ConnConfig, dim int, log *slog.L
 			return err
 		}}, nil))
 	}
-	return run(ctx, cc, "vector", VectorTable, nil, migs, log)
+	return run(ctx, cc, "vector", VectorTable, nil, migs, upTo, log)
 }
 
-func run(ctx context.Context, cc *pgx.ConnConfig, set, table string, fsys fs.FS, goMigs []*goose.Migration, log *slog.Logger) error {
+func run(ctx context.Context, cc *pgx.ConnConfig, set, table string, fsys fs.FS, goMigs []*goose.Migration, upTo int64, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -128,7 +134,12 @@ func run(ctx context.Context, cc *pgx.ConnConfig, set, table string, fsys fs.FS,
 	}
 	// Up takes the lock, creates the version table if needed and applies what
 	// is missing; on a newer database it has nothing to apply.
-	results, err := p.Up(ctx)
+	var results []*goose.MigrationResult
+	if upTo > 0 {
+		results, err = p.UpTo(ctx, upTo)
+	} else {
+		results, err = p.Up(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("pgschema %s: migrate: %w", set, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -246,5 +247,93 @@ func TestLockedExcludes(t *testing.T) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil || most != 1 {
 		t.Fatalf("%d holders at once, %v", most, err)
+	}
+}
+
+// TestLexicalPartitionsKeepRows: vector migration 6 moves the lexical table's
+// rows into hash partitions of ticket_id, each with its GIN index, and the
+// chunk table's triggers write the new table afterwards (insert, move,
+// delete).
+func TestLexicalPartitionsKeepRows(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	cc := connConfig(t, url)
+	if err := migrateVector(ctx, cc.Copy(), 2, 5, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, url)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	const tickets = 40
+	for i := range tickets {
+		id := fmt.Sprintf("T-%d", i)
+		exec(`INSERT INTO clearance_vector_tickets (id, tenant, project, title, body, updated_at, content_hash, chunks, lex_len)
+VALUES ($1, 'acme', 'p1', 't', 'b', now(), 'h', 2, 3)`, id)
+		exec(`INSERT INTO clearance_vector_chunks (ticket_id, ordinal, tenant, project, text, embedding, lex_terms, lex_tfs, lex_len)
+VALUES ($1, 0, 'acme', 'p1', 'x', '[1,0]', '{alpha,beta}', '{1,2}', 3), ($1, 1, 'acme', 'p1', 'y', '[0,1]', '{beta}', '{1}', 1)`, id)
+	}
+	type row struct {
+		id      string
+		ordinal int32
+		project string
+		doc     string
+	}
+	read := func() []row {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT ticket_id, ordinal, project, doc::text FROM clearance_vector_lexical ORDER BY 1, 2`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.ordinal, &x.project, &x.doc)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	before := read()
+	if len(before) != 2*tickets {
+		t.Fatalf("%d lexical rows before the migration, want %d", len(before), 2*tickets)
+	}
+	if err := MigrateVector(ctx, cc.Copy(), 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := read(); !slices.Equal(after, before) {
+		t.Fatalf("rows changed by the migration:\n got %v\nwant %v", after, before)
+	}
+	var parts, filled, validGIN int
+	if err := conn.QueryRow(ctx, `
+SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM clearance_vector_lexical WHERE tableoid = h.inhrelid)),
+  count(*) FILTER (WHERE EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_am am ON am.oid = ic.relam
+    WHERE i.indrelid = h.inhrelid AND am.amname = 'gin' AND i.indisvalid AND ic.relname = c.relname || '_doc'))
+FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+WHERE h.inhparent = 'clearance_vector_lexical'::regclass`).Scan(&parts, &filled, &validGIN); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 4 || filled < 2 || validGIN != 4 {
+		t.Fatalf("%d partitions, %d holding rows, %d with a valid GIN index on doc; want 4, at least 2, 4", parts, filled, validGIN)
+	}
+	// The triggers write the partitioned table: a new ticket, a move, a delete.
+	exec(`INSERT INTO clearance_vector_tickets (id, tenant, project, title, body, updated_at, content_hash, chunks, lex_len)
+VALUES ('T-new', 'acme', 'p1', 't', 'b', now(), 'h', 1, 1)`)
+	exec(`INSERT INTO clearance_vector_chunks (ticket_id, ordinal, tenant, project, text, embedding, lex_terms, lex_tfs, lex_len)
+VALUES ('T-new', 0, 'acme', 'p1', 'z', '[1,1]', '{gamma}', '{1}', 1)`)
+	exec(`UPDATE clearance_vector_chunks SET project = 'p2' WHERE ticket_id = 'T-1'`)
+	exec(`DELETE FROM clearance_vector_tickets WHERE id = 'T-2'`)
+	var n, moved, gone, fresh int
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE ticket_id = 'T-1' AND project = 'p2'),
+  count(*) FILTER (WHERE ticket_id = 'T-2'), count(*) FILTER (WHERE ticket_id = 'T-new' AND doc ? 'gamma')
+FROM clearance_vector_lexical`).Scan(&n, &moved, &gone, &fresh); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2*tickets-2+1 || moved != 2 || gone != 0 || fresh != 1 {
+		t.Fatalf("after writes: %d rows, %d moved, %d of the deleted ticket, %d new; want %d, 2, 0, 1", n, moved, gone, fresh, 2*tickets-1)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/clearance-dev/clearance"
 )
@@ -69,9 +70,37 @@ func indexStatus(ctx context.Context, q querier) (IndexStatus, error) {
 	return indexStatusOf(ctx, q, "clearance_vector_chunks", hnswIndex)
 }
 
-// lexicalIndexStatus is the state of the lexical table's GIN index.
+// lexicalIndexStatus is the state of the lexical table's GIN indexes taken
+// together: missing if any partition's is, else invalid if any is.
 func lexicalIndexStatus(ctx context.Context, q querier) (IndexStatus, error) {
-	return indexStatusOf(ctx, q, "clearance_vector_lexical", lexicalIndex)
+	sts, err := lexicalIndexStatuses(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	worst := IndexValid
+	for _, st := range sts {
+		switch {
+		case st == IndexMissing:
+			return IndexMissing, nil
+		case st == IndexInvalid:
+			worst = IndexInvalid
+		}
+	}
+	return worst, nil
+}
+
+// lexicalIndexStatuses is the state of each partition's GIN index, in
+// partition order.
+func lexicalIndexStatuses(ctx context.Context, q querier) ([]IndexStatus, error) {
+	sts := make([]IndexStatus, lexicalPartitions)
+	for i := range sts {
+		st, err := indexStatusOf(ctx, q, lexicalPartition(i), lexicalIndex(i))
+		if err != nil {
+			return nil, err
+		}
+		sts[i] = st
+	}
+	return sts, nil
 }
 
 func indexStatusOf(ctx context.Context, q querier, table, index string) (IndexStatus, error) {
@@ -138,7 +167,11 @@ func (s *Store) BeginBulk(ctx context.Context) error {
 	}
 	// CONCURRENTLY: searches running on the index finish first, none is blocked.
 	s.lexIndexValid.Store(false)
-	for _, index := range []string{hnswIndex, lexicalIndex} {
+	drop := []string{hnswIndex}
+	for i := range lexicalPartitions {
+		drop = append(drop, lexicalIndex(i))
+	}
+	for _, index := range drop {
 		if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+index); err != nil {
 			// The connection may hold the lock in a broken state: close it, which
 			// releases the lock with the session.
@@ -321,54 +354,109 @@ func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 	return true, nil
 }
 
-// buildLexical makes the lexical table's GIN index valid on conn, which holds
-// the bulk-load lock. Every lexical search can use it, so it is never
-// deferred; building it once over the loaded rows cost a fraction of what
-// adding each row's entries did (docs/decisions/pgvector-lexical-table.md).
+// buildLexical makes every partition's GIN index of the lexical table valid;
+// conn holds the bulk-load lock. Every lexical search can use them, so they are
+// never deferred; building them once over the loaded rows cost a fraction of
+// what adding each row's entries did (docs/decisions/pgvector-lexical-table.md).
+// PostgreSQL builds a GIN index in one process, so the partitions' indexes are
+// built by up to BuildWorkers sessions at once (conn and connections of the
+// pool), each CONCURRENTLY: searches and writers are never blocked.
 func (s *Store) buildLexical(ctx context.Context, conn *pgxpool.Conn) error {
-	st, err := lexicalIndexStatus(ctx, conn)
+	sts, err := lexicalIndexStatuses(ctx, conn)
 	if err != nil {
 		return unavailable("build lexical index", err)
 	}
-	if st == IndexValid {
+	var todo []int
+	for i, st := range sts {
+		if st != IndexValid {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
 		s.lexIndexValid.Store(true)
 		return nil
 	}
-	var stmts []string
-	if st == IndexInvalid {
-		s.log.WarnContext(ctx, "pgvector: dropping an invalid lexical index left by an interrupted build")
-		stmts = append(stmts, `DROP INDEX CONCURRENTLY IF EXISTS `+lexicalIndex)
-	}
-	if _, err := conn.Exec(ctx, `SET client_connection_check_interval = '1s'`); err != nil {
-		s.log.DebugContext(ctx, "pgvector: client_connection_check_interval not set", "err", err)
-	}
-	stmts = append(stmts,
-		fmt.Sprintf(`SET maintenance_work_mem = '%dMB'`, s.cfg.BuildMemoryMB),
-		`CREATE INDEX CONCURRENTLY `+lexicalIndex+` ON clearance_vector_lexical `+lexicalIndexDef,
-		`RESET ALL`)
-	start := time.Now()
-	for _, q := range stmts {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), `RESET ALL`)
-			return unavailable("build lexical index", err)
+	// More sessions only as the pool has idle connections for them soon: a
+	// pool busy with searches leaves the work to fewer.
+	conns := []*pgxpool.Conn{conn}
+	for len(conns) < min(max(1, s.cfg.BuildWorkers), len(todo)) {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := s.pool.Acquire(actx)
+		cancel()
+		if err != nil {
+			break
 		}
+		defer c.Release()
+		conns = append(conns, c)
+	}
+	memMB := max(64, s.cfg.BuildMemoryMB/len(conns))
+	start := time.Now()
+	next := make(chan int, len(todo))
+	for _, i := range todo {
+		next <- i
+	}
+	close(next)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range conns {
+		g.Go(func() error { return s.buildLexicalPartitions(gctx, c, memMB, sts, next) })
+	}
+	if err := g.Wait(); err != nil {
+		return unavailable("build lexical index", err)
 	}
 	if st, err := lexicalIndexStatus(ctx, conn); err != nil {
 		return unavailable("build lexical index", err)
 	} else if st != IndexValid {
-		return unavailable("build lexical index", fmt.Errorf("index %s is %s after the build", lexicalIndex, st))
+		return unavailable("build lexical index", fmt.Errorf("lexical indexes are %s after the build", st))
 	}
 	s.lexIndexValid.Store(true)
-	s.log.InfoContext(ctx, "pgvector: lexical index built", "seconds", time.Since(start).Seconds())
+	s.log.InfoContext(ctx, "pgvector: lexical index built", "seconds", time.Since(start).Seconds(),
+		"partitions", len(todo), "sessions", len(conns))
 	return nil
 }
 
-// lexicalIndex is the lexical table's GIN index on its documents, created by
-// vector migration 5; lexicalIndexDef must stay that migration's definition.
+// buildLexicalPartitions builds on c the GIN indexes of the partitions it
+// takes from next, dropping an invalid one (a dead build's) first. A failed
+// CREATE INDEX CONCURRENTLY leaves an INVALID index: searches ignore it and
+// the next build drops it.
+func (s *Store) buildLexicalPartitions(ctx context.Context, c *pgxpool.Conn, memMB int, sts []IndexStatus, next <-chan int) error {
+	defer func() { _, _ = c.Exec(context.WithoutCancel(ctx), `RESET ALL`) }()
+	// The server aborts the build when this process dies instead of finishing
+	// it for nobody (PostgreSQL 14 and later).
+	if _, err := c.Exec(ctx, `SET client_connection_check_interval = '1s'`); err != nil {
+		s.log.DebugContext(ctx, "pgvector: client_connection_check_interval not set", "err", err)
+	}
+	if _, err := c.Exec(ctx, fmt.Sprintf(`SET maintenance_work_mem = '%dMB'`, memMB)); err != nil {
+		return err
+	}
+	for i := range next {
+		if sts[i] == IndexInvalid {
+			s.log.WarnContext(ctx, "pgvector: dropping an invalid lexical index left by an interrupted build", "index", lexicalIndex(i))
+			if _, err := c.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+lexicalIndex(i)); err != nil {
+				return err
+			}
+		}
+		if _, err := c.Exec(ctx, `CREATE INDEX CONCURRENTLY `+lexicalIndex(i)+` ON `+lexicalPartition(i)+` `+lexicalIndexDef); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The lexical table's hash partitions and their GIN indexes, created by vector
+// migration 6; lexicalIndexDef must stay that migration's definition.
 const (
-	lexicalIndex    = "clearance_vector_lexical_doc"
-	lexicalIndexDef = `USING gin (doc)`
+	lexicalPartitions = 4
+	lexicalIndexDef   = `USING gin (doc)`
 )
+
+// lexicalPartition is the name of the lexical table's partition i.
+func lexicalPartition(i int) string { return fmt.Sprintf("clearance_vector_lexical_p%d", i) }
+
+// lexicalIndex is the name of partition i's GIN index on doc.
+func lexicalIndex(i int) string { return lexicalPartition(i) + "_doc" }
 
 // hnswIndexDef is the index's access method, column and build parameters, shared
 // by the migration that created it first (internal/pgschema/vector) and rebuilds.

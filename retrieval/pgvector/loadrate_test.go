@@ -60,8 +60,10 @@ func TestLoadRate(t *testing.T) {
 	// CLEARANCE_PGVECTOR_LOADRATE_KEEPGIN=1: load with the lexical GIN index,
 	// as bulk loads did before they dropped it.
 	if os.Getenv("CLEARANCE_PGVECTOR_LOADRATE_KEEPGIN") == "1" {
-		if _, err := s.pool.Exec(ctx, `CREATE INDEX `+lexicalIndex+` ON clearance_vector_lexical `+lexicalIndexDef); err != nil {
-			t.Fatal(err)
+		for i := range lexicalPartitions {
+			if _, err := s.pool.Exec(ctx, `CREATE INDEX `+lexicalIndex(i)+` ON `+lexicalPartition(i)+` `+lexicalIndexDef); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	start := time.Now()
