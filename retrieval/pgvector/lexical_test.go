@@ -2,10 +2,12 @@ package pgvector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -368,4 +370,92 @@ func TestBulkLoadDefersTheLexicalIndex(t *testing.T) {
 	same("without the index", lexSearchAll(t, s2, 20, 0), want)
 	poll(t, "the lexical index built after a search", func() bool { return lexStatus() == IndexValid })
 	same("after the search built the index", lexSearchAll(t, s2, 20, 0), want)
+}
+
+// TestLexicalBuildOnABusyPool: the partitions' indexes are built by more than
+// one session only when the pool has a connection to spare; with none (one
+// connection, held by the bulk load) the end of the load builds them all on
+// its own connection instead of waiting for one.
+func TestLexicalBuildOnABusyPool(t *testing.T) {
+	ctx := context.Background()
+	_, conn, url := lexFixture(t, "lex-one-conn")
+	s, err := Open(ctx, Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: "lex-one-conn", Dim: 4}, MaxConns: 1, BuildWorkers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexMissing {
+		t.Fatalf("lexical index during the load: %s %v, want missing", st, err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.EndBulk(ctx); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("EndBulk waited a minute for a connection")
+	}
+	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexValid {
+		t.Fatalf("lexical index after the load: %s %v, want valid", st, err)
+	}
+}
+
+// TestLexicalDuringAnotherReplicasBulkLoad: two stores on one database, as two
+// replicas. While one bulk-loads (its lexical indexes dropped, its lock held),
+// the other's lexical searches give the answers of the loader's, its writes
+// land in the lexical table, and its index builds wait their turn
+// (ErrBulkBusy); after the load both answer alike, the other's writes indexed.
+func TestLexicalDuringAnotherReplicasBulkLoad(t *testing.T) {
+	ctx := context.Background()
+	loader, conn, url := lexFixture(t, "lex-two")
+	other, err := Open(ctx, Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: "lex-two", Dim: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	same := func(when string) [][]retrieval.Hit {
+		t.Helper()
+		want, got := lexSearchAll(t, loader, 20, 0), lexSearchAll(t, other, 20, 0)
+		if !slices.EqualFunc(got, want, slices.Equal) {
+			t.Fatalf("%s: the other replica's answers\n got %v\nwant %v", when, got, want)
+		}
+		return want
+	}
+	before := same("before the load")
+	if err := loader.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexMissing {
+		t.Fatalf("lexical index during the load: %s %v, want missing", st, err)
+	}
+	if during := same("during the load"); !slices.EqualFunc(during, before, slices.Equal) {
+		t.Fatalf("answers changed by dropping the indexes:\n got %v\nwant %v", during, before)
+	}
+	if _, err := other.BuildIndex(ctx); !errors.Is(err, ErrBulkBusy) {
+		t.Fatalf("the other replica's BuildIndex during the load: %v, want ErrBulkBusy", err)
+	}
+	if err := other.Upsert(ctx, retrieval.Ticket{ID: "L-900", Tenant: "acme", Project: "p1", Title: "login"},
+		[]retrieval.Chunk{{Ordinal: 0, Text: "timeout timeout timeout login", Vector: []float32{1, 0, 0, 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	same("after the other replica's write")
+	if _, err := loader.EndBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexValid {
+		t.Fatalf("lexical index after the load: %s %v, want valid", st, err)
+	}
+	after := same("after the load")
+	found := false
+	for _, h := range after[0] { // "login timeout" over the whole tenant
+		found = found || h.TicketID == "L-900"
+	}
+	if !found {
+		t.Fatalf("the other replica's ticket written during the load is not found after it: %v", after[0])
+	}
 }
