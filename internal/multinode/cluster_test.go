@@ -198,7 +198,12 @@ func (f *fga) post(ctx context.Context, base, path string, body any, out any) er
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	switch {
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests ||
+		resp.StatusCode == http.StatusConflict:
+		// 409: a concurrent transaction wrote the same tuples; once it ends, the
+		// same write (duplicates ignored) goes through. A write retried after its
+		// server was killed meets its own first attempt this way when that one's
+		// transaction was still open.
 		return &retryable{fmt.Errorf("%s%s: %d %s", base, path, resp.StatusCode, raw)}
 	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated:
 		return fmt.Errorf("%s%s: %d %s", base, path, resp.StatusCode, raw)
@@ -209,8 +214,8 @@ func (f *fga) post(ctx context.Context, base, path string, body any, out any) er
 	return nil
 }
 
-// retryable is a failure another server may not have: a refused or cut
-// connection, a 5xx or a 429.
+// retryable is a failure another server, or a later attempt, may not have: a
+// refused or cut connection, a 5xx, a 429 or a 409 (write conflict).
 type retryable struct{ err error }
 
 func (e *retryable) Error() string { return e.err.Error() }
