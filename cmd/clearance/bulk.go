@@ -87,7 +87,8 @@ func bulkIndexRun(ctx context.Context, store retrieval.Store, bulk *bool, log *s
 }
 
 // buildReporter is a store that can say how far its running index build has
-// got (pgvector: an HNSW build over a million chunks takes many minutes).
+// got (pgvector: an HNSW build over a million chunks takes many minutes, the
+// lexical indexes of as many chunks about twenty seconds).
 type buildReporter interface {
 	BuildProgress(ctx context.Context) (pgvector.BuildProgress, bool, error)
 }
@@ -104,15 +105,21 @@ func withBuildProgress(ctx context.Context, store any, w io.Writer, tty bool, bu
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var bar *progressbar.ProgressBar
-		defer func() {
+		var (
+			bar     *progressbar.ProgressBar
+			barFor  string // the index the bar shows
+			lastOut = time.Now()
+		)
+		finish := func() {
 			if bar != nil {
 				_ = bar.Finish()
+				bar = nil
 			}
-		}()
+		}
+		defer finish()
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
-		start, lastLine := time.Now(), time.Now()
+		start := time.Now()
 		for {
 			select {
 			case <-stop:
@@ -128,17 +135,20 @@ func withBuildProgress(ctx context.Context, store any, w io.Writer, tty bool, bu
 			if !running || p.BlocksTotal <= 0 {
 				continue
 			}
+			what := buildDescription(p.Index)
 			if !tty {
-				if time.Since(lastLine) >= 30*time.Second {
-					lastLine = time.Now()
-					fmt.Fprintf(w, "building search index: %s, %d/%d blocks, %d rows, %s\n", p.Phase,
+				if time.Since(lastOut) >= 30*time.Second {
+					lastOut = time.Now()
+					fmt.Fprintf(w, "%s: %s, %d/%d blocks, %d rows, %s\n", what, p.Phase,
 						p.BlocksDone, p.BlocksTotal, p.TuplesDone, time.Since(start).Round(time.Second))
 				}
 				continue
 			}
-			if bar == nil {
+			if bar == nil || barFor != p.Index {
+				finish()
+				barFor = p.Index
 				bar = progressbar.NewOptions64(p.BlocksTotal, progressbar.OptionSetWriter(w),
-					progressbar.OptionSetDescription("building search index"), progressbar.OptionShowCount(),
+					progressbar.OptionSetDescription(what), progressbar.OptionShowCount(),
 					progressbar.OptionSetItsString("blocks"), progressbar.OptionShowIts(),
 					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 			}
@@ -149,4 +159,12 @@ func withBuildProgress(ctx context.Context, store any, w io.Writer, tty bool, bu
 	close(stop)
 	<-done
 	return built, err
+}
+
+// buildDescription names an index build for the progress display.
+func buildDescription(index string) string {
+	if index == "lexical" {
+		return "building lexical index"
+	}
+	return "building search index"
 }

@@ -462,30 +462,64 @@ func lexicalIndex(i int) string { return lexicalPartition(i) + "_doc" }
 // by the migration that created it first (internal/pgschema/vector) and rebuilds.
 const hnswIndexDef = `USING hnsw (embedding vector_ip_ops)`
 
-// BuildProgress is how far a running HNSW index build on this store's table
-// has got, from PostgreSQL's pg_stat_progress_create_index (blocks of the
-// table read; pgvector reports no total for the graph inserts themselves).
+// BuildProgress is how far a running index build on this store's tables has
+// got, from PostgreSQL's pg_stat_progress_create_index.
 type BuildProgress struct {
+	// Index is what is being built: "hnsw" (the graph over the chunks: blocks
+	// of the chunk table read; pgvector reports no total for the graph
+	// inserts themselves) or "lexical" (the lexical partitions' GIN indexes:
+	// blocks of all partitions, those already indexed and those a running
+	// build has scanned counted as done).
+	Index       string
 	Phase       string
 	BlocksDone  int64
 	BlocksTotal int64
 	TuplesDone  int64
 }
 
-// BuildProgress reports the index build running on this store's table, from
-// any session (another process's build too), and false when none runs.
+// lexicalProgressSQL sums the lexical partitions' builds. A build's table scan
+// is its phase "building index"; the phases after it (waiting, validation)
+// count the partition as scanned, those before it as not.
+const lexicalProgressSQL = `
+WITH parts AS (
+  SELECT c.oid, pg_relation_size(c.oid) / current_setting('block_size')::bigint AS blocks,
+    EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+      WHERE i.indrelid = c.oid AND ic.relname = c.relname || '_doc' AND i.indisvalid AND i.indisready) AS built
+  FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+  WHERE h.inhparent = 'clearance_vector_lexical'::regclass)
+SELECT coalesce(string_agg(DISTINCT p.phase, ', '), ''),
+  coalesce(sum(CASE
+    WHEN parts.built THEN parts.blocks
+    WHEN p.phase LIKE 'building index%' THEN least(p.blocks_done, parts.blocks)
+    WHEN p.phase LIKE 'waiting for writers before validation%' OR p.phase LIKE 'index validation%'
+      OR p.phase LIKE 'waiting for old snapshots%' OR p.phase LIKE 'waiting for readers%' THEN parts.blocks
+    ELSE 0 END), 0)::bigint,
+  coalesce(sum(parts.blocks), 0)::bigint, coalesce(sum(p.tuples_done), 0)::bigint, count(p.pid)
+FROM parts LEFT JOIN pg_stat_progress_create_index p ON p.relid = parts.oid`
+
+// BuildProgress reports the index build running on this store's tables, from
+// any session (another process's build too), and false when none runs. The
+// HNSW build is reported when both run.
 func (s *Store) BuildProgress(ctx context.Context) (BuildProgress, bool, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	var p BuildProgress
+	p := BuildProgress{Index: "hnsw"}
 	err := s.pool.QueryRow(ctx, `SELECT phase, blocks_done, blocks_total, tuples_done
 FROM pg_stat_progress_create_index WHERE relid = 'clearance_vector_chunks'::regclass LIMIT 1`).
 		Scan(&p.Phase, &p.BlocksDone, &p.BlocksTotal, &p.TuplesDone)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return BuildProgress{}, false, nil
+	if err == nil {
+		return p, true, nil
 	}
-	if err != nil {
+	if !errors.Is(err, pgx.ErrNoRows) {
 		return BuildProgress{}, false, unavailable("build progress", err)
+	}
+	p = BuildProgress{Index: "lexical"}
+	var running int64
+	if err := s.pool.QueryRow(ctx, lexicalProgressSQL).Scan(&p.Phase, &p.BlocksDone, &p.BlocksTotal, &p.TuplesDone, &running); err != nil {
+		return BuildProgress{}, false, unavailable("build progress", err)
+	}
+	if running == 0 {
+		return BuildProgress{}, false, nil
 	}
 	return p, true, nil
 }

@@ -438,66 +438,79 @@ func openBulkStore(t *testing.T) (*Store, string) {
 }
 
 // TestBuildProgressReportsARunningBuild: while an index build runs, any store
-// on the database sees it (phase and counters from PostgreSQL); before and
-// after, none. The build is held in its first phase by a transaction that may
-// write the table, which CREATE INDEX CONCURRENTLY waits for.
+// on the database sees it (which index, phase and counters from PostgreSQL);
+// before and after, none. The build is held in its first phase by a
+// transaction that may write the table, which CREATE INDEX CONCURRENTLY waits
+// for: the chunk table for the HNSW build; one lexical partition for the
+// lexical build, whose other partitions are built meanwhile and counted done.
 func TestBuildProgressReportsARunningBuild(t *testing.T) {
-	ctx := t.Context()
-	s, url := openBulkStore(t)
-	if err := upsertRange(ctx, s, 0, 100); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.BeginBulk(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, running, err := s.BuildProgress(ctx); err != nil || running {
-		t.Fatalf("progress with no build: running %v, %v", running, err)
-	}
-	writer, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close(context.WithoutCancel(ctx))
-	tx, err := writer.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `LOCK TABLE clearance_vector_chunks IN ROW EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
-	built := make(chan error, 1)
-	go func() {
-		ok, err := s.EndBulk(ctx)
-		if err == nil && !ok {
-			err = errors.New("EndBulk did not build")
-		}
-		built <- err
-	}()
-	other, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	var seen BuildProgress
-	poll(t, "the build in progress", func() bool {
-		p, running, err := other.BuildProgress(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen = p
-		return running
-	})
-	if seen.Phase == "" {
-		t.Errorf("running build without a phase: %+v", seen)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-built; err != nil {
-		t.Fatal(err)
-	}
-	if p, running, err := other.BuildProgress(ctx); err != nil || running {
-		t.Fatalf("progress after the build: running %v %+v, %v", running, p, err)
+	for _, c := range []struct{ index, hold string }{
+		{"hnsw", "clearance_vector_chunks"},
+		{"lexical", lexicalPartition(0)},
+	} {
+		t.Run(c.index, func(t *testing.T) {
+			ctx := t.Context()
+			s, url := openBulkStore(t)
+			if err := upsertRange(ctx, s, 0, 100); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.BeginBulk(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, running, err := s.BuildProgress(ctx); err != nil || running {
+				t.Fatalf("progress with no build: running %v, %v", running, err)
+			}
+			writer, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer writer.Close(context.WithoutCancel(ctx))
+			tx, err := writer.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `LOCK TABLE `+c.hold+` IN ROW EXCLUSIVE MODE`); err != nil {
+				t.Fatal(err)
+			}
+			built := make(chan error, 1)
+			go func() {
+				ok, err := s.EndBulk(ctx)
+				if err == nil && !ok {
+					err = errors.New("EndBulk did not build")
+				}
+				built <- err
+			}()
+			other, err := Open(ctx, Config{DatabaseURL: url, Meta: bulkMeta(), ExactThreshold: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			var seen BuildProgress
+			poll(t, "the build in progress", func() bool {
+				p, running, err := other.BuildProgress(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen = p
+				if c.index == "lexical" {
+					// Held on partition 0, after the others are built.
+					return running && p.BlocksDone > 0 && p.BlocksDone < p.BlocksTotal
+				}
+				return running
+			})
+			if seen.Index != c.index || seen.Phase == "" {
+				t.Errorf("progress of the held build: %+v, want index %s with a phase", seen, c.index)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-built; err != nil {
+				t.Fatal(err)
+			}
+			if p, running, err := other.BuildProgress(ctx); err != nil || running {
+				t.Fatalf("progress after the build: running %v %+v, %v", running, p, err)
+			}
+		})
 	}
 }
 
