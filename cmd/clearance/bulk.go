@@ -151,6 +151,10 @@ func withBuildProgress(ctx context.Context, store any, w io.Writer, tty bool, bu
 					progressbar.OptionSetDescription(what), progressbar.OptionShowCount(),
 					progressbar.OptionSetItsString("blocks"), progressbar.OptionShowIts(),
 					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+				// The bar's clock starts at its first render: counted from here,
+				// the first count is not divided by no time at all.
+				_ = bar.RenderBlank()
+				continue
 			}
 			_ = bar.Set64(p.BlocksDone)
 		}
