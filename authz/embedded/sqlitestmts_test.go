@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	sqlitedriver "modernc.org/sqlite"
@@ -12,7 +13,12 @@ import (
 
 func cachingDB(t *testing.T, size int) *sql.DB {
 	t.Helper()
-	db := sql.OpenDB(&stmtCachingConnector{dsn: sqliteDSN(filepath.Join(t.TempDir(), "t.db")), drv: &sqlitedriver.Driver{}, size: size})
+	return cachingDBBytes(t, size, 0)
+}
+
+func cachingDBBytes(t *testing.T, size, maxBytes int) *sql.DB {
+	t.Helper()
+	db := sql.OpenDB(&stmtCachingConnector{dsn: sqliteDSN(filepath.Join(t.TempDir(), "t.db")), drv: &sqlitedriver.Driver{}, size: size, maxBytes: maxBytes})
 	t.Cleanup(func() { db.Close() })
 	db.SetMaxOpenConns(1) // every query on the same connection and cache
 	if _, err := db.Exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"); err != nil {
@@ -116,5 +122,64 @@ func TestPartialIndexesDropped(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d partial tuple indexes remain", n)
+	}
+}
+
+// TestStmtCacheExecs: writes run on cached statements with each execution's
+// own bindings; a script of several statements runs them all; statements
+// longer than the byte bound run unprepared, and the cached ones stay within
+// it.
+func TestStmtCacheExecs(t *testing.T) {
+	const maxBytes = 200
+	db := cachingDBBytes(t, 16, maxBytes)
+	ctx := context.Background()
+	const ins = "INSERT INTO kv VALUES (?, ?)"
+	for i := 10; i < 20; i++ {
+		if _, err := db.Exec(ins, i, fmt.Sprint("w", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec("INSERT INTO kv VALUES (20, 'x'); INSERT INTO kv VALUES (21, 'y')"); err != nil {
+		t.Fatal(err)
+	}
+	long := "UPDATE kv SET v = ? WHERE k = ?" + strings.Repeat(" ", maxBytes)
+	if _, err := db.Exec(long, "long", 3); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 { // distinct shapes, about 60 bytes each: more than the bound together
+		if _, err := db.Exec(fmt.Sprintf("UPDATE kv SET v = v || ? WHERE k = %d + 0 * %d", 10+i, i), "!"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := db.Query("SELECT v FROM kv WHERE k IN (3, 10, 17, 19, 20, 21) ORDER BY k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(values(t, rows)); got != "[long w10! w17! w19 x y]" {
+		t.Fatalf("rows after the writes: %s", got)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Raw(func(dc any) error {
+		c := dc.(*stmtCachingConn)
+		total := 0
+		for q := range c.stmts {
+			total += len(q)
+			if q == long {
+				t.Errorf("a statement longer than the bound was cached")
+			}
+		}
+		if total != c.bytes || c.bytes > maxBytes {
+			t.Errorf("cached text %d bytes (counted %d), bound %d", total, c.bytes, maxBytes)
+		}
+		if _, ok := c.stmts[fmt.Sprintf("UPDATE kv SET v = v || ? WHERE k = %d + 0 * %d", 17, 7)]; !ok {
+			t.Errorf("the most recent statement is not cached")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
