@@ -166,7 +166,7 @@ func (s *Store) BeginBulk(ctx context.Context) error {
 		return ErrBulkBusy
 	}
 	// CONCURRENTLY: searches running on the index finish first, none is blocked.
-	s.lexIndexValid.Store(false)
+	s.lexValidAt.Store(0)
 	drop := []string{hnswIndex}
 	for i := range lexicalPartitions {
 		drop = append(drop, lexicalIndex(i))
@@ -222,7 +222,7 @@ func (s *Store) BuildIndex(ctx context.Context) (bool, error) {
 		if lst, err := lexicalIndexStatus(ctx, s.pool); err != nil {
 			return false, unavailable("index status", err)
 		} else if lst == IndexValid {
-			s.lexIndexValid.Store(true)
+			s.lexSeenValid()
 			return false, nil
 		}
 	}
@@ -265,10 +265,25 @@ func (s *Store) buildInBackground() {
 	}()
 }
 
+// resetSession undoes a build's session settings before the connection goes
+// back to the pool, also after ctx ended, within sessionCleanupTimeout (a
+// connection that does not answer is closed: the pool then drops it).
+func resetSession(ctx context.Context, c *pgxpool.Conn) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sessionCleanupTimeout)
+	defer cancel()
+	if _, err := c.Exec(rctx, `RESET ALL`); err != nil {
+		_ = c.Conn().Close(rctx)
+	}
+}
+
+// sessionCleanupTimeout bounds the statements that give a connection back
+// clean (RESET ALL, the bulk lock's unlock).
+const sessionCleanupTimeout = 10 * time.Second
+
 // release gives back a connection holding the bulk-load lock: unlocked, or
 // closed when unlocking fails (closing the session releases its locks too).
 func release(ctx context.Context, conn *pgxpool.Conn) {
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sessionCleanupTimeout)
 	defer cancel()
 	var ok bool
 	if err := conn.QueryRow(uctx, unlockSQL, bulkLockKey).Scan(&ok); err != nil || !ok {
@@ -338,7 +353,7 @@ func (s *Store) build(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			// A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: searches
 			// ignore it and the next build drops it.
-			_, _ = conn.Exec(context.WithoutCancel(ctx), `RESET ALL`)
+			resetSession(ctx, conn)
 			return false, unavailable("build index", err)
 		}
 	}
@@ -373,7 +388,7 @@ func (s *Store) buildLexical(ctx context.Context, conn *pgxpool.Conn) error {
 		}
 	}
 	if len(todo) == 0 {
-		s.lexIndexValid.Store(true)
+		s.lexSeenValid()
 		return nil
 	}
 	// More sessions only as the pool has idle connections for them soon: a
@@ -408,7 +423,7 @@ func (s *Store) buildLexical(ctx context.Context, conn *pgxpool.Conn) error {
 	} else if st != IndexValid {
 		return unavailable("build lexical index", fmt.Errorf("lexical indexes are %s after the build", st))
 	}
-	s.lexIndexValid.Store(true)
+	s.lexSeenValid()
 	s.log.InfoContext(ctx, "pgvector: lexical index built", "seconds", time.Since(start).Seconds(),
 		"partitions", len(todo), "sessions", len(conns))
 	return nil
@@ -419,7 +434,7 @@ func (s *Store) buildLexical(ctx context.Context, conn *pgxpool.Conn) error {
 // CREATE INDEX CONCURRENTLY leaves an INVALID index: searches ignore it and
 // the next build drops it.
 func (s *Store) buildLexicalPartitions(ctx context.Context, c *pgxpool.Conn, memMB int, sts []IndexStatus, next <-chan int) error {
-	defer func() { _, _ = c.Exec(context.WithoutCancel(ctx), `RESET ALL`) }()
+	defer resetSession(ctx, c)
 	// The server aborts the build when this process dies instead of finishing
 	// it for nobody (PostgreSQL 14 and later).
 	if _, err := c.Exec(ctx, `SET client_connection_check_interval = '1s'`); err != nil {

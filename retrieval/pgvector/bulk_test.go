@@ -337,16 +337,12 @@ func TestKilledBulkLoadLeavesAnExactStore(t *testing.T) {
 	if st, err := s.IndexStatus(ctx); err != nil || st != IndexMissing {
 		t.Fatalf("index after the killed load: %s %v, want missing", st, err)
 	}
-	if st, err := lexicalIndexStatus(ctx, s.pool); err != nil || st != IndexMissing {
-		t.Fatalf("lexical index after the killed load: %s %v, want missing", st, err)
-	}
+	wantLexicalStatus(t, s.pool, "after the killed load", IndexMissing)
 	checkExactAnswer(t, s, PlanExact)
 	// The dead session's lock went with it.
 	waitForIndex(t, s)
 	checkExactAnswer(t, s, PlanHNSW)
-	if st, err := lexicalIndexStatus(ctx, s.pool); err != nil || st != IndexValid {
-		t.Fatalf("lexical index after BuildIndex: %s %v, want valid", st, err)
-	}
+	wantLexicalStatus(t, s.pool, "after BuildIndex", IndexValid)
 }
 
 // TestKilledIndexBuildIsDetectedAndRebuilt kills (SIGKILL) a real process while
@@ -369,19 +365,7 @@ func TestKilledIndexBuildIsDetectedAndRebuilt(t *testing.T) {
 		st, err := s.Stats(ctx)
 		return err == nil && st.Chunks > 0
 	})
-	writer, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close(context.WithoutCancel(ctx))
-	hold, err := writer.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Rollback(context.WithoutCancel(ctx))
-	if _, err := hold.Exec(ctx, `LOCK TABLE clearance_vector_chunks IN ROW EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	hold := holdWriterLock(t, url, "clearance_vector_chunks")
 	building := func() bool {
 		var n int
 		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_progress_create_index
@@ -460,18 +444,7 @@ func TestBuildProgressReportsARunningBuild(t *testing.T) {
 			if _, running, err := s.BuildProgress(ctx); err != nil || running {
 				t.Fatalf("progress with no build: running %v, %v", running, err)
 			}
-			writer, err := pgx.Connect(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer writer.Close(context.WithoutCancel(ctx))
-			tx, err := writer.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tx.Exec(ctx, `LOCK TABLE `+c.hold+` IN ROW EXCLUSIVE MODE`); err != nil {
-				t.Fatal(err)
-			}
+			tx := holdWriterLock(t, url, c.hold)
 			built := make(chan error, 1)
 			go func() {
 				ok, err := s.EndBulk(ctx)
@@ -556,4 +529,36 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// holdWriterLock opens a transaction on a connection of its own holding a
+// writer's lock on table, which CREATE INDEX CONCURRENTLY on it waits for;
+// the caller commits or rolls it back to let a build go on (the test's end
+// rolls it back otherwise).
+func holdWriterLock(t *testing.T, url, table string) pgx.Tx {
+	t.Helper()
+	ctx := t.Context()
+	writer, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close(context.Background()) })
+	tx, err := writer.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+table+` IN ROW EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// wantLexicalStatus fails the test unless the lexical indexes taken together
+// are in state want.
+func wantLexicalStatus(t *testing.T, q querier, when string, want IndexStatus) {
+	t.Helper()
+	if st, err := lexicalIndexStatus(context.Background(), q); err != nil || st != want {
+		t.Fatalf("lexical index %s: %s %v, want %s", when, st, err, want)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -103,13 +104,20 @@ func (s *Store) SearchLexical(ctx context.Context, r retrieval.LexicalRequest) (
 	return res, nil
 }
 
-// checkLexicalIndex starts building the lexical table's GIN index in the
-// background when it is missing or invalid (a bulk load running, or one that
-// died): searches answer the same without it, reading every allowed row. It
-// looks only until it has seen the index valid once; a failed look is left to
-// the next search.
+// lexicalRecheck is how long a store trusts that it saw the lexical indexes
+// valid before a lexical search looks again (four catalog lookups).
+const lexicalRecheck = 30 * time.Second
+
+// lexSeenValid records that every lexical index was valid just now.
+func (s *Store) lexSeenValid() { s.lexValidAt.Store(time.Now().UnixNano()) }
+
+// checkLexicalIndex starts building the lexical table's GIN indexes in the
+// background when one is missing or invalid (a bulk load running, here or on
+// another replica, or one that died): searches answer the same without them,
+// reading every allowed row. Once it has seen them valid it looks again only
+// after lexRecheck; a failed look is left to the next search.
 func (s *Store) checkLexicalIndex(ctx context.Context) {
-	if s.lexIndexValid.Load() {
+	if at := s.lexValidAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < s.lexRecheck {
 		return
 	}
 	st, err := lexicalIndexStatus(ctx, s.pool)
@@ -117,8 +125,9 @@ func (s *Store) checkLexicalIndex(ctx context.Context) {
 	case err != nil:
 		s.log.DebugContext(ctx, "pgvector: lexical index status", "err", err)
 	case st == IndexValid:
-		s.lexIndexValid.Store(true)
+		s.lexSeenValid()
 	default:
+		s.lexValidAt.Store(0)
 		s.buildInBackground()
 	}
 }

@@ -296,37 +296,23 @@ func TestLexicalLn(t *testing.T) {
 func TestBulkLoadDefersTheLexicalIndex(t *testing.T) {
 	ctx := context.Background()
 	s, conn, url := lexFixture(t, "lex-bulk")
-	lexStatus := func() IndexStatus {
-		t.Helper()
-		st, err := lexicalIndexStatus(ctx, conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
 	same := func(when string, got, want [][]retrieval.Hit) {
 		t.Helper()
 		if !slices.EqualFunc(got, want, slices.Equal) {
 			t.Fatalf("%s:\n got %v\nwant %v", when, got, want)
 		}
 	}
-	if st := lexStatus(); st != IndexValid {
-		t.Fatalf("lexical index before the load: %s", st)
-	}
+	wantLexicalStatus(t, conn, "before the load", IndexValid)
 	want := lexSearchAll(t, s, 20, 0)
 	if err := s.BeginBulk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := lexStatus(); st != IndexMissing {
-		t.Fatalf("lexical index during the load: %s, want missing", st)
-	}
+	wantLexicalStatus(t, conn, "during the load", IndexMissing)
 	same("during the load", lexSearchAll(t, s, 20, 0), want)
 	if _, err := s.EndBulk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := lexStatus(); st != IndexValid {
-		t.Fatalf("lexical index after the load: %s, want valid", st)
-	}
+	wantLexicalStatus(t, conn, "after the load", IndexValid)
 	same("after the load", lexSearchAll(t, s, 20, 0), want)
 
 	// A build killed in one partition's CREATE INDEX CONCURRENTLY leaves that
@@ -343,16 +329,14 @@ func TestBulkLoadDefersTheLexicalIndex(t *testing.T) {
 	if _, err := conn.Exec(ctx, `UPDATE pg_index SET indisvalid = false WHERE indexrelid = $1`, invalid); err != nil {
 		t.Fatal(err)
 	}
-	if st := lexStatus(); st != IndexInvalid {
-		t.Fatalf("lexical index with an invalid partition index: %s, want invalid", st)
-	}
+	wantLexicalStatus(t, conn, "with an invalid partition index", IndexInvalid)
 	same("with an invalid partition index", lexSearchAll(t, s, 20, 0), want)
 	if _, err := s.BuildIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := lexStatus(); st != IndexValid || oid(1) == invalid || oid(2) != kept {
-		t.Fatalf("after BuildIndex: %s, partition 1's index rebuilt %v, partition 2's kept %v; want valid, true, true",
-			st, oid(1) != invalid, oid(2) == kept)
+	wantLexicalStatus(t, conn, "after BuildIndex", IndexValid)
+	if oid(1) == invalid || oid(2) != kept {
+		t.Fatalf("after BuildIndex: partition 1's index rebuilt %v, partition 2's kept %v; want both", oid(1) != invalid, oid(2) == kept)
 	}
 
 	// What a load killed before EndBulk leaves: every partition's index
@@ -368,7 +352,10 @@ func TestBulkLoadDefersTheLexicalIndex(t *testing.T) {
 	}
 	defer s2.Close()
 	same("without the index", lexSearchAll(t, s2, 20, 0), want)
-	poll(t, "the lexical index built after a search", func() bool { return lexStatus() == IndexValid })
+	poll(t, "the lexical index built after a search", func() bool {
+		st, err := lexicalIndexStatus(ctx, conn)
+		return err == nil && st == IndexValid
+	})
 	same("after the search built the index", lexSearchAll(t, s2, 20, 0), want)
 }
 
@@ -387,9 +374,7 @@ func TestLexicalBuildOnABusyPool(t *testing.T) {
 	if err := s.BeginBulk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexMissing {
-		t.Fatalf("lexical index during the load: %s %v, want missing", st, err)
-	}
+	wantLexicalStatus(t, conn, "during the load", IndexMissing)
 	done := make(chan error, 1)
 	go func() { _, err := s.EndBulk(ctx); done <- err }()
 	select {
@@ -400,9 +385,7 @@ func TestLexicalBuildOnABusyPool(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("EndBulk waited a minute for a connection")
 	}
-	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexValid {
-		t.Fatalf("lexical index after the load: %s %v, want valid", st, err)
-	}
+	wantLexicalStatus(t, conn, "after the load", IndexValid)
 }
 
 // TestLexicalDuringAnotherReplicasBulkLoad: two stores on one database, as two
@@ -430,9 +413,7 @@ func TestLexicalDuringAnotherReplicasBulkLoad(t *testing.T) {
 	if err := loader.BeginBulk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexMissing {
-		t.Fatalf("lexical index during the load: %s %v, want missing", st, err)
-	}
+	wantLexicalStatus(t, conn, "during the load", IndexMissing)
 	if during := same("during the load"); !slices.EqualFunc(during, before, slices.Equal) {
 		t.Fatalf("answers changed by dropping the indexes:\n got %v\nwant %v", during, before)
 	}
@@ -447,9 +428,7 @@ func TestLexicalDuringAnotherReplicasBulkLoad(t *testing.T) {
 	if _, err := loader.EndBulk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := lexicalIndexStatus(ctx, conn); err != nil || st != IndexValid {
-		t.Fatalf("lexical index after the load: %s %v, want valid", st, err)
-	}
+	wantLexicalStatus(t, conn, "after the load", IndexValid)
 	after := same("after the load")
 	found := false
 	for _, h := range after[0] { // "login timeout" over the whole tenant
@@ -458,4 +437,38 @@ func TestLexicalDuringAnotherReplicasBulkLoad(t *testing.T) {
 	if !found {
 		t.Fatalf("the other replica's ticket written during the load is not found after it: %v", after[0])
 	}
+}
+
+// TestLexicalIndexesDroppedByAnotherReplica: a store that has seen the lexical
+// indexes valid looks again once that is lexRecheck old, so when another
+// replica's bulk load dropped them and died, this replica's next lexical
+// search starts the build (before, it trusted its first look for good and
+// searched without the indexes until a `clearance index` run).
+func TestLexicalIndexesDroppedByAnotherReplica(t *testing.T) {
+	ctx := context.Background()
+	loader, conn, url := lexFixture(t, "lex-recheck")
+	other, err := Open(ctx, Config{DatabaseURL: url, Meta: retrieval.IndexMeta{Model: "lex-recheck", Dim: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.lexRecheck = 200 * time.Millisecond
+	want := lexSearchAll(t, other, 20, 0)
+	// The other replica's load, killed before EndBulk: its session (and
+	// lock) gone, the indexes missing.
+	if err := loader.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := loader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantLexicalStatus(t, conn, "after the dead load", IndexMissing)
+	time.Sleep(other.lexRecheck)
+	if got := lexSearchAll(t, other, 20, 0); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("without the indexes:\n got %v\nwant %v", got, want)
+	}
+	poll(t, "the lexical indexes built after the other replica's search", func() bool {
+		st, err := lexicalIndexStatus(ctx, conn)
+		return err == nil && st == IndexValid
+	})
 }

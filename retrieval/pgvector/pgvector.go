@@ -140,10 +140,13 @@ type Store struct {
 	bulkMu sync.Mutex
 	bulk   *bulkState // the connection holding the bulk-load lock
 
-	// lexIndexValid: the lexical table's GIN index was last seen valid by
-	// this store (bulk.go); until then each lexical search looks, and starts
-	// a build when it is missing.
-	lexIndexValid atomic.Bool
+	// lexValidAt: when this store last saw every lexical GIN index valid (unix
+	// nanoseconds; 0: not since it started, or since its own bulk load dropped
+	// them). A lexical search looks again once it is lexRecheck old, so a
+	// replica notices indexes another replica's load dropped and never built
+	// (it died), and starts the build (bulk.go).
+	lexValidAt atomic.Int64
+	lexRecheck time.Duration
 
 	// Background index builds started by searches (bulk.go).
 	building atomic.Bool
@@ -247,7 +250,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, unavailable("connect", err)
 	}
-	s := &Store{pool: pool, cfg: cfg, log: log}
+	s := &Store{pool: pool, cfg: cfg, log: log, lexRecheck: lexicalRecheck}
 	s.bgCtx, s.bgStop = context.WithCancel(context.WithoutCancel(ctx))
 	// A bulk load that died leaves the index missing or invalid. Searches are
 	// exact (correct, slower) until BuildIndex runs; say so once at start.
@@ -263,7 +266,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	} else if st != IndexValid {
 		log.WarnContext(ctx, "pgvector: lexical index is "+string(st)+"; lexical searches are slower until it is built (by the first lexical search, or `clearance index`)")
 	} else {
-		s.lexIndexValid.Store(true)
+		s.lexSeenValid()
 	}
 	if cfg.ReadDatabaseURL != "" {
 		if s.replica, err = openReplica(ctx, cfg, pool, log); err != nil {
