@@ -115,15 +115,21 @@ func (c *stmtCachingConn) cached(ctx context.Context, query string) (*cachedStmt
 	return cs, nil
 }
 
+// preparedAs is query's cached statement as the driver interface T (its
+// query or exec method), or ok false when the query must run unprepared.
+func preparedAs[T any](ctx context.Context, c *stmtCachingConn, query string) (st T, cs *cachedStmt, ok bool, err error) {
+	if cs, err = c.cached(ctx, query); err != nil || cs == nil {
+		return st, nil, false, err
+	}
+	st, ok = cs.stmt.(T)
+	return st, cs, ok, nil
+}
+
 // QueryContext runs query on its cached prepared statement.
 func (c *stmtCachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	cs, err := c.cached(ctx, query)
+	q, cs, ok, err := preparedAs[driver.StmtQueryContext](ctx, c, query)
 	if err != nil {
 		return nil, err
-	}
-	q, ok := driver.StmtQueryContext(nil), false
-	if cs != nil {
-		q, ok = cs.stmt.(driver.StmtQueryContext)
 	}
 	if !ok {
 		return c.sqliteConn.QueryContext(ctx, query, args)
@@ -139,13 +145,9 @@ func (c *stmtCachingConn) QueryContext(ctx context.Context, query string, args [
 // ExecContext runs query on its cached prepared statement (the driver resets
 // it when the execution ends).
 func (c *stmtCachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	cs, err := c.cached(ctx, query)
+	x, _, ok, err := preparedAs[driver.StmtExecContext](ctx, c, query)
 	if err != nil {
 		return nil, err
-	}
-	x, ok := driver.StmtExecContext(nil), false
-	if cs != nil {
-		x, ok = cs.stmt.(driver.StmtExecContext)
 	}
 	if !ok {
 		return c.sqliteConn.ExecContext(ctx, query, args)
